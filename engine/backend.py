@@ -1,0 +1,123 @@
+"""The training step behind one interface, for our engine ("numba") and PyTorch ("torch")."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .layer import Context
+from .losses import LOSSES
+from .model import Net
+from .optim import OptimConfig, Optimizer
+
+BACKENDS = ("numba", "torch")
+
+
+@dataclass
+class StepStats:
+    loss: float
+    grad_norm: float                     # global, before clipping
+    param_norm: float
+    grad_norms: dict[str, float]         # per tensor
+    update_ratios: dict[str, float]      # |dW| / |W| per tensor
+    time_grad_norms: dict[str, np.ndarray] | None   # ||dL/dh_t||, (T,), per sequence layer
+
+
+def loss_targets(loss: str, y: np.ndarray, dtype) -> np.ndarray:
+    """Labels as the loss wants them: int ids for cross-entropy, floats otherwise."""
+    if loss == "cross_entropy":
+        return np.asarray(y, dtype=np.int64).reshape(-1)
+    return np.asarray(y, dtype=dtype)
+
+
+class Trainer:
+    """Our engine: a Net, a loss and an optimizer; one `step` is forward, backward, update."""
+
+    backend = "numba"
+
+    def __init__(self, layers, in_shape, loss: str = "cross_entropy", optim: OptimConfig | None = None,
+                 seed: int = 0, dtype="float32"):
+        self.dtype = np.dtype(dtype)
+        self.loss_name = loss
+        self.loss_fn = LOSSES[loss]
+        self.net = Net(layers, in_shape, self.dtype, seed)
+        self.optimizer = Optimizer(self.net.params, optim or OptimConfig())
+        self.rng = np.random.default_rng([seed, 1])     # dropout only; data order belongs to the session
+        self.names = self.net.params.names
+
+    @property
+    def config(self) -> OptimConfig:
+        return self.optimizer.config
+
+    def set_hparams(self, **changes) -> None:
+        self.optimizer.set(**changes)
+
+    def step(self, x, y, mask=None, time_grads: bool = True) -> StepStats:
+        ctx = Context(train=True, rng=self.rng, mask=mask, want_time_grads=time_grads)
+        out = self.net.forward(x, ctx)
+        loss, dout = self.loss_fn(out, loss_targets(self.loss_name, y, self.dtype))
+        if not math.isfinite(loss):
+            # leave the weights as they were: the session reports divergence and keeps the last good state
+            return StepStats(loss, math.nan, math.nan, {}, {}, None)
+        self.net.backward(dout, ctx)
+        opt = self.optimizer
+        grad_norm = opt.step()
+        p_norm = np.sqrt(opt.p_sq)
+        ratios = np.sqrt(opt.upd_sq) / np.maximum(p_norm, 1e-12)
+        return StepStats(
+            loss=loss,
+            grad_norm=grad_norm,
+            param_norm=float(math.sqrt(opt.p_sq.sum())),
+            grad_norms=dict(zip(self.names, np.sqrt(opt.grad_sq).tolist())),
+            update_ratios=dict(zip(self.names, ratios.tolist())),
+            time_grad_norms=dict(ctx.time_grad_norms) or None,
+        )
+
+    def predict(self, x, mask=None, batch_size: int = 1024) -> np.ndarray:
+        """Model outputs (logits) in evaluation mode, as a new array."""
+        outs = []
+        for lo in range(0, len(x), batch_size):
+            m = None if mask is None else mask[lo:lo + batch_size]
+            ctx = Context(train=False, rng=self.rng, mask=m, want_time_grads=False)
+            outs.append(np.array(self.net.forward(x[lo:lo + batch_size], ctx), copy=True))
+        return np.concatenate(outs) if outs else np.empty((0,) + self.net.out_shape, self.dtype)
+
+    # checkpoints: parameters under their torch names, optimizer slots under "optim.*"
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return self.net.params.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.net.params.load_state_dict(state)
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        return self.state_dict() | self.optimizer.state_arrays()
+
+    def load_state_arrays(self, arrays: dict) -> None:
+        self.load_state_dict({k: v for k, v in arrays.items() if k in self.net.params.shapes})
+        self.optimizer.load_state_arrays(arrays)
+
+    def rng_state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def set_rng_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
+
+
+def make_trainer(layers, in_shape, loss="cross_entropy", optim: OptimConfig | None = None, seed=0,
+                 dtype="float32", backend="numba"):
+    if backend == "numba":
+        return Trainer(layers, in_shape, loss, optim, seed, dtype)
+    if backend == "torch":
+        from .torch_backend import TorchTrainer
+
+        return TorchTrainer(layers, in_shape, loss, optim, seed, dtype)
+    raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+
+
+def warm_up(layers, in_shape, loss, x, y, mask=None, dtype="float32", kind="adam") -> None:
+    """Compile (or load from cache) every kernel this model uses, on a throwaway copy."""
+    t = Trainer(layers, in_shape, loss, OptimConfig(kind=kind), 0, dtype)
+    t.step(x, y, mask)
+    t.predict(x, mask)

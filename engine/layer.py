@@ -1,0 +1,112 @@
+"""The layer protocol, the per-step context, and the spec reader every layer validates with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import SpecError
+
+
+@dataclass
+class Context:
+    """What a forward/backward pass needs besides the arrays.
+
+    rng is the only source of dropout randomness; mask is (B, T) bool for token sequences;
+    sequence layers put ||dL/dh_t|| per time step, shape (T,), into time_grad_norms.
+    """
+
+    train: bool = True
+    rng: np.random.Generator | None = None
+    mask: np.ndarray | None = None
+    time_grad_norms: dict[str, np.ndarray] = field(default_factory=dict)
+    want_time_grads: bool = True
+
+
+class Layer:
+    """Base class; see docs/design.md for the protocol."""
+
+    kind = "layer"
+    name = ""          # set by the model: the layer's index path, e.g. "1" or "2.block.0"
+    need_dx = True     # the model sets False on the first layer: nothing upstream needs dx
+
+    def __init__(self, spec: dict, in_shape: tuple, dtype=np.float32):
+        self.dtype = np.dtype(dtype)
+        self.in_shape = tuple(in_shape)
+        self.out_shape = tuple(in_shape)
+
+    def param_shapes(self) -> dict[str, tuple]:
+        return {}
+
+    def init_params(self, p: dict, rng: np.random.Generator) -> None:
+        pass
+
+    def bind(self, p: dict, g: dict) -> None:
+        self.p, self.g = p, g
+
+    def forward(self, x, ctx: Context):
+        raise NotImplementedError
+
+    def backward(self, dy, ctx: Context):
+        raise NotImplementedError
+
+    def torch_module(self):
+        raise NotImplementedError(f"{self.kind} has no torch equivalent yet")
+
+    def sublayers(self) -> list["Layer"]:
+        return []
+
+
+class SpecReader:
+    """Reads one layer dict; every problem is a SpecError whose key is relative to the layer."""
+
+    def __init__(self, spec: dict, kind: str, allowed: set[str]):
+        self.spec = dict(spec)
+        unknown = sorted(set(self.spec) - allowed - {"type"})
+        if unknown:
+            raise SpecError(f".{unknown[0]}", f"unknown key for a {kind} layer (allowed: {', '.join(sorted(allowed)) or 'none'})")
+        self.kind = kind
+
+    def int(self, key, default=None, lo=None, hi=None) -> int:
+        v = self._get(key, default)
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise SpecError(f".{key}", f"must be an integer, got {v!r}")
+        self._range(key, v, lo, hi)
+        return int(v)
+
+    def float(self, key, default=None, lo=None, hi=None) -> float:
+        v = self._get(key, default)
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise SpecError(f".{key}", f"must be a number, got {v!r}")
+        self._range(key, v, lo, hi)
+        return float(v)
+
+    def bool(self, key, default=None) -> bool:
+        v = self._get(key, default)
+        if not isinstance(v, bool):
+            raise SpecError(f".{key}", f"must be true or false, got {v!r}")
+        return v
+
+    def choice(self, key, choices, default=None) -> str:
+        v = self._get(key, default)
+        if v not in choices:
+            raise SpecError(f".{key}", f"must be one of {', '.join(map(str, choices))}, got {v!r}")
+        return v
+
+    def raw(self, key, default=None):
+        return self._get(key, default)
+
+    def _get(self, key, default):
+        if key in self.spec:
+            return self.spec[key]
+        if default is None:
+            raise SpecError(f".{key}", f"is required for a {self.kind} layer")
+        return default
+
+    @staticmethod
+    def _range(key, v, lo, hi):
+        if lo is not None and v < lo:
+            raise SpecError(f".{key}", f"must be at least {lo}, got {v}")
+        if hi is not None and v > hi:
+            raise SpecError(f".{key}", f"must be at most {hi}, got {v}")

@@ -1,0 +1,106 @@
+"""Build a network from a plain description (a list of layer dicts) and run it.
+
+Parameter names follow torch.nn.Sequential over the layers' torch modules ("0.weight",
+"1.weight_ih_l0", "2.block.0.weight"), so checkpoints move both ways with PyTorch.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+
+from .errors import SpecError
+from .layer import Context, Layer
+from .params import ParamSet
+
+# type -> "module:Class"; modules are imported on first use so a missing family fails only where used
+REGISTRY = {
+    "dense": "dense:Dense",
+    "flatten": "dense:Flatten",
+    **{name: "activations:Activation" for name in ("identity", "relu", "leaky_relu", "sigmoid", "tanh", "softmax")},
+    "conv2d": "conv:Conv2d",
+    "maxpool2d": "conv:MaxPool2d",
+    "dropout": "conv:Dropout",
+    "residual": "conv:Residual",
+    "embedding": "recurrent:Embedding",
+    "rnn": "recurrent:RNN",
+    "lstm": "recurrent:LSTM",
+    "gru": "recurrent:GRU",
+    "attention": "attention:SelfAttention",
+    "layernorm": "attention:LayerNorm",
+}
+
+
+def layer_class(kind: str):
+    module, cls = REGISTRY[kind].split(":")
+    return getattr(importlib.import_module(f"engine.{module}"), cls)
+
+
+def build_layers(spec, in_shape: tuple, dtype=np.float32, prefix: str = "") -> list[Layer]:
+    """Layers for `spec`, shapes checked in order. Errors are SpecError keyed like "[1].hidden"."""
+    if not isinstance(spec, (list, tuple)) or not spec:
+        raise SpecError("", "must be a non-empty list of layer tables")
+    layers, shape = [], tuple(in_shape)
+    for i, entry in enumerate(spec):
+        if not hasattr(entry, "get"):
+            raise SpecError(f"[{i}]", f"must be a table like {{ type = \"dense\", units = 10 }}, got {entry!r}")
+        kind = entry.get("type")
+        if kind not in REGISTRY:
+            raise SpecError(f"[{i}].type", f"unknown layer type {kind!r} (known: {', '.join(sorted(REGISTRY))})")
+        try:
+            layer = layer_class(kind)(dict(entry), shape, dtype)
+        except SpecError as e:
+            raise e.at(f"[{i}]") from None
+        except ValueError as e:   # a kernel wrapper's shape complaint
+            raise SpecError(f"[{i}]", f"{kind} cannot take input of shape {shape}: {e}") from None
+        layer.name = f"{prefix}{i}"
+        layers.append(layer)
+        shape = layer.out_shape
+    return layers
+
+
+def named_param_shapes(layers: list[Layer]) -> list[tuple[str, tuple]]:
+    return [(f"{i}.{local}", shape) for i, layer in enumerate(layers) for local, shape in layer.param_shapes().items()]
+
+
+def split_views(views: dict, layers: list[Layer]) -> list[dict]:
+    """Per-layer dicts of local-name views out of a dict keyed "{i}.{local}"."""
+    out = []
+    for i, layer in enumerate(layers):
+        out.append({local: views[f"{i}.{local}"] for local in layer.param_shapes()})
+    return out
+
+
+class Net:
+    """A stack of layers over one ParamSet."""
+
+    def __init__(self, spec, in_shape: tuple, dtype=np.float32, seed: int = 0):
+        self.dtype = np.dtype(dtype)
+        self.in_shape = tuple(in_shape)
+        self.layers = build_layers(spec, in_shape, self.dtype)
+        self.out_shape = self.layers[-1].out_shape
+        self.params = ParamSet(named_param_shapes(self.layers), self.dtype)
+        rng = np.random.default_rng(seed)
+        for layer, p, g in zip(self.layers, split_views(self.params.values, self.layers),
+                               split_views(self.params.grads, self.layers)):
+            layer.init_params(p, rng)
+            layer.bind(p, g)
+        first = self.layers[0]
+        first.need_dx = False
+
+    def forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
+        if x.dtype.kind == "f" and x.dtype != self.dtype:
+            x = x.astype(self.dtype)
+        for layer in self.layers:
+            x = layer.forward(x, ctx)
+        return x
+
+    def backward(self, dy: np.ndarray, ctx: Context) -> None:
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy, ctx)
+
+    def torch_module(self):
+        import torch.nn as nn
+
+        return nn.Sequential(*[layer.torch_module() for layer in self.layers])

@@ -1,0 +1,80 @@
+"""What the training session yields: small frozen records, shared by the TUI and the headless CLI."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class Compiling:
+    """Kernels are being compiled (first start) or loaded from the on-disk cache."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class Step:
+    """One logged training step (the session logs every `training.log_every` steps)."""
+
+    step: int
+    epoch: float
+    loss: float
+    lr: float
+    grad_norm: float
+    param_norm: float
+    grad_norms: dict[str, float]
+    update_ratios: dict[str, float]
+    time_grad_norms: dict[str, list[float]] | None
+    steps_per_s: float
+    elapsed: float
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Metrics on the held-out split; `details` holds confusion matrices and per-gap curves."""
+
+    step: int
+    epoch: float
+    split: str
+    metrics: dict[str, float]
+    details: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class KnobChanged:
+    """A live knob took effect before `step`; charts draw a marker there."""
+
+    step: int
+    key: str
+    value: object
+
+
+@dataclass(frozen=True)
+class Diverged:
+    """Loss became NaN/inf or blew up; training stops, the last good checkpoint is kept."""
+
+    step: int
+    reason: str
+    hint: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    step: int
+    elapsed: float
+    summary: dict
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """The stop event was set (pause, quit, Ctrl-C); the session can be resumed."""
+
+    step: int
+
+
+Record = Compiling | Step | Evaluation | KnobChanged | Diverged | Finished | Stopped
+
+
+def to_json(record: Record) -> dict:
+    """A plain dict for metrics.jsonl, tagged with the record kind."""
+    return {"kind": type(record).__name__.lower(), **asdict(record)}
