@@ -53,11 +53,29 @@ class ParamSet:
             self.values[name][...] = value
 
 
+# Reductions keep LANES partial sums (float64) and add them up in a fixed order at the end: the
+# loop then vectorises without fastmath, and the result is the same bit for bit on every run.
+LANES = 64
+
+
 @jit
 def segment_sumsq(x, offsets, out):
     """out[s] = sum of x[offsets[s]:offsets[s+1]]**2, accumulated in float64."""
+    acc = np.empty(LANES)                                 # (LANES,) partial sums
     for s in range(offsets.size - 1):
-        acc = 0.0
-        for i in range(offsets[s], offsets[s + 1]):
-            acc += np.float64(x[i]) * x[i]
-        out[s] = acc
+        acc[:] = 0.0
+        for lo in range(offsets[s], offsets[s + 1], LANES):
+            xb = x[lo:min(lo + LANES, offsets[s + 1])]    # slices index from 0: no wraparound checks
+            for k in range(xb.size):
+                v = np.float64(xb[k])
+                acc[k] += v * v
+        out[s] = lane_total(acc)
+
+
+@jit
+def lane_total(acc):
+    """Sum of the LANES partial sums, in a fixed order."""
+    total = 0.0
+    for k in range(acc.size):
+        total += acc[k]
+    return total

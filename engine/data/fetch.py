@@ -19,7 +19,7 @@ from typing import Callable
 from engine.data.folder import DatasetInfo, dataset_info
 from engine.errors import DescentError
 
-Progress = Callable[[str, int, int], None]   # (label, bytes done, bytes total or 0 if unknown)
+Progress = Callable[[str, int, int], None]   # (file name, bytes done, bytes total or 0 if unknown)
 
 _CHUNK = 1 << 16
 _TIMEOUT_S = 30
@@ -29,8 +29,8 @@ _USER_AGENT = "descent/0.1 (+dataset fetch)"
 def fetch(name: str, root: str | os.PathLike, progress: Progress | None = None) -> Path:
     """Download dataset `name` into `root/name` and return that folder.
 
-    `progress(label, done, total)` is called as bytes arrive (`total` is 0 when the server does
-    not say). Raises `DescentError` with one line when every source fails or a checksum does
+    `progress(file, done, total)` is called as bytes arrive, with the name of the file (or zip
+    archive) being downloaded; `total` is 0 when the server does not say. Raises `DescentError` with one line when every source fails or a checksum does
     not match.
     """
     info = dataset_info(name)
@@ -68,7 +68,7 @@ def _fetch_file(name: str, info: DatasetInfo, folder: Path, file: str, progress:
     for base in info.urls:
         url = base + file
         try:
-            tmp, sha = _download(url, folder, f"{name}/{file}", progress)
+            tmp, sha = _download(url, folder, file, progress)
         except _NETWORK_ERRORS as e:
             failures.append(f"{url}: {_reason(e)}")
             continue
@@ -85,9 +85,8 @@ def _fetch_from_archive(name: str, info: DatasetInfo, folder: Path, todo: list[s
     """The files in `todo` from the first zip that holds all of them with the right checksums."""
     failures = []
     for url in info.urls:
-        label = f"{name}/{url.rsplit('/', 1)[-1]}"
         try:
-            tmp, _ = _download(url, folder, label, progress)
+            tmp, _ = _download(url, folder, url.rsplit("/", 1)[-1], progress)
         except _NETWORK_ERRORS as e:
             failures.append(f"{url}: {_reason(e)}")
             continue
@@ -132,7 +131,7 @@ def _extract_verified(zip_path: Path, folder: Path, wanted: dict[str, str]) -> s
 def _download(url: str, folder: Path, label: str, progress: Progress | None) -> tuple[Path, str]:
     """Stream `url` to a temporary file in `folder`; returns (temp path, SHA-256 hex).
     The temporary file is removed if anything goes wrong."""
-    tmp = _temp_in(folder, label.rsplit("/", 1)[-1])
+    tmp = _temp_in(folder, label)
     h = hashlib.sha256()
     try:
         request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})

@@ -1,0 +1,33 @@
+"""Datasets for descent: the data folder and `fetch`, the loaders, text vectorizing and the
+Nile memory test. NumPy and the standard library only (scikit-learn lazily, for its digits).
+
+| module | holds |
+|---|---|
+| `folder.py` | `DATA_ENV`, `data_dir`, `DATASETS` (files, SHA-256, sources), `require` |
+| `fetch.py` | `fetch`: verified, atomic downloads |
+| `dataset.py` | `Dataset` |
+| `split.py` | `stratified_split`, `random_split`, `standardize` |
+| `images.py` | `load_mnist` (IDX files), `load_digits8x8` |
+| `text.py` | `tokenize`, `build_vocab`, `TextEncoder`, `load_sms_spam`, `load_text_csv` |
+| `tables.py` | `load_spambase`, `load_csv` and the CSV reading shared with `text.py` |
+| `nile.py` | `make_nile`, `nile_sentence` |
+| `sources.py` | `load_dataset`, `input_shape`: the entry point from a scenario's `[data]` table |
+"""
+
+from engine.data.dataset import Dataset
+from engine.data.fetch import fetch
+from engine.data.folder import DATA_ENV, DATASETS, DatasetInfo, data_dir, require
+from engine.data.images import load_digits8x8, load_mnist, read_idx
+from engine.data.nile import FACTS, FILLERS, make_nile, nile_sentence
+from engine.data.sources import SOURCES, input_shape, load_dataset, source_options
+from engine.data.split import random_split, standardize, stratified_split
+from engine.data.tables import load_csv, load_spambase
+from engine.data.text import TextEncoder, build_vocab, load_sms_spam, load_text_csv, tokenize
+
+__all__ = [
+    "DATA_ENV", "DATASETS", "FACTS", "FILLERS", "SOURCES", "Dataset", "DatasetInfo", "TextEncoder",
+    "build_vocab", "data_dir", "fetch", "input_shape", "load_csv", "load_dataset", "load_digits8x8",
+    "load_mnist", "load_sms_spam", "load_spambase", "load_text_csv", "make_nile", "nile_sentence",
+    "random_split", "read_idx", "require", "source_options", "standardize", "stratified_split",
+    "tokenize",
+]

@@ -1,0 +1,96 @@
+"""`load_dataset` and `input_shape`: the one entry point from a scenario's `[data]` table.
+
+`source` names a loader; `options` are that loader's keyword arguments (the rest of the table).
+Paths in options are relative to `base_dir`, the scenario file's folder.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Callable
+
+from engine.data.dataset import Dataset
+from engine.data.images import load_digits8x8, load_mnist
+from engine.data.nile import make_nile, nile_length
+from engine.data.tables import SPAMBASE_FEATURES, csv_feature_count, load_csv, load_spambase
+from engine.data.text import check_text_options, load_sms_spam, load_text_csv
+from engine.errors import SpecError
+
+# source -> (loader, how it is called: "root" = data folder first, "path" = a file option, "" = neither)
+_LOADERS: dict[str, tuple[Callable[..., Dataset], str]] = {
+    "mnist": (load_mnist, "root"),
+    "digits8x8": (load_digits8x8, ""),
+    "sms_spam": (load_sms_spam, "root"),
+    "spambase": (load_spambase, "root"),
+    "nile": (make_nile, ""),
+    "csv": (load_csv, "path"),
+    "text": (load_text_csv, "path"),
+}
+SOURCES = tuple(_LOADERS)
+
+
+def source_options(source: str) -> dict[str, object]:
+    """The options `source` accepts, with their defaults (`inspect.Parameter.empty` = required)."""
+    loader, mode = _loader(source)
+    params = list(inspect.signature(loader).parameters.values())
+    if mode == "root":
+        params = params[1:]
+    return {p.name: p.default for p in params}
+
+
+def load_dataset(source: str, options: dict, root: Path, base_dir: Path) -> Dataset:
+    """Load `source` with `options`; `root` is the data folder, `base_dir` the scenario's folder."""
+    loader, mode = _loader(source)
+    kwargs = _checked(source, options)
+    if mode == "path":
+        kwargs["path"] = _resolve(kwargs["path"], base_dir)
+        return loader(**kwargs)
+    if mode == "root":
+        return loader(Path(root), **kwargs)
+    return loader(**kwargs)
+
+
+def input_shape(source: str, options: dict, base_dir: Path) -> tuple:
+    """The per-sample input shape `load_dataset` would give, without reading the data files
+    (a user CSV's header row only)."""
+    kwargs = {**{k: v for k, v in source_options(source).items() if v is not inspect.Parameter.empty},
+              **_checked(source, options)}
+    if source == "mnist":
+        return (1, 28, 28)
+    if source == "digits8x8":
+        return (1, 8, 8)
+    if source == "spambase":
+        return (SPAMBASE_FEATURES,)
+    if source == "nile":
+        return (nile_length(kwargs["gap"]),)
+    if source == "csv":
+        return (csv_feature_count(_resolve(kwargs["path"], base_dir), kwargs["label"], kwargs["delimiter"]),)
+    check_text_options(kwargs["features"], kwargs["vocab_size"], kwargs["max_len"])   # sms_spam, text
+    return (kwargs["max_len"],) if kwargs["features"] == "sequence" else (kwargs["vocab_size"],)
+
+
+def _loader(source: str) -> tuple[Callable[..., Dataset], str]:
+    if source not in _LOADERS:
+        raise SpecError("data.source", f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
+    return _LOADERS[source]
+
+
+def _checked(source: str, options: dict) -> dict:
+    """A copy of `options`, after checking every key is known and every required one given."""
+    accepted = source_options(source)
+    for key in options:
+        if key not in accepted:
+            raise SpecError(f"data.{key}", f"unknown option for source {source!r}; "
+                                           f"expected one of {', '.join(accepted)}")
+    for key, default in accepted.items():
+        if default is inspect.Parameter.empty and key not in options:
+            raise SpecError(f"data.{key}", f"required for source {source!r}")
+    return dict(options)
+
+
+def _resolve(path, base_dir: Path) -> Path:
+    if not isinstance(path, (str, Path)) or str(path) == "":
+        raise SpecError("data.path", f"must be a file path, got {path!r}")
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else Path(base_dir) / p

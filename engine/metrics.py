@@ -1,0 +1,89 @@
+"""Evaluation metrics from predictions: pure functions over arrays."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def probabilities(outputs: np.ndarray) -> np.ndarray:
+    """(n, K) class probabilities from logits; one logit (BCE) becomes [1 - p, p]."""
+    outputs = np.asarray(outputs, dtype=np.float64)
+    if outputs.ndim == 2 and outputs.shape[1] == 1:
+        p = 1.0 / (1.0 + np.exp(-outputs[:, 0]))
+        return np.stack([1.0 - p, p], axis=1)
+    return softmax(outputs.reshape(len(outputs), -1))
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
+    """(k, k) counts, rows = true class, columns = predicted."""
+    m = np.zeros((k, k), dtype=np.int64)
+    np.add.at(m, (np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)), 1)
+    return m
+
+
+def binary_metrics(cm: np.ndarray) -> dict[str, float]:
+    """Class 1 is the positive ("spam") class."""
+    tn, fp, fn, tp = (float(v) for v in cm.ravel())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    denom = math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+        "mcc": (tp * tn - fp * fn) / denom if denom else 0.0,
+        "spam_caught": recall,
+        "ham_blocked": fp / (fp + tn) if fp + tn else 0.0,
+    }
+
+
+def classification(probs: np.ndarray, y: np.ndarray, class_names: list[str]) -> tuple[dict, dict]:
+    """Metrics and details (confusion matrix, per-class errors) for class probabilities."""
+    y = np.asarray(y, np.int64).reshape(-1)
+    k = probs.shape[1]
+    pred = probs.argmax(axis=1)
+    cm = confusion(y, pred, k)
+    eps = 1e-12
+    metrics = {
+        "accuracy": float((pred == y).mean()) if len(y) else 0.0,
+        "loss": float(-np.log(probs[np.arange(len(y)), y] + eps).mean()) if len(y) else 0.0,
+    }
+    metrics["error"] = 1.0 - metrics["accuracy"]
+    if k == 2:
+        metrics |= binary_metrics(cm)
+    per_class = (cm.sum(axis=1) - np.diag(cm)).tolist()
+    details = {"confusion": cm.tolist(), "class_names": list(class_names), "errors_per_class": per_class}
+    return metrics, details
+
+
+def regression(pred: np.ndarray, target: np.ndarray) -> tuple[dict, dict]:
+    pred = np.asarray(pred, np.float64).reshape(len(pred), -1)
+    target = np.asarray(target, np.float64).reshape(pred.shape)
+    err = pred - target
+    var = float(((target - target.mean(axis=0)) ** 2).mean())
+    mse = float((err ** 2).mean())
+    return {"mse": mse, "loss": mse, "mae": float(np.abs(err).mean()),
+            "r2": 1.0 - mse / var if var > 0 else 0.0}, {}
+
+
+def accuracy_by_group(correct: np.ndarray, groups: np.ndarray, bins: int = 12) -> dict:
+    """Accuracy per group value (the Nile gap), pooled into at most `bins` ranges."""
+    groups = np.asarray(groups)
+    values = np.unique(groups)
+    if len(values) > bins:
+        edges = np.linspace(values.min(), values.max() + 1, bins + 1)
+        idx = np.clip(np.searchsorted(edges, groups, side="right") - 1, 0, bins - 1)
+        centers = [int((edges[i] + edges[i + 1] - 1) // 2) for i in range(bins)]
+        acc = [float(correct[idx == i].mean()) if (idx == i).any() else float("nan") for i in range(bins)]
+        return {"gap": centers, "accuracy": acc, "gap_lo": [int(e) for e in edges[:-1]],
+                "gap_hi": [int(e) - 1 for e in edges[1:]]}
+    return {"gap": values.tolist(), "accuracy": [float(correct[groups == v].mean()) for v in values],
+            "gap_lo": values.tolist(), "gap_hi": values.tolist()}

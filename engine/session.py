@@ -1,0 +1,423 @@
+"""The training session: one generator of records that both the dashboard and the headless CLI consume.
+
+    session = Session(scenario, out_dir=Path("runs/nile"))
+    for record in session.prepare(): ...            # loading data, compiling kernels
+    for record in session.run(stop_event): ...      # Step, Evaluation, KnobChanged, Diverged, Finished/Stopped
+
+The session owns the data order, the learning-rate schedule, evaluation, divergence checks and,
+when given an out_dir, everything written there: metrics.jsonl (appended and flushed per
+record), checkpoint.npz and summary.json (atomic), scenario.toml (the fully resolved scenario).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from . import checkpoint
+from .backend import make_trainer, warm_up
+from .errors import DescentError, SpecError
+from .metrics import accuracy_by_group, classification, probabilities, regression
+from .optim import OptimConfig
+from .records import Compiling, Diverged, Evaluation, Finished, KnobChanged, Step, Stopped, to_json
+from .schedules import lr_at
+
+LIVE_HPARAMS = ("lr", "momentum", "clip_norm", "weight_decay", "beta1", "beta2", "eps", "alpha")
+CHECKPOINT = "checkpoint.npz"
+
+
+def plain(value):
+    """Read-only mappings and tuples from a Scenario into plain dicts and lists (layer specs)."""
+    if hasattr(value, "items"):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def fill_from_data(layers: list, vocab_size: int | None) -> list:
+    """Embedding layers without `vocab` take the dataset's vocabulary size."""
+    for layer in layers:
+        if layer.get("type") == "embedding" and "vocab" not in layer and vocab_size:
+            layer["vocab"] = vocab_size
+        if layer.get("type") == "residual":
+            fill_from_data(layer.get("layers", []), vocab_size)
+    return layers
+
+
+def resolve_loss(name: str, task: str, out_units: int) -> str:
+    if name != "auto":
+        return name
+    if task == "regression":
+        return "mse"
+    return "bce" if out_units == 1 else "cross_entropy"
+
+
+class Session:
+    def __init__(self, scenario, *, data_root=None, out_dir=None, backend: str | None = None,
+                 seed: int | None = None):
+        self.scenario = scenario
+        t = scenario.training
+        self.backend = backend or t.backend
+        self.seed = t.seed if seed is None else seed
+        self.data_root = data_root
+        self.out_dir = Path(out_dir) if out_dir else None
+        self.dataset = None
+        self.trainer = None
+        self.state = "new"
+        self.step = 0
+        self.batch_size = t.batch_size
+        self.base_lr = t.lr
+        self.live: dict[str, object] = {}          # live knob values that differ from the file
+        self.records: list = []
+        self.elapsed = 0.0
+        self.compile_seconds = 0.0
+        self.first_loss: float | None = None
+        self.last_eval: Evaluation | None = None
+        self._pending: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._data_rng = np.random.default_rng([self.seed, 2])
+        self._perm = np.empty(0, np.int64)
+        self._pos = 0
+        self._epoch_index = 0
+
+    # ---- setup -------------------------------------------------------------------------------
+    def prepare(self) -> Iterator[Compiling]:
+        """Load the data, build the model, compile kernels. Raises DescentError on bad input."""
+        from .data import data_dir, load_dataset
+
+        sc = self.scenario
+        self.state = "compiling"
+        yield Compiling(f"loading {sc.data.source} data")
+        root = data_dir(self.data_root)
+        ds = load_dataset(sc.data.source, dict(sc.data.options), root, sc.base_dir)
+        self.dataset = ds
+        self.dtype = np.dtype(sc.training.dtype)
+        self.x_train = ds.x_train.astype(self.dtype) if ds.x_train.dtype.kind == "f" else ds.x_train
+        self.x_test = ds.x_test.astype(self.dtype) if ds.x_test.dtype.kind == "f" else ds.x_test
+        self.layers = fill_from_data(plain(sc.model.layers), len(ds.vocab) if ds.vocab else None)
+        self._check_output(ds)
+        t = sc.training
+        self.optim = OptimConfig(kind=t.optimizer, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov,
+                                 beta1=t.beta1, beta2=t.beta2, eps=t.eps, alpha=t.alpha,
+                                 weight_decay=t.weight_decay, clip_norm=t.clip_norm)
+        try:
+            self.trainer = make_trainer(self.layers, ds.in_shape, self.loss, self.optim, self.seed,
+                                        self.dtype, self.backend)
+        except SpecError as e:
+            raise e.at("model.layers", file=str(sc.path) if sc.path else None) from None
+        except ImportError:
+            raise DescentError("backend 'torch' needs PyTorch: pip install 'descent[torch]'") from None
+        if self.backend == "numba":
+            yield Compiling("compiling kernels (first start only; cached afterwards)")
+            t0 = time.perf_counter()
+            n = min(2, len(self.x_train))
+            warm_up(self.layers, ds.in_shape, self.loss, self.x_train[:n], ds.y_train[:n],
+                    None if ds.mask_train is None else ds.mask_train[:n], self.dtype, t.optimizer)
+            self.compile_seconds = time.perf_counter() - t0
+        self.total_steps = self._budget()
+        if self.out_dir:
+            self._open_run_dir()
+        if getattr(self, "_resume_from", None):
+            self.load_checkpoint(self._resume_from)
+        self.state = "paused"
+
+    def _check_output(self, ds) -> None:
+        sc = self.scenario
+        from .model import build_layers
+
+        try:
+            out = build_layers(self.layers, ds.in_shape, np.float64)[-1].out_shape
+        except SpecError as e:
+            raise e.at("model.layers", file=str(sc.path) if sc.path else None) from None
+        units = out[-1] if out else 1
+        self.loss = resolve_loss(sc.training.loss, sc.task, units)
+        want = (1 if self.loss == "bce" else ds.n_classes) if sc.task == "classification" else ds.y_train.shape[-1]
+        if len(out) != 1 or units != want:
+            key = f"model.layers[{len(self.layers) - 1}].units"
+            raise SpecError(key, f"the model's output has shape {out} but the data needs ({want},) "
+                                 f"({ds.n_classes} classes)" if sc.task == "classification" else
+                                 f"the model's output has shape {out} but the target has {want} values",
+                            str(sc.path) if sc.path else None)
+
+    def _budget(self) -> int:
+        t = self.scenario.training
+        if t.steps > 0:
+            return int(t.steps)
+        return max(1, math.ceil(t.epochs * len(self.x_train) / self.batch_size))
+
+    # ---- live control ---------------------------------------------------------------------------
+    def set_knob(self, key: str, value) -> None:
+        """Thread-safe; a live knob takes effect before the next step."""
+        name = key.removeprefix("training.")
+        if name not in LIVE_HPARAMS and name != "batch_size":
+            raise SpecError(key, "is not a live setting; it applies on reset")
+        self._pending.put((key, value))
+
+    def _apply_pending(self) -> list[KnobChanged]:
+        changed = []
+        while True:
+            try:
+                key, value = self._pending.get_nowait()
+            except queue.Empty:
+                return changed
+            self._apply(key, value)
+            changed.append(KnobChanged(self.step, key, value))
+
+    def _apply(self, key: str, value) -> None:
+        name = key.removeprefix("training.")
+        self.live[key] = value
+        if name == "batch_size":
+            self.batch_size = int(value)
+        elif name == "lr":
+            self.base_lr = float(value)
+        else:
+            self.trainer.set_hparams(**{name: value})
+
+    def lr_now(self) -> float:
+        t = self.scenario.training
+        return lr_at(self.step, self.base_lr, t.schedule, self.total_steps, t.warmup_steps, t.step_size,
+                     t.gamma, t.min_lr)
+
+    # ---- training -------------------------------------------------------------------------------
+    @property
+    def epoch(self) -> float:
+        n = max(1, len(self.x_train))
+        return self._epoch_index + self._pos / n
+
+    def _next_batch(self) -> np.ndarray:
+        n = len(self.x_train)
+        if self._pos >= len(self._perm):
+            if len(self._perm):
+                self._epoch_index += 1
+            self._perm = self._data_rng.permutation(n)
+            self._pos = 0
+        idx = self._perm[self._pos:self._pos + self.batch_size]
+        self._pos += len(idx)
+        return idx
+
+    def run(self, stop: threading.Event | None = None, steps: int | None = None) -> Iterator:
+        """Train until `steps` more steps (None: the scenario's budget) or `stop` is set."""
+        if self.trainer is None:
+            raise RuntimeError("call prepare() first")
+        stop = stop or threading.Event()
+        t = self.scenario.training
+        ev = self.scenario.evaluation
+        ds = self.dataset
+        target = self.step + steps if steps is not None else self.total_steps
+        self.state = "running"
+        window_start, window_steps = time.perf_counter(), 0
+        started = time.perf_counter()
+        base_elapsed = self.elapsed
+        while self.step < target and not stop.is_set():
+            for change in self._apply_pending():
+                yield self._emit(change)
+            lr = self.lr_now()
+            if lr != self.trainer.config.lr:
+                self.trainer.set_hparams(lr=lr)
+            idx = self._next_batch()
+            log_now = (self.step + 1) % t.log_every == 0 or self.step + 1 == target
+            mask = None if ds.mask_train is None else ds.mask_train[idx]
+            with self._lock:
+                stats = self.trainer.step(self.x_train[idx], ds.y_train[idx], mask, time_grads=log_now)
+            self.step += 1
+            window_steps += 1
+            self.elapsed = base_elapsed + time.perf_counter() - started
+            problem = self._divergence(stats)
+            if problem:
+                self.state = "diverged"
+                yield self._emit(Diverged(self.step, *problem))
+                self._write_summary("diverged")
+                return
+            if log_now:
+                now = time.perf_counter()
+                rate = window_steps / max(now - window_start, 1e-9)
+                window_start, window_steps = now, 0
+                yield self._emit(Step(
+                    step=self.step, epoch=round(self.epoch, 4), loss=stats.loss, lr=lr,
+                    grad_norm=stats.grad_norm, param_norm=stats.param_norm, grad_norms=stats.grad_norms,
+                    update_ratios=stats.update_ratios,
+                    time_grad_norms={k: np.asarray(v).tolist() for k, v in stats.time_grad_norms.items()}
+                    if stats.time_grad_norms else None,
+                    steps_per_s=rate, elapsed=self.elapsed))
+            if self.step % ev.every == 0 and self.step < target:
+                yield self._emit(self.evaluate())
+            if self.out_dir and t.checkpoint_every and self.step % t.checkpoint_every == 0:
+                self.save()
+        for change in self._apply_pending():
+            yield self._emit(change)
+        if stop.is_set() and self.step < target:
+            self.state = "paused"
+            if self.out_dir:
+                self.save()
+                self._write_summary("stopped")
+            yield self._emit(Stopped(self.step))
+            return
+        final = self.evaluate()
+        yield self._emit(final)
+        self.state = "finished"
+        summary = self._summary("finished")
+        if self.out_dir:
+            self.save()
+            self._write_summary("finished")
+        yield self._emit(Finished(self.step, self.elapsed, summary))
+
+    def _divergence(self, stats) -> tuple[str, str] | None:
+        t = self.scenario.training
+        hint = (f"lower the learning rate (now {self.base_lr:g}, try {self.base_lr / 10:g}) "
+                f"or set training.clip_norm (now {self.trainer.config.clip_norm:g})")
+        if not math.isfinite(stats.loss) or not math.isfinite(stats.grad_norm):
+            what = "loss" if not math.isfinite(stats.loss) else "gradient norm"
+            return f"{what} became {stats.loss if what == 'loss' else stats.grad_norm} at step {self.step}", hint
+        if self.first_loss is None:
+            self.first_loss = max(stats.loss, 1e-8)
+        elif stats.loss > t.diverge_factor * self.first_loss:
+            return (f"loss {stats.loss:.3g} at step {self.step} is over {t.diverge_factor:g}x "
+                    f"the first loss ({self.first_loss:.3g})"), hint
+        return None
+
+    # ---- evaluation -------------------------------------------------------------------------------
+    def predict_proba(self, x, mask=None) -> np.ndarray:
+        """Class probabilities (n, K) with the current weights; safe to call from another thread."""
+        if isinstance(x, np.ndarray) and x.dtype.kind == "f":
+            x = x.astype(self.dtype, copy=False)
+        with self._lock:
+            out = self.trainer.predict(x, mask)
+        return probabilities(out)
+
+    def predict_texts(self, texts: list[str]) -> np.ndarray:
+        if self.dataset is None or self.dataset.encode is None:
+            raise DescentError("this scenario's data is not text")
+        x, mask = self.dataset.encode(list(texts))
+        return self.predict_proba(x, mask)
+
+    def evaluate(self) -> Evaluation:
+        ds, ev = self.dataset, self.scenario.evaluation
+        n = len(self.x_test) if not ev.max_samples else min(ev.max_samples, len(self.x_test))
+        x, y = self.x_test[:n], ds.y_test[:n]
+        mask = None if ds.mask_test is None else ds.mask_test[:n]
+        if self.scenario.task == "regression":
+            with self._lock:
+                out = self.trainer.predict(x, mask)
+            metrics, details = regression(out, y)
+        else:
+            probs = self.predict_proba(x, mask)
+            metrics, details = classification(probs, y, ds.class_names)
+            pred = probs.argmax(axis=1)
+            if "gap" in ds.extra_test and ev.by_gap:
+                details["by_gap"] = accuracy_by_group(pred == y, ds.extra_test["gap"][:n])
+                details["chance"] = 1.0 / ds.n_classes
+            if ds.texts_test is not None and probs.shape[1] == 2:
+                wrong = np.flatnonzero(pred != y)
+                worst = wrong[np.argsort(-np.abs(probs[wrong, 1] - 0.5))][:8]
+                details["mistakes"] = [{"text": ds.texts_test[i], "label": ds.class_names[int(y[i])],
+                                        "p_spam": float(probs[i, 1])} for i in worst]
+        record = Evaluation(self.step, round(self.epoch, 4), "test", metrics, details)
+        self.last_eval = record
+        return record
+
+    # ---- persistence -------------------------------------------------------------------------------
+    def _emit(self, record):
+        self.records.append(record)
+        if self.out_dir:
+            self._metrics.write(json.dumps(to_json(record), default=float) + "\n")
+            self._metrics.flush()
+        return record
+
+    def _open_run_dir(self) -> None:
+        from .scenario import dumps
+
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        resolved = self.out_dir / "scenario.toml"
+        if not resolved.exists():
+            checkpoint.atomic_write_text(resolved, dumps(self.scenario))
+        self._metrics = open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8")
+
+    def close(self) -> None:
+        if self.out_dir and hasattr(self, "_metrics"):
+            self._metrics.close()
+
+    def _summary(self, status: str) -> dict:
+        final = self.last_eval.metrics if self.last_eval else {}
+        return {"status": status, "scenario": self.scenario.name, "backend": self.backend, "seed": self.seed,
+                "steps": self.step, "epochs": round(self.epoch, 4), "wall_time_s": round(self.elapsed, 3),
+                "steps_per_s": round(self.step / self.elapsed, 2) if self.elapsed > 0 else 0.0,
+                "compile_s": round(self.compile_seconds, 3), "metrics": final}
+
+    def _write_summary(self, status: str) -> None:
+        if self.out_dir:
+            checkpoint.atomic_write_text(self.out_dir / "summary.json",
+                                         json.dumps(self._summary(status), indent=2, default=float) + "\n")
+
+    def save(self, path=None) -> Path:
+        """Checkpoint (parameters, optimizer, data order, RNG states) written atomically."""
+        if path is None:
+            if not self.out_dir:
+                raise DescentError("no run folder: give a path to save the checkpoint to")
+            path = self.out_dir / CHECKPOINT
+        with self._lock:
+            arrays = self.trainer.state_arrays()
+            arrays["session.perm"] = self._perm.copy()
+            meta = {"step": self.step, "pos": self._pos, "epoch_index": self._epoch_index,
+                    "data_rng": self._data_rng.bit_generator.state, "trainer_rng": self.trainer.rng_state(),
+                    "live": self.live, "first_loss": self.first_loss, "elapsed": self.elapsed,
+                    "backend": self.backend, "seed": self.seed, "base_dir": str(self.scenario.base_dir),
+                    "scenario": self.scenario.name}
+        checkpoint.save(path, arrays, meta)
+        return Path(path)
+
+    def load_checkpoint(self, path) -> None:
+        path = Path(path)
+        try:
+            arrays, meta = checkpoint.load(path)
+        except (OSError, ValueError, KeyError) as e:
+            raise DescentError(f"{path}: not a readable checkpoint ({e})") from None
+        with self._lock:
+            try:
+                self.trainer.load_state_arrays(arrays)
+            except (KeyError, ValueError) as e:
+                raise DescentError(f"{path}: does not fit this model ({e})") from None
+            self.step = int(meta.get("step", 0))
+            self._pos = int(meta.get("pos", 0))
+            self._epoch_index = int(meta.get("epoch_index", 0))
+            self._perm = np.asarray(arrays.get("session.perm", np.empty(0, np.int64)), np.int64)
+            if "data_rng" in meta:
+                self._data_rng.bit_generator.state = meta["data_rng"]
+            if "trainer_rng" in meta:
+                self.trainer.set_rng_state(meta["trainer_rng"])
+            self.first_loss = meta.get("first_loss")
+            self.elapsed = float(meta.get("elapsed", 0.0))
+        for key, value in meta.get("live", {}).items():
+            self._apply(key, value)
+
+    def export_metrics(self, path) -> Path:
+        path = Path(path)
+        text = "".join(json.dumps(to_json(r), default=float) + "\n" for r in self.records
+                       if not isinstance(r, Compiling))
+        checkpoint.atomic_write_text(path, text)
+        return path
+
+    @classmethod
+    def resume(cls, run_dir, *, data_root=None) -> "Session":
+        """A session that continues the run in `run_dir` exactly where its checkpoint left it."""
+        from .scenario import loads
+
+        run_dir = Path(run_dir)
+        ckpt, resolved = run_dir / CHECKPOINT, run_dir / "scenario.toml"
+        for f in (resolved, ckpt):
+            if not f.exists():
+                raise DescentError(f"{f}: not found; `descent resume` needs a run folder written by `descent run`")
+        _, meta = checkpoint.load(ckpt)
+        scenario = loads(resolved.read_text(encoding="utf-8"), name=str(resolved),
+                         base_dir=Path(meta.get("base_dir", run_dir)))
+        session = cls(scenario, data_root=data_root, out_dir=run_dir, backend=meta.get("backend"),
+                      seed=meta.get("seed"))
+        session._resume_from = ckpt
+        return session

@@ -1,0 +1,1 @@
+"""The bundled scenario files (a package so they ship inside the wheel)."""

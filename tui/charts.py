@@ -1,0 +1,238 @@
+"""The dashboard's charts. Each is data plus `replot()`: clear, plot, refresh.
+
+`replot` only sets plotext's data; the figure is built when Textual renders the widget, so a
+chart in a hidden tab costs nothing. The dashboard calls `replot` from its redraw tick, and only
+for charts whose data changed.
+"""
+
+from __future__ import annotations
+
+import math
+
+from rich.text import Text
+from textual.widgets import Static
+from textual_plotext import PlotextPlot
+
+from tui.history import History, Pinned, smooth
+
+# markers tell curves apart without colour (NO_COLOR, 16-colour terminals): current run first
+MARKERS = ("braille", "dot", "x", "+", "o", "*", "#")
+COLORS = ("cyan", "orange", "magenta", "green", "yellow", "blue", "red", "white")
+MAX_TENSORS = 6
+
+
+def finite(xs: list, ys: list, positive: bool = False) -> tuple[list, list]:
+    """Points with finite (and, for log scales, positive) y."""
+    keep = [(x, y) for x, y in zip(xs, ys) if math.isfinite(y) and (y > 0 or not positive)]
+    return [p[0] for p in keep], [p[1] for p in keep]
+
+
+class Chart(PlotextPlot):
+    """A PlotextPlot with the settings every chart shares. Subclasses implement `draw`."""
+
+    DEFAULT_CSS = """
+    Chart { width: 1fr; height: 1fr; min-height: 6; }
+    """
+
+    def max_points(self) -> int:
+        """Enough for the braille resolution of the plot (2 dots per cell), no more."""
+        return max(20, min(300, 2 * self.size.width))
+
+    def start(self, title: str, log: bool = False) -> None:
+        plt = self.plt
+        plt.clear_figure()
+        plt.title(title)
+        plt.xlabel("")
+        if log:
+            plt.yscale("log")
+
+    def markers(self, history: History, xs_seen: list) -> None:
+        """A vertical line wherever a live knob took effect, within the plotted range."""
+        if not xs_seen:
+            return
+        lo, hi = min(xs_seen), max(xs_seen)
+        for step, _ in history.marker_list():
+            if lo <= step <= hi:
+                self.plt.vline(step, "red")
+
+    def placeholder(self, text: str) -> None:
+        self.plt.text(text, 0.5, 0.5, alignment="center")
+        self.plt.xlim(0, 1)
+        self.plt.ylim(0, 1)
+        self.plt.xticks([])
+        self.plt.yticks([])
+
+
+class LossChart(Chart):
+    """Training loss (every logged step) and validation loss, pinned runs, knob markers."""
+
+    def draw(self, history: History, pinned: list[Pinned], log: bool = False, smoothed: bool = False) -> None:
+        n = self.max_points()
+        tx, ty = history.curve("loss", n)
+        vx, vy = history.curve("val_loss", n)
+        if smoothed:
+            ty = smooth(ty)
+        title = "loss" + (" (log)" if log else "") + (" smoothed" if smoothed else "")
+        self.start(title, log=log)
+        seen: list = []
+        for i, p in enumerate(pinned):
+            px, py = finite(p.loss[0], smooth(p.loss[1]) if smoothed else p.loss[1], log)
+            if px:
+                self.plt.plot(px, py, label=p.label, marker=MARKERS[1 + i % (len(MARKERS) - 1)],
+                              color=COLORS[(2 + i) % len(COLORS)])
+                seen += px
+        tx, ty = finite(tx, ty, log)
+        vx, vy = finite(vx, vy, log)
+        if tx:
+            self.plt.plot(tx, ty, label="train", marker=MARKERS[0], color=COLORS[0])
+        if vx:
+            self.plt.plot(vx, vy, label="val", marker="dot" if len(vx) > 1 else "o", color=COLORS[1])
+        seen += tx + vx
+        if not seen:
+            self.plt.yscale("linear")
+            self.placeholder("loss: waiting for the first step")
+        self.markers(history, seen)
+        self.refresh()
+
+
+class AccuracyChart(Chart):
+    """Validation accuracy in percent, pinned runs' too."""
+
+    def draw(self, history: History, pinned: list[Pinned]) -> None:
+        self.start("validation accuracy %")
+        seen: list = []
+        for i, p in enumerate(pinned):
+            px, py = finite(*p.val_acc)
+            if px:
+                self.plt.plot(px, [100 * y for y in py], label=p.label,
+                              marker=MARKERS[1 + i % (len(MARKERS) - 1)], color=COLORS[(2 + i) % len(COLORS)])
+                seen += px
+        ax, ay = finite(*history.curve("val_acc", self.max_points()))
+        if ax:
+            self.plt.plot(ax, [100 * y for y in ay], label="val", marker=MARKERS[0] if len(ax) > 1 else "o",
+                          color=COLORS[1])
+            seen += ax
+        if not seen:
+            self.placeholder("accuracy: after the first evaluation")
+        else:
+            self.plt.ylim(0, 100)
+        self.markers(history, seen)
+        self.refresh()
+
+
+def pick_tensors(names: list[str], limit: int = MAX_TENSORS) -> list[str]:
+    """At most `limit` tensor names, weights before biases, in model order."""
+    weights = [n for n in names if not n.endswith("bias") and "bias_" not in n]
+    rest = [n for n in names if n not in weights]
+    return (weights + rest)[:limit]
+
+
+class TensorChart(Chart):
+    """One curve per parameter tensor on a log scale: gradient norms or update-to-weight ratios."""
+
+    def __init__(self, which: str, title: str, **kwargs):
+        super().__init__(**kwargs)
+        self.which, self.title = which, title
+
+    def draw(self, history: History) -> None:
+        curves = history.per_tensor(self.which, self.max_points())
+        names = pick_tensors(list(curves))
+        more = len(curves) - len(names)
+        self.start(self.title + (f" (+{more} more)" if more > 0 else "") + " (log)", log=True)
+        seen: list = []
+        for i, name in enumerate(names):
+            xs, ys = finite(*curves[name], positive=True)
+            if xs:
+                self.plt.plot(xs, ys, label=name, marker=MARKERS[0], color=COLORS[i % len(COLORS)])
+                seen += xs
+        if not seen:
+            self.plt.yscale("linear")
+            self.placeholder(f"{self.title}: waiting for the first step")
+        self.markers(history, seen)
+        self.refresh()
+
+
+class GapChart(Chart):
+    """Nile: validation accuracy per gap length, with chance level."""
+
+    def draw(self, by_gap: dict | None, chance: float | None) -> None:
+        self.start("accuracy by gap length %")
+        if not by_gap or not by_gap.get("gap"):
+            self.placeholder("accuracy by gap: after the first evaluation")
+        else:
+            xs, ys = finite(list(by_gap["gap"]), list(by_gap["accuracy"]))
+            if xs:
+                self.plt.plot(xs, [100 * y for y in ys], label="val", marker="braille", color=COLORS[0])
+            if chance:
+                self.plt.hline(100 * chance, "red")
+            self.plt.ylim(0, 100)
+            self.plt.xlabel("gap (filler words)" + (f"; red = chance {100 * chance:.0f}%" if chance else ""))
+        self.refresh()
+
+
+# ---- per-time-step gradient heatmap ---------------------------------------------------------------
+SHADES = " ░▒▓█"
+LEGEND = "█ >1/10 of max  ▓ >1e-2  ▒ >1e-3  ░ >1e-4  blank: smaller"
+
+
+def shade(value: float, vmax: float) -> str:
+    """One decade of the row-block's maximum per shade: blank below 1e-4 x max."""
+    if not (value > 0 and vmax > 0) or not math.isfinite(value):
+        return SHADES[0]
+    decades = math.log10(vmax / value)
+    level = 4 - int(decades)          # within 1 decade -> 4 (█), 1-2 -> 3 (▓), ...
+    return SHADES[max(0, min(4, level))]
+
+
+def squeeze(values: list[float], width: int) -> list[float]:
+    """`values` resampled to `width` columns: geometric mean of buckets (shrink) or repeats (grow)."""
+    n = len(values)
+    if n == 0 or width <= 0:
+        return []
+    out = []
+    for c in range(width):
+        lo = c * n // width
+        hi = max(lo + 1, (c + 1) * n // width)
+        chunk = [v for v in values[lo:hi] if v > 0 and math.isfinite(v)]
+        out.append(math.exp(sum(math.log(v) for v in chunk) / len(chunk)) if chunk else 0.0)
+    return out
+
+
+def heatmap_lines(rows: list[tuple[int, list[float]]], width: int) -> list[str]:
+    """One line per logged step ("  1200 ░▒▓██"), time steps across, shaded on a log scale
+    relative to the largest norm shown."""
+    if not rows:
+        return []
+    label_w = max(len(str(step)) for step, _ in rows) + 1
+    cols = max(1, width - label_w)
+    t = max(len(v) for _, v in rows)
+    cols = min(cols, t * max(1, cols // max(1, t)))      # whole repeats when T is small
+    squeezed = [(step, squeeze(v, cols)) for step, v in rows]
+    vmax = max((x for _, v in squeezed for x in v if math.isfinite(x)), default=0.0)
+    return [f"{step:>{label_w - 1}} " + "".join(shade(x, vmax) for x in v) for step, v in squeezed]
+
+
+class TimeHeatmap(Static):
+    """||dL/dh_t|| per time step (across) for the most recent logged steps (down)."""
+
+    DEFAULT_CSS = """
+    TimeHeatmap { width: 1fr; height: 1fr; }
+    """
+
+    def draw(self, history: History) -> None:
+        height = max(1, self.size.height - 3)
+        width = max(10, self.size.width)
+        rows = history.heat_rows(height)
+        if not rows:
+            self.update("Per-time-step gradient norms appear here for recurrent models,\n"
+                        "after the first logged step.")
+            return
+        layers = list(rows[-1][1])
+        layer = layers[0]
+        picked = [(step, norms.get(layer, [])) for step, norms in rows]
+        t = max(len(v) for _, v in picked)
+        head = Text(f"‖dL/dh_t‖ of layer {layer}: time step 0 → {t - 1} across, training step down", style="bold")
+        if len(layers) > 1:
+            head.append(f"  (+{len(layers) - 1} more layers)", style="dim")
+        body = "\n".join(heatmap_lines(picked, width))
+        self.update(Text("\n").join([head, Text(body), Text(LEGEND, style="dim")]))

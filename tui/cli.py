@@ -1,0 +1,286 @@
+"""The `descent` command line: the dashboard, headless runs, validation and data.
+
+Imports stay light at module level (argparse only): `descent --help` loads none of numba, torch
+or textual; each command imports what it needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, no usage dump
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
+    print(f"descent: {message}", file=sys.stderr)
+    return code
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="descent", description="Train neural networks in the terminal and watch them learn.")
+    sub = p.add_subparsers(dest="command", parser_class=Parser, metavar="COMMAND")
+
+    def common(sp, scenario=True):
+        if scenario:
+            sp.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                            help="override a scenario key, e.g. --set training.lr=0.01 (repeatable)")
+            sp.add_argument("--seed", type=int, help="seed for init, data order and dropout")
+            sp.add_argument("--backend", choices=["numba", "torch"], help="engine backend (default: the scenario's)")
+        sp.add_argument("--data", metavar="DIR", help="data folder (default: $DESCENT_DATA or ~/.local/share/descent/data)")
+
+    t = sub.add_parser("tui", help="open the dashboard (the default command)")
+    t.add_argument("scenario", nargs="?", help="bundled name (spam, digits, nile) or a .toml file")
+    common(t)
+
+    r = sub.add_parser("run", help="train headless and write metrics, checkpoint and summary")
+    r.add_argument("scenario", help="bundled name (spam, digits, nile) or a .toml file")
+    budget = r.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int, help="train this many steps (overrides the scenario)")
+    budget.add_argument("--epochs", type=float, help="train this many epochs (overrides the scenario)")
+    r.add_argument("--out", metavar="DIR", help="output folder (default: runs/<scenario>-<time>)")
+    common(r)
+
+    rs = sub.add_parser("resume", help="continue a headless run from its folder")
+    rs.add_argument("run_dir", metavar="DIR")
+    rs.add_argument("--steps", type=int, help="train this many more steps (default: to the run's budget)")
+    common(rs, scenario=False)
+
+    v = sub.add_parser("validate", help="check scenario files; prints one line per file")
+    v.add_argument("files", nargs="+", metavar="FILE")
+    v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    sub.add_parser("list", help="list bundled and user scenarios")
+
+    d = sub.add_parser("data", help="datasets: where they are looked for, and download")
+    dsub = d.add_subparsers(dest="data_command", parser_class=Parser, metavar="ACTION", required=True)
+    f = dsub.add_parser("fetch", help="download a dataset with checksum checks")
+    f.add_argument("name", choices=["mnist", "sms_spam", "spambase", "all"])
+    f.add_argument("--data", metavar="DIR", help="data folder to download into")
+    w = dsub.add_parser("where", help="print the data folder and which datasets it holds")
+    w.add_argument("--data", metavar="DIR")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = args.command or "tui"
+    from engine.errors import DescentError
+
+    try:
+        if command == "tui":
+            return cmd_tui(args)
+        return {"run": cmd_run, "resume": cmd_resume, "validate": cmd_validate, "list": cmd_list,
+                "data": cmd_data}[command](args)
+    except DescentError as e:
+        return fail(str(e), e.exit_code)
+    except KeyboardInterrupt:
+        return fail("interrupted", EXIT_INTERRUPTED)
+
+
+# ---- commands -----------------------------------------------------------------------------------
+def cmd_tui(args) -> int:
+    from engine.scenario import load, resolve_name
+
+    name = getattr(args, "scenario", None)
+    overrides = getattr(args, "overrides", [])
+    scenario = load(resolve_name(name), overrides=overrides) if name else None
+    from tui.app import make_app
+
+    app = make_app(scenario=scenario, data_dir=getattr(args, "data", None),
+                   backend=getattr(args, "backend", None), seed=getattr(args, "seed", None))
+    app.run()
+    return app.return_code or EXIT_OK
+
+
+def cmd_run(args) -> int:
+    from engine.scenario import load, resolve_name
+
+    overrides = list(args.overrides)
+    if args.steps is not None:
+        overrides.append(f"training.steps={args.steps}")
+    if args.epochs is not None:
+        overrides += [f"training.epochs={args.epochs}", "training.steps=0"]
+    path = resolve_name(args.scenario)
+    scenario = load(path, overrides=overrides)
+    out = Path(args.out) if args.out else Path("runs") / f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    from engine.session import Session
+
+    session = Session(scenario, data_root=args.data, out_dir=out, backend=args.backend, seed=args.seed)
+    return drive(session, steps=None)
+
+
+def cmd_resume(args) -> int:
+    from engine.session import Session
+
+    session = Session.resume(args.run_dir, data_root=args.data)
+    return drive(session, steps=args.steps)
+
+
+def cmd_validate(args) -> int:
+    from engine.errors import SpecError
+    from engine.scenario import load
+
+    bad = 0
+    for f in args.files:
+        try:
+            sc = load(Path(f), overrides=args.overrides)
+            print(f"{f}: ok ({sc.name})")
+        except SpecError as e:
+            print(str(e), file=sys.stderr)
+            bad += 1
+    return EXIT_BAD_INPUT if bad else EXIT_OK
+
+
+def cmd_list(args) -> int:
+    from engine.scenario import discover
+
+    for path, sc in discover():
+        if isinstance(sc, Exception):
+            print(f"{path}\n    broken: {sc}")
+        else:
+            print(f"{path.stem:<16} {sc.name}\n{'':<16} {path}")
+    return EXIT_OK
+
+
+def cmd_data(args) -> int:
+    from engine.data import DATASETS, data_dir, fetch
+
+    root = data_dir(args.data)
+    if args.data_command == "where":
+        print(root)
+        for name, info in DATASETS.items():
+            present = all((root / name / f).exists() for f in dataset_files(info))
+            print(f"  {name:<10} {'present' if present else 'missing: descent data fetch ' + name}")
+        return EXIT_OK
+    names = list(DATASETS) if args.name == "all" else [args.name]
+    for name in names:
+        def progress(fname, done, total, _name=name):
+            if sys.stderr.isatty():
+                pct = f"{100 * done / total:5.1f}%" if total else f"{done >> 10} KiB"
+                print(f"\r{_name}/{fname} {pct}", end="", file=sys.stderr, flush=True)
+        where = fetch(name, root, progress)
+        if sys.stderr.isatty():
+            print(file=sys.stderr)
+        print(f"{name}: ok in {where}")
+    return EXIT_OK
+
+
+def dataset_files(info) -> list[str]:
+    files = info.get("files") if isinstance(info, dict) else getattr(info, "files", [])
+    return [f if isinstance(f, str) else (f.get("name") if isinstance(f, dict) else getattr(f, "name", str(f)))
+            for f in files]
+
+
+# ---- the headless loop --------------------------------------------------------------------------
+def drive(session, steps: int | None) -> int:
+    """Consume the session's records, print progress, map the outcome to an exit code."""
+    import signal
+    import threading
+
+    from engine.records import Compiling, Diverged, Evaluation, Finished, Step, Stopped
+
+    stop = threading.Event()
+    interrupted = []
+
+    def on_signal(signum, frame):
+        interrupted.append(signum)
+        stop.set()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    tty = sys.stdout.isatty()
+    printer = Progress(tty)
+    try:
+        for rec in session.prepare():
+            if isinstance(rec, Compiling):
+                printer.note(rec.message)
+        if session.step:
+            printer.note(f"resuming at step {session.step}")
+        printer.total = session.step + steps if steps is not None else session.total_steps
+        outcome = EXIT_OK
+        for rec in session.run(stop, steps):
+            if isinstance(rec, Step):
+                printer.step(rec, session.last_eval)
+            elif isinstance(rec, Evaluation):
+                printer.evaluation(rec)
+            elif isinstance(rec, Diverged):
+                printer.clear()
+                where = f"; last good checkpoint kept in {session.out_dir}" if session.out_dir else ""
+                print(f"descent: training failed: {rec.reason}; {rec.hint}{where}", file=sys.stderr)
+                outcome = EXIT_FAILED
+            elif isinstance(rec, Stopped):
+                printer.clear()
+                print(f"descent: interrupted at step {rec.step}; checkpoint and metrics saved in "
+                      f"{session.out_dir} (continue with `descent resume {session.out_dir}`)", file=sys.stderr)
+                outcome = EXIT_INTERRUPTED
+            elif isinstance(rec, Finished):
+                printer.clear()
+                printer.finished(rec, session)
+        return outcome
+    finally:
+        session.close()
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+class Progress:
+    """A progress bar on a terminal; otherwise a plain line every few seconds."""
+
+    def __init__(self, tty: bool):
+        self.tty, self.total, self.last_plain, self.width = tty, 0, 0.0, 0
+
+    def note(self, text: str):
+        self.clear()
+        print(text, file=sys.stderr if self.tty else sys.stdout, flush=True)
+
+    def line(self, rec, last_eval) -> str:
+        acc = ""
+        if last_eval and "accuracy" in last_eval.metrics:
+            acc = f" val acc {100 * last_eval.metrics['accuracy']:.2f}%"
+        return (f"step {rec.step}/{self.total} epoch {rec.epoch:.2f} loss {rec.loss:.4f}{acc} "
+                f"lr {rec.lr:.2g} {rec.steps_per_s:.0f} steps/s")
+
+    def step(self, rec, last_eval):
+        if self.tty:
+            frac = min(1.0, rec.step / max(1, self.total))
+            bar = "#" * int(24 * frac) + "-" * (24 - int(24 * frac))
+            text = f"[{bar}] " + self.line(rec, last_eval)
+            cols = os.get_terminal_size().columns if sys.stdout.isatty() else 120
+            text = text[: cols - 1]
+            print("\r" + text.ljust(self.width), end="", flush=True)
+            self.width = len(text)
+        elif time.monotonic() - self.last_plain > 2.0 or rec.step == self.total:
+            self.last_plain = time.monotonic()
+            print(self.line(rec, last_eval), flush=True)
+
+    def evaluation(self, rec):
+        self.clear()
+        print(f"eval at step {rec.step}: " + format_metrics(rec.metrics), flush=True)
+
+    def clear(self):
+        if self.tty and self.width:
+            print("\r" + " " * self.width + "\r", end="", flush=True)
+            self.width = 0
+
+    def finished(self, rec, session):
+        print(f"done: {rec.step} steps in {rec.elapsed:.1f} s "
+              f"({rec.summary.get('steps_per_s', 0):.0f} steps/s); results in {session.out_dir}")
+
+
+def format_metrics(metrics: dict) -> str:
+    order = ["accuracy", "error", "loss", "mcc", "precision", "recall", "spam_caught", "ham_blocked",
+             "mse", "mae", "r2"]
+    keys = [k for k in order if k in metrics]
+    return " ".join(f"{k} {metrics[k]:.4f}" for k in keys)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""What the charts show about one run, kept as plain data (no widgets), plus the gradient alarms.
+
+The training worker adds records here from its thread (`History.add` takes a lock); the charts
+read decimated copies on the UI thread at their redraw tick. `version` tells a chart whether
+anything changed since it last drew.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+
+from engine.records import Diverged, Evaluation, KnobChanged, Step
+
+MAX_POINTS = 300        # a chart never gets more points than this (it redraws all of them)
+HEATMAP_ROWS = 200      # per-time-step gradient rows kept for the heatmap
+
+
+@dataclass
+class Series:
+    """One curve: x (training step) and y values, appended in step order."""
+
+    xs: list[float] = field(default_factory=list)
+    ys: list[float] = field(default_factory=list)
+
+    def add(self, x: float, y: float) -> None:
+        self.xs.append(x)
+        self.ys.append(y)
+
+    def __len__(self) -> int:
+        return len(self.xs)
+
+
+def decimate(xs: list[float], ys: list[float], max_points: int = MAX_POINTS) -> tuple[list, list]:
+    """At most `max_points` points: the mean of each run of consecutive points, at the run's last x."""
+    n = len(xs)
+    if n <= max_points:
+        return list(xs), list(ys)
+    k = math.ceil(n / max_points)
+    out_x, out_y = [], []
+    for lo in range(0, n, k):
+        chunk = [y for y in ys[lo:lo + k] if math.isfinite(y)]
+        if chunk:
+            out_x.append(xs[min(lo + k, n) - 1])
+            out_y.append(sum(chunk) / len(chunk))
+    return out_x, out_y
+
+
+def smooth(ys: list[float], weight: float = 0.9) -> list[float]:
+    """Exponential moving average with the start-up bias removed (as TensorBoard draws it)."""
+    out, avg, norm = [], 0.0, 0.0
+    for y in ys:
+        avg = weight * avg + (1 - weight) * y
+        norm = weight * norm + (1 - weight)
+        out.append(avg / norm)
+    return out
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """A finished or paused run kept on the loss and accuracy charts for comparison."""
+
+    label: str
+    loss: tuple[list, list]
+    val_loss: tuple[list, list]
+    val_acc: tuple[list, list]
+
+
+class History:
+    """Every curve of the current run. Thread-safe: `add` from the worker, reads from the UI."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.version = 0
+        self.loss = Series()
+        self.val_loss = Series()
+        self.val_acc = Series()
+        self.grad_norm = Series()
+        self.grad_norms: dict[str, Series] = {}
+        self.update_ratios: dict[str, Series] = {}
+        self.time_rows: deque[tuple[int, dict[str, list[float]]]] = deque(maxlen=HEATMAP_ROWS)
+        self.markers: list[tuple[int, str]] = []       # (step, "lr=0.01")
+        self.diverged_at: int | None = None
+
+    def add(self, record) -> None:
+        with self._lock:
+            if isinstance(record, Step):
+                self.loss.add(record.step, record.loss)
+                self.grad_norm.add(record.step, record.grad_norm)
+                for name, v in record.grad_norms.items():
+                    self.grad_norms.setdefault(name, Series()).add(record.step, v)
+                for name, v in record.update_ratios.items():
+                    self.update_ratios.setdefault(name, Series()).add(record.step, v)
+                if record.time_grad_norms:
+                    self.time_rows.append((record.step, dict(record.time_grad_norms)))
+            elif isinstance(record, Evaluation):
+                if "loss" in record.metrics:
+                    self.val_loss.add(record.step, record.metrics["loss"])
+                if "accuracy" in record.metrics:
+                    self.val_acc.add(record.step, record.metrics["accuracy"])
+            elif isinstance(record, KnobChanged):
+                self.markers.append((record.step, f"{short_key(record.key)}={format_value(record.value)}"))
+            elif isinstance(record, Diverged):
+                self.diverged_at = record.step
+            else:
+                return
+            self.version += 1
+
+    # ---- reads (UI thread) ----------------------------------------------------------------------
+    def curve(self, name: str, max_points: int = MAX_POINTS) -> tuple[list, list]:
+        with self._lock:
+            s: Series = getattr(self, name)
+            return decimate(s.xs, s.ys, max_points)
+
+    def per_tensor(self, which: str, max_points: int = MAX_POINTS) -> dict[str, tuple[list, list]]:
+        """Decimated curves per parameter tensor: which = "grad_norms" or "update_ratios"."""
+        with self._lock:
+            return {name: decimate(s.xs, s.ys, max_points) for name, s in getattr(self, which).items()}
+
+    def heat_rows(self, n: int) -> list[tuple[int, dict[str, list[float]]]]:
+        with self._lock:
+            rows = list(self.time_rows)
+        return rows[-n:] if n > 0 else []
+
+    def marker_list(self) -> list[tuple[int, str]]:
+        with self._lock:
+            return list(self.markers)
+
+    def pin(self, label: str) -> Pinned:
+        return Pinned(label, self.curve("loss"), self.curve("val_loss"), self.curve("val_acc"))
+
+
+def short_key(key: str) -> str:
+    """'training.lr' -> 'lr'; 'model.layers[1].type' -> 'layers[1].type'."""
+    for prefix in ("training.", "model.", "data.", "evaluation."):
+        if key.startswith(prefix):
+            return key[len(prefix):]
+    return key
+
+
+def format_value(v) -> str:
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return str(v)
+
+
+# ---- gradient alarms ------------------------------------------------------------------------------
+EXPLODE_FACTOR = 1e3
+VANISH_BELOW = 1e-7
+MEDIAN_WINDOW = 50
+
+
+@dataclass(frozen=True)
+class Alert:
+    """Training was paused because something went wrong; `text` says what and what to try."""
+
+    step: int
+    kind: str           # "exploding" | "vanishing" | "diverged"
+    text: str
+
+
+class GradMonitor:
+    """Watches the global gradient norm of logged steps: exploding (> 1e3 x its running median)
+    or vanishing (< 1e-7). Each kind fires once until the norm is back to normal."""
+
+    def __init__(self, recurrent: bool = False) -> None:
+        self.recent: deque[float] = deque(maxlen=MEDIAN_WINDOW)
+        self.firing: set[str] = set()
+        self.recurrent = recurrent
+
+    def check(self, rec: Step) -> Alert | None:
+        g = rec.grad_norm
+        if not math.isfinite(g):
+            return None         # the session reports non-finite values itself (Diverged)
+        median = statistics.median(self.recent) if len(self.recent) >= 5 else None
+        kind = None
+        if median is not None and median > 0 and g > EXPLODE_FACTOR * median:
+            kind = "exploding"
+        elif g < VANISH_BELOW:
+            kind = "vanishing"
+        self.recent.append(g)
+        if kind is None:
+            self.firing.clear()
+            return None
+        if kind in self.firing:
+            return None
+        self.firing.add(kind)
+        cell = "; switch the cell to LSTM or GRU" if self.recurrent else ""
+        if kind == "exploding":
+            text = (f"Gradient norm exploded at step {rec.step}: {g:.3g} is over {EXPLODE_FACTOR:.0e} x its "
+                    f"running median ({median:.3g}). Try a lower lr (now {rec.lr:.3g}) or set clip_norm{cell}.")
+        else:
+            text = (f"Gradients vanished at step {rec.step}: norm {g:.3g} < {VANISH_BELOW:g}. "
+                    f"Try a higher lr (now {rec.lr:.3g}), a different activation or initialisation{cell}.")
+        return Alert(rec.step, kind, text)
+
+
+def diverged_alert(rec: Diverged, recurrent: bool = False) -> Alert:
+    cell = "; for a recurrent net, switch the cell to LSTM or GRU" if recurrent else ""
+    return Alert(rec.step, "diverged", f"Training diverged at step {rec.step}: {rec.reason}. Try: {rec.hint}{cell}.")

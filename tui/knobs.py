@@ -1,0 +1,197 @@
+"""The knobs panel: one row per scenario knob (Input for numbers, Select for choices, Switch for
+booleans), ranges shown. A valid edit posts `KnobEdited`; live knobs apply at the next step, the
+others wait for a reset (`r`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import Input, Label, Select, Static, Switch
+
+from tui.history import format_value
+from tui.messages import KnobEdited
+
+
+def parse_knob(knob, text: str):
+    """The value typed for a numeric knob, or raise ValueError with a message for the user."""
+    text = text.strip()
+    try:
+        value = int(text) if knob.type == "int" else float(text)
+    except ValueError:
+        want = "a whole number" if knob.type == "int" else "a number"
+        raise ValueError(f"{knob.label}: expected {want}, got {text!r}") from None
+    if knob.type == "float" and not math.isfinite(value):
+        raise ValueError(f"{knob.label}: must be finite")
+    if (knob.min is not None and value < knob.min) or (knob.max is not None and value > knob.max):
+        raise ValueError(f"{knob.label}: must be between {knob.min:g} and {knob.max:g}, got {value:g}")
+    return value
+
+
+def nudge(knob, value, direction: int):
+    """The next value up (+1) or down (-1): the 1-2-5 series for log knobs, 1/20 of the range
+    for linear floats, 1 for ints; clamped to the knob's range."""
+    if knob.log and value > 0:
+        exponent = math.floor(math.log10(value) + 1e-9)
+        ladder = [m * 10.0 ** e for e in (exponent - 1, exponent, exponent + 1) for m in (1, 2, 5)]
+        if direction > 0:
+            new = min((v for v in ladder if v > value * (1 + 1e-9)), default=value)
+        else:
+            new = max((v for v in ladder if v < value * (1 - 1e-9)), default=value)
+        if knob.type == "int":
+            new = int(round(new))
+    elif knob.type == "int":
+        new = int(value) + direction
+    else:
+        new = value + direction * (knob.max - knob.min) / 20
+    new = max(knob.min, min(knob.max, new))
+    return int(new) if knob.type == "int" else float(f"{new:.6g}")
+
+
+def range_text(knob) -> str:
+    if knob.type in ("float", "int"):
+        return f"{knob.min:g} .. {knob.max:g}" + (" log" if knob.log else "")
+    if knob.type == "choice":
+        return " | ".join(str(c) for c in knob.choices)
+    return "on / off"
+
+
+class KnobInput(Input):
+    """A numeric knob's input: up/down step through sensible values and apply at once."""
+
+    BINDINGS = [
+        Binding("up", "nudge(1)", "Up", show=False),
+        Binding("down", "nudge(-1)", "Down", show=False),
+    ]
+
+    def __init__(self, knob, **kwargs):
+        super().__init__(value=format_value(knob.default), type="number" if knob.type == "float" else "integer",
+                         **kwargs)
+        self.knob = knob
+
+    def action_nudge(self, direction: int) -> None:
+        try:
+            current = parse_knob(self.knob, self.value)
+        except ValueError:
+            current = self.knob.default
+        self.value = format_value(nudge(self.knob, current, direction))
+        self.post_message(Input.Submitted(self, self.value))
+
+
+class KnobRow(Vertical):
+    """Label with range and mode, the control, and a line saying what happened to the value."""
+
+    def __init__(self, knob, **kwargs):
+        super().__init__(classes="knob", **kwargs)
+        self.knob = knob
+        self.value = knob.default        # the last valid value the user set
+
+    def compose(self) -> ComposeResult:
+        k = self.knob
+        mode = "live" if k.live else "on reset"
+        yield Label(f"[b]{k.label}[/b] [dim]{range_text(k)} · {mode}[/dim]", classes="knob-label", markup=True)
+        if k.type in ("float", "int"):
+            yield KnobInput(k, id=f"knob-{self.safe_id}", classes="knob-input")
+        elif k.type == "choice":
+            options = [(str(c), c) for c in k.choices]
+            yield Select(options, value=k.default, allow_blank=False, id=f"knob-{self.safe_id}")
+        else:
+            yield Switch(value=bool(k.default), id=f"knob-{self.safe_id}")
+        yield Static("", classes="knob-note")
+
+    @property
+    def safe_id(self) -> str:
+        return "".join(c if c.isalnum() else "-" for c in self.knob.key)
+
+    def note(self, text: str, error: bool = False) -> None:
+        note = self.query_one(".knob-note", Static)
+        note.update(text)
+        note.set_class(error, "-error")
+
+    def offer(self, value) -> None:
+        """A new valid value from the control."""
+        if value == self.value and type(value) is type(self.value):
+            return
+        self.value = value
+        k = self.knob
+        if k.live:
+            self.note(f"→ {format_value(value)} at the next step")
+        else:
+            changed = value != k.default
+            self.note(f"{format_value(value)} applies on reset (r)" if changed else "")
+            self.set_class(changed, "-pending")
+        self.post_message(KnobEdited(k.key, value, k.live))
+
+    def applied(self, step: int) -> None:
+        self.note(f"= {format_value(self.value)} since step {step}")
+
+    def commit(self, default) -> None:
+        """After a reset: the new session runs with `default`."""
+        self.knob = replace(self.knob, default=default)
+        self.value = default
+        self.set_class(False, "-pending")
+        self.note("")
+
+    def _submit(self, widget: Input) -> None:
+        try:
+            value = parse_knob(self.knob, widget.value)
+        except ValueError as e:
+            widget.add_class("-invalid")
+            self.note(str(e).split(": ", 1)[-1], error=True)
+            return
+        widget.remove_class("-invalid")
+        self.offer(value)
+
+    @on(Input.Submitted)
+    def _on_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self._submit(event.input)
+
+    @on(Input.Blurred)
+    def _on_blurred(self, event: Input.Blurred) -> None:
+        event.stop()
+        self._submit(event.input)
+
+    @on(Select.Changed)
+    def _on_select(self, event: Select.Changed) -> None:
+        event.stop()
+        if event.value is not Select.BLANK:
+            self.offer(event.value)
+
+    @on(Switch.Changed)
+    def _on_switch(self, event: Switch.Changed) -> None:
+        event.stop()
+        self.offer(bool(event.value))
+
+
+class KnobsPanel(VerticalScroll):
+    """Every knob of the scenario, in file order."""
+
+    def __init__(self, knobs, **kwargs):
+        super().__init__(**kwargs)
+        self.knobs = tuple(knobs)
+
+    def compose(self) -> ComposeResult:
+        yield Static("[b]Knobs[/b]  [dim]enter applies · ↑↓ step · esc leaves[/dim]", classes="panel-title",
+                     markup=True)
+        if not self.knobs:
+            yield Static("This scenario has no knobs. Add [[knobs]] tables to its file.", classes="dim")
+        for knob in self.knobs:
+            yield KnobRow(knob)
+
+    def rows(self) -> list[KnobRow]:
+        return list(self.query(KnobRow))
+
+    def row(self, key: str) -> KnobRow | None:
+        return next((r for r in self.rows() if r.knob.key == key), None)
+
+    def values(self) -> dict[str, object]:
+        """Every knob's current value (what a reset builds the next session from)."""
+        return {r.knob.key: r.value for r in self.rows()}
+
+    def pending(self) -> dict[str, object]:
+        return {r.knob.key: r.value for r in self.rows() if not r.knob.live and r.value != r.knob.default}

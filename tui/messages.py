@@ -1,0 +1,82 @@
+"""Messages of the dashboard: small dataclasses.
+
+The training worker (a thread) posts the first group to the dashboard screen; it never touches
+a widget. `Progress` comes at the training log rate, so a backlog of them collapses to the
+newest (`can_replace`); the curves themselves are in `tui.history.History`, which the worker
+fills, so no point is lost when a `Progress` is dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.message import Message
+
+from engine.records import Diverged, Evaluation, Finished, KnobChanged, Step, Stopped
+from tui.history import Alert
+
+
+# ---- from the training worker ---------------------------------------------------------------------
+@dataclass
+class Preparing(Message):
+    """Loading data or compiling kernels (engine.records.Compiling)."""
+
+    text: str
+
+
+@dataclass
+class Prepared(Message):
+    """The session is ready: data loaded, model built, kernels compiled."""
+
+    summary: str
+
+
+@dataclass
+class Progress(Message):
+    """The newest logged training step."""
+
+    record: Step
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, Progress)
+
+
+@dataclass
+class Evaluated(Message):
+    record: Evaluation
+
+
+@dataclass
+class KnobApplied(Message):
+    record: KnobChanged
+
+
+@dataclass
+class AlertRaised(Message):
+    """Training paused itself: divergence, or gradients exploding or vanishing."""
+
+    alert: Alert
+
+
+@dataclass
+class RunEnded(Message):
+    """The worker's `session.run` returned: finished, stopped (paused) or diverged."""
+
+    record: Finished | Stopped | Diverged | None
+
+
+@dataclass
+class RunFailed(Message):
+    """An expected error (DescentError, one line) while preparing or training."""
+
+    text: str
+
+
+# ---- between widgets ------------------------------------------------------------------------------
+@dataclass
+class KnobEdited(Message):
+    """The user set a knob to a valid value."""
+
+    key: str
+    value: object
+    live: bool
