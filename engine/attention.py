@@ -139,6 +139,16 @@ def masked_softmax_backward(p, dp, scale):
 
 
 @jit
+def add_positions(x, table, out):
+    """out[b, t] = x[b, t] + table[t]. x, out (B, T, D), may be the same array; table (max_len, D)."""
+    nb, t, d = x.shape
+    for b in range(nb):
+        for i in range(t):
+            for k in range(d):
+                out[b, i, k] = x[b, i, k] + table[i, k]
+
+
+@jit
 def sequence_lengths(mask, lens):
     """lens (B,) <- number of True per row of mask (B, T), at least 1."""
     nb, t = mask.shape
@@ -226,7 +236,7 @@ def split_heads(a: np.ndarray, heads: int) -> np.ndarray:
     """(B, T, D) array or view with a contiguous last axis -> (B, H, T, D/H) view (never a copy)."""
     b, t, d = a.shape
     v = a.reshape(b, t, heads, d // heads).transpose(0, 2, 1, 3)
-    assert np.shares_memory(v, a)
+    assert np.may_share_memory(v, a)   # a reshape that had to copy would make out= writes vanish
     return v
 
 
@@ -324,12 +334,17 @@ class SelfAttention(Layer):
 
     def __init__(self, spec, in_shape, dtype=np.float32):
         super().__init__(spec, in_shape, dtype)
-        r = SpecReader(spec, "attention", {"heads", "dim", "positional", "max_len", "output", "ff"})
+        r = SpecReader(spec, "attention", {"heads", "dim", "hidden", "positional", "max_len", "output", "ff"})
         if len(in_shape) != 2:
             raise ValueError("attention expects a sequence (T, features); put an embedding layer before token ids")
         self.steps, self.in_width = int(in_shape[0]), int(in_shape[1])
         self.heads = r.int("heads", 1, lo=1)
         self.dim = r.int("dim", self.in_width, lo=1)
+        if "hidden" in spec:   # the recurrent layers' word for it, kept when a scenario switches the cell type
+            hidden = r.int("hidden", lo=1)
+            if "dim" in spec and hidden != self.dim:
+                raise SpecError(".hidden", f"is another name for dim; they disagree ({hidden} and {self.dim})")
+            self.dim = hidden
         if self.dim % self.heads:
             raise SpecError(".heads", f"must divide dim ({self.dim}), got {self.heads}")
         self.positional = r.choice("positional", POSITIONAL, "learned")
@@ -401,7 +416,7 @@ class SelfAttention(Layer):
         if self.positional != "none":
             table = p["pos"] if self.positional == "learned" else self.table
             out = w.get("xe", (nb, t, d))
-            np.add(xe, table[:t], out=out)                       # (B, T, D)
+            add_positions(xe, table, out)                        # (B, T, D)
             xe = out
         xq = xe
         if self.last:

@@ -42,71 +42,66 @@ class OptimConfig:
         return cls(**kw)
 
 
-@jit
-def sgd_kernel(p, g, buf, offsets, lr, momentum, nesterov, wd, gscale, first, upd_sq, p_sq):
-    for s in range(offsets.size - 1):
-        us = 0.0
-        ps = 0.0
-        for i in range(offsets[s], offsets[s + 1]):
-            d = g[i] * gscale + wd * p[i]
-            if momentum != 0.0:
-                b = d if first else momentum * buf[i] + d
-                buf[i] = b
-                d = d + momentum * b if nesterov else b
-            step = lr * d
-            p[i] -= step
-            us += np.float64(step) * step
-            ps += np.float64(p[i]) * p[i]
-        upd_sq[s] = us
-        p_sq[s] = ps
+# Each update kernel is one flat element-wise loop over the whole buffer (it vectorises; no
+# fastmath) that also writes the applied change q - old into `delta`; the per-tensor sums of
+# delta**2 and of the new parameters**2 (for |dW|/|W|) then come from segment_sumsq. Scalars
+# arrive cast to the parameter dtype, so float32 parameters are updated in float32 arithmetic
+# (as torch does) and float64 in float64.
 
 
 @jit
-def rmsprop_kernel(p, g, sq, buf, offsets, lr, alpha, eps, momentum, wd, gscale, upd_sq, p_sq):
-    for s in range(offsets.size - 1):
-        us = 0.0
-        ps = 0.0
-        for i in range(offsets[s], offsets[s + 1]):
-            d = g[i] * gscale + wd * p[i]
-            sq[i] = alpha * sq[i] + (1.0 - alpha) * d * d
-            avg = math.sqrt(sq[i]) + eps
-            if momentum > 0.0:
-                buf[i] = momentum * buf[i] + d / avg
-                step = lr * buf[i]
-            else:
-                step = lr * d / avg
-            p[i] -= step
-            us += np.float64(step) * step
-            ps += np.float64(p[i]) * p[i]
-        upd_sq[s] = us
-        p_sq[s] = ps
+def sgd_kernel(p, g, buf, delta, lr, momentum, nesterov, wd, gscale, first):
+    use_momentum = momentum != 0.0
+    for i in range(p.size):
+        old = p[i]
+        d = g[i] * gscale + wd * old
+        if use_momentum:
+            b = d if first else momentum * buf[i] + d
+            buf[i] = b
+            d = d + momentum * b if nesterov else b
+        q = old - lr * d
+        p[i] = q
+        delta[i] = q - old
 
 
 @jit
-def adam_kernel(p, g, m, v, offsets, lr, b1, b2, eps, wd, decoupled, t, gscale, upd_sq, p_sq):
-    step_size = lr / (1.0 - b1 ** t)
-    inv_sqrt_bc2 = 1.0 / math.sqrt(1.0 - b2 ** t)
-    decay = 1.0 - lr * wd
-    for s in range(offsets.size - 1):
-        us = 0.0
-        ps = 0.0
-        for i in range(offsets[s], offsets[s + 1]):
-            old = p[i]
-            d = g[i] * gscale
-            if decoupled:
-                q = old * decay
-            else:
-                d += wd * old
-                q = old
-            m[i] = b1 * m[i] + (1.0 - b1) * d
-            v[i] = b2 * v[i] + (1.0 - b2) * d * d
-            q -= step_size * m[i] / (math.sqrt(v[i]) * inv_sqrt_bc2 + eps)
-            p[i] = q
-            u = np.float64(q) - old
-            us += u * u
-            ps += np.float64(q) * q
-        upd_sq[s] = us
-        p_sq[s] = ps
+def rmsprop_kernel(p, g, sq, buf, delta, lr, alpha, one_minus_alpha, eps, momentum, wd, gscale):
+    use_momentum = momentum > 0.0
+    for i in range(p.size):
+        old = p[i]
+        d = g[i] * gscale + wd * old
+        a = alpha * sq[i] + one_minus_alpha * d * d
+        sq[i] = a
+        avg = np.sqrt(a) + eps
+        if use_momentum:
+            b = momentum * buf[i] + d / avg
+            buf[i] = b
+            q = old - lr * b
+        else:
+            q = old - lr * d / avg
+        p[i] = q
+        delta[i] = q - old
+
+
+@jit
+def adam_kernel(p, g, m, v, delta, step_size, b1, one_minus_b1, b2, one_minus_b2, inv_sqrt_bc2, eps,
+                wd, decay, decoupled, gscale):
+    """Adam / AdamW (decoupled: p *= decay = 1 - lr*wd before the step; else L2: grad += wd*p)."""
+    for i in range(p.size):
+        old = p[i]
+        d = g[i] * gscale
+        if decoupled:
+            q = old * decay
+        else:
+            d = d + wd * old
+            q = old
+        a = b1 * m[i] + one_minus_b1 * d
+        c = b2 * v[i] + one_minus_b2 * d * d
+        m[i] = a
+        v[i] = c
+        q = q - step_size * a / (np.sqrt(c) * inv_sqrt_bc2 + eps)
+        p[i] = q
+        delta[i] = q - old
 
 
 class Optimizer:
@@ -127,6 +122,7 @@ class Optimizer:
         self.grad_sq = np.zeros(n)
         self.upd_sq = np.zeros(n)
         self.p_sq = np.zeros(n)
+        self.delta = np.zeros_like(params.flat)     # the change each step applied, for |dW|
 
     def set(self, **changes) -> None:
         for key, value in changes.items():
@@ -144,16 +140,21 @@ class Optimizer:
             scale = min(1.0, c.clip_norm / (norm + 1e-6))
         self.t += 1
         st = self.state
+        f = ps.dtype.type          # scalars in the parameter dtype: float32 math for float32 params
         if c.kind == "sgd":
-            sgd_kernel(ps.flat, ps.grad, st["momentum"], ps.offsets, c.lr, c.momentum, c.nesterov,
-                       c.weight_decay, scale, self.t == 1, self.upd_sq, self.p_sq)
+            sgd_kernel(ps.flat, ps.grad, st["momentum"], self.delta, f(c.lr), f(c.momentum), c.nesterov,
+                       f(c.weight_decay), f(scale), self.t == 1)
         elif c.kind == "rmsprop":
-            rmsprop_kernel(ps.flat, ps.grad, st["square_avg"], st["momentum"], ps.offsets, c.lr, c.alpha,
-                           c.eps, c.momentum, c.weight_decay, scale, self.upd_sq, self.p_sq)
+            rmsprop_kernel(ps.flat, ps.grad, st["square_avg"], st["momentum"], self.delta, f(c.lr),
+                           f(c.alpha), f(1.0 - c.alpha), f(c.eps), f(c.momentum), f(c.weight_decay), f(scale))
         else:
-            adam_kernel(ps.flat, ps.grad, st["exp_avg"], st["exp_avg_sq"], ps.offsets, c.lr, c.beta1,
-                        c.beta2, c.eps, c.weight_decay, c.kind == "adamw", self.t, scale,
-                        self.upd_sq, self.p_sq)
+            b1, b2, t = c.beta1, c.beta2, self.t
+            adam_kernel(ps.flat, ps.grad, st["exp_avg"], st["exp_avg_sq"], self.delta,
+                        f(c.lr / (1.0 - b1 ** t)), f(b1), f(1.0 - b1), f(b2), f(1.0 - b2),
+                        f(1.0 / math.sqrt(1.0 - b2 ** t)), f(c.eps), f(c.weight_decay),
+                        f(1.0 - c.lr * c.weight_decay), c.kind == "adamw", f(scale))
+        segment_sumsq(self.delta, ps.offsets, self.upd_sq)
+        segment_sumsq(ps.flat, ps.offsets, self.p_sq)
         return norm
 
     def state_arrays(self) -> dict[str, np.ndarray]:

@@ -134,7 +134,7 @@ _TEXT = {"features": _choice("bow", ("bow", "sequence")), "vocab_size": _int(200
 # source -> its options; every key of [data] but `source` is one of these
 DATA_OPTIONS: dict[str, dict[str, Rule]] = {
     "mnist": {"limit_train": _int(OPTIONAL, gt=0), "limit_test": _int(OPTIONAL, gt=0)},
-    "digits8x8": _split(0.25),
+    "digits8x8": {**_split(0.25), "standardize": _bool(False)},
     "sms_spam": {**_split(0.3), **_TEXT},
     "spambase": _split(0.3),
     "nile": {"gap": _int(100, ge=0, le=1000), "min_gap": _int(0, ge=0), "facts": _int(8, ge=2, le=12),
@@ -339,13 +339,16 @@ def with_values(scenario: Scenario, changes: Mapping[str, object], check_shapes:
     """`scenario` with the dotted keys in `changes` set (knob changes), checked again."""
     raw = scenario.to_dict()
     file = str(scenario.path) if scenario.path is not None else "<string>"
+    set_keys = []
     for key, value in changes.items():
         try:
-            set_path(raw, parse_key(key), _thaw(_plain(value)))
+            parts = parse_key(key)
+            set_path(raw, parts, _thaw(_plain(value)))
         except SpecError as err:
             raise SpecError(err.key, err.message, file) from None
+        set_keys.append(format_key(parts))
     try:
-        return _build(raw, scenario.base_dir, scenario.path, check_shapes)
+        return _build(raw, scenario.base_dir, scenario.path, check_shapes, set_keys)
     except SpecError as err:
         raise SpecError(err.key, err.message, file) from None
 
@@ -507,7 +510,7 @@ def _from_text(text: str, file: str, base_dir: Path, path: Path | None, override
     raw = _parse(text, file)
     set_keys = _apply_overrides(raw, overrides, file)
     try:
-        return _build(raw, base_dir, path, check_shapes)
+        return _build(raw, base_dir, path, check_shapes, set_keys)
     except SpecError as err:
         raise _locate(err, file, text, set_keys) from None
 
@@ -567,10 +570,7 @@ def _parse_value(text: str):
 
 def _locate(err: SpecError, file: str, text: str | None, set_keys: Sequence[str]) -> SpecError:
     """`err` with the file named and the line of its key, or "(from --set)" if an override set it."""
-    def related(a: str, b: str) -> bool:
-        return a == b or a.startswith((b + ".", b + "[")) or b.startswith((a + ".", a + "["))
-
-    if err.key and any(related(err.key, k) for k in set_keys):
+    if err.key and any(_related(err.key, k) for k in set_keys):
         return SpecError(err.key, f"{err.message} (from --set)", file)
     line = err.line
     if line is None and text is not None:
@@ -578,7 +578,14 @@ def _locate(err: SpecError, file: str, text: str | None, set_keys: Sequence[str]
     return SpecError(err.key, err.message, err.file or file, line)
 
 
-def _build(raw: dict, base_dir: Path, path: Path | None, check_shapes: bool) -> Scenario:
+def _related(a: str, b: str) -> bool:
+    """Whether key `a` is key `b`, inside it, or holds it."""
+    return a == b or a.startswith((b + ".", b + "[")) or b.startswith((a + ".", a + "["))
+
+
+def _build(raw: dict, base_dir: Path, path: Path | None, check_shapes: bool,
+           set_keys: Sequence[str] = ()) -> Scenario:
+    """A checked Scenario from the raw TOML dict; `set_keys` were set by --set or a knob change."""
     for name, v in raw.items():
         if name not in SECTIONS:
             owner = next((s for s, rules in _SECTION_RULES.items() if name in rules), None)
@@ -608,7 +615,7 @@ def _build(raw: dict, base_dir: Path, path: Path | None, check_shapes: bool) -> 
     made: dict[str, int] = {}
     out = []
     for i, k in enumerate(knobs):
-        knob = _knob(i, k, resolved, data.source)
+        knob = _knob(i, k, resolved, data.source, set_keys)
         if knob.key in made:
             raise SpecError(f"knobs[{i}].key", f"'{knob.key}' already has a knob (knobs[{made[knob.key]}])")
         made[knob.key] = i
@@ -711,7 +718,9 @@ def _rule_for(parts: Sequence[str | int], source: str) -> Rule | None:
     return _SECTION_RULES.get(section, {}).get(name)
 
 
-def _knob(i: int, raw, resolved: dict, source: str) -> Knob:
+def _knob(i: int, raw, resolved: dict, source: str, set_keys: Sequence[str]) -> Knob:
+    """One [[knobs]] table checked. A value set from outside the file (--set, a knob change) may
+    lie outside the knob's range or choices: the knob then widens to include it."""
     at = f"knobs[{i}]"
     if not isinstance(raw, dict):
         raise SpecError(at, f"expected a [[knobs]] table, got {show(raw)}")
@@ -728,6 +737,7 @@ def _knob(i: int, raw, resolved: dict, source: str) -> Knob:
                                      f"{_did_you_mean(key, list(_scalar_paths(resolved)))}")
     if isinstance(current, (dict, list)):
         raise SpecError(f"{at}.key", f"'{key}' is {show(current)}; a knob turns one value")
+    outside = any(_related(key, k) for k in set_keys)
     rule = _rule_for(parts, source)
     wanted = {"int": "int", "float": "float", "bool": "bool", "str": "choice", "choice": "choice"}
     if rule is not None and wanted[rule.kind] != kind and not (kind == "choice" and rule.kind != "bool"):
@@ -756,6 +766,8 @@ def _knob(i: int, raw, resolved: dict, source: str) -> Knob:
                 (kind == "int" and not isinstance(current, int)):
             better = "float" if isinstance(current, float) else "choice" if not isinstance(current, bool) else "bool"
             raise SpecError(f"{at}.type", f"'{key}' is {show(current)}; use type = \"{better}\"")
+        if outside and not (v["log"] and current <= 0):
+            lo, hi = min(lo, current), max(hi, current)
         if not lo <= current <= hi:
             raise SpecError(f"{at}.{'min' if current < lo else 'max'}",
                             f"the range {show(lo)}..{show(hi)} must include the current value {key} = {show(current)}")
@@ -765,6 +777,7 @@ def _knob(i: int, raw, resolved: dict, source: str) -> Knob:
         choices = raw["choices"]
         if not isinstance(choices, list) or not choices:
             raise SpecError(f"{at}.choices", f"expected a non-empty array, got {show(choices)}")
+        choices = list(choices)
         for j, c in enumerate(choices):
             if isinstance(c, (dict, list)) or not isinstance(c, (str, int, float, bool)):
                 raise SpecError(f"{at}.choices[{j}]", f"expected a string or number, got {show(c)}")
@@ -772,6 +785,8 @@ def _knob(i: int, raw, resolved: dict, source: str) -> Knob:
                 choices[j] = c = rule.check(f"{at}.choices[{j}]", c)
             if any(_same(c, d) for d in choices[:j]):
                 raise SpecError(f"{at}.choices[{j}]", f"{show(c)} is listed twice")
+        if outside and not any(_same(c, current) for c in choices):
+            choices.append(current)
         if not any(_same(c, current) for c in choices):
             raise SpecError(f"{at}.choices", f"must include the current value {key} = {show(current)}")
         choices = tuple(choices)
@@ -792,16 +807,19 @@ def _check_shapes(scenario: Scenario) -> None:
     """The model built against the data's per-sample input shape (no data loaded)."""
     import numpy as np
 
-    from engine.data import input_shape
+    from engine.data import input_shape, vocab_size
     from engine.model import build_layers
+    from engine.session import fill_from_data
 
+    options = dict(scenario.data.options)
     try:
-        in_shape = input_shape(scenario.data.source, dict(scenario.data.options), scenario.base_dir)
+        in_shape = input_shape(scenario.data.source, options, scenario.base_dir)
+        vocab = vocab_size(scenario.data.source, options)
     except SpecError as err:
         raise err if err.key.startswith("data") else err.at("data." if err.key else "data") from None
     dtype = np.float64 if scenario.training.dtype == "float64" else np.float32
     try:
-        build_layers(scenario.model.spec(), tuple(in_shape), dtype=dtype)
+        build_layers(fill_from_data(scenario.model.spec(), vocab), tuple(in_shape), dtype=dtype)
     except SpecError as err:
         raise err.at("model.layers" if err.key.startswith("[") or not err.key else "model.layers.") from None
 

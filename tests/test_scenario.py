@@ -78,7 +78,7 @@ def test_defaults():
     assert s.training.epochs == 5.0 and isinstance(s.training.epochs, float)
     assert s.evaluation == S.EvaluationConfig(every=500, max_samples=0, by_gap=True)
     assert s.panel == "generic" and s.knobs == () and s.task == "classification"
-    assert dict(s.data.options) == {"test_fraction": 0.25, "seed": 0}
+    assert dict(s.data.options) == {"test_fraction": 0.25, "seed": 0, "standardize": False}
     assert s.path == (DATA / "good_minimal.toml").resolve() and s.base_dir == DATA.resolve()
     assert [f.name for f in dataclasses.fields(S.TrainingConfig)] == list(S.rules_of(S.TrainingConfig))
 
@@ -159,6 +159,18 @@ def test_bad_override_names_key_and_says_from_set(override, key, fragment):
     assert err.key == key and err.line is None
     assert str(err).startswith(f"{path}: {key}: ") and str(err).endswith("(from --set)")
     assert fragment in str(err)
+
+
+def test_override_outside_a_knob_range_widens_the_knob():
+    s = S.load(DATA / "good_nile.toml", ["training.lr=5", "model.layers[1].type=transformer",
+                                                 "data.min_gap=0", "data.gap=2"],
+               check_shapes=False)
+    knobs = {k.key: k for k in s.knobs}
+    assert (knobs["training.lr"].min, knobs["training.lr"].max, knobs["training.lr"].default) == (1e-5, 5.0, 5.0)
+    assert knobs["model.layers[1].type"].choices == ("rnn", "lstm", "gru", "attention", "transformer")
+    assert (knobs["data.gap"].min, knobs["data.gap"].default) == (2, 2)
+    t = S.with_values(s, {"training.batch_size": 4096}, check_shapes=False)
+    assert {k.key: k.max for k in t.knobs}["training.batch_size"] == 4096
 
 
 def test_malformed_override():
@@ -338,6 +350,35 @@ def test_docs_name_every_key():
 
 
 def test_importing_scenario_stays_light():
-    code = "import sys, engine.scenario; print(sorted(m for m in sys.modules if m.startswith(('engine.', 'numpy', 'textual'))))"
+    """The model and data modules (and NumPy) load only when shapes are checked."""
+    code = "import sys, engine.scenario; print(' '.join(sorted(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "['engine.errors', 'engine.scenario', 'engine.toml_write']"
+    loaded = set(out.stdout.split())
+    assert not loaded & {"engine.model", "engine.data", "numpy", "textual", "tui"}
+
+
+def test_data_options_match_the_loaders():
+    data = pytest.importorskip("engine.data")
+    import inspect
+
+    assert set(S.SOURCES) == set(data.SOURCES)
+    for source, rules in S.DATA_OPTIONS.items():
+        theirs = data.source_options(source)
+        assert set(rules) == set(theirs), source
+        for key, rule in rules.items():
+            if rule.default not in (S.REQUIRED, S.OPTIONAL) and theirs[key] is not inspect.Parameter.empty:
+                assert rule.default == theirs[key], (source, key)
+
+
+def test_docs_example_loads(tmp_path):
+    doc = (ROOT / "docs" / "scenarios.md").read_text()
+    example = next(b for b in re.findall(r"```toml\n(.*?)```", doc, re.S) if "My flowers" in b)
+    (tmp_path / "data").mkdir()
+    rows = ["5.1,3.5,1.4,0.2,setosa", "7.0,3.2,4.7,1.4,versicolor", "6.3,3.3,6.0,2.5,virginica"] * 4
+    header = "sepal_length,sepal_width,petal_length,petal_width,species"
+    (tmp_path / "data" / "flowers.csv").write_text("\n".join([header, *rows]) + "\n")
+    (tmp_path / "flowers.toml").write_text(example)
+    s = S.load(tmp_path / "flowers.toml", check_shapes=False)
+    assert [k.live for k in s.knobs] == [True, False] and s.training.nesterov
+    pytest.importorskip("engine.conv")            # dropout
+    S.load(tmp_path / "flowers.toml")

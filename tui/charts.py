@@ -27,12 +27,45 @@ def finite(xs: list, ys: list, positive: bool = False) -> tuple[list, list]:
     return [p[0] for p in keep], [p[1] for p in keep]
 
 
+def log_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
+    """Tick positions (in log10 units) and labels for a log axis from 10**lo to 10**hi."""
+    a, b = math.floor(lo), math.ceil(hi)
+    if b - a >= 2:
+        step = max(1, math.ceil((b - a) / 5))
+        ticks = [float(e) for e in range(a, b + 1, step)]
+    else:
+        ticks = [math.log10(m) + e for e in range(a, b + 1) for m in (1, 2, 5)]
+    ticks = [t for t in ticks if lo - 1e-9 <= t <= hi + 1e-9]
+    if len(ticks) < 2:
+        ticks = [lo, (lo + hi) / 2, hi]
+        return ticks, [f"{10 ** t:.2g}" for t in ticks]
+    return ticks, [f"{10 ** t:.0e}".replace("e-0", "e-").replace("e+0", "e") for t in ticks]
+
+
 class Chart(PlotextPlot):
-    """A PlotextPlot with the settings every chart shares. Subclasses implement `draw`."""
+    """A PlotextPlot with the settings every chart shares. Subclasses implement `draw`.
+
+    Log scales are drawn as log10 of the data on a linear axis with decade labels: plotext's
+    own log scale rewrites the data in place on every build, so a second render (a resize, a
+    tab switch) would take the log of a log."""
 
     DEFAULT_CSS = """
     Chart { width: 1fr; height: 1fr; min-height: 6; }
     """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.log = False
+        self.y_seen: list[float] = []
+
+    def render(self):
+        """The plot; a message instead of a crash if plotext cannot draw at this size."""
+        if self.size.width < 12 or self.size.height < 5:
+            return Text("(too small)", style="dim")
+        try:
+            return super().render()
+        except Exception as e:       # plotext raises odd errors on degenerate sizes or data
+            return Text(f"cannot draw this chart: {type(e).__name__}: {e}", style="dim")
 
     def max_points(self) -> int:
         """Enough for the braille resolution of the plot (2 dots per cell), no more."""
@@ -42,9 +75,28 @@ class Chart(PlotextPlot):
         plt = self.plt
         plt.clear_figure()
         plt.title(title)
-        plt.xlabel("")
-        if log:
-            plt.yscale("log")
+        self.log = log
+        self.y_seen = []
+
+    def line(self, xs: list, ys: list, **kwargs) -> list:
+        """Plot finite (and, on a log scale, positive) points; returns the x values drawn."""
+        xs, ys = finite(xs, ys, positive=self.log)
+        if xs:
+            if self.log:
+                ys = [math.log10(y) for y in ys]
+            self.y_seen += [min(ys), max(ys)]
+            if len(xs) == 1 and kwargs.get("marker") == "braille":
+                kwargs["marker"] = "o"
+            self.plt.plot(xs, ys, **kwargs)
+        return xs
+
+    def finish(self) -> None:
+        if self.log and self.y_seen:
+            lo, hi = min(self.y_seen), max(self.y_seen)
+            if hi - lo < 1e-9:
+                lo, hi = lo - 0.5, hi + 0.5
+            self.plt.yticks(*log_ticks(lo, hi))
+        self.refresh()
 
     def markers(self, history: History, xs_seen: list) -> None:
         """A vertical line wherever a live knob took effect, within the plotted range."""
@@ -72,27 +124,17 @@ class LossChart(Chart):
         vx, vy = history.curve("val_loss", n)
         if smoothed:
             ty = smooth(ty)
-        title = "loss" + (" (log)" if log else "") + (" smoothed" if smoothed else "")
-        self.start(title, log=log)
+        self.start("loss" + (" (log)" if log else "") + (" smoothed" if smoothed else ""), log=log)
         seen: list = []
         for i, p in enumerate(pinned):
-            px, py = finite(p.loss[0], smooth(p.loss[1]) if smoothed else p.loss[1], log)
-            if px:
-                self.plt.plot(px, py, label=p.label, marker=MARKERS[1 + i % (len(MARKERS) - 1)],
-                              color=COLORS[(2 + i) % len(COLORS)])
-                seen += px
-        tx, ty = finite(tx, ty, log)
-        vx, vy = finite(vx, vy, log)
-        if tx:
-            self.plt.plot(tx, ty, label="train", marker=MARKERS[0], color=COLORS[0])
-        if vx:
-            self.plt.plot(vx, vy, label="val", marker="dot" if len(vx) > 1 else "o", color=COLORS[1])
-        seen += tx + vx
+            seen += self.line(p.loss[0], smooth(p.loss[1]) if smoothed else p.loss[1], label=p.label,
+                              marker=MARKERS[1 + i % (len(MARKERS) - 1)], color=COLORS[(2 + i) % len(COLORS)])
+        seen += self.line(tx, ty, label="train", marker=MARKERS[0], color=COLORS[0])
+        seen += self.line(vx, vy, label="val", marker="dot", color=COLORS[1])
         if not seen:
-            self.plt.yscale("linear")
             self.placeholder("loss: waiting for the first step")
         self.markers(history, seen)
-        self.refresh()
+        self.finish()
 
 
 class AccuracyChart(Chart):
@@ -102,22 +144,17 @@ class AccuracyChart(Chart):
         self.start("validation accuracy %")
         seen: list = []
         for i, p in enumerate(pinned):
-            px, py = finite(*p.val_acc)
-            if px:
-                self.plt.plot(px, [100 * y for y in py], label=p.label,
+            xs, ys = p.val_acc
+            seen += self.line(xs, [100 * y for y in ys], label=p.label,
                               marker=MARKERS[1 + i % (len(MARKERS) - 1)], color=COLORS[(2 + i) % len(COLORS)])
-                seen += px
-        ax, ay = finite(*history.curve("val_acc", self.max_points()))
-        if ax:
-            self.plt.plot(ax, [100 * y for y in ay], label="val", marker=MARKERS[0] if len(ax) > 1 else "o",
-                          color=COLORS[1])
-            seen += ax
+        ax, ay = history.curve("val_acc", self.max_points())
+        seen += self.line(ax, [100 * y for y in ay], label="val", marker=MARKERS[0], color=COLORS[1])
         if not seen:
             self.placeholder("accuracy: after the first evaluation")
         else:
             self.plt.ylim(0, 100)
         self.markers(history, seen)
-        self.refresh()
+        self.finish()
 
 
 def pick_tensors(names: list[str], limit: int = MAX_TENSORS) -> list[str]:
@@ -141,15 +178,11 @@ class TensorChart(Chart):
         self.start(self.title + (f" (+{more} more)" if more > 0 else "") + " (log)", log=True)
         seen: list = []
         for i, name in enumerate(names):
-            xs, ys = finite(*curves[name], positive=True)
-            if xs:
-                self.plt.plot(xs, ys, label=name, marker=MARKERS[0], color=COLORS[i % len(COLORS)])
-                seen += xs
+            seen += self.line(*curves[name], label=name, marker=MARKERS[0], color=COLORS[i % len(COLORS)])
         if not seen:
-            self.plt.yscale("linear")
             self.placeholder(f"{self.title}: waiting for the first step")
         self.markers(history, seen)
-        self.refresh()
+        self.finish()
 
 
 class GapChart(Chart):
@@ -160,14 +193,13 @@ class GapChart(Chart):
         if not by_gap or not by_gap.get("gap"):
             self.placeholder("accuracy by gap: after the first evaluation")
         else:
-            xs, ys = finite(list(by_gap["gap"]), list(by_gap["accuracy"]))
-            if xs:
-                self.plt.plot(xs, [100 * y for y in ys], label="val", marker="braille", color=COLORS[0])
+            self.line(list(by_gap["gap"]), [100 * y for y in by_gap["accuracy"]], label="val",
+                      marker="braille", color=COLORS[0])
             if chance:
                 self.plt.hline(100 * chance, "red")
             self.plt.ylim(0, 100)
-            self.plt.xlabel("gap (filler words)" + (f"; red = chance {100 * chance:.0f}%" if chance else ""))
-        self.refresh()
+            self.plt.xlabel("gap (filler words)" + (f"; red line: chance {100 * chance:.0f}%" if chance else ""))
+        self.finish()
 
 
 # ---- per-time-step gradient heatmap ---------------------------------------------------------------

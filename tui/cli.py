@@ -84,6 +84,14 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(e), e.exit_code)
     except KeyboardInterrupt:
         return fail("interrupted", EXIT_INTERRUPTED)
+    except Exception as e:  # a bug, not bad input: keep the one-line contract, keep the details
+        import tempfile
+        import traceback
+
+        log = Path(tempfile.gettempdir()) / "descent-error.txt"
+        log.write_text(traceback.format_exc(), encoding="utf-8")
+        return fail(f"internal error: {type(e).__name__}: {e} (traceback in {log}; please report it)",
+                    EXIT_FAILED)
 
 
 # ---- commands -----------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from dataclasses import replace
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Input, Label, Select, Static, Switch
 
 from tui.history import format_value
@@ -92,15 +92,17 @@ class KnobRow(Vertical):
 
     def compose(self) -> ComposeResult:
         k = self.knob
-        mode = "live" if k.live else "on reset"
-        yield Label(f"[b]{k.label}[/b] [dim]{range_text(k)} · {mode}[/dim]", classes="knob-label", markup=True)
-        if k.type in ("float", "int"):
-            yield KnobInput(k, id=f"knob-{self.safe_id}", classes="knob-input")
-        elif k.type == "choice":
-            options = [(str(c), c) for c in k.choices]
-            yield Select(options, value=k.default, allow_blank=False, id=f"knob-{self.safe_id}")
-        else:
-            yield Switch(value=bool(k.default), id=f"knob-{self.safe_id}")
+        mode = "[green]live[/green]" if k.live else "[dim]on reset[/dim]"
+        yield Label(f"[b]{k.label}[/b] {mode}", classes="knob-label", markup=True)
+        with Horizontal(classes="knob-control"):
+            if k.type in ("float", "int"):
+                yield KnobInput(k, id=f"knob-{self.safe_id}")
+                yield Static(range_text(k), classes="knob-range")
+            elif k.type == "choice":
+                options = [(str(c), c) for c in k.choices]
+                yield Select(options, value=k.default, allow_blank=False, id=f"knob-{self.safe_id}")
+            else:
+                yield Switch(value=bool(k.default), id=f"knob-{self.safe_id}")
         yield Static("", classes="knob-note")
 
     @property
@@ -111,6 +113,7 @@ class KnobRow(Vertical):
         note = self.query_one(".knob-note", Static)
         note.update(text)
         note.set_class(error, "-error")
+        note.display = bool(text)
 
     def offer(self, value) -> None:
         """A new valid value from the control."""

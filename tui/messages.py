@@ -80,3 +80,10 @@ class KnobEdited(Message):
     key: str
     value: object
     live: bool
+
+
+@dataclass
+class ScenarioPicked(Message):
+    """The picker loaded a valid scenario."""
+
+    scenario: object

@@ -128,10 +128,10 @@ def _extract_verified(zip_path: Path, folder: Path, wanted: dict[str, str]) -> s
     return None
 
 
-def _download(url: str, folder: Path, label: str, progress: Progress | None) -> tuple[Path, str]:
+def _download(url: str, folder: Path, file: str, progress: Progress | None) -> tuple[Path, str]:
     """Stream `url` to a temporary file in `folder`; returns (temp path, SHA-256 hex).
     The temporary file is removed if anything goes wrong."""
-    tmp = _temp_in(folder, label)
+    tmp = _temp_in(folder, file)
     h = hashlib.sha256()
     try:
         request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
@@ -139,13 +139,13 @@ def _download(url: str, folder: Path, label: str, progress: Progress | None) -> 
             total = int(response.headers.get("Content-Length") or 0)
             done = 0
             if progress:
-                progress(label, 0, total)
+                progress(file, 0, total)
             while block := response.read(_CHUNK):
                 out.write(block)
                 h.update(block)
                 done += len(block)
                 if progress:
-                    progress(label, done, total)
+                    progress(file, done, total)
             if total and done != total:
                 raise http.client.IncompleteRead(b"", total - done)
     except BaseException:

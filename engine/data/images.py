@@ -55,14 +55,23 @@ def load_mnist(root: str | os.PathLike, limit_train: int | None = None,
                    in_shape=tuple(x_train.shape[1:]), n_classes=10, class_names=list(DIGIT_NAMES))
 
 
-def load_digits8x8(test_fraction: float = 0.25, seed: int = 0) -> Dataset:
-    """scikit-learn's 1,797 8x8 digits (pixel values 0-16, scaled to [0, 1]), stratified hold-out."""
+def load_digits8x8(test_fraction: float = 0.25, seed: int = 0, standardize: bool = False) -> Dataset:
+    """scikit-learn's 1,797 8x8 digits (pixel values 0-16, scaled to [0, 1]), stratified hold-out.
+
+    standardize: each pixel to zero mean and unit variance with training-split statistics; on
+    this small set it lifts an MLP from about 96.5% to 98% (a few edge pixels are almost always 0,
+    and unscaled they barely move).
+    """
     from sklearn.datasets import load_digits   # lazy: only this loader needs scikit-learn
 
     digits = load_digits()
     x = (digits.images / 16.0).astype(np.float32)[:, None]      # (N, 1, 8, 8)
     y = digits.target.astype(np.int64)                           # (N,)
     train, test = stratified_split(y, test_fraction, seed)
+    if standardize:
+        mean = x[train].mean(axis=0)
+        std = x[train].std(axis=0) + 1e-3    # constant pixels stay finite
+        x = ((x - mean) / std).astype(np.float32)
     return Dataset("digits8x8", "classification", x[train], y[train], x[test], y[test],
                    in_shape=(1, 8, 8), n_classes=10, class_names=list(DIGIT_NAMES))
 

@@ -12,7 +12,7 @@ from typing import Callable
 
 from engine.data.dataset import Dataset
 from engine.data.images import load_digits8x8, load_mnist
-from engine.data.nile import make_nile, nile_length
+from engine.data.nile import make_nile, nile_length, nile_vocab
 from engine.data.tables import SPAMBASE_FEATURES, csv_feature_count, load_csv, load_spambase
 from engine.data.text import check_text_options, load_sms_spam, load_text_csv
 from engine.errors import SpecError
@@ -68,6 +68,17 @@ def input_shape(source: str, options: dict, base_dir: Path) -> tuple:
         return (csv_feature_count(_resolve(kwargs["path"], base_dir), kwargs["label"], kwargs["delimiter"]),)
     check_text_options(kwargs["features"], kwargs["vocab_size"], kwargs["max_len"])   # sms_spam, text
     return (kwargs["max_len"],) if kwargs["features"] == "sequence" else (kwargs["vocab_size"],)
+
+
+def vocab_size(source: str, options: dict) -> int | None:
+    """How many token ids the source's sequences use (an embedding's `vocab`), or None for non-token data."""
+    kwargs = {**{k: v for k, v in source_options(source).items() if v is not inspect.Parameter.empty},
+              **_checked(source, options)}
+    if source == "nile":
+        return len(nile_vocab(kwargs["facts"]))
+    if source in ("sms_spam", "text") and kwargs["features"] == "sequence":
+        return kwargs["vocab_size"]
+    return None
 
 
 def _loader(source: str) -> tuple[Callable[..., Dataset], str]:

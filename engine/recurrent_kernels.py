@@ -1,0 +1,331 @@
+"""Kernels for the recurrent layers: one direction of one layer over the whole sequence, forward
+and backward through time, plus the embedding's scatter-add.
+
+Layout. Everything inside is time-major so that one time step is one contiguous block:
+  z   (T, B, G*H)  the input projection x W_ih^T + biases on entry to the forward kernel (one BLAS
+                   product over all steps, done by the caller), the gate activations on exit;
+  s   (T+1, B, H)  hidden states by slot: the forward direction keeps h_t in slot t+1 and the
+                   zero initial state in slot 0; the reverse direction keeps h_t in slot t and the
+                   initial state in slot T. So "the state before step t" is slot t (forward) or
+                   t+1 (reverse), and s[rev:rev+T] is every step's previous state in time order;
+  c   (T+1, B, H)  LSTM cell states, same slots; tc (T, B, H) tanh(c_t);
+  hn  (T, B, H)    GRU's W_hn h_{t-1} + b_hn (the part the reset gate multiplies).
+Gate blocks follow PyTorch: RNN [h], LSTM [i, f, g, o], GRU [r, z, n].
+
+Masking (right padding, lengths per sample) equals PyTorch's packed sequences: at a padded step
+the state is carried unchanged and the output is 0, so slot T of the forward direction holds
+each sample's state at its last real step and slot 0 of the reverse direction its state at t=0.
+
+Activations: float64 uses math.tanh and the exact sigmoid. math.tanh does not vectorise (34 ns
+per float32 element here), so with `fast` (the float32 path) tanh is a clamped rational function
+(Eigen's float tanh: at most 4e-7 absolute error in float32 arithmetic, about 0.8 ns per element)
+and sigmoid(x) = 0.5 + 0.5 tanh(x/2).
+
+The hidden product per step (32x64 @ 64x256) is a hand loop: four batch rows at a time with the
+contiguous output axis innermost, which vectorises without reordering any sum and runs at the
+speed of single-threaded BLAS here, without BLAS's thread hand-off on a busy 2-core machine.
+Every kernel takes a batch row range [b0, b1) so two threads can run two halves of a batch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .jit import jit
+
+RNN_CELL, LSTM_CELL, GRU_CELL = 0, 1, 2
+GATES = {RNN_CELL: 1, LSTM_CELL: 4, GRU_CELL: 3}
+
+# Eigen's generic_fast_tanh_float: tanh(x) ~ x P(x^2) / Q(x^2) on [-c, c], +-1 (to float32) outside
+_F = np.float32
+_CLAMP = _F(7.99881172180175781)
+_P13, _P11, _P9, _P7 = _F(-2.76076847742355e-16), _F(2.00018790482477e-13), _F(-8.60467152213735e-11), _F(5.12229709037114e-08)
+_P5, _P3, _P1 = _F(1.48572235717979e-05), _F(6.37261928875436e-04), _F(4.89352455891786e-03)
+_Q6, _Q4, _Q2, _Q0 = _F(1.19825839466702e-06), _F(1.18534705686654e-04), _F(2.26843463243900e-03), _F(4.89352518554385e-03)
+_HALF = _F(0.5)
+
+
+@jit
+def tanh_fast(x):
+    """float32 tanh without a library call (vectorises); |error| <= 4e-7."""
+    x = min(max(x, -_CLAMP), _CLAMP)
+    x2 = x * x
+    p = x2 * _P13 + _P11
+    p = x2 * p + _P9
+    p = x2 * p + _P7
+    p = x2 * p + _P5
+    p = x2 * p + _P3
+    p = x2 * p + _P1
+    q = x2 * _Q6 + _Q4
+    q = x2 * q + _Q2
+    q = x2 * q + _Q0
+    return x * p / q
+
+
+@jit
+def sigmoid_inplace(v, lo, hi, fast):
+    """v[lo:hi] <- sigmoid(v[lo:hi]) (one row of gates)."""
+    if fast:
+        for j in range(lo, hi):
+            v[j] = _HALF * tanh_fast(_HALF * v[j]) + _HALF
+    else:
+        for j in range(lo, hi):
+            x = v[j]
+            if x >= 0:
+                v[j] = 1.0 / (1.0 + math.exp(-x))
+            else:
+                e = math.exp(x)
+                v[j] = e / (1.0 + e)
+
+
+@jit
+def tanh_inplace(v, lo, hi, fast):
+    """v[lo:hi] <- tanh(v[lo:hi])."""
+    if fast:
+        for j in range(lo, hi):
+            v[j] = tanh_fast(v[j])
+    else:
+        for j in range(lo, hi):
+            v[j] = math.tanh(v[j])
+
+
+@jit
+def matmul_rows(a, w, out, b0, b1):
+    """out[b] = a[b] @ w for b0 <= b < b1.  a (B, K), w (K, N), out (B, N).
+
+    Each output element is summed over k in order (pairs of k fused), vectorised over N."""
+    K = a.shape[1]
+    N = w.shape[1]
+    k2 = K - K % 2
+    b = b0
+    while b < b1:
+        rows = min(4, b1 - b)
+        if rows == 4:
+            o0, o1, o2, o3 = out[b], out[b + 1], out[b + 2], out[b + 3]     # (N,) each
+            a0, a1, a2, a3 = a[b], a[b + 1], a[b + 2], a[b + 3]             # (K,) each
+            for j in range(N):
+                o0[j] = 0.0
+                o1[j] = 0.0
+                o2[j] = 0.0
+                o3[j] = 0.0
+            for k in range(0, k2, 2):
+                wa, wb = w[k], w[k + 1]                                       # (N,)
+                x0, x1, x2, x3 = a0[k], a1[k], a2[k], a3[k]
+                y0, y1, y2, y3 = a0[k + 1], a1[k + 1], a2[k + 1], a3[k + 1]
+                for j in range(N):
+                    p = wa[j]
+                    q = wb[j]
+                    o0[j] += x0 * p + y0 * q
+                    o1[j] += x1 * p + y1 * q
+                    o2[j] += x2 * p + y2 * q
+                    o3[j] += x3 * p + y3 * q
+            if k2 < K:
+                wa = w[K - 1]
+                x0, x1, x2, x3 = a0[K - 1], a1[K - 1], a2[K - 1], a3[K - 1]
+                for j in range(N):
+                    p = wa[j]
+                    o0[j] += x0 * p
+                    o1[j] += x1 * p
+                    o2[j] += x2 * p
+                    o3[j] += x3 * p
+        else:
+            for r in range(b, b + rows):
+                o, ar = out[r], a[r]
+                for j in range(N):
+                    o[j] = 0.0
+                for k in range(K):
+                    x0 = ar[k]
+                    wk = w[k]
+                    for j in range(N):
+                        o[j] += x0 * wk[j]
+        b += rows
+
+
+@jit
+def sumsq(v):
+    """sum(v**2) in float64, four interleaved partial sums (64 floats: about 4x faster than one chain)."""
+    n = v.shape[0]
+    n4 = n - n % 4
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    for j in range(0, n4, 4):
+        s0 += np.float64(v[j]) * v[j]
+        s1 += np.float64(v[j + 1]) * v[j + 1]
+        s2 += np.float64(v[j + 2]) * v[j + 2]
+        s3 += np.float64(v[j + 3]) * v[j + 3]
+    for j in range(n4, n):
+        s0 += np.float64(v[j]) * v[j]
+    return (s0 + s1) + (s2 + s3)
+
+
+@jit
+def recurrent_forward(cell, z, whh_t, b_hn, s, c, tc, hn, q, y, y_off, lengths, reverse, fast, b0, b1):
+    """One direction of one layer, rows b0..b1-1 (see the module docstring for the layouts).
+
+    whh_t (H, G*H) = W_hh^T; b_hn (H,) GRU's b_hn (the rest of b_hh is already in z); q (B, G*H)
+    scratch; y (T, B, Dy) the layer's output, this direction in columns y_off..y_off+H (0 at padded
+    steps); lengths (B,) real steps per sample. s[init slot] (and c's) must hold zeros on entry."""
+    T = z.shape[0]
+    H = s.shape[2]
+    for step in range(T):
+        t = T - 1 - step if reverse else step
+        prev = t + 1 if reverse else t
+        cur = t if reverse else t + 1
+        h0, h1 = s[prev], s[cur]                                   # (B, H)
+        matmul_rows(h0, whh_t, q, b0, b1)                          # (B, GH) = (B, H) @ (H, GH)
+        for b in range(b0, b1):
+            yb = y[t, b, y_off:y_off + H]                          # (H,)
+            hp, hb = h0[b], h1[b]                                  # (H,)
+            if t >= lengths[b]:                                    # padding: carry the state, output 0
+                for j in range(H):
+                    hb[j] = hp[j]
+                    yb[j] = 0.0
+                if cell == LSTM_CELL:
+                    cp, cc = c[prev, b], c[cur, b]
+                    for j in range(H):
+                        cc[j] = cp[j]
+                continue
+            g, qb = z[t, b], q[b]                                  # (GH,)
+            if cell == RNN_CELL:
+                for j in range(H):
+                    g[j] += qb[j]
+                tanh_inplace(g, 0, H, fast)
+                for j in range(H):
+                    hb[j] = g[j]
+            elif cell == LSTM_CELL:
+                for j in range(4 * H):
+                    g[j] += qb[j]
+                sigmoid_inplace(g, 0, 2 * H, fast)                 # i, f
+                tanh_inplace(g, 2 * H, 3 * H, fast)                # g
+                sigmoid_inplace(g, 3 * H, 4 * H, fast)             # o
+                cp, cc, tcb = c[prev, b], c[cur, b], tc[t, b]      # (H,)
+                for j in range(H):
+                    cc[j] = g[H + j] * cp[j] + g[j] * g[2 * H + j]
+                    tcb[j] = cc[j]
+                tanh_inplace(tcb, 0, H, fast)
+                for j in range(H):
+                    hb[j] = g[3 * H + j] * tcb[j]
+            else:
+                hnb = hn[t, b]                                     # (H,)
+                for j in range(2 * H):
+                    g[j] += qb[j]
+                sigmoid_inplace(g, 0, 2 * H, fast)                 # r, z
+                for j in range(H):
+                    hnb[j] = qb[2 * H + j] + b_hn[j]
+                    g[2 * H + j] += g[j] * hnb[j]
+                tanh_inplace(g, 2 * H, 3 * H, fast)                # n
+                for j in range(H):
+                    u = g[H + j]
+                    hb[j] = (1.0 - u) * g[2 * H + j] + u * hp[j]
+            for j in range(H):
+                yb[j] = hb[j]
+
+
+@jit
+def recurrent_backward(cell, z, whh, s, c, tc, hn, dy, y_off, dh, dc, dhd, dg, dgh, q, lengths, reverse,
+                       truncate, norms, b0, b1):
+    """Backward through time for what `recurrent_forward` did, rows b0..b1-1.
+
+    dy (T, B, Dy): gradient of the layer output (this direction at y_off), or shape (0, 0, 0) when
+    only the final state has one. dh, dc (B, H): on entry the gradient of the final state (slot T
+    forward, slot 0 reverse) and zeros; scratch afterwards. dhd (B, H) scratch.
+    Out: dg (T, B, GH) gradient of the gate pre-activations, for W_ih, b_ih and the input;
+    dgh (T, B, GH) the same as seen by W_hh h + b_hh (differs from dg in GRU's n block only; pass
+    dg itself for RNN and LSTM); norms (T, B) += ||dL/dh_t||^2 at real steps (skipped when empty).
+    truncate k > 0 cuts the recurrent gradient (h and c) every k real steps counted back from the
+    last step a direction processes: forward into step t when (length - t) % k == 0, reverse into
+    step t when (t + 1) % k == 0."""
+    T = z.shape[0]
+    H = s.shape[2]
+    GH = z.shape[2]
+    has_dy = dy.shape[0] > 0
+    want_norms = norms.shape[0] > 0
+    for step in range(T):
+        t = step if reverse else T - 1 - step
+        prev = t + 1 if reverse else t
+        for b in range(b0, b1):
+            a, ah = dg[t, b], dgh[t, b]                            # (GH,)
+            if t >= lengths[b]:                                    # padding: the state passed through
+                for j in range(GH):
+                    a[j] = 0.0
+                    ah[j] = 0.0
+                continue
+            d, g = dh[b], z[t, b]                                  # (H,), (GH,)
+            if has_dy:
+                dyb = dy[t, b, y_off:y_off + H]
+                for j in range(H):
+                    d[j] += dyb[j]
+            if want_norms:
+                norms[t, b] += sumsq(d)
+            if cell == RNN_CELL:
+                for j in range(H):
+                    a[j] = d[j] * (1.0 - g[j] * g[j])
+            elif cell == LSTM_CELL:
+                cp, tcb, dcb = c[prev, b], tc[t, b], dc[b]         # (H,)
+                for j in range(H):
+                    i, f, gg, o, th = g[j], g[H + j], g[2 * H + j], g[3 * H + j], tcb[j]
+                    dct = dcb[j] + d[j] * o * (1.0 - th * th)
+                    a[j] = dct * gg * i * (1.0 - i)
+                    a[H + j] = dct * cp[j] * f * (1.0 - f)
+                    a[2 * H + j] = dct * i * (1.0 - gg * gg)
+                    a[3 * H + j] = d[j] * th * o * (1.0 - o)
+                    dcb[j] = dct * f
+            else:
+                hp, hnb, dd = s[prev, b], hn[t, b], dhd[b]         # (H,)
+                for j in range(H):
+                    r, u, n = g[j], g[H + j], g[2 * H + j]
+                    dan = d[j] * (1.0 - u) * (1.0 - n * n)
+                    a[j] = dan * hnb[j] * r * (1.0 - r)
+                    a[H + j] = d[j] * (hp[j] - n) * u * (1.0 - u)
+                    a[2 * H + j] = dan
+                    ah[j] = a[j]
+                    ah[H + j] = a[H + j]
+                    ah[2 * H + j] = dan * r
+                    dd[j] = d[j] * u
+        matmul_rows(dgh[t], whh, q, b0, b1)                        # (B, H) = (B, GH) @ (GH, H)
+        for b in range(b0, b1):
+            n_real = lengths[b]
+            if t >= n_real:
+                continue
+            d = dh[b]
+            if truncate > 0 and ((t + 1) % truncate == 0 if reverse else (n_real - t) % truncate == 0):
+                for j in range(H):
+                    d[j] = 0.0
+                if cell == LSTM_CELL:
+                    for j in range(H):
+                        dc[b, j] = 0.0
+            elif cell == GRU_CELL:
+                for j in range(H):
+                    d[j] = q[b, j] + dhd[b, j]
+            else:
+                for j in range(H):
+                    d[j] = q[b, j]
+
+
+@jit
+def scatter_add_rows(ids, dy, grad):
+    """grad[ids[i]] += dy[i] for every i, in order (grad zeroed here first).  ids (N,), dy (N, D)."""
+    for i in range(grad.shape[0]):
+        for j in range(grad.shape[1]):
+            grad[i, j] = 0.0
+    for i in range(ids.shape[0]):
+        row = grad[ids[i]]
+        src = dy[i]
+        for j in range(row.shape[0]):
+            row[j] += src[j]
+
+
+@jit
+def id_range(ids):
+    """(min, max) of an integer array, one pass."""
+    lo = ids.flat[0]
+    hi = lo
+    for i in range(ids.size):
+        v = ids.flat[i]
+        lo = min(lo, v)
+        hi = max(hi, v)
+    return lo, hi

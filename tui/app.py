@@ -1,0 +1,92 @@
+"""The descent dashboard app and `make_app`, the one factory that the command line and the tests use.
+
+    make_app(scenario=None | "nile" | Path | Scenario, data_dir=None, backend=None, seed=None,
+             extra_paths=(), runs_dir=None).run()
+
+With no scenario it opens the picker; otherwise the dashboard. Each run writes to
+`runs/<scenario-stem>-<timestamp>/` under `runs_dir` (default: ./runs).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from tui.dashboard import DashboardScreen, run_dir_for
+from tui.dialogs import HelpScreen
+from tui.messages import ScenarioPicked
+from tui.picker import PickerScreen
+
+# what the command palette offers on the dashboard: (title, help, action)
+COMMANDS = (
+    ("Start / pause", "Start or pause training (space)", "toggle_run"),
+    ("One step", "Train exactly one step (n)", "one_step"),
+    ("Reset", "New weights; knobs marked 'on reset' take effect (r)", "reset"),
+    ("Pin run", "Keep this run's curves on the charts to compare (c)", "pin"),
+    ("Save checkpoint", "Save the weights and optimizer state to the run folder (s)", "save"),
+    ("Open checkpoint", "Load a saved checkpoint (o)", "open"),
+    ("Export metrics", "Write every record so far as JSON lines (e)", "export"),
+    ("Knobs", "Show and focus the knobs (k)", "knobs"),
+    ("Log-scale loss", "Toggle a log scale on the loss chart (l)", "toggle_log"),
+    ("Smooth loss", "Toggle smoothing of the training loss (m)", "toggle_smooth"),
+    ("Quit descent", "Quit, keeping or discarding the run (q)", "quit"),
+)
+
+
+class DescentApp(App):
+    CSS_PATH = "descent.tcss"
+    TITLE = "descent"
+    BINDINGS = [Binding("question_mark", "help", "Help", show=False)]
+
+    def __init__(self, scenario=None, *, data_dir=None, backend=None, seed=None, extra_paths=(),
+                 runs_dir=None):
+        super().__init__()
+        self.initial = scenario
+        self.data_dir, self.backend, self.seed = data_dir, backend, seed
+        self.extra_paths = tuple(Path(p) for p in extra_paths)
+        self.runs_dir = Path(runs_dir) if runs_dir is not None else Path.cwd() / "runs"
+
+    def get_default_screen(self) -> Screen:
+        if self.initial is None:
+            return PickerScreen(self.extra_paths, id="picker")
+        return self.dashboard_for(self.initial)
+
+    def dashboard_for(self, scenario) -> DashboardScreen:
+        return DashboardScreen(scenario, self.new_session, id="dashboard")
+
+    def new_session(self, scenario):
+        from engine.session import Session
+
+        return Session(scenario, data_root=self.data_dir, out_dir=run_dir_for(scenario, self.runs_dir),
+                       backend=self.backend, seed=self.seed)
+
+    def on_scenario_picked(self, message: ScenarioPicked) -> None:
+        self.push_screen(self.dashboard_for(message.scenario))
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        if isinstance(screen, DashboardScreen):
+            for title, help_text, action in COMMANDS:
+                yield SystemCommand(title, help_text, lambda a=action: screen.run_action(a))
+        yield SystemCommand("Help", "Keys, charts and knobs explained (?)", self.action_help)
+        yield from super().get_system_commands(screen)
+
+
+def make_app(scenario=None, data_dir=None, backend=None, seed=None, extra_paths=(), runs_dir=None) -> DescentApp:
+    """The app for a Scenario, a scenario name or file, or None (the picker).
+
+    A name or path is loaded here, so a bad file fails before the terminal switches to the app
+    (raises engine.errors.DescentError / SpecError)."""
+    if isinstance(scenario, (str, Path)):
+        from engine.scenario import load, resolve_name
+
+        scenario = load(resolve_name(str(scenario)))
+    return DescentApp(scenario, data_dir=data_dir, backend=backend, seed=seed, extra_paths=extra_paths,
+                      runs_dir=runs_dir)

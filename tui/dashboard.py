@@ -1,0 +1,508 @@
+"""The dashboard screen: one training session, its charts, knobs and scenario panel.
+
+Training runs in a thread worker that consumes `session.run(stop)`. The worker adds every record
+to `History` (plain data) and posts messages (tui.messages); it never touches a widget. The
+screen redraws the charts from `History` on a timer, only when something changed, so a fast
+model keeps its speed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, TabbedContent, TabPane
+from textual.worker import Worker, WorkerState
+
+from engine.errors import DescentError, SpecError
+from engine.records import Diverged, Evaluation, Finished, KnobChanged, Step, Stopped
+from tui.charts import AccuracyChart, LossChart, TensorChart, TimeHeatmap
+from tui.dialogs import OpenDialog, QuitDialog
+from tui.history import GradMonitor, History, Pinned, diverged_alert, format_value
+from tui.knobs import KnobsPanel
+from tui.messages import (AlertRaised, Evaluated, KnobApplied, KnobEdited, Prepared, Preparing, Progress,
+                          RunEnded, RunFailed)
+from tui.panels import ScenarioPanel, make_panel
+from tui.status import StatusLine
+
+REDRAW_SECONDS = 0.5        # charts redraw at most this often (plotext redraws every point)
+PROGRESS_SECONDS = 0.05     # the worker posts the newest step at most this often
+MAX_PINNED = 5
+RECURRENT = ("rnn", "lstm", "gru")
+
+
+def is_recurrent(scenario) -> bool:
+    return any(layer.get("type") in RECURRENT for layer in scenario.model.layers)
+
+
+def run_label(scenario, pinned_count: int = 0) -> str:
+    """A short name for a run: 'lstm h64 lr1e-3', 'dense 128-10 lr0.01'."""
+    layers = [dict(layer) for layer in scenario.model.layers]
+    cell = next((layer for layer in layers if layer.get("type") in RECURRENT), None)
+    if cell:
+        model = f"{cell['type']} h{cell.get('hidden', '?')}"
+    else:
+        units = [str(layer["units"]) for layer in layers if layer.get("type") == "dense" and "units" in layer]
+        convs = [layer for layer in layers if layer.get("type") == "conv2d"]
+        model = (f"conv{len(convs)} " if convs else "") + ("dense " + "-".join(units) if units else layers[0]["type"])
+    t = scenario.training
+    return f"{model} {t.optimizer} lr{t.lr:.0e}".replace("e-0", "e-")
+
+
+def run_dir_for(scenario, root: Path) -> Path:
+    stem = scenario.path.stem if scenario.path else "".join(c if c.isalnum() else "-" for c in scenario.name.lower())
+    base = root / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+class DashboardScreen(Screen):
+    """Everything about one scenario. `make_session(scenario)` builds a new Session for it."""
+
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    AUTO_FOCUS = None           # nothing focused: the single-key commands work at once
+    BINDINGS = [
+        Binding("space", "toggle_run", "Start/pause"),
+        Binding("n", "one_step", "Step"),
+        Binding("r", "reset", "Reset"),
+        Binding("c", "pin", "Pin"),
+        Binding("s", "save", "Save"),
+        Binding("o", "open", "Open"),
+        Binding("e", "export", "Export"),
+        Binding("k", "knobs", "Knobs"),
+        Binding("l", "toggle_log", "Log loss", show=False),
+        Binding("m", "toggle_smooth", "Smooth", show=False),
+        Binding("question_mark", "app.help", "Help"),
+        Binding("q", "quit", "Quit"),
+        Binding("escape", "leave", "Leave field", show=False),
+        Binding("left", "browse(-1)", "Previous sample", show=False),
+        Binding("right", "browse(1)", "Next sample", show=False),
+        *[Binding(str(i + 1), f"tab({i})", f"Tab {i + 1}", show=False) for i in range(4)],
+    ]
+
+    def __init__(self, scenario, make_session, **kwargs):
+        super().__init__(**kwargs)
+        self.scenario = scenario
+        self.make_session = make_session
+        self.session = None
+        self.generation = 0               # bumped at reset; messages of older workers are ignored
+        self.state = "compiling"
+        self.stop_event = threading.Event()
+        self.worker: Worker | None = None
+        self.history = History()
+        self.monitor = GradMonitor(is_recurrent(scenario))
+        self.pinned: list[Pinned] = []
+        self.log_loss = False
+        self.smoothed = False
+        self.drawn_version = -1
+        self.saved_by_user = False        # the user saved or exported into the run folder
+        self.last_step: Step | None = None
+        self.quitting = False
+        self.panel_drawn = 0.0
+
+    # ---- layout -----------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield StatusLine(id="status")
+        with Horizontal(id="body"):
+            yield KnobsPanel(self.scenario.knobs, id="knobs")
+            with Vertical(id="main"):
+                with Horizontal(id="curves"):
+                    yield LossChart(id="loss-chart")
+                    yield AccuracyChart(id="acc-chart")
+                with TabbedContent(id="tabs"):
+                    with TabPane("Gradients", id="tab-grads"):
+                        with Horizontal():
+                            yield TensorChart("grad_norms", "gradient norm", id="grad-chart")
+                            yield TensorChart("update_ratios", "update/weight", id="ratio-chart")
+                    if is_recurrent(self.scenario):
+                        with TabPane("Time gradients", id="tab-time"):
+                            yield TimeHeatmap(id="heatmap")
+                    panel = make_panel(self.scenario.panel)
+                    with TabPane(panel.title, id="tab-panel"):
+                        yield panel
+        yield Footer(compact=True)
+
+    @property
+    def panel(self) -> ScenarioPanel:
+        return self.query_one("#panel", ScenarioPanel)
+
+    @property
+    def status(self) -> StatusLine:
+        return self.query_one(StatusLine)
+
+    def on_mount(self) -> None:
+        self.set_state("compiling", "starting")
+        self.set_interval(REDRAW_SECONDS, self.redraw)
+        self.start_session()
+
+    def on_unmount(self) -> None:
+        self.stop_event.set()
+
+    # ---- the worker -------------------------------------------------------------------------------
+    def start_session(self) -> None:
+        """A new Session for self.scenario, prepared in the worker (data, model, kernels)."""
+        self.generation += 1
+        self.session = self.make_session(self.scenario)
+        self.history = History()
+        self.monitor = GradMonitor(is_recurrent(self.scenario))
+        self.last_step = None
+        self.drawn_version = -1
+        self.saved_by_user = False
+        self.stop_event = threading.Event()
+        self.worker = self.drive(self.session, "prepare", None, self.stop_event, self.history, self.monitor,
+                                 self.generation)
+
+    @work(thread=True, exclusive=True, group="session", exit_on_error=False)
+    def drive(self, session, job: str, steps: int | None, stop: threading.Event, history: History,
+              monitor: GradMonitor, generation: int) -> None:
+        """Prepare the session, or train it until `steps` more steps, the budget, or `stop`."""
+
+        def post(message) -> None:
+            message.generation = generation
+            self.post_message(message)
+
+        try:
+            if job == "prepare":
+                for rec in session.prepare():
+                    post(Preparing(rec.message))
+                post(Prepared(session.dataset.summary()))
+                return
+            last_post, unposted = 0.0, None
+            for rec in session.run(stop, steps):
+                history.add(rec)
+                if isinstance(rec, Step):
+                    unposted = rec
+                    alert = monitor.check(rec)
+                    if alert:
+                        stop.set()
+                        post(AlertRaised(alert))
+                    now = time.monotonic()
+                    if now - last_post >= PROGRESS_SECONDS:
+                        post(Progress(rec))
+                        last_post, unposted = now, None
+                    continue
+                if unposted is not None and isinstance(rec, (Diverged, Finished, Stopped)):
+                    post(Progress(unposted))
+                if isinstance(rec, Evaluation):
+                    post(Evaluated(rec))
+                elif isinstance(rec, KnobChanged):
+                    post(KnobApplied(rec))
+                elif isinstance(rec, Diverged):
+                    post(AlertRaised(diverged_alert(rec, monitor.recurrent)))
+                    post(RunEnded(rec))
+                elif isinstance(rec, (Finished, Stopped)):
+                    post(RunEnded(rec))
+        except DescentError as e:
+            post(RunFailed(str(e)))
+
+    def current(self, message) -> bool:
+        """Whether a worker message belongs to the session now shown (not one replaced by a reset)."""
+        return getattr(message, "generation", self.generation) == self.generation
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one handler for unexpected worker errors: say so, keep the dashboard alive."""
+        if event.state == WorkerState.ERROR and event.worker is self.worker:
+            error = event.worker.error
+            self.set_state("error", f"internal error: {type(error).__name__}: {error}")
+            self.notify(f"{type(error).__name__}: {error}", title="Training stopped by an error",
+                        severity="error", timeout=20)
+            self.log.error(repr(error))
+
+    def start_run(self, steps: int | None) -> None:
+        self.stop_event = threading.Event()
+        self.set_state("running", "")
+        self.worker = self.drive(self.session, "run", steps, self.stop_event, self.history, self.monitor,
+                                 self.generation)
+
+    async def halt(self) -> None:
+        """Stop the worker (pause) and wait until it has returned."""
+        self.stop_event.set()
+        if self.worker is not None and self.worker.state in (WorkerState.PENDING, WorkerState.RUNNING):
+            await self.worker.wait()
+
+    # ---- worker messages ----------------------------------------------------------------------------
+    def on_preparing(self, message: Preparing) -> None:
+        if self.current(message):
+            self.set_state("compiling", message.text)
+
+    def on_prepared(self, message: Prepared) -> None:
+        if not self.current(message):
+            return
+        self.set_state("ready", f"{message.summary}; space trains, n steps once")
+        self.status.show(total=self.session.total_steps, step=self.session.step, epoch=self.session.epoch)
+        self.panel.bind(self.session)
+
+    def on_progress(self, message: Progress) -> None:
+        if not self.current(message):
+            return
+        r = message.record
+        self.last_step = r
+        self.status.show(step=r.step, epoch=r.epoch, loss=r.loss, steps_per_s=r.steps_per_s, elapsed=r.elapsed)
+
+    def on_evaluated(self, message: Evaluated) -> None:
+        if not self.current(message):
+            return
+        r = message.record
+        if "accuracy" in r.metrics:
+            self.status.show(accuracy=r.metrics["accuracy"])
+        self.panel.evaluated(r)
+
+    def on_knob_applied(self, message: KnobApplied) -> None:
+        if not self.current(message):
+            return
+        row = self.query_one(KnobsPanel).row(message.record.key)
+        if row is not None:
+            row.applied(message.record.step)
+        self.redraw(force=True)
+
+    def on_alert_raised(self, message: AlertRaised) -> None:
+        if not self.current(message):
+            return
+        a = message.alert
+        self.notify(a.text, title=f"Paused: {a.kind} at step {a.step}",
+                    severity="error" if a.kind == "diverged" else "warning", timeout=20)
+
+    def on_run_ended(self, message: RunEnded) -> None:
+        if not self.current(message):
+            return
+        r = message.record
+        if isinstance(r, Finished):
+            acc = r.summary.get("metrics", {}).get("accuracy")
+            self.set_state("finished", f"budget of {r.step:,} steps done; r resets, c pins")
+            self.notify(f"Finished {r.step:,} steps in {r.elapsed:.1f} s"
+                        + (f", validation accuracy {100 * acc:.1f}%" if acc is not None else ""), title="Done")
+        elif isinstance(r, Diverged):
+            self.set_state("diverged", "lower lr or set clip_norm, then space continues or r resets")
+        else:
+            self.set_state("paused", "space continues, n steps once")
+        self.status.show(step=self.session.step, epoch=self.session.epoch, elapsed=self.session.elapsed)
+        self.panel.show_sample()
+        self.redraw(force=True)
+
+    def on_run_failed(self, message: RunFailed) -> None:
+        if not self.current(message):
+            return
+        self.set_state("error", message.text)
+        self.notify(message.text, title="Cannot train", severity="error", timeout=30)
+
+    # ---- knobs ------------------------------------------------------------------------------------
+    def on_knob_edited(self, message: KnobEdited) -> None:
+        if not message.live:
+            self.notify(f"{message.key} = {format_value(message.value)} applies on reset (r)", timeout=4)
+            return
+        if self.session is None:
+            return
+        try:
+            self.session.set_knob(message.key, message.value)
+        except SpecError as e:
+            self.notify(str(e), severity="error")
+
+    # ---- drawing ----------------------------------------------------------------------------------
+    def set_state(self, state: str, detail: str = "") -> None:
+        self.state = state
+        self.status.show(state=state, detail=detail)
+
+    def redraw(self, force: bool = False) -> None:
+        """Replot the charts whose data changed; charts in hidden tabs wait until shown."""
+        if not force and self.history.version == self.drawn_version:
+            return
+        self.drawn_version = self.history.version
+        h = self.history
+        with self.app.batch_update():
+            self.query_one(LossChart).draw(h, self.pinned, self.log_loss, self.smoothed)
+            self.query_one(AccuracyChart).draw(h, self.pinned)
+            active = self.query_one(TabbedContent).active
+            if active == "tab-grads":
+                for chart in self.query(TensorChart):
+                    chart.draw(h)
+            elif active == "tab-time":
+                self.query_one(TimeHeatmap).draw(h)
+            elif active == "tab-panel" and self.state == "running" and time.monotonic() - self.panel_drawn > 2:
+                self.panel_drawn = time.monotonic()
+                self.panel.show_sample()        # predictions with the current weights
+
+    @on(TabbedContent.TabActivated)
+    def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
+        self.redraw(force=True)
+        if event.pane.id == "tab-panel" and self.session is not None and self.session.dataset is not None:
+            self.panel.show_sample()
+
+    # ---- actions ----------------------------------------------------------------------------------
+    def ready(self, doing: str) -> bool:
+        """Whether the session can do `doing` now; says why not."""
+        if self.state == "compiling":
+            self.notify(f"Still preparing ({self.status.info.detail}); {doing} once it is ready.", timeout=3)
+            return False
+        if self.state == "error" and (self.session is None or self.session.trainer is None):
+            self.notify("The session could not start; fix the problem and reset (r) or quit.", severity="error")
+            return False
+        return True
+
+    def action_toggle_run(self) -> None:
+        if self.state == "running":
+            self.stop_event.set()
+            self.set_state("pausing", "finishing the current step")
+            return
+        if self.state == "pausing" or not self.ready("training starts"):
+            return
+        if self.state == "finished":
+            self.notify("This run has used its budget: n trains one more step, r starts a new run.", timeout=5)
+            return
+        self.start_run(None)
+
+    def action_one_step(self) -> None:
+        if self.state in ("running", "pausing"):
+            self.notify("Pause first (space), then n steps once.", timeout=3)
+            return
+        if self.ready("stepping works"):
+            self.start_run(1)
+
+    async def action_reset(self) -> None:
+        if self.state == "compiling":
+            self.ready("reset works")
+            return
+        from engine.scenario import with_values
+
+        knobs = self.query_one(KnobsPanel)
+        changes = {k: v for k, v in knobs.values().items()}
+        try:
+            scenario = with_values(self.scenario, changes) if changes else self.scenario
+        except SpecError as e:
+            self.notify(str(e), title="Cannot reset with these knobs", severity="error", timeout=15)
+            return
+        self.set_state("compiling", "resetting")
+        await self.halt()
+        if self.session is not None:
+            self.session.close()
+        self.scenario = scenario
+        for row in knobs.rows():
+            row.commit(changes.get(row.knob.key, row.knob.default))
+        self.start_session()
+        self.status.show(step=0, epoch=0.0, loss=None, accuracy=None, steps_per_s=None, elapsed=None)
+        panel = self.panel
+        panel.last_eval = None
+        self.redraw(force=True)
+        self.notify(f"New run: {run_label(scenario)}", timeout=3)
+
+    def action_pin(self) -> None:
+        if not len(self.history.loss):
+            self.notify("Nothing to pin yet: train a few steps first.", timeout=3)
+            return
+        label = run_label(self.scenario)
+        labels = [p.label for p in self.pinned]
+        if label in labels:
+            label = f"{label} #{sum(lbl.startswith(label) for lbl in labels) + 1}"
+        self.pinned.append(self.history.pin(label))
+        del self.pinned[:-MAX_PINNED]
+        self.redraw(force=True)
+        self.notify(f"Pinned '{label}': it stays on the loss and accuracy charts.", timeout=4)
+
+    def action_save(self) -> None:
+        if self.ready("saving works") and self.session.trainer is not None:
+            self.saved_by_user = True
+            self.io(lambda: f"Checkpoint saved: {self.session.save()}")
+
+    def action_export(self) -> None:
+        if self.ready("exporting works") and self.session.trainer is not None:
+            self.saved_by_user = True
+            path = self.session.out_dir / f"metrics-step{self.session.step}.jsonl"
+            self.io(lambda: f"Metrics exported: {self.session.export_metrics(path)}")
+
+    @work(thread=True, group="io", exit_on_error=False)
+    def io(self, job) -> None:
+        """A file operation off the UI thread; its outcome as a notification."""
+        try:
+            self.app.call_from_thread(self.notify, job(), timeout=6)
+        except (DescentError, OSError) as e:
+            self.app.call_from_thread(self.notify, str(e), severity="error", timeout=10)
+
+    def action_open(self) -> None:
+        if not self.ready("opening works") or self.session.trainer is None:
+            return
+        default = self.session.out_dir / "checkpoint.npz" if self.session.out_dir else Path("checkpoint.npz")
+        self.app.push_screen(OpenDialog(str(default)), self.open_checkpoint)
+
+    async def open_checkpoint(self, path: str | None) -> None:
+        if not path:
+            return
+        await self.halt()
+        try:
+            self.session.load_checkpoint(Path(path).expanduser())
+        except DescentError as e:
+            self.notify(str(e), title="Cannot open", severity="error", timeout=15)
+            if self.state in ("running", "pausing"):
+                self.set_state("paused")
+            return
+        self.set_state("paused", f"opened {path}")
+        self.status.show(step=self.session.step, epoch=self.session.epoch, elapsed=self.session.elapsed)
+        self.panel.show_sample()
+        self.notify(f"Opened {path} at step {self.session.step:,}", timeout=5)
+
+    def action_knobs(self) -> None:
+        self.add_class("-show-knobs")
+        knobs = self.query_one(KnobsPanel)
+        first = next(iter(knobs.query("Input, Select, Switch")), None)
+        if first is not None:
+            self.call_after_refresh(first.focus)
+
+    def action_leave(self) -> None:
+        self.set_focus(None)
+        self.remove_class("-show-knobs")
+
+    def action_toggle_log(self) -> None:
+        self.log_loss = not self.log_loss
+        self.redraw(force=True)
+
+    def action_toggle_smooth(self) -> None:
+        self.smoothed = not self.smoothed
+        self.redraw(force=True)
+
+    def action_browse(self, delta: int) -> None:
+        self.panel.browse(delta)
+
+    def action_tab(self, index: int) -> None:
+        tabs = self.query_one(TabbedContent)
+        panes = [pane.id for pane in tabs.query(TabPane)]
+        if index < len(panes):
+            tabs.active = panes[index]
+
+    # ---- quitting -----------------------------------------------------------------------------------
+    def action_quit(self) -> None:
+        if self.quitting:
+            return
+        s = self.session
+        if s is None or s.trainer is None or s.step == 0:
+            self.app.call_later(self.finish, None)
+            return
+        self.app.push_screen(QuitDialog(str(s.out_dir), s.step), self.finish)
+
+    async def finish(self, choice: str | None) -> None:
+        """Quit: "keep" saves the checkpoint (metrics are already on disk), "discard" removes the
+        run folder unless the user saved or exported into it; None (from the dialog) stays."""
+        s = self.session
+        if choice is None and s is not None and s.step > 0:
+            return
+        self.quitting = True
+        await self.halt()
+        if s is not None:
+            try:
+                if choice == "keep" and s.trainer is not None:
+                    s.save()
+                s.close()
+                if choice == "discard" and s.out_dir and s.out_dir.exists() and not self.saved_by_user:
+                    shutil.rmtree(s.out_dir, ignore_errors=True)
+            except (DescentError, OSError) as e:
+                self.notify(str(e), title="Could not save", severity="error")
+                self.quitting = False
+                return
+        self.app.exit(message=f"Run kept in {s.out_dir}" if choice == "keep" and s else None)

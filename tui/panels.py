@@ -1,0 +1,293 @@
+"""The scenario panel (by `scenario.panel`): what the model does on real examples.
+
+spam: type a message, see P(spam); the confusion matrix and recent mistakes.
+digits: a test digit in block characters with the top-3 predictions (left/right browse); the
+confusion matrix. nile: a test sentence with its gap compressed and the model's answer; the
+accuracy-by-gap curve. generic: the latest metrics and, for classification, the confusion matrix.
+
+Panels read the session on the UI thread (`predict_proba` holds the session lock, so this is
+safe while the worker trains) and get evaluations from the dashboard.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Input, Static
+
+from engine.errors import DescentError
+from engine.records import Evaluation
+from tui.charts import GapChart
+
+
+# ---- text renderings (pure functions) -------------------------------------------------------------
+def digit_lines(image: np.ndarray, scale: int = 1) -> list[str]:
+    """A grey image (H, W), scaled to [0, 1], as lines of half-block characters, two pixel rows per line:
+    ▀ top only, ▄ bottom only, █ both, shades ░▒▓ for grey. Readable without colour."""
+    img = np.asarray(image, dtype=np.float64)
+    img = img.reshape(img.shape[-2], img.shape[-1])
+    lo, hi = float(img.min()), float(img.max())
+    img = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)    # standardized data too
+    if scale > 1:
+        img = np.kron(img, np.ones((scale, scale)))
+    if img.shape[0] % 2:
+        img = np.vstack([img, np.zeros((1, img.shape[1]))])
+    lines = []
+    for top, bottom in zip(img[0::2], img[1::2]):
+        chars = []
+        for t, b in zip(top, bottom):
+            if t >= 0.5 and b >= 0.5:
+                chars.append("█" if min(t, b) >= 0.75 else "▓")
+            elif t >= 0.5 and b < 0.25:
+                chars.append("▀")
+            elif b >= 0.5 and t < 0.25:
+                chars.append("▄")
+            else:
+                mean = (t + b) / 2
+                chars.append(" " if mean < 0.12 else "░" if mean < 0.3 else "▒" if mean < 0.5 else "▓")
+        lines.append("".join(chars))
+    return lines
+
+
+def confusion_text(matrix, names: list[str], title: str = "confusion (rows: true, columns: predicted)") -> Text:
+    """The matrix as an aligned table; the diagonal in bold."""
+    m = np.asarray(matrix, dtype=np.int64)
+    k = len(m)
+    names = [str(n) for n in (names or range(k))][:k]
+    short = [n[:6] for n in names]
+    cell = max(max((len(str(v)) for v in m.ravel()), default=1), max(len(n) for n in short)) + 1
+    head = max(len(n) for n in short) + 1
+    out = Text(title + "\n", style="bold")
+    out.append(" " * head + "".join(f"{n:>{cell}}" for n in short) + "\n", style="dim")
+    for i in range(k):
+        out.append(f"{short[i]:>{head - 1}} ", style="dim")
+        for j in range(k):
+            v = int(m[i, j])
+            style = "bold green" if i == j else ("red" if v else "dim")
+            out.append(f"{v:>{cell}}", style=style)
+        out.append("\n")
+    total = int(m.sum())
+    if total:
+        out.append(f"{int(np.trace(m))} of {total} right", style="dim")
+    return out
+
+
+def prob_bars(probs: np.ndarray, names: list[str], top: int = 3, width: int = 16) -> Text:
+    """The `top` most likely classes with bars."""
+    order = np.argsort(-probs)[:top]
+    out = Text()
+    for rank, c in enumerate(order):
+        p = float(probs[c])
+        bar = "█" * int(round(p * width))
+        out.append(f"{names[c]:>10} ", style="bold" if rank == 0 else "")
+        out.append(f"{bar:<{width}}", style="green" if rank == 0 else "dim")
+        out.append(f" {100 * p:5.1f}%\n")
+    return out
+
+
+# ---- panels ---------------------------------------------------------------------------------------
+class ScenarioPanel(Vertical):
+    """Base: holds the session once it is prepared; `evaluated` and `browse` do nothing here."""
+
+    title = "Results"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.session = None
+        self.last_eval: Evaluation | None = None
+
+    def bind(self, session) -> None:
+        self.session = session
+        self.show_sample()
+
+    def evaluated(self, record: Evaluation) -> None:
+        self.last_eval = record
+        self.show_sample()
+
+    def browse(self, delta: int) -> None:
+        pass
+
+    def show_sample(self) -> None:
+        pass
+
+
+class BrowsePanel(ScenarioPanel):
+    """A panel that shows one test sample at a time; left/right move through them."""
+
+    can_focus = True
+    BINDINGS = [
+        Binding("left", "browse(-1)", "Previous sample"),
+        Binding("right", "browse(1)", "Next sample"),
+    ]
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.index = 0
+
+    def action_browse(self, delta: int) -> None:
+        self.browse(delta)
+
+    def browse(self, delta: int) -> None:
+        if self.session is None or self.session.dataset is None:
+            return
+        n = self.session.dataset.n_test
+        self.index = (self.index + delta) % max(1, n)
+        self.show_sample()
+
+
+class DigitsPanel(BrowsePanel):
+    title = "Digits"
+
+    def compose(self) -> ComposeResult:
+        with Horizontal():
+            yield Static("The test digits appear once the data is loaded.", id="digit-view", classes="sample")
+            with VerticalScroll(classes="side"):
+                yield Static("The confusion matrix appears after the first evaluation.", id="confusion")
+
+    def show_sample(self) -> None:
+        if self.session is None or self.session.dataset is None:
+            return
+        ds = self.session.dataset
+        i = self.index
+        image = ds.x_test[i]
+        scale = 2 if image.shape[-1] <= 14 else 1
+        text = Text(f"test digit {i + 1} of {ds.n_test}   ← → browse\n", style="bold")
+        text.append("\n".join(digit_lines(image, scale)) + "\n")
+        true = ds.class_names[int(ds.y_test[i])]
+        text.append(f"true: {true}\n", style="bold")
+        try:
+            probs = self.session.predict_proba(ds.x_test[i:i + 1])[0]
+            text.append_text(prob_bars(probs, ds.class_names))
+        except (DescentError, RuntimeError, AttributeError):
+            pass
+        self.query_one("#digit-view", Static).update(text)
+        if self.last_eval and "confusion" in self.last_eval.details:
+            self.query_one("#confusion", Static).update(
+                confusion_text(self.last_eval.details["confusion"], ds.class_names))
+
+
+class NilePanel(BrowsePanel):
+    title = "Nile"
+
+    def compose(self) -> ComposeResult:
+        with Horizontal():
+            yield Static("A test sentence appears once the data is loaded.", id="nile-view", classes="sample")
+            yield GapChart(id="gap-chart")
+
+    def show_sample(self) -> None:
+        from engine.data import nile_sentence
+
+        if self.session is None or self.session.dataset is None:
+            return
+        ds = self.session.dataset
+        i = self.index
+        mask = None if ds.mask_test is None else ds.mask_test[i]
+        gap = int(ds.extra_test["gap"][i]) if "gap" in ds.extra_test else None
+        text = Text(f"test sentence {i + 1} of {ds.n_test}" + (f", gap {gap}" if gap is not None else "")
+                    + "   ← → browse\n\n", style="bold")
+        text.append(nile_sentence(ds.x_test[i], mask, ds.vocab) + "\n\n")
+        text.append(f"answer: {ds.class_names[int(ds.y_test[i])]}\n", style="bold")
+        try:
+            m = None if mask is None else ds.mask_test[i:i + 1]
+            probs = self.session.predict_proba(ds.x_test[i:i + 1], m)[0]
+            text.append("model:\n")
+            text.append_text(prob_bars(probs, ds.class_names))
+        except (DescentError, RuntimeError, AttributeError):
+            pass
+        self.query_one("#nile-view", Static).update(text)
+        details = self.last_eval.details if self.last_eval else {}
+        self.query_one(GapChart).draw(details.get("by_gap"), details.get("chance"))
+
+
+class SpamPanel(ScenarioPanel):
+    title = "Spam"
+
+    def compose(self) -> ComposeResult:
+        with Horizontal():
+            with Vertical(classes="sample"):
+                yield Input(placeholder="type a message to score it", id="spam-input")
+                yield Static("", id="spam-score")
+                yield Static("", id="mistakes")
+            with VerticalScroll(classes="side"):
+                yield Static("The confusion matrix appears after the first evaluation.", id="confusion")
+
+    @on(Input.Changed, "#spam-input")
+    def _typed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.score()
+
+    @on(Input.Submitted, "#spam-input")
+    def _submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.score()
+
+    def score(self) -> None:
+        text = self.query_one("#spam-input", Input).value
+        out = self.query_one("#spam-score", Static)
+        if not text.strip():
+            out.update("")
+            return
+        if self.session is None or self.session.trainer is None:
+            out.update("the model is not ready yet")
+            return
+        try:
+            p = float(self.session.predict_texts([text])[0, 1])
+        except DescentError as e:
+            out.update(str(e))
+            return
+        bar = "█" * int(round(p * 20))
+        verdict = "spam" if p >= 0.5 else "ham"
+        score = Text("P(spam) ", style="bold")
+        score.append(f"{bar:<20}", style="red" if p >= 0.5 else "green")
+        score.append(f" {100 * p:5.1f}%  → {verdict}")
+        out.update(score)
+
+    def show_sample(self) -> None:
+        self.score()
+        if not self.last_eval:
+            return
+        d = self.last_eval.details
+        if "confusion" in d:
+            self.query_one("#confusion", Static).update(
+                confusion_text(d["confusion"], d.get("class_names", ["ham", "spam"])))
+        mistakes = d.get("mistakes") or []
+        text = Text("recent mistakes (most confident first)\n", style="bold")
+        for m in mistakes[:6]:
+            msg = " ".join(str(m["text"]).split())
+            text.append(f"{m['label']:>4} P(spam) {100 * m['p_spam']:5.1f}%  ", style="red")
+            text.append((msg[:70] + "…" if len(msg) > 71 else msg) + "\n")
+        if not mistakes:
+            text.append("none", style="dim")
+        self.query_one("#mistakes", Static).update(text)
+
+
+class GenericPanel(ScenarioPanel):
+    title = "Results"
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Static("Metrics appear after the first evaluation.", id="metrics")
+            yield Static("", id="confusion")
+
+    def show_sample(self) -> None:
+        if not self.last_eval:
+            return
+        m = self.last_eval.metrics
+        text = Text(f"evaluation at step {self.last_eval.step}\n", style="bold")
+        for k, v in m.items():
+            text.append(f"{k:>12} {v:.4f}\n")
+        self.query_one("#metrics", Static).update(text)
+        d = self.last_eval.details
+        if "confusion" in d and len(d["confusion"]) <= 16:
+            self.query_one("#confusion", Static).update(confusion_text(d["confusion"], d.get("class_names")))
+
+
+PANELS = {"digits": DigitsPanel, "nile": NilePanel, "spam": SpamPanel, "generic": GenericPanel}
+
+
+def make_panel(kind: str) -> ScenarioPanel:
+    return PANELS.get(kind, GenericPanel)(id="panel")

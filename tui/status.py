@@ -1,0 +1,76 @@
+"""The status line: state, step, epoch, loss, validation accuracy, steps/s, elapsed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.widgets import Static
+
+STATE_STYLES = {
+    "compiling": ("⧗", "bold yellow"),
+    "ready": ("■", "bold"),
+    "running": ("▶", "bold green"),
+    "pausing": ("‖", "bold yellow"),
+    "paused": ("‖", "bold yellow"),
+    "diverged": ("✗", "bold red"),
+    "finished": ("✓", "bold green"),
+    "error": ("✗", "bold red"),
+}
+
+
+@dataclass
+class StatusInfo:
+    state: str = "compiling"
+    detail: str = "compiling kernels"      # shown instead of numbers while compiling or on error
+    step: int = 0
+    total: int = 0
+    epoch: float = 0.0
+    loss: float | None = None
+    accuracy: float | None = None
+    steps_per_s: float | None = None
+    elapsed: float | None = None
+
+
+def clock(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def status_text(info: StatusInfo, width: int = 120) -> Text:
+    icon, style = STATE_STYLES.get(info.state, ("•", "bold"))
+    out = Text(f" {icon} {info.state} ", style=style)
+    if info.state in ("compiling", "error") or (info.detail and info.state == "ready" and not info.step):
+        out.append(f" {info.detail}", style="italic" if info.state != "error" else "red")
+        return out
+    parts = [f"step {info.step:,}" + (f"/{info.total:,}" if info.total else ""), f"epoch {info.epoch:.2f}"]
+    if info.loss is not None:
+        parts.append(f"loss {info.loss:.4g}")
+    if info.accuracy is not None:
+        parts.append(f"val acc {100 * info.accuracy:.1f}%")
+    if info.steps_per_s is not None and info.state == "running":
+        parts.append(f"{info.steps_per_s:,.0f} steps/s")
+    if info.elapsed is not None:
+        parts.append(clock(info.elapsed))
+    sep = " │ " if width >= 100 else " "
+    out.append(" " + sep.join(parts))
+    if info.detail and info.state != "running":
+        out.append(f"  {info.detail}", style="dim")
+    return out
+
+
+class StatusLine(Static):
+    """One line at the top of the dashboard."""
+
+    DEFAULT_CSS = """
+    StatusLine { height: 1; width: 1fr; }
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__("", **kwargs)
+        self.info = StatusInfo()
+
+    def show(self, **changes) -> None:
+        for k, v in changes.items():
+            setattr(self.info, k, v)
+        self.update(status_text(self.info, self.size.width or 120))
