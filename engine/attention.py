@@ -328,7 +328,12 @@ class LayerNorm(Layer):
 
 
 class SelfAttention(Layer):
-    """A causal transformer block over (B, T, E) sequences; see the module docstring."""
+    """A causal transformer block over (B, T, E) sequences; see the module docstring.
+
+    Spec keys: heads [1], dim [input width] (`hidden` is accepted as another name, so a scenario
+    can switch a recurrent layer's type to attention), positional ["learned"], max_len [512],
+    output ["last"], ff [0 = no feed-forward sublayer].
+    """
 
     kind = "attention"
 

@@ -64,14 +64,15 @@ class Trainer:
         self.net.backward(dout, ctx)
         opt = self.optimizer
         grad_norm = opt.step()
-        p_norm = np.sqrt(opt.p_sq)
-        ratios = np.sqrt(opt.upd_sq) / np.maximum(p_norm, 1e-12)
+        # per-tensor figures for the dashboard, from the optimizer's per-segment sums of squares
+        sqrt = math.sqrt
+        g_sq, u_sq, p_sq = opt.grad_sq.tolist(), opt.upd_sq.tolist(), opt.p_sq.tolist()
         return StepStats(
             loss=loss,
             grad_norm=grad_norm,
-            param_norm=float(math.sqrt(opt.p_sq.sum())),
-            grad_norms=dict(zip(self.names, np.sqrt(opt.grad_sq).tolist())),
-            update_ratios=dict(zip(self.names, ratios.tolist())),
+            param_norm=sqrt(sum(p_sq)),
+            grad_norms={name: sqrt(v) for name, v in zip(self.names, g_sq)},
+            update_ratios={name: sqrt(u) / max(sqrt(w), 1e-12) for name, u, w in zip(self.names, u_sq, p_sq)},
             time_grad_norms=dict(ctx.time_grad_norms) or None,
         )
 

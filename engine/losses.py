@@ -13,7 +13,12 @@ NAMES = ("cross_entropy", "bce", "mse")
 
 @jit
 def _softmax_ce(logits, labels, dlogits):
+    """Mean cross-entropy of logits (N, K) against labels (N,); fills dlogits (N, K).
+    Returns -1.0 (never a loss) if a label lies outside 0..K-1."""
     n, k = logits.shape
+    for i in range(n):
+        if labels[i] < 0 or labels[i] >= k:
+            return -1.0
     total = 0.0
     inv_n = 1.0 / n
     for i in range(n):
@@ -64,11 +69,12 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray):
     labels = np.ascontiguousarray(labels, dtype=np.int64).reshape(-1)
     if labels.shape[0] != logits.shape[0]:
         raise ValueError(f"{labels.shape[0]} labels for {logits.shape[0]} rows of logits")
-    if labels.size and (labels.min() < 0 or labels.max() >= logits.shape[1]):
-        raise ValueError(f"labels must lie in 0..{logits.shape[1] - 1}")
     logits = np.ascontiguousarray(logits)
     d = np.empty_like(logits)
-    return float(_softmax_ce(logits, labels, d)), d
+    loss = float(_softmax_ce(logits, labels, d))
+    if loss < 0:
+        raise ValueError(f"labels must lie in 0..{logits.shape[1] - 1}")
+    return loss, d
 
 
 def binary_cross_entropy(logits: np.ndarray, targets: np.ndarray):

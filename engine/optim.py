@@ -1,8 +1,9 @@
 """Optimizers over one flat parameter buffer, matching torch.optim's update rules.
 
-Each kernel also returns, per tensor segment, the sum of squares of the update and of the new
-parameters, so the update-to-weight ratio |dW|/|W| costs nothing extra. Gradient clipping is a
-scale factor passed in (torch's clip_grad_norm_: coef = max_norm / (norm + 1e-6), capped at 1).
+Each step also leaves, per tensor segment, the sums of squares of the gradient, of the applied
+update and of the new parameters (grad_sq, upd_sq, p_sq), so the dashboard's per-tensor norms and
+update-to-weight ratios |dW|/|W| cost two extra streaming passes. Gradient clipping is a scale
+factor passed in (torch's clip_grad_norm_: coef = max_norm / (norm + 1e-6), capped at 1).
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ class Optimizer:
         """Clip (global norm), update; returns the global gradient norm before clipping."""
         c, ps = self.config, self.params
         segment_sumsq(ps.grad, ps.offsets, self.grad_sq)
-        norm = math.sqrt(float(self.grad_sq.sum()))
+        norm = math.sqrt(sum(self.grad_sq.tolist()))
         scale = 1.0
         if c.clip_norm > 0 and math.isfinite(norm):
             scale = min(1.0, c.clip_norm / (norm + 1e-6))

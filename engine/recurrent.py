@@ -23,7 +23,8 @@ Backward also records ||dL/dh_t|| per time step into ctx.time_grad_norms (see `R
 
 from __future__ import annotations
 
-import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -32,6 +33,28 @@ from .errors import SpecError
 from .layer import Layer, SpecReader
 from .recurrent_kernels import (GATES, GRU_CELL, LSTM_CELL, RNN_CELL, id_range, recurrent_backward,
                                 recurrent_forward, scatter_add_rows)
+
+
+# Batch rows are independent through time, so the BPTT kernels (which release the GIL) run the
+# batch in THREADS slices side by side; the result is bit-identical for any number of slices.
+THREADS = min(2, os.cpu_count() or 1)
+_pool: ThreadPoolExecutor | None = None
+
+
+def run_rows(kernel, args, B: int) -> None:
+    """kernel(*args, b0, b1) over batch rows 0..B-1, split across THREADS threads (slices of 4k rows)."""
+    global _pool
+    n = min(THREADS, B // 8)
+    if n < 2:
+        kernel(*args, 0, B)
+        return
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max(THREADS - 1, 1), thread_name_prefix="descent-bptt")
+    cuts = [0] + [min(B, -(-B * i // n) // 4 * 4) for i in range(1, n)] + [B]
+    futures = [_pool.submit(kernel, *args, lo, hi) for lo, hi in zip(cuts[1:-1], cuts[2:])]
+    kernel(*args, cuts[0], cuts[1])
+    for f in futures:
+        f.result()
 
 
 class Embedding(Layer):
@@ -125,6 +148,9 @@ class Recurrent(Layer):
         self.out_shape = (in_shape[0], width) if self.output == "all" else (width,)
         self.gh = GATES[self.cell] * self.hidden
         self.buf = [Buffers(self.dtype) for _ in range(self.layers * self.dirs + 1)]
+        self.buf64 = Buffers(np.float64)
+        self._empty3 = np.zeros((0, 0, 0), self.dtype)
+        self._empty2 = np.zeros((0, 0))
 
     # parameters ------------------------------------------------------------------------------
     def _suffixes(self):
@@ -175,7 +201,7 @@ class Recurrent(Layer):
                 np.copyto(whh_t, w_hh.T)
                 s = buf.get("s", (T + 1, B, H))                          # (T+1, B, H) state slots
                 s[T if d else 0] = 0.0
-                c = tc = hn = self._none3
+                c = tc = hn = self._empty3
                 if self.cell == LSTM_CELL:
                     c = buf.get("c", (T + 1, B, H))
                     c[T if d else 0] = 0.0
@@ -183,8 +209,8 @@ class Recurrent(Layer):
                 elif self.cell == GRU_CELL:
                     hn = buf.get("hn", (T, B, H))
                 q = buf.get("q", (B, GH))
-                recurrent_forward(self.cell, z, whh_t, b_hh[2 * H:], s, c, tc, hn, q, y, d * H, lengths,
-                                  bool(d), fast, 0, B)
+                run_rows(recurrent_forward, (self.cell, z, whh_t, b_hh[2 * H:], s, c, tc, hn, q, y, d * H,
+                                             lengths, bool(d), fast), B)
                 cache.append((inp, z, s, c, tc, hn, buf))
             inp = y
         self.cache, self.lengths, self.T, self.B = cache, lengths, T, B
@@ -197,10 +223,6 @@ class Recurrent(Layer):
             out[:, d * H:(d + 1) * H] = s[0 if d else T]
         return out
 
-    @property
-    def _none3(self):
-        return np.zeros((0, 0, 0), self.dtype)
-
     # backward --------------------------------------------------------------------------------
     def backward(self, dy, ctx):
         T, B, lengths = self.T, self.B, self.lengths
@@ -211,10 +233,10 @@ class Recurrent(Layer):
             dseq = top.get("dy", (T, B, H * D))                          # (T, B, D*H)
             np.copyto(dseq, dy.reshape(B, T, H * D).transpose(1, 0, 2))
         else:
-            dseq = self._none3
+            dseq = self._empty3
         want = ctx.want_time_grads
         for k in reversed(range(self.layers)):
-            norms = top.get(f"norms{k}", (T, B)) if want else np.zeros((0, 0))
+            norms = self.buf64.get(f"norms{k}", (T, B)) if want else self._empty2
             if want:
                 norms[...] = 0.0
             need_dx = k > 0 or self.need_dx
@@ -231,9 +253,9 @@ class Recurrent(Layer):
                 dc[...] = 0.0
                 dg = buf.get("dg", (T, B, GH))                           # (T, B, GH)
                 dgh = buf.get("dgh", (T, B, GH)) if self.cell == GRU_CELL else dg
-                recurrent_backward(self.cell, z, self.p[f"weight_hh_{sfx}"], s, c, tc, hn, dseq, d * H, dh, dc,
-                                   buf.get("dhd", (B, H)), dg, dgh, buf.get("qb", (B, H)), lengths, bool(d),
-                                   self.truncate, norms, 0, B)
+                run_rows(recurrent_backward, (self.cell, z, self.p[f"weight_hh_{sfx}"], s, c, tc, hn, dseq, d * H,
+                                              dh, dc, buf.get("dhd", (B, H)), dg, dgh, buf.get("qb", (B, H)),
+                                              lengths, bool(d), self.truncate, norms), B)
                 dg2, dgh2 = dg.reshape(T * B, GH), dgh.reshape(T * B, GH)
                 np.dot(dg2.T, inp.reshape(T * B, -1), out=self.g[f"weight_ih_{sfx}"])      # (GH, in)
                 prev = s[1:] if d else s[:T]                                               # (T, B, H)

@@ -65,13 +65,13 @@ def tanh_fast(x):
 
 
 @jit
-def sigmoid_inplace(v, lo, hi, fast):
-    """v[lo:hi] <- sigmoid(v[lo:hi]) (one row of gates)."""
+def sigmoid_inplace(v, fast):
+    """v <- sigmoid(v), v 1-D (a block of one row of gates)."""
     if fast:
-        for j in range(lo, hi):
+        for j in range(v.shape[0]):
             v[j] = _HALF * tanh_fast(_HALF * v[j]) + _HALF
     else:
-        for j in range(lo, hi):
+        for j in range(v.shape[0]):
             x = v[j]
             if x >= 0:
                 v[j] = 1.0 / (1.0 + math.exp(-x))
@@ -81,13 +81,13 @@ def sigmoid_inplace(v, lo, hi, fast):
 
 
 @jit
-def tanh_inplace(v, lo, hi, fast):
-    """v[lo:hi] <- tanh(v[lo:hi])."""
+def tanh_inplace(v, fast):
+    """v <- tanh(v), v 1-D."""
     if fast:
-        for j in range(lo, hi):
+        for j in range(v.shape[0]):
             v[j] = tanh_fast(v[j])
     else:
-        for j in range(lo, hi):
+        for j in range(v.shape[0]):
             v[j] = math.tanh(v[j])
 
 
@@ -95,7 +95,9 @@ def tanh_inplace(v, lo, hi, fast):
 def matmul_rows(a, w, out, b0, b1):
     """out[b] = a[b] @ w for b0 <= b < b1.  a (B, K), w (K, N), out (B, N).
 
-    Each output element is summed over k in order (pairs of k fused), vectorised over N."""
+    Each output element is summed over k in order, two k at a time, vectorised over N; a row gets
+    the same arithmetic in a block of four or alone, so splitting rows between threads changes
+    no bit of the result."""
     K = a.shape[1]
     N = w.shape[1]
     k2 = K - K % 2
@@ -130,16 +132,21 @@ def matmul_rows(a, w, out, b0, b1):
                     o1[j] += x1 * p
                     o2[j] += x2 * p
                     o3[j] += x3 * p
-        else:
+        else:                                                   # the same sums, one row at a time
             for r in range(b, b + rows):
-                o, ar = out[r], a[r]
+                o, ar = out[r], a[r]                                # (N,), (K,)
                 for j in range(N):
                     o[j] = 0.0
-                for k in range(K):
-                    x0 = ar[k]
-                    wk = w[k]
+                for k in range(0, k2, 2):
+                    wa, wb = w[k], w[k + 1]
+                    x0, y0 = ar[k], ar[k + 1]
                     for j in range(N):
-                        o[j] += x0 * wk[j]
+                        o[j] += x0 * wa[j] + y0 * wb[j]
+                if k2 < K:
+                    wa = w[K - 1]
+                    x0 = ar[K - 1]
+                    for j in range(N):
+                        o[j] += x0 * wa[j]
         b += rows
 
 
@@ -168,61 +175,58 @@ def recurrent_forward(cell, z, whh_t, b_hn, s, c, tc, hn, q, y, y_off, lengths, 
 
     whh_t (H, G*H) = W_hh^T; b_hn (H,) GRU's b_hn (the rest of b_hh is already in z); q (B, G*H)
     scratch; y (T, B, Dy) the layer's output, this direction in columns y_off..y_off+H (0 at padded
-    steps); lengths (B,) real steps per sample. s[init slot] (and c's) must hold zeros on entry."""
+    steps); lengths (B,) real steps per sample. s[init slot] (and c's) must hold zeros on entry.
+    Loops index whole 1-D views from 0 (v[j], j in range(len)) so that LLVM vectorises them."""
     T = z.shape[0]
     H = s.shape[2]
     for step in range(T):
         t = T - 1 - step if reverse else step
         prev = t + 1 if reverse else t
         cur = t if reverse else t + 1
-        h0, h1 = s[prev], s[cur]                                   # (B, H)
-        matmul_rows(h0, whh_t, q, b0, b1)                          # (B, GH) = (B, H) @ (H, GH)
+        matmul_rows(s[prev], whh_t, q, b0, b1)                     # (B, GH) = (B, H) @ (H, GH)
         for b in range(b0, b1):
             yb = y[t, b, y_off:y_off + H]                          # (H,)
-            hp, hb = h0[b], h1[b]                                  # (H,)
+            hp, hb = s[prev, b], s[cur, b]                         # (H,)
             if t >= lengths[b]:                                    # padding: carry the state, output 0
-                for j in range(H):
-                    hb[j] = hp[j]
-                    yb[j] = 0.0
+                hb[:] = hp
+                yb[:] = 0.0
                 if cell == LSTM_CELL:
-                    cp, cc = c[prev, b], c[cur, b]
-                    for j in range(H):
-                        cc[j] = cp[j]
+                    c[cur, b] = c[prev, b]
                 continue
             g, qb = z[t, b], q[b]                                  # (GH,)
+            if cell == GRU_CELL:                                   # r, z get W_h h; n gets r * (W_hn h + b_hn)
+                g2, q2 = g[:2 * H], q[b, :2 * H]                   # (2H,)
+                for j in range(2 * H):
+                    g2[j] += q2[j]
+            else:
+                for j in range(g.shape[0]):
+                    g[j] += qb[j]
             if cell == RNN_CELL:
-                for j in range(H):
-                    g[j] += qb[j]
-                tanh_inplace(g, 0, H, fast)
-                for j in range(H):
-                    hb[j] = g[j]
+                tanh_inplace(g, fast)
+                hb[:] = g
             elif cell == LSTM_CELL:
-                for j in range(4 * H):
-                    g[j] += qb[j]
-                sigmoid_inplace(g, 0, 2 * H, fast)                 # i, f
-                tanh_inplace(g, 2 * H, 3 * H, fast)                # g
-                sigmoid_inplace(g, 3 * H, 4 * H, fast)             # o
+                gi, gf, gg, go = g[:H], g[H:2 * H], g[2 * H:3 * H], g[3 * H:]   # (H,) each
+                sigmoid_inplace(g[:2 * H], fast)                   # i, f
+                tanh_inplace(gg, fast)
+                sigmoid_inplace(go, fast)
                 cp, cc, tcb = c[prev, b], c[cur, b], tc[t, b]      # (H,)
                 for j in range(H):
-                    cc[j] = g[H + j] * cp[j] + g[j] * g[2 * H + j]
-                    tcb[j] = cc[j]
-                tanh_inplace(tcb, 0, H, fast)
+                    cc[j] = gf[j] * cp[j] + gi[j] * gg[j]
+                tcb[:] = cc
+                tanh_inplace(tcb, fast)
                 for j in range(H):
-                    hb[j] = g[3 * H + j] * tcb[j]
+                    hb[j] = go[j] * tcb[j]
             else:
-                hnb = hn[t, b]                                     # (H,)
-                for j in range(2 * H):
-                    g[j] += qb[j]
-                sigmoid_inplace(g, 0, 2 * H, fast)                 # r, z
+                gr, gz, gn = g[:H], g[H:2 * H], g[2 * H:]          # (H,) each
+                hnb, qn = hn[t, b], qb[2 * H:]                     # (H,)
+                sigmoid_inplace(g[:2 * H], fast)                   # r, z
                 for j in range(H):
-                    hnb[j] = qb[2 * H + j] + b_hn[j]
-                    g[2 * H + j] += g[j] * hnb[j]
-                tanh_inplace(g, 2 * H, 3 * H, fast)                # n
+                    hnb[j] = qn[j] + b_hn[j]
+                    gn[j] += gr[j] * hnb[j]
+                tanh_inplace(gn, fast)
                 for j in range(H):
-                    u = g[H + j]
-                    hb[j] = (1.0 - u) * g[2 * H + j] + u * hp[j]
-            for j in range(H):
-                yb[j] = hb[j]
+                    hb[j] = (1.0 - gz[j]) * gn[j] + gz[j] * hp[j]
+            yb[:] = hb
 
 
 @jit
@@ -241,7 +245,6 @@ def recurrent_backward(cell, z, whh, s, c, tc, hn, dy, y_off, dh, dc, dhd, dg, d
     step t when (t + 1) % k == 0."""
     T = z.shape[0]
     H = s.shape[2]
-    GH = z.shape[2]
     has_dy = dy.shape[0] > 0
     want_norms = norms.shape[0] > 0
     for step in range(T):
@@ -250,13 +253,12 @@ def recurrent_backward(cell, z, whh, s, c, tc, hn, dy, y_off, dh, dc, dhd, dg, d
         for b in range(b0, b1):
             a, ah = dg[t, b], dgh[t, b]                            # (GH,)
             if t >= lengths[b]:                                    # padding: the state passed through
-                for j in range(GH):
-                    a[j] = 0.0
-                    ah[j] = 0.0
+                a[:] = 0.0
+                ah[:] = 0.0
                 continue
             d, g = dh[b], z[t, b]                                  # (H,), (GH,)
             if has_dy:
-                dyb = dy[t, b, y_off:y_off + H]
+                dyb = dy[t, b, y_off:y_off + H]                    # (H,)
                 for j in range(H):
                     d[j] += dyb[j]
             if want_norms:
@@ -265,45 +267,48 @@ def recurrent_backward(cell, z, whh, s, c, tc, hn, dy, y_off, dh, dc, dhd, dg, d
                 for j in range(H):
                     a[j] = d[j] * (1.0 - g[j] * g[j])
             elif cell == LSTM_CELL:
+                gi, gf, gg, go = g[:H], g[H:2 * H], g[2 * H:3 * H], g[3 * H:]   # (H,) each
+                ai, af, ag, ao = a[:H], a[H:2 * H], a[2 * H:3 * H], a[3 * H:]
                 cp, tcb, dcb = c[prev, b], tc[t, b], dc[b]         # (H,)
                 for j in range(H):
-                    i, f, gg, o, th = g[j], g[H + j], g[2 * H + j], g[3 * H + j], tcb[j]
+                    i, f, gv, o, th = gi[j], gf[j], gg[j], go[j], tcb[j]
                     dct = dcb[j] + d[j] * o * (1.0 - th * th)
-                    a[j] = dct * gg * i * (1.0 - i)
-                    a[H + j] = dct * cp[j] * f * (1.0 - f)
-                    a[2 * H + j] = dct * i * (1.0 - gg * gg)
-                    a[3 * H + j] = d[j] * th * o * (1.0 - o)
+                    ai[j] = dct * gv * i * (1.0 - i)
+                    af[j] = dct * cp[j] * f * (1.0 - f)
+                    ag[j] = dct * i * (1.0 - gv * gv)
+                    ao[j] = d[j] * th * o * (1.0 - o)
                     dcb[j] = dct * f
             else:
+                gr, gz, gn = g[:H], g[H:2 * H], g[2 * H:]          # (H,) each
+                ar, az, an = a[:H], a[H:2 * H], a[2 * H:]
+                hr, hz, hnn = ah[:H], ah[H:2 * H], ah[2 * H:]
                 hp, hnb, dd = s[prev, b], hn[t, b], dhd[b]         # (H,)
                 for j in range(H):
-                    r, u, n = g[j], g[H + j], g[2 * H + j]
+                    r, u, n = gr[j], gz[j], gn[j]
                     dan = d[j] * (1.0 - u) * (1.0 - n * n)
-                    a[j] = dan * hnb[j] * r * (1.0 - r)
-                    a[H + j] = d[j] * (hp[j] - n) * u * (1.0 - u)
-                    a[2 * H + j] = dan
-                    ah[j] = a[j]
-                    ah[H + j] = a[H + j]
-                    ah[2 * H + j] = dan * r
+                    ar[j] = dan * hnb[j] * r * (1.0 - r)
+                    az[j] = d[j] * (hp[j] - n) * u * (1.0 - u)
+                    an[j] = dan
+                    hr[j] = ar[j]
+                    hz[j] = az[j]
+                    hnn[j] = dan * r
                     dd[j] = d[j] * u
         matmul_rows(dgh[t], whh, q, b0, b1)                        # (B, H) = (B, GH) @ (GH, H)
         for b in range(b0, b1):
             n_real = lengths[b]
             if t >= n_real:
                 continue
-            d = dh[b]
+            d, qb = dh[b], q[b]                                    # (H,)
             if truncate > 0 and ((t + 1) % truncate == 0 if reverse else (n_real - t) % truncate == 0):
-                for j in range(H):
-                    d[j] = 0.0
+                d[:] = 0.0
                 if cell == LSTM_CELL:
-                    for j in range(H):
-                        dc[b, j] = 0.0
+                    dc[b] = 0.0
             elif cell == GRU_CELL:
+                dd = dhd[b]
                 for j in range(H):
-                    d[j] = q[b, j] + dhd[b, j]
+                    d[j] = qb[j] + dd[j]
             else:
-                for j in range(H):
-                    d[j] = q[b, j]
+                d[:] = qb
 
 
 @jit

@@ -298,6 +298,7 @@ def test_embedding_model_trains_like_torch():
     ({"output": "first"}, "[0].output"),
     ({"ff": -1}, "[0].ff"),
     ({"width": 8}, "[0].width"),
+    ({"hidden": 8, "dim": 16}, "[0].hidden"),
 ])
 def test_bad_spec_names_the_key(extra, key):
     with pytest.raises(SpecError) as e:
@@ -313,6 +314,9 @@ def test_attention_on_token_ids_is_a_spec_error():
 
 def test_output_shapes():
     assert build_layers([{"type": "attention", "dim": 16}], (T, E))[0].out_shape == (16,)
+    # the nile scenario's cell knob turns { type = "lstm", hidden = 64, output = "last" } into attention
+    layer = build_layers([{"type": "attention", "hidden": 64, "output": "last"}], (T, 32))[0]
+    assert (layer.dim, layer.has_proj, layer.out_shape) == (64, True, (64,))
     assert build_layers([{"type": "attention", "output": "all"}], (T, E))[0].out_shape == (T, E)
     with pytest.raises(SpecError) as e:
         build_layers([{"type": "layernorm", "eps": 1e-3}], (T, E))

@@ -55,7 +55,7 @@ class Chart(PlotextPlot):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.log = False
+        self.log_scale = False
         self.y_seen: list[float] = []
 
     def render(self):
@@ -75,14 +75,14 @@ class Chart(PlotextPlot):
         plt = self.plt
         plt.clear_figure()
         plt.title(title)
-        self.log = log
+        self.log_scale = log
         self.y_seen = []
 
     def line(self, xs: list, ys: list, **kwargs) -> list:
         """Plot finite (and, on a log scale, positive) points; returns the x values drawn."""
-        xs, ys = finite(xs, ys, positive=self.log)
+        xs, ys = finite(xs, ys, positive=self.log_scale)
         if xs:
-            if self.log:
+            if self.log_scale:
                 ys = [math.log10(y) for y in ys]
             self.y_seen += [min(ys), max(ys)]
             if len(xs) == 1 and kwargs.get("marker") == "braille":
@@ -91,7 +91,7 @@ class Chart(PlotextPlot):
         return xs
 
     def finish(self) -> None:
-        if self.log and self.y_seen:
+        if self.log_scale and self.y_seen:
             lo, hi = min(self.y_seen), max(self.y_seen)
             if hi - lo < 1e-9:
                 lo, hi = lo - 0.5, hi + 0.5

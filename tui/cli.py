@@ -54,6 +54,11 @@ def build_parser() -> Parser:
     rs.add_argument("--steps", type=int, help="train this many more steps (default: to the run's budget)")
     common(rs, scenario=False)
 
+    pr = sub.add_parser("predict", help="class probabilities for texts, with a run's checkpoint (spam: P(spam))")
+    pr.add_argument("run_dir", metavar="DIR")
+    pr.add_argument("texts", nargs="+", metavar="TEXT")
+    pr.add_argument("--data", metavar="DIR")
+
     v = sub.add_parser("validate", help="check scenario files; prints one line per file")
     v.add_argument("files", nargs="+", metavar="FILE")
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -78,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if command == "tui":
             return cmd_tui(args)
-        return {"run": cmd_run, "resume": cmd_resume, "validate": cmd_validate, "list": cmd_list,
+        return {"run": cmd_run, "resume": cmd_resume, "predict": cmd_predict, "validate": cmd_validate, "list": cmd_list,
                 "data": cmd_data}[command](args)
     except DescentError as e:
         return fail(str(e), e.exit_code)
@@ -131,6 +136,21 @@ def cmd_resume(args) -> int:
 
     session = Session.resume(args.run_dir, data_root=args.data)
     return drive(session, steps=args.steps)
+
+
+def cmd_predict(args) -> int:
+    from engine.session import Session
+
+    session = Session.resume(args.run_dir, data_root=args.data)
+    for _ in session.prepare():
+        pass
+    probs = session.predict_texts(args.texts)
+    names = session.dataset.class_names
+    for text, row in zip(args.texts, probs):
+        best = int(row.argmax())
+        detail = " ".join(f"P({n})={p:.4f}" for n, p in zip(names, row))
+        print(f"{names[best]:<6} {detail}  {text}")
+    return EXIT_OK
 
 
 def cmd_validate(args) -> int:

@@ -276,7 +276,9 @@ class DashboardScreen(Screen):
         if not self.current(message):
             return
         r = message.record
-        if isinstance(r, Finished):
+        if isinstance(r, Finished) and self.session.step < self.session.total_steps:
+            self.set_state("paused", "space continues, n steps once")     # `n`: run(steps=1) ended
+        elif isinstance(r, Finished):
             acc = r.summary.get("metrics", {}).get("accuracy")
             self.set_state("finished", f"budget of {r.step:,} steps done; r resets, c pins")
             self.notify(f"Finished {r.step:,} steps in {r.elapsed:.1f} s"

@@ -53,7 +53,7 @@ def digit_lines(image: np.ndarray, scale: int = 1) -> list[str]:
     return lines
 
 
-def confusion_text(matrix, names: list[str], title: str = "confusion (rows: true, columns: predicted)") -> Text:
+def confusion_text(matrix, names: list[str], title: str = "confusion: rows true, columns predicted") -> Text:
     """The matrix as an aligned table; the diagonal in bold."""
     m = np.asarray(matrix, dtype=np.int64)
     k = len(m)
@@ -153,7 +153,8 @@ class DigitsPanel(BrowsePanel):
             return
         ds = self.session.dataset
         i = self.index
-        image = ds.x_test[i]
+        raw = ds.extra_test.get("images")      # unstandardized pixels, where the loader keeps them
+        image = raw[i] if raw is not None else ds.x_test[i]
         scale = 2 if image.shape[-1] <= 14 else 1
         text = Text(f"test digit {i + 1} of {ds.n_test}   ← → browse\n", style="bold")
         text.append("\n".join(digit_lines(image, scale)) + "\n")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rich.text import Text
-from textual.widgets import Static
+from textual.widget import Widget
 
 STATE_STYLES = {
     "compiling": ("⧗", "bold yellow"),
@@ -59,18 +59,22 @@ def status_text(info: StatusInfo, width: int = 120) -> Text:
     return out
 
 
-class StatusLine(Static):
-    """One line at the top of the dashboard."""
+class StatusLine(Widget):
+    """One line at the top of the dashboard. `show` repaints it without a layout pass, so the
+    frequent step updates stay cheap."""
 
     DEFAULT_CSS = """
     StatusLine { height: 1; width: 1fr; }
     """
 
     def __init__(self, **kwargs):
-        super().__init__("", **kwargs)
+        super().__init__(**kwargs)
         self.info = StatusInfo()
 
     def show(self, **changes) -> None:
         for k, v in changes.items():
             setattr(self.info, k, v)
-        self.update(status_text(self.info, self.size.width or 120))
+        self.refresh()
+
+    def render(self) -> Text:
+        return status_text(self.info, self.size.width or 120)

@@ -1,0 +1,394 @@
+"""Training speed: our engine against PyTorch CPU, side by side in one run.
+
+    python bench/speed.py [--workloads 1,2a,...] [--repeats N] [--quick] [--no-compile] [--json PATH]
+
+Every workload trains the same model on random data with our engine (engine.backend.Trainer,
+float32, Adam, the dashboard's per-step statistics included) and with PyTorch eager on the CPU
+(a plain zero_grad / forward / loss / backward / step loop, Adam default and fused=True, 1 and 2
+threads). Variants take turns, block by block, so a change in machine load hits all of them; the
+figure is the median steps/s over the timed blocks after warm-up. Also measured in the same run:
+the float32 GEMM rate (1024^3 np.dot on 1 and 2 threads) and the JIT compile time with an empty
+and with a filled Numba cache (each in a fresh subprocess). See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+VOCAB = 50
+
+
+@dataclass(frozen=True)
+class Workload:
+    title: str
+    layers: list
+    in_shape: tuple
+    batch: int
+    classes: int
+    tokens: bool = False      # int64 token ids in 0..VOCAB-1 instead of float features
+
+    def batches(self, rng, count=4):
+        """`count` random (x, y) batches; labels uniform over the classes."""
+        out = []
+        for _ in range(count):
+            if self.tokens:
+                x = rng.integers(0, VOCAB, (self.batch,) + self.in_shape, dtype=np.int64)
+            else:
+                x = rng.standard_normal((self.batch,) + self.in_shape).astype(np.float32)
+            out.append((x, rng.integers(0, self.classes, self.batch, dtype=np.int64)))
+        return out
+
+
+def _seq(cell: dict, steps: int) -> Workload:
+    layers = [{"type": "embedding", "dim": 32, "vocab": VOCAB}, cell, {"type": "dense", "units": VOCAB}]
+    name = cell["type"].upper() if cell["type"] != "attention" else "self-attention"
+    return Workload(f"{name} T{steps} (V50 E32 H64 B32)", layers, (steps,), 32, VOCAB, tokens=True)
+
+
+MLP = [{"type": "dense", "units": 128, "activation": "relu"}, {"type": "dense", "units": 10}]
+WORKLOADS = {
+    "1": Workload("MLP 2000-64-2, batch 64",
+                  [{"type": "dense", "units": 64, "activation": "relu"}, {"type": "dense", "units": 2}],
+                  (2000,), 64, 2),
+    "2a": Workload("MLP 784-128-10, batch 64", MLP, (784,), 64, 10),
+    "2b": Workload("MLP 784-128-10, batch 256", MLP, (784,), 256, 10),
+    "3": Workload("conv 8@3x3 ReLU, pool 2, dense 10, batch 64",
+                  [{"type": "conv2d", "filters": 8, "kernel": 3, "activation": "relu"},
+                   {"type": "maxpool2d", "size": 2}, {"type": "flatten"}, {"type": "dense", "units": 10}],
+                  (1, 28, 28), 64, 10),
+    "4a": _seq({"type": "rnn", "hidden": 64}, 30),
+    "4b": _seq({"type": "lstm", "hidden": 64}, 30),
+    "4c": _seq({"type": "gru", "hidden": 64}, 30),
+    "4d": _seq({"type": "lstm", "hidden": 64}, 100),
+    "4e": _seq({"type": "attention", "dim": 64}, 100),
+}
+
+
+# ---- model arithmetic ------------------------------------------------------------------------
+
+def forward_macs(layer, batch: int) -> int:
+    """Multiply-adds of one forward pass of `layer` over a batch (products only; element-wise
+    work, pooling and embedding lookups count zero). Attention counts the full T x T scores."""
+    kind, ins, outs = layer.kind, layer.in_shape, layer.out_shape
+    if kind == "dense":
+        rows = int(np.prod(ins[:-1], dtype=np.int64)) if len(ins) > 1 else 1
+        return batch * rows * ins[-1] * layer.units
+    if kind == "conv2d":
+        c, k = ins[0], layer.kernel
+        return batch * int(np.prod(outs)) * c * k * k
+    if kind in ("rnn", "lstm", "gru"):
+        gates = {"rnn": 1, "lstm": 4, "gru": 3}[kind]
+        steps, width, h = ins[0], ins[1], layer.hidden
+        dirs = 2 if layer.bidirectional else 1
+        total = 0
+        for i in range(layer.layers):
+            w = width if i == 0 else h * dirs
+            total += dirs * gates * (w * h + h * h)
+        return batch * steps * total
+    if kind == "attention":
+        steps, width, d = ins[0], ins[1], layer.dim
+        per_step = (width * d if width != d else 0) + 3 * d * d + 2 * steps * d + d * d + 2 * d * layer.ff
+        return batch * steps * per_step
+    if kind == "residual":
+        return sum(forward_macs(sub, batch) for sub in layer.sublayers())
+    return 0
+
+
+def flops_per_step(net, batch: int) -> int:
+    """The usual training estimate: 6 x forward multiply-adds (forward, dx and dW products)."""
+    return 6 * sum(forward_macs(layer, batch) for layer in net.layers)
+
+
+def gemm_gflops(threads: int, n: int = 1024, repeats: int = 7) -> float:
+    """float32 np.dot rate on `threads` BLAS threads, n^3 (median of `repeats`)."""
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    b = np.random.default_rng(1).standard_normal((n, n)).astype(np.float32)
+    c = np.empty((n, n), np.float32)
+    with blas_threads(threads):
+        for _ in range(2):
+            np.dot(a, b, out=c)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            np.dot(a, b, out=c)
+            times.append(time.perf_counter() - t0)
+    return 2 * n ** 3 / statistics.median(times) / 1e9
+
+
+class blas_threads:
+    """Limit NumPy's BLAS to `n` threads (threadpoolctl; a no-op without it)."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __enter__(self):
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            self.ctx = None
+            return self
+        self.ctx = threadpool_limits(limits=self.n, user_api="blas")
+        self.ctx.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.ctx is not None:
+            self.ctx.__exit__(*exc)
+
+
+# ---- the variants ----------------------------------------------------------------------------
+
+def layers_available(w: Workload) -> str | None:
+    """None if every layer type of `w` exists, else the reason."""
+    from engine.model import REGISTRY
+
+    for entry in w.layers:
+        module = REGISTRY[entry["type"]].split(":")[0]
+        if importlib.util.find_spec(f"engine.{module}") is None:
+            return "n/a (layer missing)"
+    try:
+        from engine.model import Net
+
+        Net(w.layers, w.in_shape, np.float32, 0)
+    except (ImportError, AttributeError, NotImplementedError):
+        return "n/a (layer missing)"
+    except Exception as e:   # noqa: BLE001 - reported in the table
+        return f"n/a ({type(e).__name__}: {e})"
+    return None
+
+
+class Ours:
+    def __init__(self, w: Workload, data, threads: int):
+        from engine.backend import Trainer
+        from engine.optim import OptimConfig
+
+        self.label = f"ours {threads}T"
+        self.threads = threads
+        self.trainer = Trainer(w.layers, w.in_shape, "cross_entropy", OptimConfig(kind="adam", lr=1e-3), 0, "float32")
+        self.data = data
+        self.i = 0
+
+    def run(self, steps: int) -> float:
+        t, data = self.trainer, self.data
+        with blas_threads(self.threads):
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                x, y = data[self.i % len(data)]
+                self.i += 1
+                t.step(x, y)
+            return time.perf_counter() - t0
+
+
+class Torch:
+    def __init__(self, w: Workload, data, threads: int, fused: bool):
+        import torch
+
+        from engine.torch_backend import build_torch_model
+
+        self.torch = torch
+        self.label = f"torch {threads}T{' fused' if fused else ''}"
+        self.threads = threads
+        self.model = build_torch_model(w.layers, w.in_shape, "float32", 0)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3, fused=True if fused else None)
+        self.data = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in data]
+        self.i = 0
+
+    def run(self, steps: int) -> float:
+        torch, model, opt, data = self.torch, self.model, self.opt, self.data
+        F = torch.nn.functional
+        torch.set_num_threads(self.threads)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            x, y = data[self.i % len(data)]
+            self.i += 1
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+        return time.perf_counter() - t0
+
+
+def make_variants(w: Workload, data, with_torch: bool):
+    variants, notes = [Ours(w, data, 1), Ours(w, data, 2)], {}
+    if with_torch:
+        for threads, fused in ((1, False), (2, False), (1, True), (2, True)):
+            label = f"torch {threads}T{' fused' if fused else ''}"
+            try:
+                variants.append(Torch(w, data, threads, fused))
+            except Exception as e:   # noqa: BLE001 - a layer without a torch twin, or no fused Adam
+                notes[label] = f"n/a ({type(e).__name__})"
+    return variants, notes
+
+
+def measure(variants, repeats: int, block_s: float) -> dict[str, list[float]]:
+    """steps/s of every timed block, per variant label; blocks of the variants alternate."""
+    steps = {}
+    for v in variants:                  # warm-up (compile, caches, thread pools), then size a block
+        v.run(3)
+        n, dt = 2, 0.0
+        while dt < 0.05:
+            n *= 2
+            dt = v.run(n)
+        steps[v.label] = max(3, int(n * block_s / dt))
+    rates = {v.label: [] for v in variants}
+    for _ in range(repeats):
+        for v in variants:
+            v.run(2)                    # let the previous variant's spinning threads settle
+            rates[v.label].append(steps[v.label] / v.run(steps[v.label]))
+    return rates
+
+
+# ---- compile time (subprocess) ---------------------------------------------------------------
+
+def compile_probe(keys: list[str]) -> dict:
+    """Build and step every available workload's model once; runs inside a fresh process."""
+    t0 = time.perf_counter()
+    from engine.backend import warm_up
+
+    imported = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    done = []
+    for key in keys:
+        w = WORKLOADS[key]
+        if layers_available(w):
+            continue
+        x, y = w.batches(np.random.default_rng(0), 1)[0]
+        warm_up(w.layers, w.in_shape, "cross_entropy", x[:2], y[:2], None, "float32", "adam")
+        done.append(key)
+    return {"import_s": imported, "warmup_s": time.perf_counter() - t1, "workloads": done}
+
+
+def compile_times(keys: list[str]) -> dict:
+    with tempfile.TemporaryDirectory(prefix="descent-numba-cache-") as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        out = {}
+        for phase in ("cold", "warm"):
+            proc = subprocess.run([sys.executable, __file__, "--compile-probe", "--workloads", ",".join(keys)],
+                                  env=env, capture_output=True, text=True, cwd=ROOT)
+            if proc.returncode != 0:
+                out[phase] = {"error": proc.stderr.strip().splitlines()[-1:] or ["failed"]}
+                continue
+            out[phase] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
+
+
+# ---- report ----------------------------------------------------------------------------------
+
+def machine() -> dict:
+    info = {"date": datetime.datetime.now().isoformat(timespec="minutes"), "python": platform.python_version(),
+            "numpy": np.__version__, "cores": os.cpu_count()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            info["cpu"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        info["cpu"] = platform.processor()
+    import numba
+
+    info["numba"] = numba.__version__
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+    except ImportError:
+        info["torch"] = None
+    try:
+        from threadpoolctl import threadpool_info
+
+        info["blas"] = sorted({f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads)"
+                               for p in threadpool_info() if p.get("user_api") == "blas"})
+    except ImportError:
+        info["blas"] = []
+    return info
+
+
+def fmt(v) -> str:
+    return f"{v:.0f}" if isinstance(v, (int, float)) else str(v)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated ids (default: all)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed blocks per variant (default 9; 3 with --quick)")
+    ap.add_argument("--quick", action="store_true", help="short blocks and few repeats: a smoke run")
+    ap.add_argument("--no-torch", action="store_true", help="our engine only")
+    ap.add_argument("--no-compile", action="store_true", help="skip the cold/warm compile-time subprocesses")
+    ap.add_argument("--json", help="also write the raw figures here")
+    ap.add_argument("--compile-probe", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    keys = [k.strip() for k in args.workloads.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in WORKLOADS]
+    if unknown:
+        ap.error(f"unknown workload(s) {unknown}; known: {', '.join(WORKLOADS)}")
+    if args.compile_probe:
+        print(json.dumps(compile_probe(keys)))
+        return 0
+    repeats = args.repeats or (3 if args.quick else 9)
+    block_s = 0.1 if args.quick else 0.3
+    with_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
+
+    info = machine()
+    print(f"# descent speed, {info['date']}: {info['cpu']}, {info['cores']} cores; Python {info['python']}, "
+          f"NumPy {info['numpy']}, Numba {info['numba']}, torch {info['torch']}; BLAS {', '.join(info['blas'])}")
+    compile_res = {}
+    if not args.no_compile:
+        compile_res = compile_times(keys)
+        for phase, r in compile_res.items():
+            if "error" in r:
+                print(f"compile {phase}: failed: {r['error']}")
+            else:
+                print(f"compile {phase}: {r['warmup_s']:.1f} s warm-up (+{r['import_s']:.1f} s imports), "
+                      f"workloads {','.join(r['workloads'])}")
+    gemm = {t: gemm_gflops(t) for t in (1, 2)}
+    print(f"float32 GEMM 1024^3: {gemm[1]:.0f} GFLOP/s on 1 thread, {gemm[2]:.0f} on 2")
+    peak = max(gemm.values())
+
+    columns = ["ours 1T", "ours 2T", "torch 1T", "torch 2T", "torch 1T fused", "torch 2T fused"]
+    print()
+    print("| workload | " + " | ".join(columns) + " | ours / best torch | GEMM share |")
+    print("|---" * (len(columns) + 3) + "|")
+    results = {}
+    for key in keys:
+        w = WORKLOADS[key]
+        missing = layers_available(w)
+        if missing:
+            results[key] = {"title": w.title, "status": missing}
+            print(f"| {key} {w.title} | {missing} |" + " |" * (len(columns) + 1))
+            continue
+        data = w.batches(np.random.default_rng(0))
+        variants, notes = make_variants(w, data, with_torch)
+        rates = measure(variants, repeats, block_s)
+        med = {label: statistics.median(r) for label, r in rates.items()}
+        ours = max(med["ours 1T"], med["ours 2T"])
+        torch_best = max((v for k, v in med.items() if k.startswith("torch")), default=None)
+        flops = flops_per_step(variants[0].trainer.net, w.batch)
+        share = ours * flops / (peak * 1e9)
+        ratio = f"{ours / torch_best:.2f}x" if torch_best else "n/a"
+        cells = [fmt(med.get(c, notes.get(c, "n/a"))) for c in columns]
+        print(f"| {key} {w.title} | " + " | ".join(cells) + f" | {ratio} | {100 * share:.0f}% |", flush=True)
+        results[key] = {"title": w.title, "steps_per_s": med, "blocks": rates, "ratio": ours / torch_best if torch_best else None,
+                        "flops_per_step": flops, "gemm_share": share}
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": info, "gemm_gflops": gemm, "compile": compile_res,
+                                               "workloads": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
