@@ -14,6 +14,7 @@ and with a filled Numba cache (each in a fresh subprocess). See bench/README.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import importlib.util
 import json
@@ -43,15 +44,19 @@ class Workload:
     batch: int
     classes: int
     tokens: bool = False      # int64 token ids in 0..VOCAB-1 instead of float features
+    density: float = 1.0      # share of non-zero features (bag-of-words counts below 1)
 
     def batches(self, rng, count=4):
         """`count` random (x, y) batches; labels uniform over the classes."""
         out = []
         for _ in range(count):
+            shape = (self.batch,) + self.in_shape
             if self.tokens:
-                x = rng.integers(0, VOCAB, (self.batch,) + self.in_shape, dtype=np.int64)
+                x = rng.integers(0, VOCAB, shape, dtype=np.int64)
+            elif self.density < 1:
+                x = np.where(rng.random(shape) < self.density, rng.integers(1, 4, shape), 0).astype(np.float32)
             else:
-                x = rng.standard_normal((self.batch,) + self.in_shape).astype(np.float32)
+                x = rng.standard_normal(shape).astype(np.float32)
             out.append((x, rng.integers(0, self.classes, self.batch, dtype=np.int64)))
         return out
 
@@ -67,6 +72,9 @@ WORKLOADS = {
     "1": Workload("MLP 2000-64-2, batch 64",
                   [{"type": "dense", "units": 64, "activation": "relu"}, {"type": "dense", "units": 2}],
                   (2000,), 64, 2),
+    "1s": Workload("the same on spam-like input, 1% non-zero counts",
+                   [{"type": "dense", "units": 64, "activation": "relu"}, {"type": "dense", "units": 2}],
+                   (2000,), 64, 2, density=0.01),
     "2a": Workload("MLP 784-128-10, batch 64", MLP, (784,), 64, 10),
     "2b": Workload("MLP 784-128-10, batch 256", MLP, (784,), 256, 10),
     "3": Workload("conv 8@3x3 ReLU, pool 2, dense 10, batch 64",
@@ -114,22 +122,6 @@ def forward_macs(layer, batch: int) -> int:
 def flops_per_step(net, batch: int) -> int:
     """The usual training estimate: 6 x forward multiply-adds (forward, dx and dW products)."""
     return 6 * sum(forward_macs(layer, batch) for layer in net.layers)
-
-
-def gemm_gflops(threads: int, n: int = 1024, repeats: int = 7) -> float:
-    """float32 np.dot rate on `threads` BLAS threads, n^3 (median of `repeats`)."""
-    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
-    b = np.random.default_rng(1).standard_normal((n, n)).astype(np.float32)
-    c = np.empty((n, n), np.float32)
-    with blas_threads(threads):
-        for _ in range(2):
-            np.dot(a, b, out=c)
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            np.dot(a, b, out=c)
-            times.append(time.perf_counter() - t0)
-    return 2 * n ** 3 / statistics.median(times) / 1e9
 
 
 class blas_threads:
@@ -185,15 +177,13 @@ class Ours:
         self.data = data
         self.i = 0
 
-    def run(self, steps: int) -> float:
-        t, data = self.trainer, self.data
-        with blas_threads(self.threads):
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                x, y = data[self.i % len(data)]
-                self.i += 1
-                t.step(x, y)
-            return time.perf_counter() - t0
+    def using(self):
+        return blas_threads(self.threads)
+
+    def step(self):
+        x, y = self.data[self.i % len(self.data)]
+        self.i += 1
+        self.trainer.step(x, y)
 
 
 class Torch:
@@ -207,26 +197,47 @@ class Torch:
         self.threads = threads
         self.model = build_torch_model(w.layers, w.in_shape, "float32", 0)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3, fused=True if fused else None)
+        self.loss = torch.nn.functional.cross_entropy
         self.data = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in data]
         self.i = 0
 
-    def run(self, steps: int) -> float:
-        torch, model, opt, data = self.torch, self.model, self.opt, self.data
-        F = torch.nn.functional
-        torch.set_num_threads(self.threads)
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            x, y = data[self.i % len(data)]
-            self.i += 1
-            opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
-        return time.perf_counter() - t0
+    def using(self):
+        self.torch.set_num_threads(self.threads)
+        return contextlib.nullcontext()
+
+    def step(self):
+        x, y = self.data[self.i % len(self.data)]
+        self.i += 1
+        self.opt.zero_grad(set_to_none=True)
+        self.loss(self.model(x), y).backward()
+        self.opt.step()
+
+
+class Gemm:
+    """1024^3 float32 np.dot as one more variant, so its rate is measured under the same load."""
+
+    N = 1024
+
+    def __init__(self, threads: int):
+        self.label = f"gemm {threads}T"
+        self.threads = threads
+        rng = np.random.default_rng(0)
+        self.a, self.b = (rng.standard_normal((self.N, self.N)).astype(np.float32) for _ in range(2))
+        self.c = np.empty((self.N, self.N), np.float32)
+
+    def using(self):
+        return blas_threads(self.threads)
+
+    def step(self):
+        np.dot(self.a, self.b, out=self.c)
+
+    @classmethod
+    def gflops(cls, dots_per_s: float) -> float:
+        return dots_per_s * 2 * cls.N ** 3 / 1e9
 
 
 def make_variants(w: Workload, data, with_torch: bool):
-    variants, notes = [Ours(w, data, 1), Ours(w, data, 2)], {}
+    variants, notes = [Ours(w, data, 1), Ours(w, data, 2), Gemm(1), Gemm(2)], {}
     if with_torch:
         for threads, fused in ((1, False), (2, False), (1, True), (2, True)):
             label = f"torch {threads}T{' fused' if fused else ''}"
@@ -237,22 +248,33 @@ def make_variants(w: Workload, data, with_torch: bool):
     return variants, notes
 
 
-def measure(variants, repeats: int, block_s: float) -> dict[str, list[float]]:
-    """steps/s of every timed block, per variant label; blocks of the variants alternate."""
-    steps = {}
-    for v in variants:                  # warm-up (compile, caches, thread pools), then size a block
-        v.run(3)
-        n, dt = 2, 0.0
-        while dt < 0.05:
-            n *= 2
-            dt = v.run(n)
-        steps[v.label] = max(3, int(n * block_s / dt))
-    rates = {v.label: [] for v in variants}
+def timed(v, seconds: float) -> tuple[int, float, float]:
+    """Steps of `v` for about `seconds`: (steps, wall seconds, process CPU seconds)."""
+    with v.using():
+        v.step()                        # let the previous variant's spinning threads settle
+        n, c0, t0 = 0, time.process_time(), time.perf_counter()
+        end = t0 + seconds
+        while True:
+            v.step()
+            n += 1
+            t = time.perf_counter()
+            if t >= end:
+                return n, t - t0, time.process_time() - c0
+
+
+def measure(variants, repeats: int, block_s: float) -> tuple[dict, dict]:
+    """Per variant label, steps/s of every timed block and steps per CPU-second; the variants
+    take turns block by block after a warm-up block each (compilation, caches, thread pools)."""
+    for v in variants:
+        timed(v, block_s)
+    wall = {v.label: [] for v in variants}
+    cpu = {v.label: [] for v in variants}
     for _ in range(repeats):
         for v in variants:
-            v.run(2)                    # let the previous variant's spinning threads settle
-            rates[v.label].append(steps[v.label] / v.run(steps[v.label]))
-    return rates
+            n, w, c = timed(v, block_s)
+            wall[v.label].append(n / w)
+            cpu[v.label].append(n / max(c, 1e-9))
+    return wall, cpu
 
 
 # ---- compile time (subprocess) ---------------------------------------------------------------
@@ -264,15 +286,16 @@ def compile_probe(keys: list[str]) -> dict:
 
     imported = time.perf_counter() - t0
     t1 = time.perf_counter()
-    done = []
+    each = {}
     for key in keys:
         w = WORKLOADS[key]
         if layers_available(w):
             continue
         x, y = w.batches(np.random.default_rng(0), 1)[0]
+        t2 = time.perf_counter()
         warm_up(w.layers, w.in_shape, "cross_entropy", x[:2], y[:2], None, "float32", "adam")
-        done.append(key)
-    return {"import_s": imported, "warmup_s": time.perf_counter() - t1, "workloads": done}
+        each[key] = round(time.perf_counter() - t2, 3)
+    return {"import_s": imported, "warmup_s": time.perf_counter() - t1, "workloads": list(each), "each_s": each}
 
 
 def compile_times(keys: list[str]) -> dict:
@@ -325,7 +348,7 @@ def fmt(v) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated ids (default: all)")
-    ap.add_argument("--repeats", type=int, default=None, help="timed blocks per variant (default 9; 3 with --quick)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed blocks per variant (default 11; 3 with --quick)")
     ap.add_argument("--quick", action="store_true", help="short blocks and few repeats: a smoke run")
     ap.add_argument("--no-torch", action="store_true", help="our engine only")
     ap.add_argument("--no-compile", action="store_true", help="skip the cold/warm compile-time subprocesses")
@@ -339,8 +362,8 @@ def main(argv=None) -> int:
     if args.compile_probe:
         print(json.dumps(compile_probe(keys)))
         return 0
-    repeats = args.repeats or (3 if args.quick else 9)
-    block_s = 0.1 if args.quick else 0.3
+    repeats = args.repeats or (3 if args.quick else 11)
+    block_s = 0.1 if args.quick else 0.2
     with_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
 
     info = machine()
@@ -353,40 +376,56 @@ def main(argv=None) -> int:
             if "error" in r:
                 print(f"compile {phase}: failed: {r['error']}")
             else:
-                print(f"compile {phase}: {r['warmup_s']:.1f} s warm-up (+{r['import_s']:.1f} s imports), "
-                      f"workloads {','.join(r['workloads'])}")
-    gemm = {t: gemm_gflops(t) for t in (1, 2)}
-    print(f"float32 GEMM 1024^3: {gemm[1]:.0f} GFLOP/s on 1 thread, {gemm[2]:.0f} on 2")
-    peak = max(gemm.values())
+                each = ", ".join(f"{k} {v:.2f}" for k, v in r["each_s"].items())
+                print(f"compile {phase}: {r['warmup_s']:.2f} s warm-up (+{r['import_s']:.2f} s imports); "
+                      f"per workload, in order: {each}")
+    print(f"load average at start: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
     columns = ["ours 1T", "ours 2T", "torch 1T", "torch 2T", "torch 1T fused", "torch 2T fused"]
     print()
-    print("| workload | " + " | ".join(columns) + " | ours / best torch | GEMM share |")
-    print("|---" * (len(columns) + 3) + "|")
+    print("| workload | " + " | ".join(columns) + " | ours / best torch | GEMM GFLOP/s 1T / 2T | share of GEMM |")
+    print("|---" * (len(columns) + 4) + "|")
     results = {}
     for key in keys:
         w = WORKLOADS[key]
         missing = layers_available(w)
         if missing:
             results[key] = {"title": w.title, "status": missing}
-            print(f"| {key} {w.title} | {missing} |" + " |" * (len(columns) + 1))
+            print(f"| {key} {w.title} | {missing} |" + " |" * (len(columns) + 2))
             continue
         data = w.batches(np.random.default_rng(0))
         variants, notes = make_variants(w, data, with_torch)
-        rates = measure(variants, repeats, block_s)
+        rates, cpu_rates = measure(variants, repeats, block_s)
         med = {label: statistics.median(r) for label, r in rates.items()}
+        cpu_med = {label: statistics.median(r) for label, r in cpu_rates.items()}
+        gemm = {t: Gemm.gflops(med.pop(f"gemm {t}T")) for t in (1, 2)}
         ours = max(med["ours 1T"], med["ours 2T"])
         torch_best = max((v for k, v in med.items() if k.startswith("torch")), default=None)
         flops = flops_per_step(variants[0].trainer.net, w.batch)
-        share = ours * flops / (peak * 1e9)
+        share = ours * flops / (max(gemm.values()) * 1e9)
         ratio = f"{ours / torch_best:.2f}x" if torch_best else "n/a"
         cells = [fmt(med.get(c, notes.get(c, "n/a"))) for c in columns]
-        print(f"| {key} {w.title} | " + " | ".join(cells) + f" | {ratio} | {100 * share:.0f}% |", flush=True)
-        results[key] = {"title": w.title, "steps_per_s": med, "blocks": rates, "ratio": ours / torch_best if torch_best else None,
-                        "flops_per_step": flops, "gemm_share": share}
+        share_cell = f"{100 * share:.0f}%" if w.density == 1 else "- (sparse)"
+        print(f"| {key} {w.title} | " + " | ".join(cells) + f" | {ratio} | {gemm[1]:.0f} / {gemm[2]:.0f} | {share_cell} |",
+              flush=True)
+        results[key] = {"title": w.title, "steps_per_s": med, "blocks": rates, "steps_per_cpu_s": cpu_med,
+                        "gemm_gflops": gemm,
+                        "ratio": ours / torch_best if torch_best else None, "flops_per_step": flops,
+                        "gemm_share": share}
+    print(f"\nload average at end: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    print("\nOne thread, steps per CPU-second of this process (what a step costs, however busy the machine):\n")
+    cpu_cols = ["ours 1T", "torch 1T", "torch 1T fused"]
+    print("| workload | " + " | ".join(cpu_cols) + " | ours / best torch |")
+    print("|---" * (len(cpu_cols) + 2) + "|")
+    for key, r in results.items():
+        if "steps_per_cpu_s" not in r:
+            continue
+        c = r["steps_per_cpu_s"]
+        best = max((c[k] for k in cpu_cols[1:] if k in c), default=None)
+        ratio = f"{c['ours 1T'] / best:.2f}x" if best else "n/a"
+        print(f"| {key} | " + " | ".join(fmt(c.get(k, "n/a")) for k in cpu_cols) + f" | {ratio} |")
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": info, "gemm_gflops": gemm, "compile": compile_res,
-                                               "workloads": results}, indent=1))
+        Path(args.json).write_text(json.dumps({"machine": info, "compile": compile_res, "workloads": results}, indent=1))
     return 0
 
 

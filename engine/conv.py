@@ -1,24 +1,27 @@
-"""Image layers: Conv2d, MaxPool2d, and two layers that fit anywhere: Dropout and Residual.
+"""Image layers, Conv2d and MaxPool2d, and two layers that fit anywhere: Dropout and Residual.
 
 Layouts are torch's: images (B, C, H, W), conv weight (F, C, K, K), bias (F,).
 
-Convolution has two paths, picked by the number of taps per output C*K*K:
+Wide rows. Both convolution paths treat the padded input plane as one flat row of Hp*Wp values:
+output (oh, ow) is computed at position p = oh*Wp + ow of a row of length L = (OH-1)*Wp + OW,
+and tap (i, j) reads the input at s*p + i*Wp + j. For stride 1 a tap is then one contiguous run
+of L values (one vectorised pass, or one copy for im2col) instead of OH short runs of OW.
+Positions with ow >= OW ("garbage columns") are computed and dropped going forward and held at
+zero going backward. With stride s > 1 most positions are garbage: correct, not fast.
 
-- direct (few taps, e.g. a first layer on grey or RGB images): loops over "wide rows". The
-  padded input plane is one flat row of Hp*Wp values; output (oh, ow) is computed at position
-  p = oh*Wp + ow of a row of length L = (OH-1)*Wp + OW, and tap (i, j) reads the input at
-  s*p + i*Wp + j. So for stride 1 every tap is one contiguous pass over L values that
-  vectorises, instead of OH short passes of OW. Positions with ow >= OW are scratch ("garbage
-  columns"): computed and dropped going forward, held at zero going backward.
-- gemm (many taps): im2col and BLAS products, in batch chunks that bound the column buffer.
+Two paths, chosen by the taps per output C*K*K (FORWARD_/BACKWARD_DIRECT_MAX_TAPS):
 
-The activation is fused (engine.activations kernels, applied per output plane). MaxPool2d keeps
-the flat index of each window's maximum, so its backward only visits the winners.
+- direct: loops, three taps per pass, bias and activation fused per output plane. Weight
+  gradients accumulate per position over the batch (elementwise, so it vectorises) and are
+  summed once at the end, in a fixed order.
+- gemm: im2col into wide rows and BLAS products, in batch chunks that bound the column buffer.
+
+MaxPool2d keeps the flat index of each window's maximum. Its dx is a PoolGrad: a complete,
+ordinary gradient array that also names the pool, so the direct Conv2d backward under it can
+build dL/dz from the winners alone (see PoolGrad).
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
@@ -29,7 +32,10 @@ from .jit import jit
 from .layer import Layer, SpecReader
 from .model import build_layers, named_param_shapes, split_views
 
-DIRECT_MAX_TAPS = 27          # C*K*K up to this uses the direct kernels, above it im2col + BLAS
+# C*K*K up to these uses the direct kernels, above them im2col + BLAS (measured on the 2-core
+# EPYC, one BLAS thread: the direct backward only wins for a 3x3 kernel on one channel)
+FORWARD_DIRECT_MAX_TAPS = 40
+BACKWARD_DIRECT_MAX_TAPS = 9
 GEMM_CHUNK = 1 << 22          # elements of the im2col buffer per batch chunk (16 MiB in float32)
 LANES = 32                    # partial sums per reduction: vectorises without fastmath, fixed order
 
@@ -38,10 +44,17 @@ LANES = 32                    # partial sums per reduction: vectorises without f
 # kernels: helpers
 
 @jit
+def fill(a, v):
+    """a[:] = v for a 1-D array (a plain loop: cheaper to compile than slice assignment)."""
+    for i in range(a.size):
+        a[i] = v
+
+
+@jit
 def lane_sum(a, lanes):
     """Sum of a (n,) through lanes.size float64 partial sums, added up in a fixed order."""
     nl = lanes.size
-    lanes[:] = 0.0
+    fill(lanes, 0.0)
     for lo in range(0, a.size, nl):
         blk = a[lo:min(lo + nl, a.size)]
         for q in range(blk.size):
@@ -59,12 +72,9 @@ def pad_images(x, pad, xp):
     for n in range(nb):
         for c in range(nc):
             dst = xp[n, c]                                      # (Hp, Wp)
-            dst[:pad, :] = 0.0
-            dst[pad + h:, :] = 0.0
+            fill(dst.reshape(dst.size), 0.0)
             for r in range(h):
                 row = dst[pad + r]                              # (Wp,)
-                row[:pad] = 0.0
-                row[pad + w:] = 0.0
                 src = x[n, c, r]                                # (W,)
                 for q in range(w):
                     row[pad + q] = src[q]
@@ -175,7 +185,7 @@ def conv_forward_direct(xf, w, b, s, wp, act, slope, acc, y):
     oh, ow = y.shape[2], y.shape[3]
     for n in range(nb):
         for f in range(nf):
-            acc[:] = 0.0
+            fill(acc, 0.0)
             for c in range(nc):
                 for i in range(k):
                     _taps_forward(acc, xf[n, c], i * wp, s, w[f, c, i])   # (L,)
@@ -233,8 +243,8 @@ def dz_dense(y, dy, act, slope, wp, dzs):
     for n in range(nb):
         for f in range(nf):
             d = dzs[n, f]                                       # ((OH+2)*Wp,)
-            d[:wp] = 0.0
-            d[(oh + 1) * wp:] = 0.0
+            fill(d[:wp], 0.0)
+            fill(d[(oh + 1) * wp:], 0.0)
             _act_backward_plane(y[n, f], dy[n, f], act, slope, wp, d[wp:], dzp)
 
 
@@ -254,7 +264,7 @@ def dz_winners(dyp, outp, arg, act, ow, wp, dzs):
     for n in range(nb):
         for f in range(nf):
             d = dzs[n, f]                                       # ((OH+2)*Wp,)
-            d[:] = 0.0
+            fill(d, 0.0)
             g, o, a = dyp[n, f], outp[n, f], arg[n, f]          # (PH, PW)
             zero = d[0]
             for r in range(ph):
@@ -278,7 +288,7 @@ def conv_grads_direct(xf, w, dzs, s, wp, oh, ow, t, dw, db, dxf):
     nk = nc * k * k
     lanes = np.empty(LANES)                                     # (LANES,) float64 partial sums
     for f in range(nf):
-        t[:] = 0.0
+        fill(t.reshape(t.size), 0.0)
         tb = t[nk]                                              # (L,) bias row
         for n in range(nb):
             dz = dzs[n, f, wp:wp + nl]                          # (L,)
@@ -295,7 +305,7 @@ def conv_grads_direct(xf, w, dzs, s, wp, oh, ow, t, dw, db, dxf):
         for n in range(nb):
             for c in range(nc):
                 dxc = dxf[n, c]                                 # (Hp*Wp,)
-                dxc[:] = 0.0
+                fill(dxc, 0.0)
                 for f in range(nf):
                     for i in range(k):
                         _taps_dx(dxc, dzs[n, f], i * wp, s, w[f, c, i], wp, nl)
@@ -305,65 +315,72 @@ def conv_grads_direct(xf, w, dzs, s, wp, oh, ow, t, dw, db, dxf):
 # kernels: im2col for the BLAS path
 
 @jit
-def im2col(xp, k, s, n0, cols):
-    """cols (C*K*K, nb, OH*OW) <- the patches of samples n0 .. n0+nb of xp (B, C, Hp, Wp)."""
-    nc = xp.shape[1]
-    m = cols.shape[1]
-    hp, wp = xp.shape[2], xp.shape[3]
-    oh, ow = (hp - k) // s + 1, (wp - k) // s + 1
+def im2col(xf, k, s, wp, nl, n0, cols):
+    """cols (C*K*K, nb, OH*wp) <- patches of samples n0 .. n0+nb in wide rows:
+    cols[(c, i, j), m, p] = xf[n0 + m, c, s*p + i*wp + j] for p < L = nl, zero after.
+
+    xf (B, C, Hp*Wp) the padded input. For stride 1 every row is one contiguous copy.
+    """
+    nc = xf.shape[1]
+    _, m, lw = cols.shape
     for c in range(nc):
         for i in range(k):
             for j in range(k):
                 kk = (c * k + i) * k + j
+                off = i * wp + j
                 for mm in range(m):
-                    src = xp[n0 + mm, c]                        # (Hp, Wp)
-                    dst = cols[kk, mm]                          # (OH*OW,)
-                    for r in range(oh):
-                        srow = src[r * s + i, j:]
-                        drow = dst[r * ow:(r + 1) * ow]
-                        for q in range(ow):
-                            drow[q] = srow[q * s]
+                    src = xf[n0 + mm, c]                        # (Hp*Wp,)
+                    dst = cols[kk, mm]                          # (OH*Wp,)
+                    if s == 1:
+                        seg = src[off:off + nl]
+                        for p in range(nl):
+                            dst[p] = seg[p]
+                    else:
+                        for p in range(nl):
+                            dst[p] = src[s * p + off]
+                    for p in range(nl, lw):
+                        dst[p] = 0.0
 
 
 @jit
-def col2im(dcols, k, s, n0, dxp):
-    """dxp[n0 .. n0+nb] += the patches in dcols (C*K*K, nb, OH*OW), the transpose of im2col."""
-    nc = dxp.shape[1]
+def col2im(dcols, k, s, wp, nl, n0, dxf):
+    """dxf[n0 .. n0+nb] += the patches in dcols (C*K*K, nb, OH*wp): the transpose of im2col."""
+    nc = dxf.shape[1]
     m = dcols.shape[1]
-    hp, wp = dxp.shape[2], dxp.shape[3]
-    oh, ow = (hp - k) // s + 1, (wp - k) // s + 1
     for mm in range(m):
         for c in range(nc):
-            dst = dxp[n0 + mm, c]                               # (Hp, Wp)
+            dst = dxf[n0 + mm, c]                               # (Hp*Wp,)
             for i in range(k):
                 for j in range(k):
-                    src = dcols[(c * k + i) * k + j, mm]        # (OH*OW,)
-                    for r in range(oh):
-                        drow = dst[r * s + i, j:]
-                        srow = src[r * ow:(r + 1) * ow]
-                        for q in range(ow):
-                            drow[q * s] += srow[q]
+                    off = i * wp + j
+                    src = dcols[(c * k + i) * k + j, mm]        # (OH*Wp,)
+                    if s == 1:
+                        seg = dst[off:off + nl]
+                        for p in range(nl):
+                            seg[p] += src[p]
+                    else:
+                        for p in range(nl):
+                            dst[s * p + off] += src[p]
 
 
 @jit
-def planes_bias_act(z, b, act, slope, n0, y):
-    """y[n0 + m, f] <- act(z[f, m] + b[f]) per plane. z (F, nb, OH*OW); y (B, F, OH, OW)."""
+def planes_bias_act(z, b, act, slope, n0, wp, y):
+    """y[n0 + m, f] <- act(z[f, m] + b[f]) per plane. z (F, nb, OH*wp) wide rows; y (B, F, OH, OW)."""
     nf, m, _ = z.shape
-    oh, ow = y.shape[2], y.shape[3]
     for mm in range(m):
         for f in range(nf):
-            _bias_act_plane(z[f, mm], ow, b[f], act, slope, y[n0 + mm, f])   # (OH, OW)
+            _bias_act_plane(z[f, mm], wp, b[f], act, slope, y[n0 + mm, f])   # (OH, OW)
 
 
 @jit
-def planes_act_backward(y, dy, act, slope, n0, dz):
-    """dz[f, m] <- dL/dz for planes n0 + m of y, dy (B, F, OH, OW). dz (F, nb, OH*OW)."""
+def planes_act_backward(y, dy, act, slope, n0, wp, dz):
+    """dz[f, m] <- dL/dz for planes n0 + m of y, dy (B, F, OH, OW). dz (F, nb, OH*wp) wide rows."""
     nf, m, _ = dz.shape
     oh, ow = y.shape[2], y.shape[3]
     dzp = np.empty((oh, ow), y.dtype)                           # (OH, OW) scratch
     for mm in range(m):
         for f in range(nf):
-            _act_backward_plane(y[n0 + mm, f], dy[n0 + mm, f], act, slope, ow, dz[f, mm], dzp)
+            _act_backward_plane(y[n0 + mm, f], dy[n0 + mm, f], act, slope, wp, dz[f, mm], dzp)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -430,7 +447,7 @@ def maxpool_backward(dy, arg, dx):
     for n in range(nb):
         for c in range(nc):
             dxc = dx[n, c]                                      # (H*W,)
-            dxc[:] = 0.0
+            fill(dxc, 0.0)
             g = dy[n, c]
             a = arg[n, c]
             for r in range(ph):
@@ -475,19 +492,21 @@ def conv2d_forward(x, w, b, stride, padding, act=IDENTITY, slope=0.0, buf=None, 
         xp = buf.get("xp", (nb, nc, h + 2 * padding, wd + 2 * padding))
         pad_images(x, padding, xp)
     hp, wp = xp.shape[2], xp.shape[3]
+    xf = xp.reshape(nb, nc, hp * wp)                            # (B, C, Hp*Wp) wide rows
+    nl = (oh - 1) * wp + ow
     y = buf.get("y", (nb, nf, oh, ow))
-    if _direct(path, nc * k * k):
-        acc = buf.get("acc", ((oh - 1) * wp + ow,))
-        conv_forward_direct(xp.reshape(nb, nc, hp * wp), w, b, stride, wp, act, slope, acc, y)
+    nk = nc * k * k
+    if _direct(path, nk, FORWARD_DIRECT_MAX_TAPS):
+        conv_forward_direct(xf, w, b, stride, wp, act, slope, buf.get("acc", (nl,)), y)
         return y, (xp, None)
-    w2 = w.reshape(nf, -1)                                      # (F, C*K*K)
+    w2 = w.reshape(nf, nk)                                      # (F, C*K*K)
     cols = None
-    for n0, m in _chunks(nb, w2.shape[1] * oh * ow):
-        cols = buf.get("cols", (w2.shape[1], m, oh * ow))
-        z = buf.get("z", (nf, m, oh * ow))
-        im2col(xp, k, stride, n0, cols)
-        np.dot(w2, cols.reshape(cols.shape[0], -1), out=z.reshape(nf, -1))     # (F, m*OH*OW)
-        planes_bias_act(z, b, act, slope, n0, y)
+    for n0, m in _chunks(nb, nk * oh * wp):
+        cols = buf.get("cols", (nk, m, oh * wp))
+        z = buf.get("z", (nf, m, oh * wp))
+        im2col(xf, k, stride, wp, nl, n0, cols)
+        np.dot(w2, cols.reshape(nk, -1), out=z.reshape(nf, -1))     # (F, m*OH*Wp)
+        planes_bias_act(z, b, act, slope, n0, wp, y)
     return y, (xp, cols if cols.shape[1] == nb else None)
 
 
@@ -506,31 +525,31 @@ def conv2d_backward(saved, w, y, dy, stride, padding, act, slope, dw, db, need_d
     nb, nc, hp, wp = xp.shape
     nf, _, k, _ = w.shape
     oh, ow = y.shape[2], y.shape[3]
+    nk, nl = nc * k * k, (oh - 1) * wp + ow
+    xf = xp.reshape(nb, nc, hp * wp)
     dxp = buf.get("dxp", xp.shape) if need_dx else None
-    if _direct(path, nc * k * k):
-        nk = nc * k * k
+    dxf = dxp.reshape(nb, nc, hp * wp) if need_dx else buf.get("none", (0, 0, 0))
+    if _direct(path, nk, BACKWARD_DIRECT_MAX_TAPS):
         dzs = buf.get("dzs", (nb, nf, (oh + 2) * wp))
         if winners is not None and act in (IDENTITY, RELU):
             dyp, outp, arg = winners
             dz_winners(dyp, outp, arg, act, ow, wp, dzs)
         else:
             dz_dense(y, dy, act, slope, wp, dzs)
-        t = buf.get("t", (nk + 1, (oh - 1) * wp + ow))
-        dxf = dxp.reshape(nb, nc, hp * wp) if need_dx else buf.get("none", (0, 0, 0))
-        conv_grads_direct(xp.reshape(nb, nc, hp * wp), w, dzs, stride, wp, oh, ow, t, dw.reshape(nf, nk), db, dxf)
+        t = buf.get("t", (nk + 1, nl))
+        conv_grads_direct(xf, w, dzs, stride, wp, oh, ow, t, dw.reshape(nf, nk), db, dxf)
     else:
-        w2 = w.reshape(nf, -1)
-        dw2 = dw.reshape(nf, -1)
+        w2, dw2 = w.reshape(nf, nk), dw.reshape(nf, nk)
         if need_dx:
             dxp[...] = 0.0
-        for n0, m in _chunks(nb, w2.shape[1] * oh * ow):
+        for n0, m in _chunks(nb, nk * oh * wp):
             if cols is None or cols.shape[1] != m:
-                cols = buf.get("cols", (w2.shape[1], m, oh * ow))
-                im2col(xp, k, stride, n0, cols)
-            cols2 = cols.reshape(cols.shape[0], -1)             # (C*K*K, m*OH*OW)
-            dz = buf.get("dz", (nf, m, oh * ow))
-            planes_act_backward(y, dy, act, slope, n0, dz)
-            dz2 = dz.reshape(nf, -1)                            # (F, m*OH*OW)
+                cols = buf.get("cols", (nk, m, oh * wp))
+                im2col(xf, k, stride, wp, nl, n0, cols)
+            cols2 = cols.reshape(nk, -1)                        # (C*K*K, m*OH*Wp)
+            dz = buf.get("dz", (nf, m, oh * wp))
+            planes_act_backward(y, dy, act, slope, n0, wp, dz)
+            dz2 = dz.reshape(nf, -1)                            # (F, m*OH*Wp)
             if n0 == 0:
                 np.dot(dz2, cols2.T, out=dw2)                   # (F, C*K*K)
                 if db.size:
@@ -541,8 +560,8 @@ def conv2d_backward(saved, w, y, dy, stride, padding, act, slope, dw, db, need_d
                     db += np.sum(dz2, axis=1, out=buf.get("db", db.shape))
             if need_dx:
                 dcols = buf.get("dcols", cols.shape)
-                np.dot(w2.T, dz2, out=dcols.reshape(dcols.shape[0], -1))
-                col2im(dcols, k, stride, n0, dxp)
+                np.dot(w2.T, dz2, out=dcols.reshape(nk, -1))    # (C*K*K, m*OH*Wp)
+                col2im(dcols, k, stride, wp, nl, n0, dxf)
             cols = None
     if not need_dx:
         return None
@@ -553,10 +572,10 @@ def conv2d_backward(saved, w, y, dy, stride, padding, act, slope, dw, db, need_d
     return dxp
 
 
-def _direct(path: str, taps: int) -> bool:
+def _direct(path: str, taps: int, most: int) -> bool:
     if path not in ("auto", "direct", "gemm"):
         raise ValueError(f"path must be auto, direct or gemm, got {path!r}")
-    return path == "direct" or (path == "auto" and taps <= DIRECT_MAX_TAPS)
+    return path == "direct" or (path == "auto" and taps <= most)
 
 
 def _chunks(nb: int, per_sample: int):
@@ -649,9 +668,11 @@ class Conv2d(Layer):
         return self.y
 
     def backward(self, dy, ctx):
+        pool = getattr(dy, "pool", None)
+        winners = (pool.dy, pool.y, pool.arg) if pool is not None and pool.x_in is self.y else None
         return conv2d_backward(self.saved, self.p["weight"], self.y, dy, self.stride, self.padding, self.act,
                                self.slope, self.g["weight"], self.g["bias"] if self.has_bias else self._empty,
-                               self.need_dx, self.buf)
+                               self.need_dx, self.buf, winners=winners)
 
     def torch_module(self):
         import torch.nn as nn
@@ -664,6 +685,18 @@ class Conv2d(Layer):
 
         return ConvAct(self.channels, self.filters, self.kernel, stride=self.stride, padding=self.padding,
                        bias=self.has_bias)
+
+
+class PoolGrad(np.ndarray):
+    """MaxPool2d's dx: a plain, complete gradient that also names the pool that made it.
+
+    Conv2d.backward, handed one whose pool's input was the conv's own output, reads the pool's
+    winners instead of the dense array (same values, a quarter of the work for 2x2 windows).
+    Any arithmetic on it gives an ordinary array again, so a container that adds gradients
+    (Residual) falls back to the dense path. Layers must not modify a dy they are given in place.
+    """
+
+    pool = None
 
 
 class MaxPool2d(Layer):
@@ -683,15 +716,19 @@ class MaxPool2d(Layer):
         self.arg_buf = Buffers(np.int32)
 
     def forward(self, x, ctx):
+        self.x_in = x                     # the object itself: Conv2d checks it is its own output
         x = np.ascontiguousarray(x, dtype=self.dtype)
         self.x_shape = x.shape
-        y, self.arg = maxpool2d_forward(x, self.size, self.stride, self.buf, self.arg_buf)
-        return y
+        self.y, self.arg = maxpool2d_forward(x, self.size, self.stride, self.buf, self.arg_buf)
+        return self.y
 
     def backward(self, dy, ctx):
         if not self.need_dx:
             return None
-        return maxpool2d_backward(np.ascontiguousarray(dy, dtype=self.dtype), self.arg, self.x_shape, self.buf)
+        self.dy = np.ascontiguousarray(dy, dtype=self.dtype)
+        dx = maxpool2d_backward(self.dy, self.arg, self.x_shape, self.buf).view(PoolGrad)
+        dx.pool = self
+        return dx
 
     def torch_module(self):
         import torch.nn as nn
@@ -756,8 +793,9 @@ class Residual(Layer):
     def __init__(self, spec, in_shape, dtype=np.float32):
         super().__init__(spec, in_shape, dtype)
         r = SpecReader(spec, "residual", {"layers"})
+        layers = r.raw("layers")
         try:
-            self.layers = build_layers(r.raw("layers"), self.in_shape, self.dtype, prefix="block.")
+            self.layers = build_layers(layers, self.in_shape, self.dtype, prefix="block.")
         except SpecError as e:
             raise e.at(".layers") from None
         out = self.layers[-1].out_shape

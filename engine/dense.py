@@ -1,6 +1,11 @@
 """Fully connected layers: BLAS for the products, one fused kernel for bias + activation.
 
 Weight layout is torch.nn.Linear's: weight (out, in), bias (out,).
+
+Sparse inputs (a bag-of-words batch is about 1% non-zero) take a second path: a wide layer first
+gathers the input's non-zeros row by row (giving up as soon as there are more than
+SPARSE_DENSITY of them, so a dense batch costs a scan of that share only), then x W^T and dW
+visit the non-zeros alone. Both paths compute the same sums; only the rounding order differs.
 """
 
 from __future__ import annotations
@@ -11,7 +16,69 @@ import numpy as np
 
 from .activations import CODES, as_2d, bias_act_backward, bias_act_forward, torch_activation
 from .errors import SpecError
+from .jit import jit
 from .layer import Layer, SpecReader
+
+SPARSE_DENSITY = 0.05      # inputs with at most this share of non-zeros take the sparse path
+SPARSE_MIN_FAN_IN = 256    # narrower layers never look
+SPARSE_CHUNK = 16          # the gather tests this many input values at once for any non-zero
+
+
+@jit
+def gather_nonzeros(x, bits, row_ptr, cols, vals):
+    """The non-zeros of x (N, F), row by row: row i's are cols/vals[row_ptr[i]:row_ptr[i+1]].
+    bits is x viewed as unsigned integers: an OR over a chunk of them (vectorised) skips the
+    all-zero chunks. Returns the count, or -1 as soon as there are more than cols.size."""
+    n, f = x.shape
+    cap = cols.size
+    nnz = 0
+    row_ptr[0] = 0
+    for i in range(n):
+        row, brow = x[i], bits[i]
+        for lo in range(0, f, SPARSE_CHUNK):
+            hi = min(lo + SPARSE_CHUNK, f)
+            chunk = brow[lo:hi]
+            any_bits = chunk[0]
+            for k in range(1, chunk.size):
+                any_bits |= chunk[k]
+            if any_bits == 0:
+                continue
+            for j in range(lo, hi):
+                if row[j] != 0:
+                    if nnz == cap:
+                        return -1
+                    cols[nnz] = j
+                    vals[nnz] = row[j]
+                    nnz += 1
+        row_ptr[i + 1] = nnz
+    return nnz
+
+
+@jit
+def sparse_matmul_wt(row_ptr, cols, vals, w, y):
+    """y (N, out) <- x w^T with x given by its non-zeros; w (out, in). Row o of w stays in cache
+    while every sample visits it."""
+    n, out = y.shape
+    for o in range(out):
+        wo = w[o]
+        for i in range(n):
+            acc = y.dtype.type(0)
+            for p in range(row_ptr[i], row_ptr[i + 1]):
+                acc += vals[p] * wo[cols[p]]
+            y[i, o] = acc
+
+
+@jit
+def sparse_grad_w(row_ptr, cols, vals, dz, dw):
+    """dw (out, in) <- dz^T x with x given by its non-zeros; dz (N, out). Overwrites dw."""
+    n, out = dz.shape
+    for o in range(out):
+        dwo = dw[o]
+        dwo[:] = 0
+        for i in range(n):
+            d = dz[i, o]
+            for p in range(row_ptr[i], row_ptr[i + 1]):
+                dwo[cols[p]] += d * vals[p]
 
 
 class Buffers:
@@ -55,6 +122,23 @@ class Dense(Layer):
         self.out_shape = tuple(in_shape[:-1]) + (self.units,)
         self.buf = Buffers(self.dtype)
         self._empty = np.empty(0, self.dtype)
+        self.sparse_ok = self.fan_in >= SPARSE_MIN_FAN_IN
+        self.csr = None            # (row_ptr, cols, vals) of the last input when it was sparse
+        self._csr_space = {}
+
+    def _gather(self, x2):
+        """The non-zeros of x2 if it is sparse enough, else None."""
+        n = x2.shape[0]
+        space = self._csr_space.get(n)
+        if space is None:
+            if len(self._csr_space) > 8:     # evaluation with odd batch sizes; don't grow forever
+                self._csr_space.clear()
+            cap = max(1, int(SPARSE_DENSITY * n * self.fan_in))
+            # unsigned column ids: numba then skips the negative-index wraparound in the gathers
+            space = self._csr_space[n] = (np.empty(n + 1, np.int64), np.empty(cap, np.uint32),
+                                          np.empty(cap, self.dtype))
+        bits = x2.view(np.uint32 if x2.dtype.itemsize == 4 else np.uint64)
+        return space if gather_nonzeros(x2, bits, *space) >= 0 else None
 
     def param_shapes(self):
         shapes = {"weight": (self.units, self.fan_in)}
@@ -69,7 +153,11 @@ class Dense(Layer):
     def forward(self, x, ctx):
         x2 = as_2d(x)                                            # (N, in)
         y = self.buf.get("y", (x2.shape[0], self.units))         # (N, out)
-        np.dot(x2, self.p["weight"].T, out=y)
+        self.csr = self._gather(x2) if self.sparse_ok and x2.dtype == self.dtype and x2.flags.c_contiguous else None
+        if self.csr is None:
+            np.dot(x2, self.p["weight"].T, out=y)
+        else:
+            sparse_matmul_wt(*self.csr, self.p["weight"], y)
         bias_act_forward(y, self.p["bias"] if self.has_bias else self._empty, self.act, self.slope)
         self.x2, self.y = x2, y
         return y.reshape(x.shape[:-1] + (self.units,))
@@ -78,7 +166,10 @@ class Dense(Layer):
         dy2 = as_2d(np.ascontiguousarray(dy, dtype=self.dtype))  # (N, out)
         dz = self.buf.get("dz", dy2.shape)
         bias_act_backward(self.y, dy2, self.act, self.slope, dz, self.g["bias"] if self.has_bias else self._empty)
-        np.dot(dz.T, self.x2, out=self.g["weight"])              # (out, in)
+        if self.csr is None:
+            np.dot(dz.T, self.x2, out=self.g["weight"])          # (out, in)
+        else:
+            sparse_grad_w(*self.csr, dz, self.g["weight"])
         if not self.need_dx:
             return None
         dx = self.buf.get("dx", self.x2.shape)

@@ -46,36 +46,40 @@ class OptimConfig:
 # Each update kernel is one flat element-wise loop over the whole buffer (it vectorises; no
 # fastmath) that also writes the applied change q - old into `delta`; the per-tensor sums of
 # delta**2 and of the new parameters**2 (for |dW|/|W|) then come from segment_sumsq. Scalars
-# arrive cast to the parameter dtype, so float32 parameters are updated in float32 arithmetic
-# (as torch does) and float64 in float64.
+# arrive as Python floats and are cast to the parameter dtype first, so float32 parameters are
+# updated in float32 arithmetic (as torch does) and float64 in float64.
 
 
 @jit
 def sgd_kernel(p, g, buf, delta, lr, momentum, nesterov, wd, gscale, first):
+    f = p.dtype.type
+    lr, mu, wd, gscale = f(lr), f(momentum), f(wd), f(gscale)
     use_momentum = momentum != 0.0
     for i in range(p.size):
         old = p[i]
         d = g[i] * gscale + wd * old
         if use_momentum:
-            b = d if first else momentum * buf[i] + d
+            b = d if first else mu * buf[i] + d
             buf[i] = b
-            d = d + momentum * b if nesterov else b
+            d = d + mu * b if nesterov else b
         q = old - lr * d
         p[i] = q
         delta[i] = q - old
 
 
 @jit
-def rmsprop_kernel(p, g, sq, buf, delta, lr, alpha, one_minus_alpha, eps, momentum, wd, gscale):
+def rmsprop_kernel(p, g, sq, buf, delta, lr, alpha, eps, momentum, wd, gscale):
+    f = p.dtype.type
+    lr, a1, a2, eps, mu, wd, gscale = f(lr), f(alpha), f(1.0 - alpha), f(eps), f(momentum), f(wd), f(gscale)
     use_momentum = momentum > 0.0
     for i in range(p.size):
         old = p[i]
         d = g[i] * gscale + wd * old
-        a = alpha * sq[i] + one_minus_alpha * d * d
+        a = a1 * sq[i] + a2 * d * d
         sq[i] = a
         avg = np.sqrt(a) + eps
         if use_momentum:
-            b = momentum * buf[i] + d / avg
+            b = mu * buf[i] + d / avg
             buf[i] = b
             q = old - lr * b
         else:
@@ -85,9 +89,14 @@ def rmsprop_kernel(p, g, sq, buf, delta, lr, alpha, one_minus_alpha, eps, moment
 
 
 @jit
-def adam_kernel(p, g, m, v, delta, step_size, b1, one_minus_b1, b2, one_minus_b2, inv_sqrt_bc2, eps,
-                wd, decay, decoupled, gscale):
-    """Adam / AdamW (decoupled: p *= decay = 1 - lr*wd before the step; else L2: grad += wd*p)."""
+def adam_kernel(p, g, m, v, delta, lr, beta1, beta2, eps, wd, decoupled, t, gscale):
+    """Adam / AdamW at step t >= 1 (decoupled: p *= 1 - lr*wd before the step; else L2: grad += wd*p)."""
+    f = p.dtype.type
+    step_size = f(lr / (1.0 - beta1 ** t))
+    inv_sqrt_bc2 = f(1.0 / math.sqrt(1.0 - beta2 ** t))
+    decay = f(1.0 - lr * wd)
+    b1, c1, b2, c2 = f(beta1), f(1.0 - beta1), f(beta2), f(1.0 - beta2)
+    eps, wd, gscale = f(eps), f(wd), f(gscale)
     for i in range(p.size):
         old = p[i]
         d = g[i] * gscale
@@ -96,8 +105,8 @@ def adam_kernel(p, g, m, v, delta, step_size, b1, one_minus_b1, b2, one_minus_b2
         else:
             d = d + wd * old
             q = old
-        a = b1 * m[i] + one_minus_b1 * d
-        c = b2 * v[i] + one_minus_b2 * d * d
+        a = b1 * m[i] + c1 * d
+        c = b2 * v[i] + c2 * d * d
         m[i] = a
         v[i] = c
         q = q - step_size * a / (np.sqrt(c) * inv_sqrt_bc2 + eps)
@@ -132,28 +141,28 @@ class Optimizer:
             setattr(self.config, key, value)
 
     def step(self) -> float:
-        """Clip (global norm), update; returns the global gradient norm before clipping."""
+        """Clip (global norm), update; returns the global gradient norm before clipping.
+
+        A non-finite gradient norm skips the update (t, weights and slots unchanged)."""
         c, ps = self.config, self.params
         segment_sumsq(ps.grad, ps.offsets, self.grad_sq)
         norm = math.sqrt(sum(self.grad_sq.tolist()))
+        if not math.isfinite(norm):
+            return norm          # a NaN/inf gradient: weights and slots stay as they were
         scale = 1.0
-        if c.clip_norm > 0 and math.isfinite(norm):
+        if c.clip_norm > 0:
             scale = min(1.0, c.clip_norm / (norm + 1e-6))
         self.t += 1
         st = self.state
-        f = ps.dtype.type          # scalars in the parameter dtype: float32 math for float32 params
         if c.kind == "sgd":
-            sgd_kernel(ps.flat, ps.grad, st["momentum"], self.delta, f(c.lr), f(c.momentum), c.nesterov,
-                       f(c.weight_decay), f(scale), self.t == 1)
+            sgd_kernel(ps.flat, ps.grad, st["momentum"], self.delta, c.lr, c.momentum, c.nesterov,
+                       c.weight_decay, scale, self.t == 1)
         elif c.kind == "rmsprop":
-            rmsprop_kernel(ps.flat, ps.grad, st["square_avg"], st["momentum"], self.delta, f(c.lr),
-                           f(c.alpha), f(1.0 - c.alpha), f(c.eps), f(c.momentum), f(c.weight_decay), f(scale))
+            rmsprop_kernel(ps.flat, ps.grad, st["square_avg"], st["momentum"], self.delta, c.lr, c.alpha,
+                           c.eps, c.momentum, c.weight_decay, scale)
         else:
-            b1, b2, t = c.beta1, c.beta2, self.t
-            adam_kernel(ps.flat, ps.grad, st["exp_avg"], st["exp_avg_sq"], self.delta,
-                        f(c.lr / (1.0 - b1 ** t)), f(b1), f(1.0 - b1), f(b2), f(1.0 - b2),
-                        f(1.0 / math.sqrt(1.0 - b2 ** t)), f(c.eps), f(c.weight_decay),
-                        f(1.0 - c.lr * c.weight_decay), c.kind == "adamw", f(scale))
+            adam_kernel(ps.flat, ps.grad, st["exp_avg"], st["exp_avg_sq"], self.delta, c.lr, c.beta1,
+                        c.beta2, c.eps, c.weight_decay, c.kind == "adamw", self.t, scale)
         segment_sumsq(self.delta, ps.offsets, self.upd_sq)
         segment_sumsq(ps.flat, ps.offsets, self.p_sq)
         return norm

@@ -25,14 +25,15 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import numpy as np
 
 from .dense import Buffers, uniform_fan_in
 from .errors import SpecError
 from .layer import Layer, SpecReader
-from .recurrent_kernels import (GATES, GRU_CELL, LSTM_CELL, RNN_CELL, id_range, recurrent_backward,
-                                recurrent_forward, scatter_add_rows)
+from .recurrent_kernels import (GATES, GRU_CELL, LSTM_CELL, RNN_CELL, gate_coefficients, id_range, mean_real_norms,
+                                recurrent_backward, recurrent_forward, scatter_add_rows)
 
 
 # Batch rows are independent through time, so the BPTT kernels (which release the GIL) run the
@@ -147,10 +148,8 @@ class Recurrent(Layer):
         width = self.hidden * self.dirs
         self.out_shape = (in_shape[0], width) if self.output == "all" else (width,)
         self.gh = GATES[self.cell] * self.hidden
-        self.buf = [Buffers(self.dtype) for _ in range(self.layers * self.dirs + 1)]
-        self.buf64 = Buffers(np.float64)
-        self._empty3 = np.zeros((0, 0, 0), self.dtype)
-        self._empty2 = np.zeros((0, 0))
+        self.coef = gate_coefficients(self.cell, self.hidden, self.dtype)
+        self._work: dict[tuple, _Work] = {}
 
     # parameters ------------------------------------------------------------------------------
     def _suffixes(self):
@@ -170,123 +169,110 @@ class Recurrent(Layer):
         for name, view in p.items():
             view[...] = uniform_fan_in(rng, view.shape, self.hidden, self.dtype)
 
+    def bind(self, p, g):
+        super().bind(p, g)
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        # per (layer, direction): (w_ih, w_hh, b_ih, b_hh) values and gradients
+        self.pv = [[tuple(p[f"{n}_{sfx}"] for n in names) for _, _, sfx in self._suffixes()[k * self.dirs:(k + 1) * self.dirs]]
+                   for k in range(self.layers)]
+        self.gv = [[tuple(g[f"{n}_{sfx}"] for n in names) for _, _, sfx in self._suffixes()[k * self.dirs:(k + 1) * self.dirs]]
+                   for k in range(self.layers)]
+
+    def _workspace(self, T: int, B: int, train: bool) -> "_Work":
+        if not train:                       # evaluation batches can be large: don't keep their arrays
+            return _Work(self, T, B)
+        w = self._work.get((T, B))
+        if w is None:
+            if len(self._work) >= 4:
+                self._work.clear()
+            w = self._work[T, B] = _Work(self, T, B)
+        return w
+
     # forward ---------------------------------------------------------------------------------
     def forward(self, x, ctx):
         x = np.asarray(x)
         if x.ndim != 3 or x.shape[2] != self.in_size:
             raise ValueError(f"{self.kind} expects (batch, T, {self.in_size}), got {x.shape}")
         B, T, _ = x.shape
-        H, GH, D = self.hidden, self.gh, self.dirs
+        H, D = self.hidden, self.dirs
         lengths = lengths_from_mask(ctx.mask, B, T)
         fast = self.dtype == np.float32
-        top = self.buf[-1] if ctx.train else Buffers(self.dtype)
-        inp = top.get("x", (T, B, self.in_size))                       # (T, B, E) time-major
-        np.copyto(inp, x.transpose(1, 0, 2))
-        cache = []
+        ws = self._workspace(T, B, ctx.train)
+        np.copyto(ws.x, x.transpose(1, 0, 2))                            # (T, B, E) time-major
+        inp = ws.x
         for k in range(self.layers):
-            y = top.get(f"y{k}", (T, B, H * D))                          # (T, B, D*H)
             for d in range(D):
-                buf = self.buf[k * D + d] if ctx.train else Buffers(self.dtype)
-                sfx = f"l{k}" + ("_reverse" if d else "")
-                w_ih, w_hh = self.p[f"weight_ih_{sfx}"], self.p[f"weight_hh_{sfx}"]
-                b_ih, b_hh = self.p[f"bias_ih_{sfx}"], self.p[f"bias_hh_{sfx}"]
-                z = buf.get("z", (T, B, GH))                             # (T, B, GH)
-                np.dot(inp.reshape(T * B, -1), w_ih.T, out=z.reshape(T * B, GH))
-                bias = buf.get("bias", (GH,))
-                np.add(b_ih, b_hh, out=bias)
+                w_ih, w_hh, b_ih, b_hh = self.pv[k][d]
+                cw = ws.cells[k][d]
+                np.dot(inp.reshape(T * B, -1), w_ih.T, out=cw.z.reshape(T * B, -1))   # (T*B, GH) all steps at once
+                np.add(b_ih, b_hh, out=cw.bias)
                 if self.cell == GRU_CELL:                                # b_hn stays inside r * (...)
-                    bias[2 * H:] = b_ih[2 * H:]
-                z += bias
-                whh_t = buf.get("whh_t", (H, GH))
-                np.copyto(whh_t, w_hh.T)
-                s = buf.get("s", (T + 1, B, H))                          # (T+1, B, H) state slots
-                s[T if d else 0] = 0.0
-                c = tc = hn = self._empty3
+                    cw.bias[2 * H:] = b_ih[2 * H:]
+                np.copyto(cw.whh_t, w_hh.T)
+                cw.s[T if d else 0] = 0.0
                 if self.cell == LSTM_CELL:
-                    c = buf.get("c", (T + 1, B, H))
-                    c[T if d else 0] = 0.0
-                    tc = buf.get("tc", (T, B, H))
-                elif self.cell == GRU_CELL:
-                    hn = buf.get("hn", (T, B, H))
-                q = buf.get("q", (B, GH))
-                run_rows(recurrent_forward, (self.cell, z, whh_t, b_hh[2 * H:], s, c, tc, hn, q, y, d * H,
-                                             lengths, bool(d), fast), B)
-                cache.append((inp, z, s, c, tc, hn, buf))
-            inp = y
-        self.cache, self.lengths, self.T, self.B = cache, lengths, T, B
+                    cw.c[T if d else 0] = 0.0
+                run_rows(recurrent_forward, (self.cell, cw.z, cw.whh_t, cw.bias, b_hh[2 * H:], self.coef, cw.s, cw.c,
+                                             cw.tc, cw.hn, cw.q, ws.y[k], d * H, lengths, bool(d), fast), B)
+            inp = ws.y[k]
+        self.ws, self.lengths = ws, lengths
         if self.output == "all":
-            out = top.get("out", (B, T, H * D))
-            np.copyto(out, inp.transpose(1, 0, 2))
-            return out
-        out = top.get("out", (B, H * D))
-        for d, (_, _, s, *_rest) in enumerate(cache[-D:]):
-            out[:, d * H:(d + 1) * H] = s[0 if d else T]
-        return out
+            np.copyto(ws.out, inp.transpose(1, 0, 2))                    # (B, T, D*H)
+        else:
+            for d, cw in enumerate(ws.cells[-1]):                        # packed h_n: forward at slot T, reverse at 0
+                ws.out[:, d * H:(d + 1) * H] = cw.s[0 if d else T]
+        return ws.out
 
     # backward --------------------------------------------------------------------------------
     def backward(self, dy, ctx):
-        T, B, lengths = self.T, self.B, self.lengths
-        H, GH, D = self.hidden, self.gh, self.dirs
-        top = self.buf[-1]
+        ws, lengths = self.ws, self.lengths
+        T, B = ws.T, ws.B
+        H, D = self.hidden, self.dirs
         dy = np.asarray(dy, dtype=self.dtype)
         if self.output == "all":
-            dseq = top.get("dy", (T, B, H * D))                          # (T, B, D*H)
-            np.copyto(dseq, dy.reshape(B, T, H * D).transpose(1, 0, 2))
+            dseq = ws.dy
+            np.copyto(dseq, dy.reshape(B, T, H * D).transpose(1, 0, 2))  # (T, B, D*H)
         else:
-            dseq = self._empty3
+            dseq = ws.empty3
         want = ctx.want_time_grads
         for k in reversed(range(self.layers)):
-            norms = self.buf64.get(f"norms{k}", (T, B)) if want else self._empty2
+            norms = ws.norms[k] if want else ws.empty2                   # (T, B) float64
             if want:
                 norms[...] = 0.0
             need_dx = k > 0 or self.need_dx
-            dx = top.get(f"dx{k}", (T, B, self.in_size if k == 0 else H * D)) if need_dx else None
+            dx = ws.dx[k]                                                # (T, B, in_k)
+            inp = ws.x if k == 0 else ws.y[k - 1]
             for d in range(D):
-                inp, z, s, c, tc, hn, buf = self.cache[k * D + d]
-                sfx = f"l{k}" + ("_reverse" if d else "")
-                dh = buf.get("dh", (B, H))
+                cw = ws.cells[k][d]
+                w_ih, w_hh, _, _ = self.pv[k][d]
+                gw_ih, gw_hh, gb_ih, gb_hh = self.gv[k][d]
                 if k == self.layers - 1 and self.output == "last":
-                    dh[...] = dy[:, d * H:(d + 1) * H]
+                    cw.dh[...] = dy[:, d * H:(d + 1) * H]
                 else:
-                    dh[...] = 0.0
-                dc = buf.get("dc", (B, H))
-                dc[...] = 0.0
-                dg = buf.get("dg", (T, B, GH))                           # (T, B, GH)
-                dgh = buf.get("dgh", (T, B, GH)) if self.cell == GRU_CELL else dg
-                run_rows(recurrent_backward, (self.cell, z, self.p[f"weight_hh_{sfx}"], s, c, tc, hn, dseq, d * H,
-                                              dh, dc, buf.get("dhd", (B, H)), dg, dgh, buf.get("qb", (B, H)),
-                                              lengths, bool(d), self.truncate, norms), B)
-                dg2, dgh2 = dg.reshape(T * B, GH), dgh.reshape(T * B, GH)
-                np.dot(dg2.T, inp.reshape(T * B, -1), out=self.g[f"weight_ih_{sfx}"])      # (GH, in)
-                prev = s[1:] if d else s[:T]                                               # (T, B, H)
-                np.dot(dgh2.T, prev.reshape(T * B, H), out=self.g[f"weight_hh_{sfx}"])     # (GH, H)
-                np.sum(dg2, axis=0, out=self.g[f"bias_ih_{sfx}"])
-                np.sum(dgh2, axis=0, out=self.g[f"bias_hh_{sfx}"])
+                    cw.dh[...] = 0.0
+                cw.dc[...] = 0.0
+                run_rows(recurrent_backward, (self.cell, cw.z, w_hh, cw.s, cw.c, cw.tc, cw.hn, dseq, d * H, cw.dh, cw.dc,
+                                              cw.dhd, cw.dg, cw.dgh, cw.qb, lengths, bool(d), self.truncate, norms), B)
+                dg2, dgh2 = cw.dg.reshape(T * B, -1), cw.dgh.reshape(T * B, -1)          # (T*B, GH)
+                np.dot(dg2.T, inp.reshape(T * B, -1), out=gw_ih)                        # (GH, in)
+                prev = cw.s[1:] if d else cw.s[:T]                                      # (T, B, H) state before each step
+                np.dot(dgh2.T, prev.reshape(T * B, H), out=gw_hh)                       # (GH, H)
+                np.dot(ws.ones, dg2, out=gb_ih)                                         # column sums (GH,)
+                np.dot(ws.ones, dgh2, out=gb_hh)
                 if need_dx:
-                    w_ih = self.p[f"weight_ih_{sfx}"]
-                    if d == 0:
-                        np.dot(dg2, w_ih, out=dx.reshape(T * B, -1))                       # (T*B, in)
-                    else:
-                        tmp = top.get(f"dxr{k}", dx.shape)
-                        np.dot(dg2, w_ih, out=tmp.reshape(T * B, -1))
-                        dx += tmp
+                    target = dx if d == 0 else ws.dxr[k]
+                    np.dot(dg2, w_ih, out=target.reshape(T * B, -1))                    # (T*B, in)
+                    if d:
+                        dx += target
             if want:
-                self._record_norms(ctx, k, norms)
+                out = np.empty(T)
+                mean_real_norms(norms, lengths, out)
+                ctx.time_grad_norms[self.name if self.layers == 1 else f"{self.name}.l{k}"] = out
             dseq = dx
         if not self.need_dx:
             return None
-        dx_out = top.get("dx_out", (B, T, self.in_size))
-        np.copyto(dx_out, dseq.transpose(1, 0, 2))
-        return dx_out
-
-    def _record_norms(self, ctx, k, norms):
-        """norms (T, B) squared per sample (0 at padded steps) -> mean norm over real samples, (T,)."""
-        T = norms.shape[0]
-        real = np.arange(T)[:, None] < self.lengths[None, :]            # (T, B)
-        count = real.sum(axis=1)
-        total = np.sqrt(norms).sum(axis=1)
-        key = self.name if self.layers == 1 else f"{self.name}.l{k}"
-        ctx.time_grad_norms[key] = np.where(count > 0, total / np.maximum(count, 1), 0.0)
+        np.copyto(ws.dx_out, dseq.transpose(1, 0, 2))                    # (B, T, E)
+        return ws.dx_out
 
     # torch -----------------------------------------------------------------------------------
     def torch_module(self):
@@ -318,6 +304,34 @@ class Recurrent(Layer):
 
         return Masked(self.in_size, self.hidden, num_layers=self.layers, batch_first=True,
                       bidirectional=self.bidirectional)
+
+
+class _Work:
+    """Every array one pass of a recurrent stack needs for one (T, B), allocated once and reused."""
+
+    def __init__(self, layer: Recurrent, T: int, B: int):
+        dt, H, D, GH = layer.dtype, layer.hidden, layer.dirs, layer.gh
+        e = lambda *shape: np.empty(shape, dt)  # noqa: E731
+        empty3 = np.zeros((0, 0, 0), dt)
+        self.T, self.B = T, B
+        self.empty3, self.empty2 = empty3, np.zeros((0, 0))
+        self.x = e(T, B, layer.in_size)                                   # input, time-major
+        self.y = [e(T, B, D * H) for _ in range(layer.layers)]            # each layer's output sequence
+        self.out = e(B, T, D * H) if layer.output == "all" else e(B, D * H)
+        self.dy = e(T, B, D * H) if layer.output == "all" else empty3
+        ins = [layer.in_size] + [D * H] * (layer.layers - 1)
+        self.dx = [e(T, B, n) for n in ins]                               # gradient of each layer's input
+        self.dxr = [e(T, B, n) for n in ins] if D == 2 else []
+        self.dx_out = e(B, T, layer.in_size)
+        self.norms = np.zeros((layer.layers, T, B))
+        self.ones = np.ones(T * B, dt)
+        lstm, gru = layer.cell == LSTM_CELL, layer.cell == GRU_CELL
+        self.cells = [[SimpleNamespace(
+            z=e(T, B, GH), bias=e(GH), whh_t=e(H, GH), s=e(T + 1, B, H),
+            c=e(T + 1, B, H) if lstm else empty3, tc=e(T, B, H) if lstm else empty3,
+            hn=e(T, B, H) if gru else empty3, q=e(B, GH), dh=e(B, H), dc=e(B, H), dhd=e(B, H),
+            dg=(dg := e(T, B, GH)), dgh=e(T, B, GH) if gru else dg, qb=e(B, H),
+        ) for _ in range(D)] for _ in range(layer.layers)]
 
 
 class RNN(Recurrent):

@@ -38,6 +38,20 @@ from .jit import jit
 RNN_CELL, LSTM_CELL, GRU_CELL = 0, 1, 2
 GATES = {RNN_CELL: 1, LSTM_CELL: 4, GRU_CELL: 3}
 
+
+def gate_coefficients(cell: int, hidden: int, dtype) -> np.ndarray:
+    """(alpha, beta, gamma) per gate column for `activate`, (3, width): sigmoid for LSTM's i, f, o
+    and GRU's r, z; tanh for RNN's h and LSTM's g. GRU's n (which needs r first) is left out, so
+    the GRU array is only 2H wide (a contiguous array keeps `activate` vectorised)."""
+    sigmoid = {RNN_CELL: (), LSTM_CELL: (0, 1, 3), GRU_CELL: (0, 1)}[cell]
+    width = 2 * hidden if cell == GRU_CELL else GATES[cell] * hidden
+    coef = np.zeros((3, width), dtype)
+    coef[:2] = 1.0
+    for k in sigmoid:
+        coef[:, k * hidden:(k + 1) * hidden] = 0.5
+    return coef
+
+
 # Eigen's generic_fast_tanh_float: tanh(x) ~ x P(x^2) / Q(x^2) on [-c, c], +-1 (to float32) outside
 _F = np.float32
 _CLAMP = _F(7.99881172180175781)
@@ -65,15 +79,21 @@ def tanh_fast(x):
 
 
 @jit
-def sigmoid_inplace(v, fast):
-    """v <- sigmoid(v), v 1-D (a block of one row of gates)."""
+def activate(v, bias, coef, fast):
+    """Gate activations in place over one row: v[j] <- act_j(v[j] + bias[j]), sigmoid or tanh by
+    column. coef (3, len(v)): (alpha, beta, gamma) = (0.5, 0.5, 0.5) for sigmoid, (1, 1, 0) for
+    tanh, so that with `fast` one vectorised loop computes beta * tanh(alpha * x) + gamma
+    (sigmoid(x) = 0.5 + 0.5 tanh(x / 2)); exact mode uses math.exp / math.tanh."""
+    al, be, ga = coef[0], coef[1], coef[2]
     if fast:
         for j in range(v.shape[0]):
-            v[j] = _HALF * tanh_fast(_HALF * v[j]) + _HALF
+            v[j] = be[j] * tanh_fast(al[j] * (v[j] + bias[j])) + ga[j]
     else:
         for j in range(v.shape[0]):
-            x = v[j]
-            if x >= 0:
+            x = v[j] + bias[j]
+            if ga[j] == 0.0:
+                v[j] = math.tanh(x)
+            elif x >= 0:
                 v[j] = 1.0 / (1.0 + math.exp(-x))
             else:
                 e = math.exp(x)
@@ -92,8 +112,21 @@ def tanh_inplace(v, fast):
 
 
 @jit
-def matmul_rows(a, w, out, b0, b1):
-    """out[b] = a[b] @ w for b0 <= b < b1.  a (B, K), w (K, N), out (B, N).
+def copy_into(dst, src):
+    """dst[:] = src for 1-D arrays (an explicit loop compiles smaller than slice assignment)."""
+    for j in range(dst.shape[0]):
+        dst[j] = src[j]
+
+
+@jit
+def fill(dst, value):
+    for j in range(dst.shape[0]):
+        dst[j] = value
+
+
+@jit
+def matmul_add_rows(a, w, out, b0, b1):
+    """out[b] += a[b] @ w for b0 <= b < b1.  a (B, K), w (K, N), out (B, N).
 
     Each output element is summed over k in order, two k at a time, vectorised over N; a row gets
     the same arithmetic in a block of four or alone, so splitting rows between threads changes
@@ -107,11 +140,6 @@ def matmul_rows(a, w, out, b0, b1):
         if rows == 4:
             o0, o1, o2, o3 = out[b], out[b + 1], out[b + 2], out[b + 3]     # (N,) each
             a0, a1, a2, a3 = a[b], a[b + 1], a[b + 2], a[b + 3]             # (K,) each
-            for j in range(N):
-                o0[j] = 0.0
-                o1[j] = 0.0
-                o2[j] = 0.0
-                o3[j] = 0.0
             for k in range(0, k2, 2):
                 wa, wb = w[k], w[k + 1]                                       # (N,)
                 x0, x1, x2, x3 = a0[k], a1[k], a2[k], a3[k]
@@ -135,8 +163,6 @@ def matmul_rows(a, w, out, b0, b1):
         else:                                                   # the same sums, one row at a time
             for r in range(b, b + rows):
                 o, ar = out[r], a[r]                                # (N,), (K,)
-                for j in range(N):
-                    o[j] = 0.0
                 for k in range(0, k2, 2):
                     wa, wb = w[k], w[k + 1]
                     x0, y0 = ar[k], ar[k + 1]
@@ -170,11 +196,12 @@ def sumsq(v):
 
 
 @jit
-def recurrent_forward(cell, z, whh_t, b_hn, s, c, tc, hn, q, y, y_off, lengths, reverse, fast, b0, b1):
+def recurrent_forward(cell, z, whh_t, bias, b_hn, coef, s, c, tc, hn, q, y, y_off, lengths, reverse, fast, b0, b1):
     """One direction of one layer, rows b0..b1-1 (see the module docstring for the layouts).
 
-    whh_t (H, G*H) = W_hh^T; b_hn (H,) GRU's b_hn (the rest of b_hh is already in z); q (B, G*H)
-    scratch; y (T, B, Dy) the layer's output, this direction in columns y_off..y_off+H (0 at padded
+    z holds x W_ih^T on entry; bias (G*H,) b_ih + b_hh (GRU's n block: b_in only); whh_t (H, G*H)
+    = W_hh^T; b_hn (H,) GRU's b_hn; coef from gate_coefficients; q (B, G*H) scratch (GRU);
+    y (T, B, Dy) the layer's output, this direction in columns y_off..y_off+H (0 at padded
     steps); lengths (B,) real steps per sample. s[init slot] (and c's) must hold zeros on entry.
     Loops index whole 1-D views from 0 (v[j], j in range(len)) so that LLVM vectorises them."""
     T = z.shape[0]
@@ -183,50 +210,52 @@ def recurrent_forward(cell, z, whh_t, b_hn, s, c, tc, hn, q, y, y_off, lengths, 
         t = T - 1 - step if reverse else step
         prev = t + 1 if reverse else t
         cur = t if reverse else t + 1
-        matmul_rows(s[prev], whh_t, q, b0, b1)                     # (B, GH) = (B, H) @ (H, GH)
+        if cell == GRU_CELL:                                       # GRU keeps W_h h apart (r multiplies part of it)
+            for b in range(b0, b1):
+                fill(q[b], 0.0)
+        matmul_add_rows(s[prev], whh_t, q if cell == GRU_CELL else z[t], b0, b1)   # (B, GH) += (B, H) @ (H, GH)
         for b in range(b0, b1):
             yb = y[t, b, y_off:y_off + H]                          # (H,)
             hp, hb = s[prev, b], s[cur, b]                         # (H,)
             if t >= lengths[b]:                                    # padding: carry the state, output 0
-                hb[:] = hp
-                yb[:] = 0.0
+                copy_into(hb, hp)
+                fill(yb, 0.0)
                 if cell == LSTM_CELL:
-                    c[cur, b] = c[prev, b]
+                    copy_into(c[cur, b], c[prev, b])
                 continue
-            g, qb = z[t, b], q[b]                                  # (GH,)
+            g = z[t, b]                                            # (GH,) pre-activations
             if cell == GRU_CELL:                                   # r, z get W_h h; n gets r * (W_hn h + b_hn)
                 g2, q2 = g[:2 * H], q[b, :2 * H]                   # (2H,)
                 for j in range(2 * H):
                     g2[j] += q2[j]
-            else:
-                for j in range(g.shape[0]):
-                    g[j] += qb[j]
+            na = coef.shape[1]
+            activate(g[:na], bias[:na], coef, fast)                # RNN h; LSTM i, f, g, o; GRU r, z
             if cell == RNN_CELL:
-                tanh_inplace(g, fast)
-                hb[:] = g
-            elif cell == LSTM_CELL:
-                gi, gf, gg, go = g[:H], g[H:2 * H], g[2 * H:3 * H], g[3 * H:]   # (H,) each
-                sigmoid_inplace(g[:2 * H], fast)                   # i, f
-                tanh_inplace(gg, fast)
-                sigmoid_inplace(go, fast)
-                cp, cc, tcb = c[prev, b], c[cur, b], tc[t, b]      # (H,)
+                copy_into(hb, g)
+                copy_into(yb, hb)
+                continue
+            if cell == LSTM_CELL:
+                gi, gf, gg = g[:H], g[H:2 * H], g[2 * H:3 * H]     # (H,) each
+                cp, cc, tv = c[prev, b], c[cur, b], tc[t, b]       # (H,)
                 for j in range(H):
                     cc[j] = gf[j] * cp[j] + gi[j] * gg[j]
-                tcb[:] = cc
-                tanh_inplace(tcb, fast)
-                for j in range(H):
-                    hb[j] = go[j] * tcb[j]
+                copy_into(tv, cc)
             else:
-                gr, gz, gn = g[:H], g[H:2 * H], g[2 * H:]          # (H,) each
-                hnb, qn = hn[t, b], qb[2 * H:]                     # (H,)
-                sigmoid_inplace(g[:2 * H], fast)                   # r, z
+                gr, tv = g[:H], g[2 * H:]                          # r, n (H,)
+                hnb, qn, b_in = hn[t, b], q[b, 2 * H:], bias[2 * H:]   # (H,)
                 for j in range(H):
                     hnb[j] = qn[j] + b_hn[j]
-                    gn[j] += gr[j] * hnb[j]
-                tanh_inplace(gn, fast)
+                    tv[j] += b_in[j] + gr[j] * hnb[j]
+            tanh_inplace(tv, fast)                                 # LSTM tanh(c_t); GRU n
+            if cell == LSTM_CELL:
+                go = g[3 * H:]
                 for j in range(H):
-                    hb[j] = (1.0 - gz[j]) * gn[j] + gz[j] * hp[j]
-            yb[:] = hb
+                    hb[j] = go[j] * tv[j]
+            else:
+                gz = g[H:2 * H]
+                for j in range(H):
+                    hb[j] = (1.0 - gz[j]) * tv[j] + gz[j] * hp[j]
+            copy_into(yb, hb)
 
 
 @jit
@@ -253,8 +282,8 @@ def recurrent_backward(cell, z, whh, s, c, tc, hn, dy, y_off, dh, dc, dhd, dg, d
         for b in range(b0, b1):
             a, ah = dg[t, b], dgh[t, b]                            # (GH,)
             if t >= lengths[b]:                                    # padding: the state passed through
-                a[:] = 0.0
-                ah[:] = 0.0
+                fill(a, 0.0)
+                fill(ah, 0.0)
                 continue
             d, g = dh[b], z[t, b]                                  # (H,), (GH,)
             if has_dy:
@@ -293,22 +322,38 @@ def recurrent_backward(cell, z, whh, s, c, tc, hn, dy, y_off, dh, dc, dhd, dg, d
                     hz[j] = az[j]
                     hnn[j] = dan * r
                     dd[j] = d[j] * u
-        matmul_rows(dgh[t], whh, q, b0, b1)                        # (B, H) = (B, GH) @ (GH, H)
+        for b in range(b0, b1):
+            fill(q[b], 0.0)
+        matmul_add_rows(dgh[t], whh, q, b0, b1)                    # (B, H) = (B, GH) @ (GH, H)
         for b in range(b0, b1):
             n_real = lengths[b]
             if t >= n_real:
                 continue
             d, qb = dh[b], q[b]                                    # (H,)
             if truncate > 0 and ((t + 1) % truncate == 0 if reverse else (n_real - t) % truncate == 0):
-                d[:] = 0.0
+                fill(d, 0.0)
                 if cell == LSTM_CELL:
-                    dc[b] = 0.0
+                    fill(dc[b], 0.0)
             elif cell == GRU_CELL:
                 dd = dhd[b]
                 for j in range(H):
                     d[j] = qb[j] + dd[j]
             else:
-                d[:] = qb
+                copy_into(d, qb)
+
+
+@jit
+def mean_real_norms(sq, lengths, out):
+    """out[t] = mean over samples b with t < lengths[b] of sqrt(sq[t, b]); 0 where there are none."""
+    T, B = sq.shape
+    for t in range(T):
+        total = 0.0
+        count = 0
+        for b in range(B):
+            if t < lengths[b]:
+                total += math.sqrt(sq[t, b])
+                count += 1
+        out[t] = total / count if count else 0.0
 
 
 @jit

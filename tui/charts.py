@@ -42,6 +42,29 @@ def log_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
     return ticks, [f"{10 ** t:.0e}".replace("e-0", "e-").replace("e+0", "e") for t in ticks]
 
 
+def step_ticks(lo: float, hi: float, n: int = 5) -> tuple[list[int], list[str]]:
+    """At most about `n` round whole-number ticks from lo to hi, labelled compactly (1.5k, 20k)."""
+    span = max(1.0, hi - lo)
+    raw = span / max(1, n - 1)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = max(1, int(min((m * mag for m in (1, 2, 5, 10)), key=lambda c: abs(math.log(c / raw)))))
+    first = int(math.ceil(lo / step) * step)
+    ticks = list(range(first, int(hi) + 1, step)) or [int(lo)]
+    return ticks, [compact(t) for t in ticks]
+
+
+def compact(v: int) -> str:
+    if abs(v) >= 10_000_000:
+        return f"{v / 1e6:.0f}M"
+    if abs(v) >= 1_000_000:
+        return f"{v / 1e6:.1f}M".replace(".0M", "M")
+    if abs(v) >= 10_000:
+        return f"{v / 1e3:.0f}k"
+    if abs(v) >= 1000:
+        return f"{v / 1e3:.1f}k".replace(".0k", "k")
+    return str(v)
+
+
 class Chart(PlotextPlot):
     """A PlotextPlot with the settings every chart shares. Subclasses implement `draw`.
 
@@ -57,6 +80,8 @@ class Chart(PlotextPlot):
         super().__init__(**kwargs)
         self.log_scale = False
         self.y_seen: list[float] = []
+        self.x_seen: list[float] = []
+        self.marker_steps: list[int] = []     # knob markers drawn by the last draw
 
     def render(self):
         """The plot; a message instead of a crash if plotext cannot draw at this size."""
@@ -77,6 +102,7 @@ class Chart(PlotextPlot):
         plt.title(title)
         self.log_scale = log
         self.y_seen = []
+        self.x_seen: list[float] = []
 
     def line(self, xs: list, ys: list, **kwargs) -> list:
         """Plot finite (and, on a log scale, positive) points; returns the x values drawn."""
@@ -85,12 +111,15 @@ class Chart(PlotextPlot):
             if self.log_scale:
                 ys = [math.log10(y) for y in ys]
             self.y_seen += [min(ys), max(ys)]
+            self.x_seen += [min(xs), max(xs)]
             if len(xs) == 1 and kwargs.get("marker") == "braille":
                 kwargs["marker"] = "o"
             self.plt.plot(xs, ys, **kwargs)
         return xs
 
     def finish(self) -> None:
+        if self.x_seen:
+            self.plt.xticks(*step_ticks(min(self.x_seen), max(self.x_seen), max(2, self.size.width // 12)))
         if self.log_scale and self.y_seen:
             lo, hi = min(self.y_seen), max(self.y_seen)
             if hi - lo < 1e-9:
@@ -100,12 +129,14 @@ class Chart(PlotextPlot):
 
     def markers(self, history: History, xs_seen: list) -> None:
         """A vertical line wherever a live knob took effect, within the plotted range."""
+        self.marker_steps = []
         if not xs_seen:
             return
         lo, hi = min(xs_seen), max(xs_seen)
         for step, _ in history.marker_list():
             if lo <= step <= hi:
                 self.plt.vline(step, "red")
+                self.marker_steps.append(step)
 
     def placeholder(self, text: str) -> None:
         self.plt.text(text, 0.5, 0.5, alignment="center")

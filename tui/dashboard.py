@@ -32,8 +32,10 @@ from tui.messages import (AlertRaised, Evaluated, KnobApplied, KnobEdited, Prepa
 from tui.panels import ScenarioPanel, make_panel
 from tui.status import StatusLine
 
-REDRAW_SECONDS = 0.5        # charts redraw at most this often (plotext redraws every point)
-PROGRESS_SECONDS = 0.05     # the worker posts the newest step at most this often
+REDRAW_SECONDS = 0.25       # charts redraw at most 4 times a second...
+MAX_REDRAW_SECONDS = 2.0    # ...and at least every 2 s while training
+CHART_BUDGET = 0.04         # ...spending at most this share of the UI thread's time on them
+PROGRESS_SECONDS = 0.1      # the worker posts the newest step (for the status line) at most this often
 MAX_PINNED = 5
 RECURRENT = ("rnn", "lstm", "gru")
 
@@ -64,6 +66,27 @@ def run_dir_for(scenario, root: Path) -> Path:
         n += 1
         path = base.with_name(f"{base.name}-{n}")
     return path
+
+
+def route(record, history: History, monitor: GradMonitor, stop: threading.Event) -> list:
+    """What the dashboard hears about one record: it goes into `history`, a gradient alarm
+    pauses training (sets `stop`), and these messages are posted."""
+    history.add(record)
+    if isinstance(record, Step):
+        alert = monitor.check(record)
+        if alert:
+            stop.set()
+            return [AlertRaised(alert), Progress(record)]
+        return [Progress(record)]
+    if isinstance(record, Evaluation):
+        return [Evaluated(record)]
+    if isinstance(record, KnobChanged):
+        return [KnobApplied(record)]
+    if isinstance(record, Diverged):
+        return [AlertRaised(diverged_alert(record, monitor.recurrent)), RunEnded(record)]
+    if isinstance(record, (Finished, Stopped)):
+        return [RunEnded(record)]
+    return []
 
 
 class DashboardScreen(Screen):
@@ -104,11 +127,12 @@ class DashboardScreen(Screen):
         self.pinned: list[Pinned] = []
         self.log_loss = False
         self.smoothed = False
-        self.drawn_version = -1
         self.saved_by_user = False        # the user saved or exported into the run folder
+        self.last_saved: Path | None = None
         self.last_step: Step | None = None
         self.quitting = False
         self.panel_drawn = 0.0
+        self.next_redraw = 0.0
 
     # ---- layout -----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -156,7 +180,6 @@ class DashboardScreen(Screen):
         self.history = History()
         self.monitor = GradMonitor(is_recurrent(self.scenario))
         self.last_step = None
-        self.drawn_version = -1
         self.saved_by_user = False
         self.stop_event = threading.Event()
         self.worker = self.drive(self.session, "prepare", None, self.stop_event, self.history, self.monitor,
@@ -179,31 +202,30 @@ class DashboardScreen(Screen):
                 return
             last_post, unposted = 0.0, None
             for rec in session.run(stop, steps):
-                history.add(rec)
+                messages = route(rec, history, monitor, stop)
                 if isinstance(rec, Step):
-                    unposted = rec
-                    alert = monitor.check(rec)
-                    if alert:
-                        stop.set()
-                        post(AlertRaised(alert))
                     now = time.monotonic()
-                    if now - last_post >= PROGRESS_SECONDS:
-                        post(Progress(rec))
+                    if now - last_post < PROGRESS_SECONDS:      # the status line needs only the newest
+                        unposted = rec
+                        messages = [m for m in messages if not isinstance(m, Progress)]
+                    else:
                         last_post, unposted = now, None
-                    continue
-                if unposted is not None and isinstance(rec, (Diverged, Finished, Stopped)):
+                elif unposted is not None and isinstance(rec, (Diverged, Finished, Stopped)):
                     post(Progress(unposted))
-                if isinstance(rec, Evaluation):
-                    post(Evaluated(rec))
-                elif isinstance(rec, KnobChanged):
-                    post(KnobApplied(rec))
-                elif isinstance(rec, Diverged):
-                    post(AlertRaised(diverged_alert(rec, monitor.recurrent)))
-                    post(RunEnded(rec))
-                elif isinstance(rec, (Finished, Stopped)):
-                    post(RunEnded(rec))
+                for message in messages:
+                    post(message)
         except DescentError as e:
             post(RunFailed(str(e)))
+
+    def feed(self, record) -> None:
+        """Handle one record as if the worker had sent it (for tests that train synchronously)."""
+        for message in route(record, self.history, self.monitor, self.stop_event):
+            message.generation = self.generation
+            self.post_message(message)
+
+    def say(self, text: str, **kwargs) -> None:
+        """A notification of plain text (file names and keys like layers[1] are not markup)."""
+        self.notify(text, markup=False, **kwargs)
 
     def current(self, message) -> bool:
         """Whether a worker message belongs to the session now shown (not one replaced by a reset)."""
@@ -214,7 +236,7 @@ class DashboardScreen(Screen):
         if event.state == WorkerState.ERROR and event.worker is self.worker:
             error = event.worker.error
             self.set_state("error", f"internal error: {type(error).__name__}: {error}")
-            self.notify(f"{type(error).__name__}: {error}", title="Training stopped by an error",
+            self.say(f"{type(error).__name__}: {error}", title="Training stopped by an error",
                         severity="error", timeout=20)
             self.log.error(repr(error))
 
@@ -269,7 +291,7 @@ class DashboardScreen(Screen):
         if not self.current(message):
             return
         a = message.alert
-        self.notify(a.text, title=f"Paused: {a.kind} at step {a.step}",
+        self.say(a.text, title=f"Paused: {a.kind} at step {a.step}",
                     severity="error" if a.kind == "diverged" else "warning", timeout=20)
 
     def on_run_ended(self, message: RunEnded) -> None:
@@ -281,7 +303,7 @@ class DashboardScreen(Screen):
         elif isinstance(r, Finished):
             acc = r.summary.get("metrics", {}).get("accuracy")
             self.set_state("finished", f"budget of {r.step:,} steps done; r resets, c pins")
-            self.notify(f"Finished {r.step:,} steps in {r.elapsed:.1f} s"
+            self.say(f"Finished {r.step:,} steps in {r.elapsed:.1f} s"
                         + (f", validation accuracy {100 * acc:.1f}%" if acc is not None else ""), title="Done")
         elif isinstance(r, Diverged):
             self.set_state("diverged", "lower lr or set clip_norm, then space continues or r resets")
@@ -295,19 +317,19 @@ class DashboardScreen(Screen):
         if not self.current(message):
             return
         self.set_state("error", message.text)
-        self.notify(message.text, title="Cannot train", severity="error", timeout=30)
+        self.say(message.text, title="Cannot train", severity="error", timeout=30)
 
     # ---- knobs ------------------------------------------------------------------------------------
     def on_knob_edited(self, message: KnobEdited) -> None:
         if not message.live:
-            self.notify(f"{message.key} = {format_value(message.value)} applies on reset (r)", timeout=4)
+            self.say(f"{message.key} = {format_value(message.value)} applies on reset (r)", timeout=4)
             return
         if self.session is None:
             return
         try:
             self.session.set_knob(message.key, message.value)
         except SpecError as e:
-            self.notify(str(e), severity="error")
+            self.say(str(e), severity="error")
 
     # ---- drawing ----------------------------------------------------------------------------------
     def set_state(self, state: str, detail: str = "") -> None:
@@ -315,23 +337,45 @@ class DashboardScreen(Screen):
         self.status.show(state=state, detail=detail)
 
     def redraw(self, force: bool = False) -> None:
-        """Replot the charts whose data changed; charts in hidden tabs wait until shown."""
-        if not force and self.history.version == self.drawn_version:
+        """Replot the charts whose data changed; charts in hidden tabs wait until shown.
+
+        While training, the next redraw waits until the main thread has spent at most
+        CHART_BUDGET of its time drawing: plotext redraws every point in Python, and Python time
+        on the UI thread is time the training thread waits for the GIL."""
+        now = time.monotonic()
+        if not force and self.state == "running" and now < self.next_redraw:
             return
-        self.drawn_version = self.history.version
         h = self.history
+        pins = (len(self.pinned), self.pinned[-1].label if self.pinned else "")
+        active = self.query_one(TabbedContent).active
+        wanted = [(self.query_one(LossChart), (id(h), h.step_version, h.eval_version, h.marker_version, pins,
+                                               self.log_loss, self.smoothed),
+                   lambda c: c.draw(h, self.pinned, self.log_loss, self.smoothed)),
+                  (self.query_one(AccuracyChart), (id(h), h.eval_version, h.marker_version, pins),
+                   lambda c: c.draw(h, self.pinned))]
+        if active == "tab-grads":
+            wanted += [(c, (id(h), h.step_version, h.marker_version), lambda c: c.draw(h))
+                       for c in self.query(TensorChart)]
+        elif active == "tab-time":
+            wanted.append((self.query_one(TimeHeatmap), (id(h), h.step_version), lambda c: c.draw(h)))
+        stale = [(widget, stamp, draw) for widget, stamp, draw in wanted
+                 if force or getattr(widget, "stamp", None) != stamp]
+        if active == "tab-panel" and self.state == "running" and now - self.panel_drawn > 2:
+            self.panel_drawn = now
+            self.panel.show_sample()        # predictions with the current weights
+        if not stale:
+            return
+        started = time.thread_time()
         with self.app.batch_update():
-            self.query_one(LossChart).draw(h, self.pinned, self.log_loss, self.smoothed)
-            self.query_one(AccuracyChart).draw(h, self.pinned)
-            active = self.query_one(TabbedContent).active
-            if active == "tab-grads":
-                for chart in self.query(TensorChart):
-                    chart.draw(h)
-            elif active == "tab-time":
-                self.query_one(TimeHeatmap).draw(h)
-            elif active == "tab-panel" and self.state == "running" and time.monotonic() - self.panel_drawn > 2:
-                self.panel_drawn = time.monotonic()
-                self.panel.show_sample()        # predictions with the current weights
+            for widget, stamp, draw in stale:
+                widget.stamp = stamp
+                draw(widget)
+
+        def measured() -> None:             # after the charts have rendered
+            cost = time.thread_time() - started
+            self.next_redraw = time.monotonic() + min(MAX_REDRAW_SECONDS, max(REDRAW_SECONDS, cost / CHART_BUDGET))
+
+        self.call_after_refresh(measured)
 
     @on(TabbedContent.TabActivated)
     def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
@@ -343,10 +387,10 @@ class DashboardScreen(Screen):
     def ready(self, doing: str) -> bool:
         """Whether the session can do `doing` now; says why not."""
         if self.state == "compiling":
-            self.notify(f"Still preparing ({self.status.info.detail}); {doing} once it is ready.", timeout=3)
+            self.say(f"Still preparing ({self.status.info.detail}); {doing} once it is ready.", timeout=3)
             return False
         if self.state == "error" and (self.session is None or self.session.trainer is None):
-            self.notify("The session could not start; fix the problem and reset (r) or quit.", severity="error")
+            self.say("The session could not start; fix the problem and reset (r) or quit.", severity="error")
             return False
         return True
 
@@ -358,13 +402,13 @@ class DashboardScreen(Screen):
         if self.state == "pausing" or not self.ready("training starts"):
             return
         if self.state == "finished":
-            self.notify("This run has used its budget: n trains one more step, r starts a new run.", timeout=5)
+            self.say("This run has used its budget: n trains one more step, r starts a new run.", timeout=5)
             return
         self.start_run(None)
 
     def action_one_step(self) -> None:
         if self.state in ("running", "pausing"):
-            self.notify("Pause first (space), then n steps once.", timeout=3)
+            self.say("Pause first (space), then n steps once.", timeout=3)
             return
         if self.ready("stepping works"):
             self.start_run(1)
@@ -380,7 +424,7 @@ class DashboardScreen(Screen):
         try:
             scenario = with_values(self.scenario, changes) if changes else self.scenario
         except SpecError as e:
-            self.notify(str(e), title="Cannot reset with these knobs", severity="error", timeout=15)
+            self.say(str(e), title="Cannot reset with these knobs", severity="error", timeout=15)
             return
         self.set_state("compiling", "resetting")
         await self.halt()
@@ -394,11 +438,11 @@ class DashboardScreen(Screen):
         panel = self.panel
         panel.last_eval = None
         self.redraw(force=True)
-        self.notify(f"New run: {run_label(scenario)}", timeout=3)
+        self.say(f"New run: {run_label(scenario)}", timeout=3)
 
     def action_pin(self) -> None:
         if not len(self.history.loss):
-            self.notify("Nothing to pin yet: train a few steps first.", timeout=3)
+            self.say("Nothing to pin yet: train a few steps first.", timeout=3)
             return
         label = run_label(self.scenario)
         labels = [p.label for p in self.pinned]
@@ -407,12 +451,16 @@ class DashboardScreen(Screen):
         self.pinned.append(self.history.pin(label))
         del self.pinned[:-MAX_PINNED]
         self.redraw(force=True)
-        self.notify(f"Pinned '{label}': it stays on the loss and accuracy charts.", timeout=4)
+        self.say(f"Pinned '{label}': it stays on the loss and accuracy charts.", timeout=4)
 
     def action_save(self) -> None:
+        """A checkpoint named after the step, so the automatic one (checkpoint.npz, rewritten at
+        every pause) never replaces it."""
         if self.ready("saving works") and self.session.trainer is not None:
             self.saved_by_user = True
-            self.io(lambda: f"Checkpoint saved: {self.session.save()}")
+            path = self.session.out_dir / f"checkpoint-step{self.session.step}.npz"
+            self.last_saved = path
+            self.io(lambda: f"Checkpoint saved: {self.session.save(path)}")
 
     def action_export(self) -> None:
         if self.ready("exporting works") and self.session.trainer is not None:
@@ -424,14 +472,14 @@ class DashboardScreen(Screen):
     def io(self, job) -> None:
         """A file operation off the UI thread; its outcome as a notification."""
         try:
-            self.app.call_from_thread(self.notify, job(), timeout=6)
+            self.app.call_from_thread(self.say, job(), timeout=6)
         except (DescentError, OSError) as e:
-            self.app.call_from_thread(self.notify, str(e), severity="error", timeout=10)
+            self.app.call_from_thread(self.say, str(e), severity="error", timeout=10)
 
     def action_open(self) -> None:
         if not self.ready("opening works") or self.session.trainer is None:
             return
-        default = self.session.out_dir / "checkpoint.npz" if self.session.out_dir else Path("checkpoint.npz")
+        default = self.last_saved or (self.session.out_dir / "checkpoint.npz")
         self.app.push_screen(OpenDialog(str(default)), self.open_checkpoint)
 
     async def open_checkpoint(self, path: str | None) -> None:
@@ -441,14 +489,14 @@ class DashboardScreen(Screen):
         try:
             self.session.load_checkpoint(Path(path).expanduser())
         except DescentError as e:
-            self.notify(str(e), title="Cannot open", severity="error", timeout=15)
+            self.say(str(e), title="Cannot open", severity="error", timeout=15)
             if self.state in ("running", "pausing"):
                 self.set_state("paused")
             return
         self.set_state("paused", f"opened {path}")
         self.status.show(step=self.session.step, epoch=self.session.epoch, elapsed=self.session.elapsed)
         self.panel.show_sample()
-        self.notify(f"Opened {path} at step {self.session.step:,}", timeout=5)
+        self.say(f"Opened {path} at step {self.session.step:,}", timeout=5)
 
     def action_knobs(self) -> None:
         self.add_class("-show-knobs")
@@ -504,7 +552,7 @@ class DashboardScreen(Screen):
                 if choice == "discard" and s.out_dir and s.out_dir.exists() and not self.saved_by_user:
                     shutil.rmtree(s.out_dir, ignore_errors=True)
             except (DescentError, OSError) as e:
-                self.notify(str(e), title="Could not save", severity="error")
+                self.say(str(e), title="Could not save", severity="error")
                 self.quitting = False
                 return
         self.app.exit(message=f"Run kept in {s.out_dir}" if choice == "keep" and s else None)

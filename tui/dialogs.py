@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -25,10 +26,11 @@ class QuitDialog(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(f"[b]Quit at step {self.step:,}: keep this run?[/b]", markup=True)
-            yield Static(f"[b]k[/b] Keep: save the checkpoint and metrics in {self.run_dir}\n"
-                         "[b]d[/b] Discard: quit without saving (files you saved with s or e stay)\n"
-                         "[b]esc[/b] Cancel: back to the dashboard", markup=True)
+            yield Label(Text(f"Quit at step {self.step:,}: keep this run?", style="bold"))
+            yield Static(Text.assemble(
+                ("k", "bold"), f" Keep: save the checkpoint and metrics in {self.run_dir}\n",
+                ("d", "bold"), " Discard: quit without saving (files you saved with s or e stay)\n",
+                ("esc", "bold"), " Cancel: back to the dashboard"))
             with Horizontal(classes="buttons"):
                 yield Button("Keep", id="keep", variant="primary")
                 yield Button("Discard", id="discard", variant="error")

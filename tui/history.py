@@ -74,7 +74,10 @@ class History:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.version = 0
+        self.version = 0                # any change
+        self.step_version = 0           # Step records (loss, gradient curves, heatmap)
+        self.eval_version = 0           # Evaluation records (validation curves)
+        self.marker_version = 0         # knob markers
         self.loss = Series()
         self.val_loss = Series()
         self.val_acc = Series()
@@ -96,13 +99,16 @@ class History:
                     self.update_ratios.setdefault(name, Series()).add(record.step, v)
                 if record.time_grad_norms:
                     self.time_rows.append((record.step, dict(record.time_grad_norms)))
+                self.step_version += 1
             elif isinstance(record, Evaluation):
                 if "loss" in record.metrics:
                     self.val_loss.add(record.step, record.metrics["loss"])
                 if "accuracy" in record.metrics:
                     self.val_acc.add(record.step, record.metrics["accuracy"])
+                self.eval_version += 1
             elif isinstance(record, KnobChanged):
                 self.markers.append((record.step, f"{short_key(record.key)}={format_value(record.value)}"))
+                self.marker_version += 1
             elif isinstance(record, Diverged):
                 self.diverged_at = record.step
             else:
@@ -153,6 +159,7 @@ def format_value(v) -> str:
 EXPLODE_FACTOR = 1e3
 VANISH_BELOW = 1e-7
 MEDIAN_WINDOW = 50
+CONVERGED_LOSS = 1e-3
 
 
 @dataclass(frozen=True)
@@ -181,8 +188,8 @@ class GradMonitor:
         kind = None
         if median is not None and median > 0 and g > EXPLODE_FACTOR * median:
             kind = "exploding"
-        elif g < VANISH_BELOW:
-            kind = "vanishing"
+        elif g < VANISH_BELOW and rec.loss > CONVERGED_LOSS:
+            kind = "vanishing"          # (a tiny gradient at a tiny loss is convergence, not a problem)
         self.recent.append(g)
         if kind is None:
             self.firing.clear()

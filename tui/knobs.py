@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -92,8 +93,8 @@ class KnobRow(Vertical):
 
     def compose(self) -> ComposeResult:
         k = self.knob
-        mode = "[green]live[/green]" if k.live else "[dim]on reset[/dim]"
-        yield Label(f"[b]{k.label}[/b] {mode}", classes="knob-label", markup=True)
+        mode = ("live", "green") if k.live else ("on reset", "dim")
+        yield Label(Text.assemble((k.label, "bold"), " ", mode), classes="knob-label")
         with Horizontal(classes="knob-control"):
             if k.type in ("float", "int"):
                 yield KnobInput(k, id=f"knob-{self.safe_id}")

@@ -99,13 +99,13 @@ class PickerScreen(Screen):
         detail = self.query_one("#detail", Static)
         if isinstance(found, Exception):
             detail.update(detail_text(path, found))
-            self.notify(str(found), title="Broken scenario file", severity="error")
+            self.notify(str(found), markup=False, title="Broken scenario file", severity="error")
             return
         try:
             scenario = load(path)          # now with the model's shapes checked against the data
         except SpecError as e:
             self.found[int(event.option.id)] = (path, e)
             detail.update(detail_text(path, e))
-            self.notify(str(e), title="Broken scenario file", severity="error")
+            self.notify(str(e), markup=False, title="Broken scenario file", severity="error")
             return
         self.post_message(ScenarioPicked(scenario))

@@ -1,0 +1,576 @@
+"""The dashboard through Textual's Pilot: every interaction, with small fast scenarios.
+
+Scenarios: tests/data/tui_digits.toml (8x8 digits, no download) and tests/data/tui_nile.toml
+(gap 5, a small RNN). The spam test needs the SMS data ($DESCENT_DATA) and skips without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.records import Compiling, Diverged, Evaluation, KnobChanged, Step, Stopped
+from engine.scenario import load, with_values
+
+DATA = Path(__file__).parent / "data"
+DIGITS = DATA / "tui_digits.toml"
+NILE = DATA / "tui_nile.toml"
+BROKEN = DATA / "tui_broken.toml"
+SIZE = (120, 40)
+LONG = ["training.steps=1000000"]      # for tests that pause a run: it must not finish first
+
+
+def sync(test):
+    """Run an async test with asyncio.run (no pytest-asyncio needed); fixtures still resolve."""
+    @functools.wraps(test)
+    def run(*args, **kwargs):
+        return asyncio.run(test(*args, **kwargs))
+    return run
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """No user scenarios, runs written under tmp_path."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.chdir(tmp_path)
+
+
+def app_for(scenario, tmp_path, **kwargs):
+    from tui.app import make_app
+
+    return make_app(scenario, runs_dir=tmp_path / "runs", **kwargs)
+
+
+async def until(pilot, condition, timeout: float = 30.0, what: str = "condition"):
+    """Let the app run until `condition()` holds."""
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await pilot.pause(0.05)
+
+
+async def ready(pilot):
+    """Wait until the dashboard's session is prepared."""
+    await until(pilot, lambda: getattr(pilot.app.screen, "state", "") == "ready", 120, "the session to be ready")
+    return pilot.app.screen
+
+
+def notes(app, monkeypatch) -> list[str]:
+    """Every notification's title and text, recorded as they are made."""
+    seen: list[str] = []
+    original = app.notify
+
+    def record(message, *args, title="", **kwargs):
+        seen.append(f"{title}: {message}")
+        return original(message, *args, title=title, **kwargs)
+
+    monkeypatch.setattr(app, "notify", record)
+    return seen
+
+
+# ---- pure helpers -----------------------------------------------------------------------------------
+def test_decimate_and_smooth():
+    from tui.history import decimate, smooth
+
+    xs = list(range(1000))
+    dx, dy = decimate(xs, [float(x) for x in xs], 100)
+    assert len(dx) == 100 and dx[-1] == 999
+    assert dy[0] == pytest.approx(4.5)                     # mean of the first bucket of 10
+    assert decimate([1, 2], [3.0, 4.0], 100) == ([1, 2], [3.0, 4.0])
+    assert smooth([2.0, 2.0, 2.0]) == pytest.approx([2.0, 2.0, 2.0])   # no start-up bias
+
+
+def test_heatmap_shades_decades():
+    from tui.charts import heatmap_lines, shade, squeeze
+
+    assert shade(1.0, 1.0) == "█" and shade(0.05, 1.0) == "▓" and shade(5e-3, 1.0) == "▒"
+    assert shade(5e-4, 1.0) == "░" and shade(5e-5, 1.0) == " " and shade(0.0, 1.0) == " "
+    assert squeeze([1.0, 100.0], 1) == pytest.approx([10.0])                # geometric mean
+    assert squeeze([1.0, 2.0], 4) == [1.0, 1.0, 2.0, 2.0]
+    vanishing = [10.0 ** (t - 7) for t in range(8)]                       # 1e-7 .. 1 along time
+    lines = heatmap_lines([(10, vanishing), (20, vanishing)], 20)
+    assert lines[0].startswith("10 ") and lines[1].startswith("20 ")
+    body = lines[0][3:]
+    assert body[0] == " " and body[-1] == "█"           # the start of the sequence gets nothing
+
+
+def test_digit_lines_draw_blocks():
+    from tui.panels import digit_lines
+
+    img = np.zeros((4, 4))
+    img[0, :2] = 1.0          # top row left half
+    img[3, 2:] = 1.0          # bottom row right half
+    assert digit_lines(img) == ["▀▀  ", "  ▄▄"]
+    assert len(digit_lines(np.ones((8, 8)), scale=2)) == 8
+
+
+def test_knob_parsing_and_nudging():
+    from engine.scenario import Knob
+    from tui.knobs import nudge, parse_knob
+
+    lr = Knob("training.lr", "learning rate", "float", 1e-5, 1.0, True, None, True, 1e-3)
+    assert parse_knob(lr, " 0.01 ") == 0.01
+    with pytest.raises(ValueError, match="between"):
+        parse_knob(lr, "3")
+    with pytest.raises(ValueError, match="expected a number"):
+        parse_knob(lr, "fast")
+    assert nudge(lr, 1e-3, 1) == pytest.approx(2e-3)
+    assert nudge(lr, 2e-3, 1) == pytest.approx(5e-3)
+    assert nudge(lr, 1e-3, -1) == pytest.approx(5e-4)
+    assert nudge(lr, 1.0, 1) == 1.0                       # clamped
+    units = Knob("model.layers[1].units", "units", "int", 2, 256, False, None, False, 32)
+    assert nudge(units, 32, 1) == 33 and nudge(units, 2, -1) == 2
+
+
+def test_grad_monitor_alarms():
+    from tui.history import GradMonitor
+
+    def step(i, g, loss=1.0):
+        return Step(i, 0.0, loss, 1e-3, g, 1.0, {}, {}, None, 0.0, 0.0)
+
+    m = GradMonitor(recurrent=True)
+    assert all(m.check(step(i, 1.0)) is None for i in range(10))
+    alert = m.check(step(11, 5e3))
+    assert alert.kind == "exploding" and "step 11" in alert.text and "LSTM or GRU" in alert.text
+    assert m.check(step(12, 6e3)) is None                 # fires once per streak
+    assert m.check(step(13, 1e-9)).kind == "vanishing"
+    assert GradMonitor().check(step(1, 1e-9, loss=1e-5)) is None    # converged, not vanishing
+
+
+def test_status_text_and_ticks():
+    from tui.charts import log_ticks, step_ticks
+    from tui.status import StatusInfo, status_text
+
+    text = status_text(StatusInfo("running", "", 1234, 5000, 2.5, 0.1234, 0.931, 812.0, 75.0)).plain
+    for part in ("running", "step 1,234/5,000", "epoch 2.50", "loss 0.1234", "val acc 93.1%", "812 steps/s",
+                 "1:15"):
+        assert part in text
+    assert "compiling kernels" in status_text(StatusInfo()).plain
+    assert step_ticks(10, 270)[0] == [50, 100, 150, 200, 250]
+    assert log_ticks(-3.2, 0.1)[1] == ["1e-3", "1e-2", "1e-1", "1e0"]
+
+
+# ---- picker ---------------------------------------------------------------------------------------
+@sync
+async def test_picker_shows_broken_file_and_opens_a_scenario(tmp_path, monkeypatch):
+    from textual.widgets import OptionList, Static
+
+    from tui.dashboard import DashboardScreen
+    from tui.picker import PickerScreen
+
+    app = app_for(None, tmp_path, extra_paths=[DIGITS, BROKEN])
+    said = notes(app, monkeypatch)
+    async with app.run_test(size=SIZE) as pilot:
+        assert isinstance(app.screen, PickerScreen)
+        names = [str(p.name) for p, _ in app.screen.found]
+        assert "tui_digits.toml" in names and "tui_broken.toml" in names
+        assert "digits.toml" in names                      # a bundled one too
+        lst = app.screen.query_one(OptionList)
+        broken = names.index("tui_broken.toml")
+        lst.highlighted = broken
+        await pilot.press("enter")
+        detail = str(app.screen.query_one("#detail", Static).render())
+        assert "training.lr: must be > 0" in detail
+        assert any("training.lr: must be > 0" in s for s in said)
+        assert isinstance(app.screen, PickerScreen)        # still here, no crash
+        lst.highlighted = names.index("tui_digits.toml")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen), 10, "the dashboard")
+        screen = await ready(pilot)
+        assert screen.scenario.name == "TUI test: 8x8 digits"
+
+
+# ---- dashboard: training controls -------------------------------------------------------------------
+@sync
+async def test_compiling_then_start_pause_and_one_step(tmp_path):
+    from tui.messages import Preparing
+
+    app = app_for(load(DIGITS, overrides=LONG), tmp_path)
+    seen = []
+    async with app.run_test(size=SIZE, message_hook=seen.append) as pilot:
+        screen = await ready(pilot)
+        assert any(isinstance(m, Preparing) and "compiling kernels" in m.text for m in seen)
+        assert screen.session.out_dir.parent == tmp_path / "runs"
+        await pilot.press("space")
+        assert screen.state == "running"
+        await until(pilot, lambda: screen.status.info.step >= 10, 60, "ten steps")
+        started = time.perf_counter()
+        await pilot.press("space")                          # a visible response at once
+        latency = time.perf_counter() - started
+        assert screen.state in ("pausing", "paused")
+        assert latency < 0.5, f"pause took {latency:.3f} s to show"
+        await until(pilot, lambda: screen.state == "paused", 30, "the pause")
+        step = screen.session.step
+        assert screen.status.info.step == step              # the status line caught up
+        await pilot.press("n")
+        await until(pilot, lambda: screen.state == "paused" and screen.session.step == step + 1, 30, "one step")
+        assert screen.history.loss.xs[-1] == step + 1       # the single step was logged and charted
+        assert "paused" in str(screen.status.render())
+
+
+@sync
+async def test_live_knob_applies_at_next_step_with_a_marker(tmp_path):
+    from textual.widgets import Input
+
+    from tui.charts import LossChart
+
+    app = app_for(load(DIGITS, overrides=LONG), tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        calls = []
+        original = screen.session.set_knob
+        screen.session.set_knob = lambda key, value: (calls.append((key, value)), original(key, value))
+        await pilot.press("space")
+        await until(pilot, lambda: screen.session.step >= 5, 60, "training to start")
+        box = screen.query_one("#knob-training-lr", Input)
+        box.focus()
+        box.value = ""
+        await pilot.press(*"0.0005", "enter")
+        assert calls == [("training.lr", 0.0005)]
+        await until(pilot, lambda: screen.history.markers, 30, "the knob to take effect")
+        marker_step = screen.history.markers[0][0]
+        assert screen.history.markers[0][1] == "lr=0.0005"
+        await pilot.press("escape")
+        await until(pilot, lambda: screen.session.step > marker_step + 5, 60, "more steps")
+        await pilot.press("space")
+        await until(pilot, lambda: screen.state == "paused", 30, "the pause")
+        assert screen.session.base_lr == 0.0005
+        note = str(screen.query_one(".knob-note").render())
+        assert f"since step {marker_step}" in note
+        chart = screen.query_one(LossChart)
+        screen.redraw(force=True)
+        assert chart.marker_steps == [marker_step]                     # a vertical line at that step
+
+
+@sync
+async def test_reset_applies_reset_knobs(tmp_path, monkeypatch):
+    from textual.widgets import Input
+
+    app = app_for(load(DIGITS), tmp_path)
+    said = notes(app, monkeypatch)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        first_dir = screen.session.out_dir
+        await pilot.press("n")
+        await until(pilot, lambda: screen.session.step == 1 and screen.state == "paused", 30, "one step")
+        box = screen.query_one("#knob-model-layers-1--units", Input)
+        box.focus()
+        box.value = ""
+        await pilot.press(*"48", "enter", "escape")
+        assert any("applies on reset" in s for s in said)
+        assert "applies on reset" in str(box.parent.parent.query_one(".knob-note").render())
+        assert screen.scenario.model.layers[1]["units"] == 32       # not yet
+        await pilot.press("r")
+        await until(pilot, lambda: screen.session.out_dir != first_dir, 10, "the new session")
+        screen = await ready(pilot)
+        assert screen.scenario.model.layers[1]["units"] == 48
+        assert screen.session.step == 0 and screen.session.out_dir != first_dir
+        assert screen.session.trainer.state_dict()["1.weight"].shape == (48, 64)
+        assert not len(screen.history.loss)                       # fresh curves
+
+
+@sync
+async def test_pin_keeps_curves_for_comparison(tmp_path):
+    from tui.charts import LossChart
+
+    app = app_for(load(DIGITS), tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        for _ in range(3):
+            await pilot.press("n")
+            await until(pilot, lambda: screen.state == "paused", 30, "a step")
+        await pilot.press("c")
+        assert len(screen.pinned) == 1
+        label = screen.pinned[0].label
+        assert label == "dense 32-10 adam lr3e-3"
+        assert screen.pinned[0].loss[0] == [1, 2, 3]
+        screen.redraw(force=True)
+        assert label in screen.query_one(LossChart).plt.build()     # in the legend
+
+
+@sync
+async def test_save_open_checkpoint_and_export(tmp_path):
+    from tui.dialogs import OpenDialog
+
+    app = app_for(load(DIGITS), tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        for _ in range(4):
+            await pilot.press("n")
+            await until(pilot, lambda: screen.state == "paused", 30, "a step")
+        await pilot.press("s")
+        await app.workers.wait_for_complete()
+        ckpt = screen.session.out_dir / "checkpoint-step4.npz"
+        assert ckpt.exists()
+        saved = {k: v.copy() for k, v in screen.session.trainer.state_dict().items()}
+        await pilot.press("e")
+        await app.workers.wait_for_complete()
+        exported = screen.session.out_dir / "metrics-step4.jsonl"
+        kinds = [json.loads(line)["kind"] for line in exported.read_text().splitlines()]
+        assert kinds.count("step") == 4 and "evaluation" in kinds
+        for _ in range(2):
+            await pilot.press("n")
+            await until(pilot, lambda: screen.state == "paused", 30, "a step")
+        assert screen.session.step == 6
+        await pilot.press("o")
+        assert isinstance(app.screen, OpenDialog)
+        assert app.screen.query_one("Input").value == str(ckpt)         # the last one saved
+        await pilot.press("enter")
+        await until(pilot, lambda: screen.session.step == 4, 10, "the checkpoint to load")
+        assert app.screen is screen and screen.status.info.step == 4
+        for name, value in screen.session.trainer.state_dict().items():
+            np.testing.assert_array_equal(value, saved[name])
+        await pilot.press("o")
+        box = app.screen.query_one("Input")
+        box.value = str(tmp_path / "missing.npz")
+        await pilot.press("enter")
+        assert screen.state == "paused" and screen.session.step == 4   # an error, not a crash
+
+
+# ---- scenario panels --------------------------------------------------------------------------------
+@sync
+async def test_digits_browse_with_arrows(tmp_path):
+    from textual.widgets import Static
+
+    from tui.panels import DigitsPanel
+
+    app = app_for(load(DIGITS), tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("2")                                        # the Digits tab
+        panel = screen.query_one(DigitsPanel)
+        view = screen.query_one("#digit-view", Static)
+        n = screen.session.dataset.n_test
+        first = str(view.render())
+        assert f"test digit 1 of {n}" in first and "true:" in first and "%" in first
+        await pilot.press("right")
+        assert panel.index == 1 and f"test digit 2 of {n}" in str(view.render())
+        await pilot.press("left", "left")
+        assert panel.index == n - 1                                   # wraps around
+        await pilot.press("n")
+        await until(pilot, lambda: screen.state == "paused", 30, "a step")
+        await pilot.press("n")
+        await until(pilot, lambda: panel.last_eval is not None, 30, "an evaluation")
+        assert "confusion" in str(screen.query_one("#confusion", Static).render())
+
+
+@sync
+async def test_nile_panel_heatmap_and_gap_curve(tmp_path):
+    from textual.widgets import Static
+
+    from tui.charts import GapChart, TimeHeatmap
+
+    app = app_for(load(NILE, overrides=LONG), tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("space")
+        await until(pilot, lambda: screen.history.val_acc.xs, 120, "an evaluation")
+        await pilot.press("space")
+        await until(pilot, lambda: screen.state == "paused", 30, "the pause")
+        await pilot.press("2")                                         # Time gradients
+        await pilot.pause(0.1)
+        heat = str(screen.query_one(TimeHeatmap).render())
+        assert "time step 0 → 11" in heat and ("█" in heat or "▓" in heat)
+        await pilot.press("3")                                         # Nile
+        await pilot.pause(0.1)
+        view = str(screen.query_one("#nile-view", Static).render())
+        assert "filler word" in view and "answer:" in view and "model:" in view
+        gap = screen.query_one(GapChart)
+        assert "accuracy by gap" in gap.plt.build()
+        assert screen.query_one("#panel").last_eval.details["by_gap"]["gap"]
+
+
+def spam_data_present() -> bool:
+    from engine.data import data_dir
+
+    try:
+        return (data_dir(None) / "sms_spam").is_dir()
+    except Exception:
+        return False
+
+
+@pytest.mark.skipif(not spam_data_present(), reason="SMS spam data not found: set DESCENT_DATA or "
+                                                     "run `descent data fetch sms_spam`")
+@sync
+async def test_spam_message_scores(tmp_path):
+    from textual.widgets import Input, Static
+
+    from engine.scenario import bundled_dir
+
+    scenario = load(bundled_dir() / "spam.toml", overrides=["training.steps=50"])
+    app = app_for(scenario, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("2")
+        box = screen.query_one("#spam-input", Input)
+        box.focus()
+        await pilot.press(*"WINNER! claim your free prize now")
+        score = str(screen.query_one("#spam-score", Static).render())
+        assert "P(spam)" in score and "%" in score
+        assert screen.state == "ready"                                 # typing did not start training
+
+
+# ---- alerts with a scripted session -----------------------------------------------------------------
+class ScriptedSession:
+    """A stand-in Session whose run() yields the given records (and honours the stop event)."""
+
+    def __init__(self, scenario, script):
+        self.scenario, self.script = scenario, list(script)
+        self.step, self.epoch, self.elapsed, self.total_steps = 0, 0.0, 0.0, 1000
+        self.trainer = self.dataset = None
+        self.out_dir = None
+
+    def prepare(self):
+        yield Compiling("compiling kernels")
+        self.trainer = object()
+        self.dataset = type("D", (), {"summary": lambda self: "scripted data"})()
+
+    def run(self, stop, steps=None):
+        for rec in self.script:
+            if stop.is_set():
+                yield Stopped(self.step)
+                return
+            self.step = rec.step
+            yield rec
+            if isinstance(rec, Diverged):
+                return
+        yield Stopped(self.step)
+
+    def set_knob(self, key, value):
+        pass
+
+    def close(self):
+        pass
+
+
+def grads(n, g=1.0, start=1):
+    return [Step(i, 0.0, 1.0, 1e-3, g, 1.0, {"0.weight": g}, {"0.weight": 1e-3}, None, 100.0, 0.0)
+            for i in range(start, start + n)]
+
+
+@pytest.mark.parametrize("script, kind, text", [
+    (grads(10) + grads(1, 1e5, start=11) + grads(5, start=12), "exploding", "exploded at step 11"),
+    (grads(3) + grads(1, 1e-9, start=4) + grads(5, start=5), "vanishing", "vanished at step 4"),
+    (grads(3) + [Diverged(4, "loss became nan at step 4", "lower the learning rate")], "diverged",
+     "diverged at step 4"),
+])
+@sync
+async def test_alerts_pause_and_say_what_to_try(tmp_path, monkeypatch, script, kind, text):
+    scenario = with_values(load(DIGITS), {"scenario.panel": "generic"})
+    app = app_for(scenario, tmp_path)
+    app.new_session = lambda sc: ScriptedSession(sc, script)
+    said = notes(app, monkeypatch)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("space")
+        await until(pilot, lambda: screen.state in ("paused", "diverged"), 10, "the alert")
+        await app.workers.wait_for_complete()
+        alert = [s for s in said if text in s]
+        assert alert, said
+        assert "lr" in alert[0] or "learning rate" in alert[0]
+        assert screen.state == ("diverged" if kind == "diverged" else "paused")
+        if kind != "diverged":
+            assert screen.session.step < len(script)                  # it stopped right there
+
+
+# ---- layout, help, palette, quitting ----------------------------------------------------------------
+@sync
+async def test_narrow_terminal_knobs_toggle_and_resizes(tmp_path):
+    from tui.knobs import KnobsPanel
+
+    app = app_for(load(NILE, overrides=LONG), tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        knobs = screen.query_one(KnobsPanel)
+        assert screen.has_class("-narrow") and not knobs.display
+        await pilot.press("k")
+        await pilot.pause()
+        assert knobs.display and app.focused is not None and knobs in app.focused.ancestors
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not knobs.display and app.focused is None
+        await pilot.press("space")
+        for size in [(40, 12), (200, 60), (20, 8), (100, 30), (80, 24)]:
+            await pilot.resize_terminal(*size)
+            await pilot.pause(0.1)
+            screen.redraw(force=True)
+            await pilot.pause(0.1)
+        assert screen.has_class("-narrow") and screen.state in ("running", "paused", "finished")
+        await pilot.press("space")
+
+
+@sync
+async def test_help_screen_and_command_palette(tmp_path):
+    from tui.dialogs import HelpScreen
+
+    app = app_for(load(DIGITS), tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        text = str(app.screen.query_one("Static").render())
+        assert "vanishing" in text and "space" in text
+        await pilot.press("escape")
+        assert app.screen is screen
+        titles = [c.title for c in app.get_system_commands(screen)]
+        for title in ("Start / pause", "One step", "Reset", "Pin run", "Save checkpoint", "Open checkpoint",
+                      "Export metrics", "Help", "Quit descent"):
+            assert title in titles
+
+
+@pytest.mark.parametrize("answer", ["k", "d", "escape"])
+@sync
+async def test_quit_dialog_keeps_or_discards_the_run(tmp_path, answer):
+    from tui.dialogs import QuitDialog
+
+    app = app_for(load(DIGITS, overrides=LONG), tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        run_dir = screen.session.out_dir
+        await pilot.press("space")
+        await until(pilot, lambda: screen.session.step >= 3, 60, "a few steps")
+        await pilot.press("q")
+        assert isinstance(app.screen, QuitDialog)
+        await pilot.press(answer)
+        if answer == "escape":
+            assert app.screen is screen and app.is_running
+            await pilot.press("space")
+            await until(pilot, lambda: screen.state in ("paused", "ready"), 30, "the pause")
+            return
+        await until(pilot, lambda: not app.is_running, 30, "the app to exit")
+    if answer == "k":
+        assert (run_dir / "checkpoint.npz").exists() and (run_dir / "metrics.jsonl").exists()
+        assert (run_dir / "metrics.jsonl").read_text().count('"kind": "step"') >= 1
+    else:
+        assert not run_dir.exists()
+
+
+@sync
+async def test_discard_keeps_what_the_user_saved(tmp_path):
+    app = app_for(load(DIGITS), tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        run_dir = screen.session.out_dir
+        await pilot.press("n")
+        await until(pilot, lambda: screen.state == "paused", 30, "a step")
+        await pilot.press("s")
+        await app.workers.wait_for_complete()
+        await pilot.press("q", "d")
+        await until(pilot, lambda: not app.is_running, 30, "the app to exit")
+    assert (run_dir / "checkpoint-step1.npz").exists()
+
+
+@sync
+async def test_quit_before_training_asks_nothing(tmp_path):
+    app = app_for(load(DIGITS), tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running, 10, "the app to exit")
