@@ -4,8 +4,9 @@ Weight layout is torch.nn.Linear's: weight (out, in), bias (out,).
 
 Sparse inputs (a bag-of-words batch is about 1% non-zero) take a second path: a wide layer first
 gathers the input's non-zeros row by row (giving up as soon as there are more than
-SPARSE_DENSITY of them, so a dense batch costs a scan of that share only), then x W^T and dW
-visit the non-zeros alone. Both paths compute the same sums; only the rounding order differs.
+SPARSE_DENSITY of them, or when the first row alone is dense, so a dense batch costs a scan of
+one row), then x W^T and dW visit the non-zeros alone. Both paths compute the same sums; only
+the rounding order differs.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ SPARSE_CHUNK = 16          # the gather tests this many input values at once for
 def gather_nonzeros(x, bits, row_ptr, cols, vals):
     """The non-zeros of x (N, F), row by row: row i's are cols/vals[row_ptr[i]:row_ptr[i+1]].
     bits is x viewed as unsigned integers: an OR over a chunk of them (vectorised) skips the
-    all-zero chunks. Returns the count, or -1 as soon as there are more than cols.size."""
+    all-zero chunks. Returns the count, or -1 as soon as there are more than cols.size, or the
+    first row alone holds 4x its share (a dense batch shows there)."""
     n, f = x.shape
     cap = cols.size
+    limit = min(cap, max(1, 4 * cap // n))
     nnz = 0
     row_ptr[0] = 0
     for i in range(n):
@@ -45,12 +48,13 @@ def gather_nonzeros(x, bits, row_ptr, cols, vals):
                 continue
             for j in range(lo, hi):
                 if row[j] != 0:
-                    if nnz == cap:
+                    if nnz == limit:
                         return -1
                     cols[nnz] = j
                     vals[nnz] = row[j]
                     nnz += 1
         row_ptr[i + 1] = nnz
+        limit = cap
     return nnz
 
 

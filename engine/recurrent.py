@@ -36,24 +36,35 @@ from .recurrent_kernels import (GATES, GRU_CELL, LSTM_CELL, RNN_CELL, gate_coeff
                                 recurrent_backward, recurrent_forward, scatter_add_rows)
 
 
-# Batch rows are independent through time, so the BPTT kernels (which release the GIL) run the
-# batch in THREADS slices side by side; the result is bit-identical for any number of slices.
+# Batch rows are independent through time, so the BPTT kernels (which release the GIL) run a
+# batch as chunks of rows on up to THREADS threads; every row gets the same arithmetic however the
+# batch is cut (cuts fall on multiples of 4), so the result is bit-identical for any THREADS.
 THREADS = min(2, os.cpu_count() or 1)
 _pool: ThreadPoolExecutor | None = None
+_pool_size = 0
 
 
 def run_rows(kernel, args, B: int) -> None:
-    """kernel(*args, b0, b1) over batch rows 0..B-1, split across THREADS threads (slices of 4k rows)."""
-    global _pool
+    """kernel(*args, b0, b1) over batch rows 0..B-1. With THREADS > 1 the rows go in chunks (two per
+    thread, at least 8 rows each) to whichever thread is free, so a helper thread that the OS
+    schedules late (a busy machine) costs little: the calling thread takes its chunks."""
+    global _pool, _pool_size
     n = min(THREADS, B // 8)
     if n < 2:
         kernel(*args, 0, B)
         return
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max(THREADS - 1, 1), thread_name_prefix="descent-bptt")
-    cuts = [0] + [min(B, -(-B * i // n) // 4 * 4) for i in range(1, n)] + [B]
-    futures = [_pool.submit(kernel, *args, lo, hi) for lo, hi in zip(cuts[1:-1], cuts[2:])]
-    kernel(*args, cuts[0], cuts[1])
+    if _pool_size < n - 1:
+        _pool = ThreadPoolExecutor(n - 1, thread_name_prefix="descent-bptt")
+        _pool_size = n - 1
+    size = max(8, (-(-B // (2 * n)) + 3) // 4 * 4)                     # rows per chunk, a multiple of 4
+    chunks = iter([(lo, min(lo + size, B)) for lo in range(0, B, size)])
+
+    def work():
+        for lo, hi in chunks:                                           # next() on a shared iterator: GIL-atomic
+            kernel(*args, lo, hi)
+
+    futures = [_pool.submit(work) for _ in range(n - 1)]
+    work()
     for f in futures:
         f.result()
 
@@ -172,11 +183,10 @@ class Recurrent(Layer):
     def bind(self, p, g):
         super().bind(p, g)
         names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-        # per (layer, direction): (w_ih, w_hh, b_ih, b_hh) values and gradients
-        self.pv = [[tuple(p[f"{n}_{sfx}"] for n in names) for _, _, sfx in self._suffixes()[k * self.dirs:(k + 1) * self.dirs]]
-                   for k in range(self.layers)]
-        self.gv = [[tuple(g[f"{n}_{sfx}"] for n in names) for _, _, sfx in self._suffixes()[k * self.dirs:(k + 1) * self.dirs]]
-                   for k in range(self.layers)]
+        views = lambda a, k, d: tuple(a[f"{n}_l{k}{'_reverse' if d else ''}"] for n in names)  # noqa: E731
+        # per [layer][direction]: (w_ih, w_hh, b_ih, b_hh) values and gradients
+        self.pv = [[views(p, k, d) for d in range(self.dirs)] for k in range(self.layers)]
+        self.gv = [[views(g, k, d) for d in range(self.dirs)] for k in range(self.layers)]
 
     def _workspace(self, T: int, B: int, train: bool) -> "_Work":
         if not train:                       # evaluation batches can be large: don't keep their arrays
@@ -251,13 +261,13 @@ class Recurrent(Layer):
                 else:
                     cw.dh[...] = 0.0
                 cw.dc[...] = 0.0
-                run_rows(recurrent_backward, (self.cell, cw.z, w_hh, cw.s, cw.c, cw.tc, cw.hn, dseq, d * H, cw.dh, cw.dc,
-                                              cw.dhd, cw.dg, cw.dgh, cw.qb, lengths, bool(d), self.truncate, norms), B)
-                dg2, dgh2 = cw.dg.reshape(T * B, -1), cw.dgh.reshape(T * B, -1)          # (T*B, GH)
-                np.dot(dg2.T, inp.reshape(T * B, -1), out=gw_ih)                        # (GH, in)
-                prev = cw.s[1:] if d else cw.s[:T]                                      # (T, B, H) state before each step
-                np.dot(dgh2.T, prev.reshape(T * B, H), out=gw_hh)                       # (GH, H)
-                np.dot(ws.ones, dg2, out=gb_ih)                                         # column sums (GH,)
+                run_rows(recurrent_backward, (self.cell, cw.z, w_hh, cw.s, cw.c, cw.tc, cw.hn, dseq, d * H, cw.dh,
+                                              cw.dc, cw.dg, cw.dgh, lengths, bool(d), self.truncate, norms), B)
+                dg2, dgh2 = cw.dg.reshape(T * B, -1), cw.dgh.reshape(T * B, -1)      # (T*B, GH)
+                np.dot(dg2.T, inp.reshape(T * B, -1), out=gw_ih)                    # (GH, in)
+                prev = cw.s[1:] if d else cw.s[:T]                                  # (T, B, H) states before each step
+                np.dot(dgh2.T, prev.reshape(T * B, H), out=gw_hh)                   # (GH, H)
+                np.dot(ws.ones, dg2, out=gb_ih)                                     # column sums (GH,)
                 np.dot(ws.ones, dgh2, out=gb_hh)
                 if need_dx:
                     target = dx if d == 0 else ws.dxr[k]
@@ -329,8 +339,8 @@ class _Work:
         self.cells = [[SimpleNamespace(
             z=e(T, B, GH), bias=e(GH), whh_t=e(H, GH), s=e(T + 1, B, H),
             c=e(T + 1, B, H) if lstm else empty3, tc=e(T, B, H) if lstm else empty3,
-            hn=e(T, B, H) if gru else empty3, q=e(B, GH), dh=e(B, H), dc=e(B, H), dhd=e(B, H),
-            dg=(dg := e(T, B, GH)), dgh=e(T, B, GH) if gru else dg, qb=e(B, H),
+            hn=e(T, B, H) if gru else empty3, q=e(B, GH) if gru else e(0, 0), dh=e(B, H), dc=e(B, H),
+            dg=(dg := e(T, B, GH)), dgh=e(T, B, GH) if gru else dg,
         ) for _ in range(D)] for _ in range(layer.layers)]
 
 

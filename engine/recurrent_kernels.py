@@ -2,8 +2,8 @@
 and backward through time, plus the embedding's scatter-add.
 
 Layout. Everything inside is time-major so that one time step is one contiguous block:
-  z   (T, B, G*H)  the input projection x W_ih^T + biases on entry to the forward kernel (one BLAS
-                   product over all steps, done by the caller), the gate activations on exit;
+  z   (T, B, G*H)  the input projection x W_ih^T on entry to the forward kernel (one BLAS product
+                   over all steps, done by the caller), the gate activations on exit;
   s   (T+1, B, H)  hidden states by slot: the forward direction keeps h_t in slot t+1 and the
                    zero initial state in slot 0; the reverse direction keeps h_t in slot t and the
                    initial state in slot T. So "the state before step t" is slot t (forward) or
@@ -19,12 +19,14 @@ each sample's state at its last real step and slot 0 of the reverse direction it
 Activations: float64 uses math.tanh and the exact sigmoid. math.tanh does not vectorise (34 ns
 per float32 element here), so with `fast` (the float32 path) tanh is a clamped rational function
 (Eigen's float tanh: at most 4e-7 absolute error in float32 arithmetic, about 0.8 ns per element)
-and sigmoid(x) = 0.5 + 0.5 tanh(x/2).
+and sigmoid(x) = 0.5 + 0.5 tanh(x/2). Float constants in float32 arithmetic are typed
+(`z.dtype.type(1.0)`): a bare 1.0 would turn the whole expression into float64.
 
 The hidden product per step (32x64 @ 64x256) is a hand loop: four batch rows at a time with the
 contiguous output axis innermost, which vectorises without reordering any sum and runs at the
-speed of single-threaded BLAS here, without BLAS's thread hand-off on a busy 2-core machine.
-Every kernel takes a batch row range [b0, b1) so two threads can run two halves of a batch.
+speed of single-threaded BLAS here (25-30 GMAC/s), without BLAS's thread hand-off, which stalls
+badly when the other core is busy. Every kernel takes a batch row range [b0, b1), so threads can
+run slices of a batch (rows are independent through time).
 """
 
 from __future__ import annotations
@@ -55,9 +57,11 @@ def gate_coefficients(cell: int, hidden: int, dtype) -> np.ndarray:
 # Eigen's generic_fast_tanh_float: tanh(x) ~ x P(x^2) / Q(x^2) on [-c, c], +-1 (to float32) outside
 _F = np.float32
 _CLAMP = _F(7.99881172180175781)
-_P13, _P11, _P9, _P7 = _F(-2.76076847742355e-16), _F(2.00018790482477e-13), _F(-8.60467152213735e-11), _F(5.12229709037114e-08)
-_P5, _P3, _P1 = _F(1.48572235717979e-05), _F(6.37261928875436e-04), _F(4.89352455891786e-03)
-_Q6, _Q4, _Q2, _Q0 = _F(1.19825839466702e-06), _F(1.18534705686654e-04), _F(2.26843463243900e-03), _F(4.89352518554385e-03)
+_P13, _P11, _P9 = _F(-2.76076847742355e-16), _F(2.00018790482477e-13), _F(-8.60467152213735e-11)
+_P7, _P5 = _F(5.12229709037114e-08), _F(1.48572235717979e-05)
+_P3, _P1 = _F(6.37261928875436e-04), _F(4.89352455891786e-03)
+_Q6, _Q4 = _F(1.19825839466702e-06), _F(1.18534705686654e-04)
+_Q2, _Q0 = _F(2.26843463243900e-03), _F(4.89352518554385e-03)
 _HALF = _F(0.5)
 
 
@@ -120,6 +124,7 @@ def copy_into(dst, src):
 
 @jit
 def fill(dst, value):
+    """dst[:] = value for a 1-D array."""
     for j in range(dst.shape[0]):
         dst[j] = value
 
@@ -206,14 +211,16 @@ def recurrent_forward(cell, z, whh_t, bias, b_hn, coef, s, c, tc, hn, q, y, y_of
     Loops index whole 1-D views from 0 (v[j], j in range(len)) so that LLVM vectorises them."""
     T = z.shape[0]
     H = s.shape[2]
+    one = z.dtype.type(1.0)                                        # float literals would promote float32 to float64
+    gru = cell == GRU_CELL
     for step in range(T):
         t = T - 1 - step if reverse else step
         prev = t + 1 if reverse else t
         cur = t if reverse else t + 1
-        if cell == GRU_CELL:                                       # GRU keeps W_h h apart (r multiplies part of it)
+        if gru:                                                    # GRU keeps W_h h apart: r multiplies part of it
             for b in range(b0, b1):
                 fill(q[b], 0.0)
-        matmul_add_rows(s[prev], whh_t, q if cell == GRU_CELL else z[t], b0, b1)   # (B, GH) += (B, H) @ (H, GH)
+        matmul_add_rows(s[prev], whh_t, q if gru else z[t], b0, b1)   # (B, GH) += (B, H) @ (H, GH)
         for b in range(b0, b1):
             yb = y[t, b, y_off:y_off + H]                          # (H,)
             hp, hb = s[prev, b], s[cur, b]                         # (H,)
@@ -224,22 +231,23 @@ def recurrent_forward(cell, z, whh_t, bias, b_hn, coef, s, c, tc, hn, q, y, y_of
                     copy_into(c[cur, b], c[prev, b])
                 continue
             g = z[t, b]                                            # (GH,) pre-activations
-            if cell == GRU_CELL:                                   # r, z get W_h h; n gets r * (W_hn h + b_hn)
+            if gru:
                 g2, q2 = g[:2 * H], q[b, :2 * H]                   # (2H,)
                 for j in range(2 * H):
                     g2[j] += q2[j]
             na = coef.shape[1]
             activate(g[:na], bias[:na], coef, fast)                # RNN h; LSTM i, f, g, o; GRU r, z
             if cell == RNN_CELL:
-                copy_into(hb, g)
-                copy_into(yb, hb)
+                for j in range(H):
+                    hb[j] = g[j]
+                    yb[j] = g[j]
                 continue
             if cell == LSTM_CELL:
                 gi, gf, gg = g[:H], g[H:2 * H], g[2 * H:3 * H]     # (H,) each
                 cp, cc, tv = c[prev, b], c[cur, b], tc[t, b]       # (H,)
                 for j in range(H):
                     cc[j] = gf[j] * cp[j] + gi[j] * gg[j]
-                copy_into(tv, cc)
+                    tv[j] = cc[j]
             else:
                 gr, tv = g[:H], g[2 * H:]                          # r, n (H,)
                 hnb, qn, b_in = hn[t, b], q[b, 2 * H:], bias[2 * H:]   # (H,)
@@ -251,21 +259,22 @@ def recurrent_forward(cell, z, whh_t, bias, b_hn, coef, s, c, tc, hn, q, y, y_of
                 go = g[3 * H:]
                 for j in range(H):
                     hb[j] = go[j] * tv[j]
+                    yb[j] = hb[j]
             else:
                 gz = g[H:2 * H]
                 for j in range(H):
-                    hb[j] = (1.0 - gz[j]) * tv[j] + gz[j] * hp[j]
-            copy_into(yb, hb)
+                    hb[j] = (one - gz[j]) * tv[j] + gz[j] * hp[j]
+                    yb[j] = hb[j]
 
 
 @jit
-def recurrent_backward(cell, z, whh, s, c, tc, hn, dy, y_off, dh, dc, dhd, dg, dgh, q, lengths, reverse,
-                       truncate, norms, b0, b1):
+def recurrent_backward(cell, z, whh, s, c, tc, hn, dy, y_off, dh, dc, dg, dgh, lengths, reverse, truncate, norms,
+                       b0, b1):
     """Backward through time for what `recurrent_forward` did, rows b0..b1-1.
 
     dy (T, B, Dy): gradient of the layer output (this direction at y_off), or shape (0, 0, 0) when
     only the final state has one. dh, dc (B, H): on entry the gradient of the final state (slot T
-    forward, slot 0 reverse) and zeros; scratch afterwards. dhd (B, H) scratch.
+    forward, slot 0 reverse) and zeros; scratch afterwards.
     Out: dg (T, B, GH) gradient of the gate pre-activations, for W_ih, b_ih and the input;
     dgh (T, B, GH) the same as seen by W_hh h + b_hh (differs from dg in GRU's n block only; pass
     dg itself for RNN and LSTM); norms (T, B) += ||dL/dh_t||^2 at real steps (skipped when empty).
@@ -274,6 +283,7 @@ def recurrent_backward(cell, z, whh, s, c, tc, hn, dy, y_off, dh, dc, dhd, dg, d
     step t when (t + 1) % k == 0."""
     T = z.shape[0]
     H = s.shape[2]
+    one = z.dtype.type(1.0)                                        # float literals would promote float32 to float64
     has_dy = dy.shape[0] > 0
     want_norms = norms.shape[0] > 0
     for step in range(T):
@@ -285,61 +295,54 @@ def recurrent_backward(cell, z, whh, s, c, tc, hn, dy, y_off, dh, dc, dhd, dg, d
                 fill(a, 0.0)
                 fill(ah, 0.0)
                 continue
-            d, g = dh[b], z[t, b]                                  # (H,), (GH,)
+            d, g = dh[b], z[t, b]                                  # (H,) dL/dh_t so far, (GH,) gates
             if has_dy:
                 dyb = dy[t, b, y_off:y_off + H]                    # (H,)
                 for j in range(H):
                     d[j] += dyb[j]
             if want_norms:
                 norms[t, b] += sumsq(d)
+            # gate gradients; d becomes the part of dL/dh_{t-1} that bypasses W_hh (GRU: z * d)
             if cell == RNN_CELL:
                 for j in range(H):
-                    a[j] = d[j] * (1.0 - g[j] * g[j])
+                    a[j] = d[j] * (one - g[j] * g[j])
+                    d[j] = 0.0
             elif cell == LSTM_CELL:
                 gi, gf, gg, go = g[:H], g[H:2 * H], g[2 * H:3 * H], g[3 * H:]   # (H,) each
                 ai, af, ag, ao = a[:H], a[H:2 * H], a[2 * H:3 * H], a[3 * H:]
                 cp, tcb, dcb = c[prev, b], tc[t, b], dc[b]         # (H,)
                 for j in range(H):
                     i, f, gv, o, th = gi[j], gf[j], gg[j], go[j], tcb[j]
-                    dct = dcb[j] + d[j] * o * (1.0 - th * th)
-                    ai[j] = dct * gv * i * (1.0 - i)
-                    af[j] = dct * cp[j] * f * (1.0 - f)
-                    ag[j] = dct * i * (1.0 - gv * gv)
-                    ao[j] = d[j] * th * o * (1.0 - o)
+                    dct = dcb[j] + d[j] * o * (one - th * th)
+                    ai[j] = dct * gv * i * (one - i)
+                    af[j] = dct * cp[j] * f * (one - f)
+                    ag[j] = dct * i * (one - gv * gv)
+                    ao[j] = d[j] * th * o * (one - o)
                     dcb[j] = dct * f
+                    d[j] = 0.0
             else:
                 gr, gz, gn = g[:H], g[H:2 * H], g[2 * H:]          # (H,) each
                 ar, az, an = a[:H], a[H:2 * H], a[2 * H:]
                 hr, hz, hnn = ah[:H], ah[H:2 * H], ah[2 * H:]
-                hp, hnb, dd = s[prev, b], hn[t, b], dhd[b]         # (H,)
+                hp, hnb = s[prev, b], hn[t, b]                     # (H,)
                 for j in range(H):
                     r, u, n = gr[j], gz[j], gn[j]
-                    dan = d[j] * (1.0 - u) * (1.0 - n * n)
-                    ar[j] = dan * hnb[j] * r * (1.0 - r)
-                    az[j] = d[j] * (hp[j] - n) * u * (1.0 - u)
+                    dan = d[j] * (one - u) * (one - n * n)
+                    ar[j] = dan * hnb[j] * r * (one - r)
+                    az[j] = d[j] * (hp[j] - n) * u * (one - u)
                     an[j] = dan
                     hr[j] = ar[j]
                     hz[j] = az[j]
                     hnn[j] = dan * r
-                    dd[j] = d[j] * u
-        for b in range(b0, b1):
-            fill(q[b], 0.0)
-        matmul_add_rows(dgh[t], whh, q, b0, b1)                    # (B, H) = (B, GH) @ (GH, H)
-        for b in range(b0, b1):
-            n_real = lengths[b]
-            if t >= n_real:
-                continue
-            d, qb = dh[b], q[b]                                    # (H,)
-            if truncate > 0 and ((t + 1) % truncate == 0 if reverse else (n_real - t) % truncate == 0):
-                fill(d, 0.0)
-                if cell == LSTM_CELL:
-                    fill(dc[b], 0.0)
-            elif cell == GRU_CELL:
-                dd = dhd[b]
-                for j in range(H):
-                    d[j] = qb[j] + dd[j]
-            else:
-                copy_into(d, qb)
+                    d[j] = d[j] * u
+        matmul_add_rows(dgh[t], whh, dh, b0, b1)                   # (B, H) += (B, GH) @ (GH, H); 0 for padding
+        if truncate > 0:
+            for b in range(b0, b1):
+                n_real = lengths[b]
+                if t < n_real and ((t + 1) % truncate == 0 if reverse else (n_real - t) % truncate == 0):
+                    fill(dh[b], 0.0)
+                    if cell == LSTM_CELL:
+                        fill(dc[b], 0.0)
 
 
 @jit

@@ -92,7 +92,9 @@ class Session:
     def prepare(self) -> Iterator[Compiling]:
         """Load the data, build the model, compile kernels. Raises DescentError on bad input."""
         from .data import data_dir, load_dataset
+        from .threads import configure
 
+        configure()
         sc = self.scenario
         self.state = "compiling"
         yield Compiling(f"loading {sc.data.source} data")

@@ -16,13 +16,14 @@ from engine.model import Net, build_layers
 B, T, E = 5, 9, 6
 LENS = (9, 4, 1, 7, 2)          # mixed lengths: full, short, a single token
 CASES = [
-    dict(heads=1, positional="learned", output="last"),
+    dict(heads=1, positional="learned", output="last", ff=0),
     dict(heads=2, positional="learned", output="all", ff=12),
     dict(heads=1, dim=8, positional="sinusoidal", output="last", ff=10),
-    dict(heads=2, dim=8, positional="none", output="all"),
+    dict(heads=2, dim=8, positional="none", output="all", ff=0),
     dict(heads=2, dim=4, positional="sinusoidal", output="all", ff=6),
     dict(heads=2, positional="none", output="last", ff=5),
-    dict(heads=3, dim=12, positional="learned", output="last", max_len=20),
+    dict(heads=3, dim=12, positional="learned", output="last", max_len=20, ff=0),
+    dict(heads=1, dim=8, positional="learned", output="last"),     # the default feed-forward width, 2 * dim
 ]
 IDS = [f"h{c['heads']}-{c.get('dim', E)}-{c['positional']}-{c['output']}-ff{c.get('ff', 0)}" for c in CASES]
 
@@ -157,8 +158,8 @@ def test_matches_naive(spec):
     x, dy = inputs(spec, seed=2)
     y, grads, dx, norms = ours(layer, x, dy, mask_of(LENS))
     args = (spec.get("heads", 1), spec["positional"])
-    ny, caches = naive.forward(x, layer.p, LENS, *args, layer.table, spec.get("ff", 0), spec["output"])
-    ng, ndx, ndxe = naive.backward(dy, caches, layer.p, *args, spec.get("ff", 0), spec["output"])
+    ny, caches = naive.forward(x, layer.p, LENS, *args, layer.table, spec.get("ff", 2 * spec.get("dim", E)), spec["output"])
+    ng, ndx, ndxe = naive.backward(dy, caches, layer.p, *args, spec.get("ff", 2 * spec.get("dim", E)), spec["output"])
     assert rel_err(y, ny) < 1e-10
     for name in grads:
         assert rel_err(grads[name], ng[name]) < 1e-10, name

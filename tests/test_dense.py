@@ -279,6 +279,9 @@ def test_sparse_input_matches_torch(torch, rel_err, rng, act):
 
     run(layer, rng.normal(size=(N, f)), dy)                     # a dense batch: back to BLAS
     assert layer.csr is None
+    x[0] = rng.normal(size=f)                                   # a dense first row is enough
+    assert rel_err(run(layer, x, dy)[0], naive.dense(x, layer.p["weight"], layer.p["bias"], act)) < 1e-12
+    assert layer.csr is None
 
 
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)], ids=["f64", "f32"])

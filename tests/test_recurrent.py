@@ -66,10 +66,14 @@ def rand_case(kind, seed, **keys):
 CONFIGS = [dict(layers=k, bidirectional=bd, output=o) for k in (1, 2) for bd in (False, True) for o in ("last", "all")]
 
 
+def config_id(c):
+    return f"l{c['layers']}-{'bi' if c['bidirectional'] else 'uni'}-{c['output']}"
+
+
 # --- against torch.nn.RNN / LSTM / GRU with packed sequences --------------------------------------
 
 @pytest.mark.parametrize("lengths", [None, LENGTHS], ids=["full", "masked"])
-@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"l{c['layers']}-{'bi' if c['bidirectional'] else 'uni'}-{c['output']}")
+@pytest.mark.parametrize("cfg", CONFIGS, ids=config_id)
 @pytest.mark.parametrize("kind", CELLS)
 def test_matches_torch_packed(kind, cfg, lengths):
     torch = pytest.importorskip("torch", reason="PyTorch is the reference")
@@ -116,7 +120,10 @@ def torch_unrolled(kind, params, x, lengths, layers, bidirectional, output, trun
                 real = (t < L)[:, None]
                 h_in, c_in = h, c
                 if truncate:
-                    at_cut = torch.full_like(L, (t + 1) % truncate == 0, dtype=torch.bool) if d else (L - t) % truncate == 0
+                    if d:                                   # reverse: into step t when (t + 1) % k == 0
+                        at_cut = torch.full_like(L, (t + 1) % truncate == 0, dtype=torch.bool)
+                    else:                                   # forward: into step t when (length - t) % k == 0
+                        at_cut = (L - t) % truncate == 0
                     cut = real & at_cut[:, None]
                     h_in, c_in = torch.where(cut, h.detach(), h), torch.where(cut, c.detach(), c)
                 if kind == "lstm":
@@ -346,6 +353,27 @@ def test_eval_forward_equals_train_forward():
     a = net.forward(x, Context(train=True, mask=mask_of(LENGTHS))).copy()
     b = net.forward(x, Context(train=False, mask=mask_of(LENGTHS)))
     assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("kind", CELLS)
+def test_two_threads_give_the_same_bits(kind, monkeypatch):
+    """The batch is split between threads by rows; every bit of the result stays the same."""
+    import engine.recurrent as rec
+
+    net, layer = make(kind, np.float32, layers=2, bidirectional=True, output="all")
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((22, T, E)).astype(np.float32)
+    lengths = rng.integers(1, T + 1, size=22)
+    dout = rng.standard_normal((22,) + layer.out_shape).astype(np.float32)
+    results = []
+    for threads in (1, 2, 3):
+        monkeypatch.setattr(rec, "THREADS", threads)
+        out, grads, dx, norms = run_ours(net, x, lengths, dout)
+        results.append((out, grads, dx, norms))
+    for out, grads, dx, norms in results[1:]:
+        assert np.array_equal(out, results[0][0]) and np.array_equal(dx, results[0][2])
+        assert all(np.array_equal(grads[k], results[0][1][k]) for k in grads)
+        assert all(np.array_equal(norms[k], results[0][3][k]) for k in norms)
 
 
 def test_mask_must_be_right_padded():

@@ -8,17 +8,46 @@ for charts whose data changed.
 from __future__ import annotations
 
 import math
+import time
 
 from rich.text import Text
-from textual.widgets import Static
+from textual.widget import Widget
 from textual_plotext import PlotextPlot
 
-from tui.history import History, Pinned, smooth
+from tui.history import HEATMAP_ROWS, History, Pinned, smooth
 
 # markers tell curves apart without colour (NO_COLOR, 16-colour terminals): current run first
 MARKERS = ("braille", "dot", "x", "+", "o", "*", "#")
 COLORS = ("cyan", "orange", "magenta", "green", "yellow", "blue", "red", "white")
 MAX_TENSORS = 6
+
+
+class DrawBudget:
+    """Keeps the UI thread's drawing to a share of wall time. Every chart render `spend`s its
+    thread time (times `overhead`, for Textual's own work on the result); the debt is repaid at
+    `share` seconds per second, and a new redraw waits until it is paid. Python time on the UI
+    thread is time the training thread waits for the GIL."""
+
+    def __init__(self, share: float, overhead: float = 1.5):
+        self.share, self.overhead = share, overhead
+        self.debt = 0.0
+        self.at = time.monotonic()
+
+    def spend(self, seconds: float) -> None:
+        self.debt += seconds * self.overhead
+
+    def allows(self) -> bool:
+        now = time.monotonic()
+        self.debt = max(0.0, self.debt - (now - self.at) * self.share)
+        self.at = now
+        return self.debt <= 0.0
+
+    def wait(self) -> float:
+        """Seconds until the next redraw is allowed."""
+        return self.debt / self.share
+
+
+budget = DrawBudget(share=0.04)       # shared by every chart of the app
 
 
 def finite(xs: list, ys: list, positive: bool = False) -> tuple[list, list]:
@@ -48,8 +77,13 @@ def step_ticks(lo: float, hi: float, n: int = 5) -> tuple[list[int], list[str]]:
     raw = span / max(1, n - 1)
     mag = 10 ** math.floor(math.log10(raw))
     step = max(1, int(min((m * mag for m in (1, 2, 5, 10)), key=lambda c: abs(math.log(c / raw)))))
-    first = int(math.ceil(lo / step) * step)
-    ticks = list(range(first, int(hi) + 1, step)) or [int(lo)]
+    steps = sorted({max(1, int(m * mag / 10 ** k)) for k in (0, 1) for m in (1, 2, 5, 10)}, reverse=True)
+    steps = [s for s in steps if s <= step] or [1]
+    for step in steps:                  # at least 3 ticks where the range allows
+        first = int(math.ceil(lo / step) * step)
+        ticks = list(range(first, int(hi) + 1, step)) or [int(lo)]
+        if len(ticks) >= 3:
+            break
     return ticks, [compact(t) for t in ticks]
 
 
@@ -87,10 +121,13 @@ class Chart(PlotextPlot):
         """The plot; a message instead of a crash if plotext cannot draw at this size."""
         if self.size.width < 12 or self.size.height < 5:
             return Text("(too small)", style="dim")
+        started = time.thread_time()
         try:
             return super().render()
         except Exception as e:       # plotext raises odd errors on degenerate sizes or data
             return Text(f"cannot draw this chart: {type(e).__name__}: {e}", style="dim")
+        finally:
+            budget.spend(time.thread_time() - started)
 
     def max_points(self) -> int:
         """Enough for the braille resolution of the plot (2 dots per cell), no more."""
@@ -204,7 +241,7 @@ class TensorChart(Chart):
 
     def draw(self, history: History) -> None:
         curves = history.per_tensor(self.which, self.max_points())
-        names = pick_tensors(list(curves))
+        names = pick_tensors(list(curves), max(2, min(MAX_TENSORS, (self.size.height - 5) // 2)))
         more = len(curves) - len(names)
         self.start(self.title + (f" (+{more} more)" if more > 0 else "") + " (log)", log=True)
         seen: list = []
@@ -275,21 +312,35 @@ def heatmap_lines(rows: list[tuple[int, list[float]]], width: int) -> list[str]:
     return [f"{step:>{label_w - 1}} " + "".join(shade(x, vmax) for x in v) for step, v in squeezed]
 
 
-class TimeHeatmap(Static):
-    """||dL/dh_t|| per time step (across) for the most recent logged steps (down)."""
+class TimeHeatmap(Widget):
+    """||dL/dh_t|| per time step (across) for the most recent logged steps (down). `draw` takes
+    the rows; `render` lays them out for the current size, so a resize redraws correctly."""
 
     DEFAULT_CSS = """
     TimeHeatmap { width: 1fr; height: 1fr; }
     """
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.rows: list[tuple[int, dict[str, list[float]]]] = []
+
     def draw(self, history: History) -> None:
-        height = max(1, self.size.height - 3)
-        width = max(10, self.size.width)
-        rows = history.heat_rows(height)
-        if not rows:
-            self.update("Per-time-step gradient norms appear here for recurrent models,\n"
-                        "after the first logged step.")
-            return
+        self.rows = history.heat_rows(HEATMAP_ROWS)
+        self.refresh()
+
+    def render(self) -> Text:
+        started = time.thread_time()
+        try:
+            return self._render_rows()
+        finally:
+            budget.spend(time.thread_time() - started)
+
+    def _render_rows(self) -> Text:
+        height, width = self.size.height, max(10, self.size.width)
+        if not self.rows:
+            return Text("Per-time-step gradient norms appear here for recurrent models, after the first "
+                        "logged step.", style="dim")
+        rows = self.rows[-max(1, height - 2):]
         layers = list(rows[-1][1])
         layer = layers[0]
         picked = [(step, norms.get(layer, [])) for step, norms in rows]
@@ -298,4 +349,4 @@ class TimeHeatmap(Static):
         if len(layers) > 1:
             head.append(f"  (+{len(layers) - 1} more layers)", style="dim")
         body = "\n".join(heatmap_lines(picked, width))
-        self.update(Text("\n").join([head, Text(body), Text(LEGEND, style="dim")]))
+        return Text("\n").join([head, Text(body), Text(LEGEND, style="dim")])

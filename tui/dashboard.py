@@ -23,7 +23,7 @@ from textual.worker import Worker, WorkerState
 
 from engine.errors import DescentError, SpecError
 from engine.records import Diverged, Evaluation, Finished, KnobChanged, Step, Stopped
-from tui.charts import AccuracyChart, LossChart, TensorChart, TimeHeatmap
+from tui.charts import AccuracyChart, LossChart, TensorChart, TimeHeatmap, budget
 from tui.dialogs import OpenDialog, QuitDialog
 from tui.history import GradMonitor, History, Pinned, diverged_alert, format_value
 from tui.knobs import KnobsPanel
@@ -32,10 +32,10 @@ from tui.messages import (AlertRaised, Evaluated, KnobApplied, KnobEdited, Prepa
 from tui.panels import ScenarioPanel, make_panel
 from tui.status import StatusLine
 
-REDRAW_SECONDS = 0.25       # charts redraw at most 4 times a second...
-MAX_REDRAW_SECONDS = 2.0    # ...and at least every 2 s while training
-CHART_BUDGET = 0.04         # ...spending at most this share of the UI thread's time on them
-PROGRESS_SECONDS = 0.1      # the worker posts the newest step (for the status line) at most this often
+REDRAW_SECONDS = 0.25       # charts redraw at most 4 times a second, within tui.charts.budget
+PANEL_SECONDS = 1.0         # the scenario panel (predictions) refreshes this often while training
+# the worker posts these at most this often; a newer one replaces a held one, none is lost at the end
+THROTTLED = {Progress: 0.2, Evaluated: 0.5}
 MAX_PINNED = 5
 RECURRENT = ("rnn", "lstm", "gru")
 
@@ -132,7 +132,7 @@ class DashboardScreen(Screen):
         self.last_step: Step | None = None
         self.quitting = False
         self.panel_drawn = 0.0
-        self.next_redraw = 0.0
+        self.drawn_at = 0.0
 
     # ---- layout -----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -200,19 +200,23 @@ class DashboardScreen(Screen):
                     post(Preparing(rec.message))
                 post(Prepared(session.dataset.summary()))
                 return
-            last_post, unposted = 0.0, None
+            held: dict[type, object] = {}          # the newest throttled message of each kind
+            last_post: dict[type, float] = {}
             for rec in session.run(stop, steps):
-                messages = route(rec, history, monitor, stop)
-                if isinstance(rec, Step):
-                    now = time.monotonic()
-                    if now - last_post < PROGRESS_SECONDS:      # the status line needs only the newest
-                        unposted = rec
-                        messages = [m for m in messages if not isinstance(m, Progress)]
-                    else:
-                        last_post, unposted = now, None
-                elif unposted is not None and isinstance(rec, (Diverged, Finished, Stopped)):
-                    post(Progress(unposted))
-                for message in messages:
+                final = isinstance(rec, (Diverged, Finished, Stopped))
+                for message in route(rec, history, monitor, stop):
+                    kind = type(message)
+                    if kind in THROTTLED and not final:
+                        now = time.monotonic()
+                        if now - last_post.get(kind, 0.0) < THROTTLED[kind]:
+                            held[kind] = message            # the screen needs only the newest
+                            continue
+                        last_post[kind] = now
+                        held.pop(kind, None)
+                    if final:
+                        for waiting in held.values():
+                            post(waiting)
+                        held.clear()
                     post(message)
         except DescentError as e:
             post(RunFailed(str(e)))
@@ -339,11 +343,11 @@ class DashboardScreen(Screen):
     def redraw(self, force: bool = False) -> None:
         """Replot the charts whose data changed; charts in hidden tabs wait until shown.
 
-        While training, the next redraw waits until the main thread has spent at most
-        CHART_BUDGET of its time drawing: plotext redraws every point in Python, and Python time
+        While training, a redraw waits until `tui.charts.budget` allows it: drawing takes at most
+        4% of the UI thread's time, because plotext redraws every point in Python and Python time
         on the UI thread is time the training thread waits for the GIL."""
         now = time.monotonic()
-        if not force and self.state == "running" and now < self.next_redraw:
+        if not force and self.state == "running" and (not budget.allows() or now - self.drawn_at < REDRAW_SECONDS):
             return
         h = self.history
         pins = (len(self.pinned), self.pinned[-1].label if self.pinned else "")
@@ -360,26 +364,22 @@ class DashboardScreen(Screen):
             wanted.append((self.query_one(TimeHeatmap), (id(h), h.step_version), lambda c: c.draw(h)))
         stale = [(widget, stamp, draw) for widget, stamp, draw in wanted
                  if force or getattr(widget, "stamp", None) != stamp]
-        if active == "tab-panel" and self.state == "running" and now - self.panel_drawn > 2:
-            self.panel_drawn = now
-            self.panel.show_sample()        # predictions with the current weights
-        if not stale:
-            return
+        panel = self.panel
         started = time.thread_time()
+        if active == "tab-panel" and (force or self.state != "running" and panel.dirty
+                                      or self.state == "running" and now - self.panel_drawn > PANEL_SECONDS):
+            self.panel_drawn, panel.dirty = now, False
+            panel.show_sample()             # predictions with the current weights, the newest evaluation
         with self.app.batch_update():
             for widget, stamp, draw in stale:
                 widget.stamp = stamp
-                draw(widget)
-
-        def measured() -> None:             # after the charts have rendered
-            cost = time.thread_time() - started
-            self.next_redraw = time.monotonic() + min(MAX_REDRAW_SECONDS, max(REDRAW_SECONDS, cost / CHART_BUDGET))
-
-        self.call_after_refresh(measured)
+                draw(widget)                # sets data; the plot itself is built when Textual renders
+        budget.spend(time.thread_time() - started)
+        self.drawn_at = now
 
     @on(TabbedContent.TabActivated)
     def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
-        self.redraw(force=True)
+        self.call_after_refresh(self.redraw, True)           # once the pane has its size
         if event.pane.id == "tab-panel" and self.session is not None and self.session.dataset is not None:
             self.panel.show_sample()
 
@@ -501,7 +501,7 @@ class DashboardScreen(Screen):
     def action_knobs(self) -> None:
         self.add_class("-show-knobs")
         knobs = self.query_one(KnobsPanel)
-        first = next(iter(knobs.query("Input, Select, Switch")), None)
+        first = next(iter(knobs.query("Input, Select, Checkbox")), None)
         if first is not None:
             self.call_after_refresh(first.focus)
 

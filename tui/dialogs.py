@@ -74,35 +74,34 @@ HELP = """\
 [b]descent[/b]: train a network and watch it learn.
 
 [b]Keys[/b] (also in the command palette, ctrl+p)
-  [b]space[/b]  start / pause training        [b]n[/b]  one step
-  [b]r[/b]      reset (new weights; applies knobs marked "on reset")
+  [b]space[/b]  start / pause        [b]n[/b]  train one step
+  [b]r[/b]      reset: new weights; knobs marked "on reset" apply
   [b]c[/b]      pin this run's curves to compare with the next
-  [b]s[/b]      save a checkpoint             [b]o[/b]  open a checkpoint
-  [b]e[/b]      export metrics (metrics.jsonl)
-  [b]l[/b]      loss on a log scale           [b]m[/b]  smooth the training loss
-  [b]k[/b]      knobs (show and focus)        [b]tab[/b] move between controls
-  [b]1 2 3 4[/b] switch tabs                  [b]← →[/b] browse test samples
-  [b]esc[/b]    leave a text field            [b]?[/b]  this help   [b]q[/b]  quit
+  [b]s[/b]      save a checkpoint    [b]o[/b]  open a checkpoint
+  [b]e[/b]      export metrics       [b]k[/b]  show and focus the knobs
+  [b]l[/b]      log-scale loss       [b]m[/b]  smooth the training loss
+  [b]1-4[/b]    switch tabs          [b]← →[/b] browse test samples
+  [b]tab[/b]    next control         [b]esc[/b] leave a text field
+  [b]?[/b]      this help            [b]q[/b]  quit (keep or discard the run)
 
 [b]Knobs[/b]
-  Live knobs (learning rate, momentum, clip norm, ...) apply at the next step and draw a
-  red vertical line on the charts where they took effect. Other knobs (layer sizes, cell type)
-  say "applies on reset" and take effect when you press r. ↑/↓ in a number field steps
-  through sensible values (1, 2, 5, 10, ... for log-scale knobs).
+Live knobs (learning rate, momentum, clip norm, batch size) apply at the next step and draw a red \
+vertical line on the charts where they took effect. The others (layer sizes, cell type, data) say \
+"on reset" and take effect when you press r. In a number field, ↑ and ↓ step through sensible \
+values (1, 2, 5, 10, ... for log-scale knobs) and apply at once.
 
 [b]Charts[/b]
-  loss: training loss at every logged step and validation loss at each evaluation.
-  gradient norm: ||dL/dW|| per parameter tensor, log scale. Healthy training keeps these
-  within a few decades of each other; a curve diving toward zero means that layer stopped
-  learning (vanishing); a spike of 1000x means exploding gradients.
-  update ratio: |ΔW| / |W| per step; around 1e-3 is typical, 1e-1 is too fast, 1e-6 too slow.
-  time gradients (recurrent models): ||dL/dh_t|| for each time step t (across) at each logged
-  step (down), shaded by decades. A blank left side means the gradient from the answer
-  never reaches the start of the sentence: vanishing gradients. Try LSTM or GRU.
+[b]loss[/b]: training loss at every logged step, validation loss at each evaluation.
+[b]gradient norm[/b]: ||dL/dW|| per parameter tensor, log scale. A curve diving toward zero means \
+that layer stopped learning (vanishing gradients); a jump of 1000x means exploding gradients.
+[b]update/weight[/b]: |ΔW| / |W| per step; about 1e-3 is typical, 1e-1 too fast, 1e-6 too slow.
+[b]time gradients[/b] (recurrent models): ||dL/dh_t|| for each time step t (across) at each logged \
+step (down), one shade per factor of ten. A blank left side means the gradient from the answer \
+never reaches the start of the sentence: vanishing gradients. Try an LSTM or GRU cell.
 
 [b]Alerts[/b]
-  Training pauses by itself when the loss diverges or the gradient norm explodes (over 1000x its
-  running median) or vanishes (below 1e-7); a notification says what to try.
+Training pauses by itself when the loss diverges, or the gradient norm explodes (over 1000x its \
+running median) or vanishes (below 1e-7); a notification says what to try.
 """
 
 

@@ -1,6 +1,6 @@
-"""The knobs panel: one row per scenario knob (Input for numbers, Select for choices, Switch for
-booleans), ranges shown. A valid edit posts `KnobEdited`; live knobs apply at the next step, the
-others wait for a reset (`r`)."""
+"""The knobs panel: one row per scenario knob (Input for numbers, Select for choices, Checkbox
+for booleans, all readable without colour), ranges shown. A valid edit posts `KnobEdited`; live
+knobs apply at the next step, the others wait for a reset (`r`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Input, Label, Select, Static, Switch
+from textual.widgets import Checkbox, Input, Label, Select, Static
 
 from tui.history import format_value
 from tui.messages import KnobEdited
@@ -83,6 +83,14 @@ class KnobInput(Input):
         self.post_message(Input.Submitted(self, self.value))
 
 
+class KnobCheckbox(Checkbox):
+    """A checkbox whose mark itself shows the state (▐X▌ on, ▐ ▌ off), not only its colour."""
+
+    @property
+    def BUTTON_INNER(self) -> str:  # noqa: N802 (Textual's name)
+        return "X" if self.value else " "
+
+
 class KnobRow(Vertical):
     """Label with range and mode, the control, and a line saying what happened to the value."""
 
@@ -103,7 +111,7 @@ class KnobRow(Vertical):
                 options = [(str(c), c) for c in k.choices]
                 yield Select(options, value=k.default, allow_blank=False, id=f"knob-{self.safe_id}")
             else:
-                yield Switch(value=bool(k.default), id=f"knob-{self.safe_id}")
+                yield KnobCheckbox("on" if k.default else "off", value=bool(k.default), id=f"knob-{self.safe_id}")
         yield Static("", classes="knob-note")
 
     @property
@@ -166,9 +174,10 @@ class KnobRow(Vertical):
         if event.value is not Select.BLANK:
             self.offer(event.value)
 
-    @on(Switch.Changed)
-    def _on_switch(self, event: Switch.Changed) -> None:
+    @on(Checkbox.Changed)
+    def _on_checkbox(self, event: Checkbox.Changed) -> None:
         event.stop()
+        event.checkbox.label = "on" if event.value else "off"
         self.offer(bool(event.value))
 
 

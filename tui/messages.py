@@ -43,7 +43,12 @@ class Progress(Message):
 
 @dataclass
 class Evaluated(Message):
+    """The newest evaluation (fast models evaluate often; the panels need only the newest)."""
+
     record: Evaluation
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, Evaluated)
 
 
 @dataclass

@@ -99,14 +99,16 @@ class ScenarioPanel(Vertical):
         super().__init__(**kwargs)
         self.session = None
         self.last_eval: Evaluation | None = None
+        self.dirty = False
 
     def bind(self, session) -> None:
         self.session = session
         self.show_sample()
 
     def evaluated(self, record: Evaluation) -> None:
+        """Keep the newest evaluation; the dashboard redraws the panel when it is shown."""
         self.last_eval = record
-        self.show_sample()
+        self.dirty = True
 
     def browse(self, delta: int) -> None:
         pass

@@ -18,6 +18,24 @@ from engine.errors import SpecError
 from tui.messages import ScenarioPicked
 
 
+def shown(path) -> str:
+    """A path as the user would type it: relative to the current folder, or with ~ for home."""
+    path = Path(path)
+    for base, prefix in ((Path.cwd(), ""), (Path.home(), "~/")):
+        try:
+            return prefix + str(path.relative_to(base))
+        except ValueError:
+            continue
+    return str(path)
+
+
+def shown_error(err) -> str:
+    """A SpecError's one line, with its file shown like `shown`."""
+    if isinstance(err, SpecError) and err.file:
+        err = SpecError(err.key, err.message, shown(err.file), err.line)
+    return str(err)
+
+
 def entry_text(path: Path, found) -> Text:
     if isinstance(found, Exception):
         text = Text(f"✗ {path.name}", style="bold red")
@@ -33,13 +51,13 @@ def entry_text(path: Path, found) -> Text:
 
 def detail_text(path: Path, found) -> Text:
     if isinstance(found, Exception):
-        text = Text(f"{path}\n\n", style="dim")
+        text = Text(f"{shown(path)}\n\n", style="dim")
         text.append("This file does not load:\n", style="bold red")
-        text.append(str(found))
+        text.append(shown_error(found))
         text.append("\n\nFix the file and restart descent, or run `descent validate FILE`.", style="dim")
         return text
     text = Text(found.name + "\n", style="bold")
-    text.append(f"{path}\n\n", style="dim")
+    text.append(f"{shown(path)}\n\n", style="dim")
     text.append(found.description.strip() + "\n\n")
     layers = ", ".join(str(layer.get("type")) for layer in found.model.layers)
     t = found.training
@@ -99,13 +117,13 @@ class PickerScreen(Screen):
         detail = self.query_one("#detail", Static)
         if isinstance(found, Exception):
             detail.update(detail_text(path, found))
-            self.notify(str(found), markup=False, title="Broken scenario file", severity="error")
+            self.notify(shown_error(found), markup=False, title="Broken scenario file", severity="error")
             return
         try:
             scenario = load(path)          # now with the model's shapes checked against the data
         except SpecError as e:
             self.found[int(event.option.id)] = (path, e)
             detail.update(detail_text(path, e))
-            self.notify(str(e), markup=False, title="Broken scenario file", severity="error")
+            self.notify(shown_error(e), markup=False, title="Broken scenario file", severity="error")
             return
         self.post_message(ScenarioPicked(scenario))

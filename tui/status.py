@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -60,20 +61,35 @@ def status_text(info: StatusInfo, width: int = 120) -> Text:
 
 
 class StatusLine(Widget):
-    """One line at the top of the dashboard. `show` repaints it without a layout pass, so the
-    frequent step updates stay cheap."""
+    """One line at the top of the dashboard. A change of state repaints it at once; numbers
+    (step, loss, ...) at most REFRESH_SECONDS apart, so a fast model does not pay for a frame
+    per logged step. It repaints without a layout pass."""
 
     DEFAULT_CSS = """
     StatusLine { height: 1; width: 1fr; }
     """
+    REFRESH_SECONDS = 0.2
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.info = StatusInfo()
+        self._painted = 0.0
+        self._pending = False
 
     def show(self, **changes) -> None:
+        urgent = any(k in ("state", "detail") and getattr(self.info, k) != v for k, v in changes.items())
         for k, v in changes.items():
             setattr(self.info, k, v)
+        wait = self.REFRESH_SECONDS - (time.monotonic() - self._painted)
+        if urgent or wait <= 0:
+            self._paint()
+        elif not self._pending:
+            self._pending = True
+            self.set_timer(wait, self._paint)
+
+    def _paint(self) -> None:
+        self._pending = False
+        self._painted = time.monotonic()
         self.refresh()
 
     def render(self) -> Text:

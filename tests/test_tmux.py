@@ -1,0 +1,87 @@
+"""Once, the real thing: `descent tui nile` in a tmux terminal, keys sent, the screen read back."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+
+def descent_command() -> list[str]:
+    """The installed console script beside this Python, else `python -m tui.cli`."""
+    script = Path(sys.executable).parent / "descent"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "tui.cli"]
+
+
+class Tmux:
+    def __init__(self, name: str, cwd: Path, env: dict):
+        self.name, self.cwd, self.env = name, cwd, env
+
+    def run(self, *args: str) -> str:
+        """A tmux command on a server of our own (-L), so no running tmux or its settings matter."""
+        return subprocess.run(["tmux", "-L", self.name, *args], cwd=self.cwd, env=self.env,
+                              capture_output=True, text=True, timeout=20).stdout
+
+    def screen(self) -> str:
+        return self.run("capture-pane", "-p", "-t", self.name)
+
+    def keys(self, *keys: str) -> None:
+        self.run("send-keys", "-t", self.name, *keys)
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            m = re.search(pattern, self.screen())
+            if m:
+                return m
+            time.sleep(0.2)
+        raise AssertionError(f"no {pattern!r} on the screen after {timeout:.0f} s:\n{self.screen()}")
+
+
+def status(screen: str) -> tuple[int, str] | None:
+    """(step, loss) from the status line, when it shows both."""
+    m = re.search(r"step ([\d,]+)/[\d,]+.*?loss ([\d.e+-]+)", screen)
+    return (int(m.group(1).replace(",", "")), m.group(2)) if m else None
+
+
+def test_dashboard_in_tmux(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "xterm-256color",
+           "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    env.pop("TMUX", None)
+    cmd = " ".join(["env", f"PYTHONPATH={ROOT}"] + descent_command() + ["tui", "nile", "--set", "data.gap=5", "--set", "data.train_size=500",
+                                         "--set", "data.test_size=200"])
+    tmux = Tmux(f"descent-test-{os.getpid()}", tmp_path, env)
+    tmux.run("new-session", "-d", "-s", tmux.name, "-x", "120", "-y", "40",
+             f"{cmd}; echo DESCENT-EXIT=$?; sleep 60")
+    try:
+        tmux.wait_for(r"ready", 120)                       # data loaded, kernels compiled
+        tmux.keys("space")
+        end, first = time.monotonic() + 60, None
+        while time.monotonic() < end:                      # the step counter and the loss move
+            now = status(tmux.screen())
+            if now and now[0] > 0:
+                if first is None:
+                    first = now
+                elif now[0] > first[0] and now[1] != first[1]:
+                    break
+            time.sleep(0.3)
+        else:
+            raise AssertionError(f"training did not show progress:\n{tmux.screen()}")
+        tmux.keys("q")
+        tmux.wait_for(r"keep this run\?", 10)
+        tmux.keys("k")
+        tmux.wait_for(r"DESCENT-EXIT=0", 30)
+    finally:
+        tmux.run("kill-server")
+    runs = list((tmp_path / "runs").glob("nile-*"))
+    assert len(runs) == 1, runs
+    assert (runs[0] / "checkpoint.npz").exists() and (runs[0] / "metrics.jsonl").stat().st_size > 0
