@@ -4,7 +4,8 @@ Parameters use PyTorch's names, layouts, gate order and default init, so a state
 ways with torch.nn.Embedding / nn.RNN / nn.LSTM / nn.GRU:
   weight_ih_l{k} (G*H, in), weight_hh_l{k} (G*H, H), bias_ih_l{k}, bias_hh_l{k} (G*H,), and the
   same with suffix "_reverse" for the second direction; G = 1 (RNN), 4 (LSTM i,f,g,o), 3 (GRU
-  r,z,n with n = tanh(W_in x + b_in + r * (W_hn h + b_hn))); init U(-1/sqrt(H), 1/sqrt(H)).
+  r,z,n with n = tanh(W_in x + b_in + r * (W_hn h + b_hn))); init U(-1/sqrt(H), 1/sqrt(H)), plus
+  the LSTM's forget_bias (default 1.0; 0 is torch's init) on the f block of bias_ih.
 
 Sequences are (B, T, E) with ctx.mask (B, T) bool, True = real token, padding on the right (None =
 all real). The semantics are those of PyTorch's pack_padded_sequence: at padded steps the state is
@@ -145,8 +146,12 @@ class Recurrent(Layer):
 
     def __init__(self, spec, in_shape, dtype=np.float32):
         super().__init__(spec, in_shape, dtype)
-        r = SpecReader(spec, self.kind, {"hidden", "layers", "bidirectional", "output", "truncate"})
+        keys = {"hidden", "layers", "bidirectional", "output", "truncate"}
+        r = SpecReader(spec, self.kind, keys | ({"forget_bias"} if self.cell == LSTM_CELL else set()))
         self.hidden = r.int("hidden", lo=1)
+        # Jozefowicz et al. 2015: a forget-gate bias of 1 lets an LSTM keep its memory from the
+        # start; with torch's 0 it learned Nile at gap 100 one fact at a time over ~1750 steps
+        self.forget_bias = r.float("forget_bias", 1.0) if self.cell == LSTM_CELL else 0.0
         self.layers = r.int("layers", 1, lo=1)
         self.bidirectional = r.bool("bidirectional", False)
         self.output = r.choice("output", ("last", "all"), "last")
@@ -179,6 +184,8 @@ class Recurrent(Layer):
     def init_params(self, p, rng):
         for name, view in p.items():
             view[...] = uniform_fan_in(rng, view.shape, self.hidden, self.dtype)
+            if self.forget_bias and name.startswith("bias_ih"):
+                view[self.hidden:2 * self.hidden] += self.forget_bias    # gate order i, f, g, o
 
     def bind(self, p, g):
         super().bind(p, g)
@@ -214,16 +221,16 @@ class Recurrent(Layer):
             for d in range(D):
                 w_ih, w_hh, b_ih, b_hh = self.pv[k][d]
                 cw = ws.cells[k][d]
-                np.dot(inp.reshape(T * B, -1), w_ih.T, out=cw.z.reshape(T * B, -1))   # (T*B, GH) all steps at once
                 np.add(b_ih, b_hh, out=cw.bias)
                 if self.cell == GRU_CELL:                                # b_hn stays inside r * (...)
                     cw.bias[2 * H:] = b_ih[2 * H:]
+                np.copyto(cw.wih_t, w_ih.T)
                 np.copyto(cw.whh_t, w_hh.T)
                 cw.s[T if d else 0] = 0.0
                 if self.cell == LSTM_CELL:
                     cw.c[T if d else 0] = 0.0
-                run_rows(recurrent_forward, (self.cell, cw.z, cw.whh_t, cw.bias, b_hh[2 * H:], self.coef, cw.s, cw.c,
-                                             cw.tc, cw.hn, cw.q, ws.y[k], d * H, lengths, bool(d), fast), B)
+                run_rows(recurrent_forward, (self.cell, inp, cw.wih_t, cw.z, cw.whh_t, cw.bias, b_hh[2 * H:], self.coef,
+                                             cw.s, cw.c, cw.tc, cw.hn, cw.q, ws.y[k], d * H, lengths, bool(d), fast), B)
             inp = ws.y[k]
         self.ws, self.lengths = ws, lengths
         if self.output == "all":
@@ -337,11 +344,11 @@ class _Work:
         self.ones = np.ones(T * B, dt)
         lstm, gru = layer.cell == LSTM_CELL, layer.cell == GRU_CELL
         self.cells = [[SimpleNamespace(
-            z=e(T, B, GH), bias=e(GH), whh_t=e(H, GH), s=e(T + 1, B, H),
+            z=e(T, B, GH), bias=e(GH), wih_t=e(n_in, GH), whh_t=e(H, GH), s=e(T + 1, B, H),
             c=e(T + 1, B, H) if lstm else empty3, tc=e(T, B, H) if lstm else empty3,
             hn=e(T, B, H) if gru else empty3, q=e(B, GH) if gru else e(0, 0), dh=e(B, H), dc=e(B, H),
             dg=(dg := e(T, B, GH)), dgh=e(T, B, GH) if gru else dg,
-        ) for _ in range(D)] for _ in range(layer.layers)]
+        ) for _ in range(D)] for n_in in ins]
 
 
 class RNN(Recurrent):

@@ -157,6 +157,10 @@ def test_grad_monitor_alarms():
     assert m.check(step(12, 6e3)) is None                 # fires once per streak
     assert m.check(step(13, 1e-9)).kind == "vanishing"
     assert GradMonitor().check(step(1, 1e-9, loss=1e-5)) is None    # converged, not vanishing
+    converged = GradMonitor()
+    for i, g in enumerate([5.0, 1.0] + [1e-4] * 20):
+        converged.check(step(i, g))
+    assert converged.check(step(30, 0.5)) is None      # a hard batch late in training: no alarm
 
 
 def test_status_text_and_ticks():

@@ -172,11 +172,14 @@ class Alert:
 
 
 class GradMonitor:
-    """Watches the global gradient norm of logged steps: exploding (> 1e3 x its running median)
-    or vanishing (< 1e-7). Each kind fires once until the norm is back to normal."""
+    """Watches the global gradient norm of logged steps: exploding (over 1e3 x its running median
+    and above any norm seen before, so a converged model's occasional hard batch is not an
+    explosion) or vanishing (< 1e-7 while the loss is not yet tiny). Each kind fires once until
+    the norm is back to normal."""
 
     def __init__(self, recurrent: bool = False) -> None:
         self.recent: deque[float] = deque(maxlen=MEDIAN_WINDOW)
+        self.peak = 0.0
         self.firing: set[str] = set()
         self.recurrent = recurrent
 
@@ -186,11 +189,12 @@ class GradMonitor:
             return None         # the session reports non-finite values itself (Diverged)
         median = statistics.median(self.recent) if len(self.recent) >= 5 else None
         kind = None
-        if median is not None and median > 0 and g > EXPLODE_FACTOR * median:
+        if median is not None and median > 0 and g > EXPLODE_FACTOR * median and g > self.peak:
             kind = "exploding"
         elif g < VANISH_BELOW and rec.loss > CONVERGED_LOSS:
             kind = "vanishing"          # (a tiny gradient at a tiny loss is convergence, not a problem)
         self.recent.append(g)
+        self.peak = max(self.peak, g)
         if kind is None:
             self.firing.clear()
             return None
