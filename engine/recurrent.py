@@ -54,7 +54,9 @@ def run_rows(kernel, args, B: int) -> None:
     if n < 2:
         kernel(*args, 0, B)
         return
-    if _pool_size < n - 1:
+    if _pool_size < n - 1:                                              # first use, or THREADS grew
+        if _pool is not None:
+            _pool.shutdown(wait=False)
         _pool = ThreadPoolExecutor(n - 1, thread_name_prefix="descent-bptt")
         _pool_size = n - 1
     size = max(8, (-(-B // (2 * n)) + 3) // 4 * 4)                     # rows per chunk, a multiple of 4
@@ -221,16 +223,16 @@ class Recurrent(Layer):
             for d in range(D):
                 w_ih, w_hh, b_ih, b_hh = self.pv[k][d]
                 cw = ws.cells[k][d]
+                np.dot(inp.reshape(T * B, -1), w_ih.T, out=cw.z.reshape(T * B, -1))   # (T*B, GH) all steps at once
                 np.add(b_ih, b_hh, out=cw.bias)
                 if self.cell == GRU_CELL:                                # b_hn stays inside r * (...)
                     cw.bias[2 * H:] = b_ih[2 * H:]
-                np.copyto(cw.wih_t, w_ih.T)
                 np.copyto(cw.whh_t, w_hh.T)
                 cw.s[T if d else 0] = 0.0
                 if self.cell == LSTM_CELL:
                     cw.c[T if d else 0] = 0.0
-                run_rows(recurrent_forward, (self.cell, inp, cw.wih_t, cw.z, cw.whh_t, cw.bias, b_hh[2 * H:], self.coef,
-                                             cw.s, cw.c, cw.tc, cw.hn, cw.q, ws.y[k], d * H, lengths, bool(d), fast), B)
+                run_rows(recurrent_forward, (self.cell, cw.z, cw.whh_t, cw.bias, b_hh[2 * H:], self.coef, cw.s, cw.c,
+                                             cw.tc, cw.hn, cw.q, ws.y[k], d * H, lengths, bool(d), fast), B)
             inp = ws.y[k]
         self.ws, self.lengths = ws, lengths
         if self.output == "all":
@@ -344,11 +346,11 @@ class _Work:
         self.ones = np.ones(T * B, dt)
         lstm, gru = layer.cell == LSTM_CELL, layer.cell == GRU_CELL
         self.cells = [[SimpleNamespace(
-            z=e(T, B, GH), bias=e(GH), wih_t=e(n_in, GH), whh_t=e(H, GH), s=e(T + 1, B, H),
+            z=e(T, B, GH), bias=e(GH), whh_t=e(H, GH), s=e(T + 1, B, H),
             c=e(T + 1, B, H) if lstm else empty3, tc=e(T, B, H) if lstm else empty3,
             hn=e(T, B, H) if gru else empty3, q=e(B, GH) if gru else e(0, 0), dh=e(B, H), dc=e(B, H),
             dg=(dg := e(T, B, GH)), dgh=e(T, B, GH) if gru else dg,
-        ) for _ in range(D)] for n_in in ins]
+        ) for _ in range(D)] for _ in range(layer.layers)]
 
 
 class RNN(Recurrent):

@@ -2,7 +2,8 @@
 and backward through time, plus the embedding's scatter-add.
 
 Layout. Everything inside is time-major so that one time step is one contiguous block:
-  z   (T, B, G*H)  the gate pre-activations, then (in place) the gate activations;
+  z   (T, B, G*H)  the input projection x W_ih^T on entry to the forward kernel (one BLAS product
+                   over all steps, done by the caller), the gate activations on exit;
   s   (T+1, B, H)  hidden states by slot: the forward direction keeps h_t in slot t+1 and the
                    zero initial state in slot 0; the reverse direction keeps h_t in slot t and the
                    initial state in slot T. So "the state before step t" is slot t (forward) or
@@ -200,17 +201,13 @@ def sumsq(v):
 
 
 @jit
-def recurrent_forward(cell, x, wih_t, z, whh_t, bias, b_hn, coef, s, c, tc, hn, q, y, y_off, lengths, reverse, fast,
-                      b0, b1):
+def recurrent_forward(cell, z, whh_t, bias, b_hn, coef, s, c, tc, hn, q, y, y_off, lengths, reverse, fast, b0, b1):
     """One direction of one layer, rows b0..b1-1 (see the module docstring for the layouts).
 
-    x (T, B, In) the input sequence; wih_t (In, G*H) = W_ih^T; z (T, B, G*H) out: the gate
-    activations; whh_t (H, G*H) = W_hh^T; bias (G*H,) b_ih + b_hh (GRU's n block: b_in only);
-    b_hn (H,) GRU's b_hn; coef from gate_coefficients; q (B, G*H) scratch (GRU);
+    z holds x W_ih^T on entry; bias (G*H,) b_ih + b_hh (GRU's n block: b_in only); whh_t (H, G*H)
+    = W_hh^T; b_hn (H,) GRU's b_hn; coef from gate_coefficients; q (B, G*H) scratch (GRU);
     y (T, B, Dy) the layer's output, this direction in columns y_off..y_off+H (0 at padded
     steps); lengths (B,) real steps per sample. s[init slot] (and c's) must hold zeros on entry.
-    Both products of a step run here (not one BLAS call for x W_ih^T over all steps) so that the
-    threads that share a batch share all of its products.
     Loops index whole 1-D views from 0 (v[j], j in range(len)) so that LLVM vectorises them."""
     T = z.shape[0]
     H = s.shape[2]
@@ -220,16 +217,10 @@ def recurrent_forward(cell, x, wih_t, z, whh_t, bias, b_hn, coef, s, c, tc, hn, 
         t = T - 1 - step if reverse else step
         prev = t + 1 if reverse else t
         cur = t if reverse else t + 1
-        for b in range(b0, b1):
-            fill(z[t, b], 0.0)
-            if gru:                                                # GRU keeps W_h h apart: r multiplies part of it
+        if gru:                                                    # GRU keeps W_h h apart: r multiplies part of it
+            for b in range(b0, b1):
                 fill(q[b], 0.0)
-        for part in range(2):                                      # one call site: compiles once
-            if part == 0:
-                a, w, out = x[t], wih_t, z[t]                      # (B, GH) += (B, In) @ (In, GH)
-            else:
-                a, w, out = s[prev], whh_t, q if gru else z[t]     # (B, GH) += (B, H) @ (H, GH)
-            matmul_add_rows(a, w, out, b0, b1)
+        matmul_add_rows(s[prev], whh_t, q if gru else z[t], b0, b1)   # (B, GH) += (B, H) @ (H, GH)
         for b in range(b0, b1):
             yb = y[t, b, y_off:y_off + H]                          # (H,)
             hp, hb = s[prev, b], s[cur, b]                         # (H,)

@@ -47,7 +47,7 @@ class DrawBudget:
         return self.debt / self.share
 
 
-budget = DrawBudget(share=0.04)       # shared by every chart of the app
+budget = DrawBudget(share=0.03)       # shared by every chart of the app
 
 
 def finite(xs: list, ys: list, positive: bool = False) -> tuple[list, list]:
@@ -200,7 +200,7 @@ class LossChart(Chart):
         seen += self.line(tx, ty, label="train", marker=MARKERS[0], color=COLORS[0])
         seen += self.line(vx, vy, label="val", marker="dot", color=COLORS[1])
         if not seen:
-            self.placeholder("loss: waiting for the first step")
+            self.placeholder("waiting for the first step")
         self.markers(history, seen)
         self.finish()
 
@@ -218,7 +218,7 @@ class AccuracyChart(Chart):
         ax, ay = history.curve("val_acc", self.max_points())
         seen += self.line(ax, [100 * y for y in ay], label="val", marker=MARKERS[0], color=COLORS[1])
         if not seen:
-            self.placeholder("accuracy: after the first evaluation")
+            self.placeholder("after the first evaluation")
         else:
             self.plt.ylim(0, 100)
         self.markers(history, seen)
@@ -248,7 +248,7 @@ class TensorChart(Chart):
         for i, name in enumerate(names):
             seen += self.line(*curves[name], label=name, marker=MARKERS[0], color=COLORS[i % len(COLORS)])
         if not seen:
-            self.placeholder(f"{self.title}: waiting for the first step")
+            self.placeholder("waiting for the first step")
         self.markers(history, seen)
         self.finish()
 
@@ -259,7 +259,7 @@ class GapChart(Chart):
     def draw(self, by_gap: dict | None, chance: float | None) -> None:
         self.start("accuracy by gap length %")
         if not by_gap or not by_gap.get("gap"):
-            self.placeholder("accuracy by gap: after the first evaluation")
+            self.placeholder("after the first evaluation")
         else:
             self.line(list(by_gap["gap"]), [100 * y for y in by_gap["accuracy"]], label="val",
                       marker="braille", color=COLORS[0])

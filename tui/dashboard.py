@@ -32,10 +32,10 @@ from tui.messages import (AlertRaised, Evaluated, KnobApplied, KnobEdited, Prepa
 from tui.panels import ScenarioPanel, make_panel
 from tui.status import StatusLine
 
-REDRAW_SECONDS = 0.25       # charts redraw at most 4 times a second, within tui.charts.budget
+REDRAW_SECONDS = 0.5        # charts redraw at most twice a second, within tui.charts.budget
 PANEL_SECONDS = 1.0         # the scenario panel (predictions) refreshes this often while training
 # the worker posts these at most this often; a newer one replaces a held one, none is lost at the end
-THROTTLED = {Progress: 0.2, Evaluated: 0.5}
+THROTTLED = {Progress: 0.25, Evaluated: 1.0}
 MAX_PINNED = 5
 RECURRENT = ("rnn", "lstm", "gru")
 
@@ -95,7 +95,7 @@ class DashboardScreen(Screen):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     AUTO_FOCUS = None           # nothing focused: the single-key commands work at once
     BINDINGS = [
-        Binding("space", "toggle_run", "Start/pause"),
+        Binding("space", "toggle_run", "Run"),
         Binding("n", "one_step", "Step"),
         Binding("r", "reset", "Reset"),
         Binding("c", "pin", "Pin"),
@@ -154,7 +154,7 @@ class DashboardScreen(Screen):
                     panel = make_panel(self.scenario.panel)
                     with TabPane(panel.title, id="tab-panel"):
                         yield panel
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)    # every key fits in 80 columns
 
     @property
     def panel(self) -> ScenarioPanel:
@@ -344,7 +344,7 @@ class DashboardScreen(Screen):
         """Replot the charts whose data changed; charts in hidden tabs wait until shown.
 
         While training, a redraw waits until `tui.charts.budget` allows it: drawing takes at most
-        4% of the UI thread's time, because plotext redraws every point in Python and Python time
+        3% of the UI thread's time, because plotext redraws every point in Python and Python time
         on the UI thread is time the training thread waits for the GIL."""
         now = time.monotonic()
         if not force and self.state == "running" and (not budget.allows() or now - self.drawn_at < REDRAW_SECONDS):

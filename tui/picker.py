@@ -42,10 +42,9 @@ def entry_text(path: Path, found) -> Text:
         text.append("  broken: see the error", style="dim")
         return text
     text = Text(found.name, style="bold")
-    first = found.description.strip().splitlines()[0] if found.description.strip() else ""
-    text.append(f"  {path.stem}", style="dim")
-    if first:
-        text.append("\n  " + first, style="dim")
+    first = " ".join(found.description.split()).split(". ")[0]      # the first sentence, in short
+    line = f"{path.stem}: {first}" if first else path.stem
+    text.append("\n  " + (line[:41] + "…" if len(line) > 42 else line), style="dim")
     return text
 
 

@@ -68,7 +68,7 @@ class StatusLine(Widget):
     DEFAULT_CSS = """
     StatusLine { height: 1; width: 1fr; }
     """
-    REFRESH_SECONDS = 0.2
+    REFRESH_SECONDS = 0.25
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
