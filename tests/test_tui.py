@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.records import Compiling, Diverged, Evaluation, KnobChanged, Step, Stopped
+from engine.records import Compiling, Diverged, Step, Stopped
 from engine.scenario import load, with_values
 
 DATA = Path(__file__).parent / "data"
@@ -551,6 +551,9 @@ async def test_help_screen_and_command_palette(tmp_path):
         for title in ("Start / pause", "One step", "Reset", "Pin run", "Save checkpoint", "Open checkpoint",
                       "Export metrics", "Help", "Quit descent"):
             assert title in titles
+        await pilot.press("ctrl+p")
+        await pilot.press(*"one step", "enter")                        # through the palette
+        await until(pilot, lambda: screen.session.step == 1 and screen.state == "paused", 30, "one step")
 
 
 @pytest.mark.parametrize("answer", ["k", "d", "escape"])

@@ -44,8 +44,9 @@ def is_recurrent(scenario) -> bool:
     return any(layer.get("type") in RECURRENT for layer in scenario.model.layers)
 
 
-def run_label(scenario, pinned_count: int = 0) -> str:
-    """A short name for a run: 'lstm h64 lr1e-3', 'dense 128-10 lr0.01'."""
+def run_label(scenario, lr: float | None = None) -> str:
+    """A short name for a run: 'lstm h64 adam lr1e-3', 'dense 128-10 sgd lr1e-2'; `lr` is the
+    learning rate now, if a live knob changed it."""
     layers = [dict(layer) for layer in scenario.model.layers]
     cell = next((layer for layer in layers if layer.get("type") in RECURRENT), None)
     if cell:
@@ -55,7 +56,7 @@ def run_label(scenario, pinned_count: int = 0) -> str:
         convs = [layer for layer in layers if layer.get("type") == "conv2d"]
         model = (f"conv{len(convs)} " if convs else "") + ("dense " + "-".join(units) if units else layers[0]["type"])
     t = scenario.training
-    return f"{model} {t.optimizer} lr{t.lr:.0e}".replace("e-0", "e-")
+    return f"{model} {t.optimizer} lr{t.lr if lr is None else lr:.0e}".replace("e-0", "e-")
 
 
 def run_dir_for(scenario, root: Path) -> Path:
@@ -129,7 +130,6 @@ class DashboardScreen(Screen):
         self.smoothed = False
         self.saved_by_user = False        # the user saved or exported into the run folder
         self.last_saved: Path | None = None
-        self.last_step: Step | None = None
         self.quitting = False
         self.panel_drawn = 0.0
         self.drawn_at = 0.0
@@ -179,7 +179,6 @@ class DashboardScreen(Screen):
         self.session = self.make_session(self.scenario)
         self.history = History()
         self.monitor = GradMonitor(is_recurrent(self.scenario))
-        self.last_step = None
         self.saved_by_user = False
         self.stop_event = threading.Event()
         self.worker = self.drive(self.session, "prepare", None, self.stop_event, self.history, self.monitor,
@@ -241,7 +240,7 @@ class DashboardScreen(Screen):
             error = event.worker.error
             self.set_state("error", f"internal error: {type(error).__name__}: {error}")
             self.say(f"{type(error).__name__}: {error}", title="Training stopped by an error",
-                        severity="error", timeout=20)
+                     severity="error", timeout=20)
             self.log.error(repr(error))
 
     def start_run(self, steps: int | None) -> None:
@@ -272,7 +271,6 @@ class DashboardScreen(Screen):
         if not self.current(message):
             return
         r = message.record
-        self.last_step = r
         self.status.show(step=r.step, epoch=r.epoch, loss=r.loss, steps_per_s=r.steps_per_s, elapsed=r.elapsed)
 
     def on_evaluated(self, message: Evaluated) -> None:
@@ -296,7 +294,7 @@ class DashboardScreen(Screen):
             return
         a = message.alert
         self.say(a.text, title=f"Paused: {a.kind} at step {a.step}",
-                    severity="error" if a.kind == "diverged" else "warning", timeout=20)
+                 severity="error" if a.kind == "diverged" else "warning", timeout=20)
 
     def on_run_ended(self, message: RunEnded) -> None:
         if not self.current(message):
@@ -308,7 +306,7 @@ class DashboardScreen(Screen):
             acc = r.summary.get("metrics", {}).get("accuracy")
             self.set_state("finished", f"budget of {r.step:,} steps done; r resets, c pins")
             self.say(f"Finished {r.step:,} steps in {r.elapsed:.1f} s"
-                        + (f", validation accuracy {100 * acc:.1f}%" if acc is not None else ""), title="Done")
+                     + (f", validation accuracy {100 * acc:.1f}%" if acc is not None else ""), title="Done")
         elif isinstance(r, Diverged):
             self.set_state("diverged", "lower lr or set clip_norm, then space continues or r resets")
         else:
@@ -444,7 +442,7 @@ class DashboardScreen(Screen):
         if not len(self.history.loss):
             self.say("Nothing to pin yet: train a few steps first.", timeout=3)
             return
-        label = run_label(self.scenario)
+        label = run_label(self.scenario, self.session.base_lr)
         labels = [p.label for p in self.pinned]
         if label in labels:
             label = f"{label} #{sum(lbl.startswith(label) for lbl in labels) + 1}"
@@ -543,6 +541,8 @@ class DashboardScreen(Screen):
         if choice is None and s is not None and s.step > 0:
             return
         self.quitting = True
+        if self.state == "compiling":
+            self.set_state("compiling", "quitting once the kernels are compiled")
         await self.halt()
         if s is not None:
             try:

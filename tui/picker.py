@@ -39,7 +39,7 @@ def shown_error(err) -> str:
 def entry_text(path: Path, found) -> Text:
     if isinstance(found, Exception):
         text = Text(f"✗ {path.name}", style="bold red")
-        text.append("  broken: see the error", style="dim")
+        text.append("\n  does not load", style="dim")
         return text
     text = Text(found.name, style="bold")
     first = " ".join(found.description.split()).split(". ")[0]      # the first sentence, in short
