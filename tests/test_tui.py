@@ -103,6 +103,16 @@ def test_decimate_and_smooth():
     assert smooth([2.0, 2.0, 2.0]) == pytest.approx([2.0, 2.0, 2.0])   # no start-up bias
 
 
+def test_long_curves_stay_bounded():
+    from tui.history import SERIES_CAP, Series
+
+    s = Series()
+    for i in range(1, 20001):
+        s.add(i, 1.0)
+    assert len(s) <= SERIES_CAP and s.xs[-1] == 20000 and s.xs[-100:] == list(range(19901, 20001))
+    assert all(a < b for a, b in zip(s.xs, s.xs[1:])) and set(s.ys) == {1.0}
+
+
 def test_heatmap_shades_decades():
     from tui.charts import heatmap_lines, shade, squeeze
 
@@ -320,7 +330,11 @@ async def test_pin_keeps_curves_for_comparison(tmp_path):
         assert label == "dense 32-10 adam lr3e-3"
         assert screen.pinned[0].loss[0] == [1, 2, 3]
         screen.redraw(force=True)
-        assert label in screen.query_one(LossChart).plt.build()     # in the legend
+        chart = screen.query_one(LossChart)
+        assert label in chart.plt.build()                            # in the legend
+        await pilot.press("l", "m")                                  # log scale, smoothing
+        assert "loss (log) smoothed" in chart.plt.build()
+        assert chart.log_scale and max(chart.y_seen) < 1 < max(screen.history.loss.ys)   # log10 of ~2.3
 
 
 @sync
@@ -353,6 +367,7 @@ async def test_save_open_checkpoint_and_export(tmp_path):
         await pilot.press("enter")
         await until(pilot, lambda: screen.session.step == 4, 10, "the checkpoint to load")
         assert app.screen is screen and screen.status.info.step == 4
+        assert screen.history.loss.xs[-1] == 4                          # the curves go back there too
         for name, value in screen.session.trainer.state_dict().items():
             np.testing.assert_array_equal(value, saved[name])
         await pilot.press("o")
@@ -438,11 +453,13 @@ async def test_spam_message_scores(tmp_path):
         screen = await ready(pilot)
         await pilot.press("2")
         box = screen.query_one("#spam-input", Input)
-        box.focus()
+        assert app.focused is box                                      # the tab puts the cursor there
         await pilot.press(*"WINNER! claim your free prize now")
         score = str(screen.query_one("#spam-score", Static).render())
         assert "P(spam)" in score and "%" in score
         assert screen.state == "ready"                                 # typing did not start training
+        await pilot.press("escape", "n")                               # esc leaves; keys act again
+        await until(pilot, lambda: screen.session.step == 1, 30, "one step")
 
 
 # ---- alerts with a scripted session -----------------------------------------------------------------
@@ -602,9 +619,11 @@ async def test_discard_keeps_what_the_user_saved(tmp_path):
 async def test_quit_before_training_asks_nothing(tmp_path):
     app = app_for(load(DIGITS), tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await ready(pilot)
+        screen = await ready(pilot)
+        assert (screen.session.out_dir / "scenario.toml").exists()
         await pilot.press("q")
         await until(pilot, lambda: not app.is_running, 10, "the app to exit")
+    assert not list((tmp_path / "runs").iterdir())                     # no empty run folder left
 
 
 @sync
@@ -692,3 +711,22 @@ def test_dashboard_keeps_most_of_the_headless_speed():
     ratio = sum(rates["A"]) / sum(rates["B"])
     print(f"throughput ratio {ratio:.2f}")
     assert ratio > 0.85, f"dashboard {rates['A']} vs headless {rates['B']} steps/s: {ratio:.2f}"
+
+
+@sync
+async def test_an_unexpected_worker_error_is_reported_not_fatal(tmp_path, monkeypatch):
+    class Broken(ScriptedSession):
+        def run(self, stop, steps=None):
+            yield from grads(2)
+            raise RuntimeError("kernel exploded")
+
+    scenario = with_values(load(DIGITS), {"scenario.panel": "generic"})
+    app = app_for(scenario, tmp_path)
+    app.new_session = lambda sc: Broken(sc, [])
+    said = notes(app, monkeypatch)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        await keys(pilot, "space")
+        await until(pilot, lambda: screen.state == "error", 10, "the error")
+        assert any("RuntimeError: kernel exploded" in s for s in said)
+        assert app.is_running and "internal error" in str(screen.status.render())

@@ -378,8 +378,10 @@ class DashboardScreen(Screen):
     @on(TabbedContent.TabActivated)
     def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
         self.call_after_refresh(self.redraw, True)           # once the pane has its size
-        if event.pane.id == "tab-panel" and self.session is not None and self.session.dataset is not None:
-            self.panel.show_sample()
+        if event.pane.id == "tab-panel":
+            self.panel.entered()
+            if self.session is not None and self.session.dataset is not None:
+                self.panel.show_sample()
 
     # ---- actions ----------------------------------------------------------------------------------
     def ready(self, doing: str) -> bool:
@@ -418,7 +420,7 @@ class DashboardScreen(Screen):
         from engine.scenario import with_values
 
         knobs = self.query_one(KnobsPanel)
-        changes = {k: v for k, v in knobs.values().items()}
+        changes = knobs.values()
         try:
             scenario = with_values(self.scenario, changes) if changes else self.scenario
         except SpecError as e:
@@ -428,6 +430,7 @@ class DashboardScreen(Screen):
         await self.halt()
         if self.session is not None:
             self.session.close()
+            self.remove_if_empty(self.session)
         self.scenario = scenario
         for row in knobs.rows():
             row.commit(changes.get(row.knob.key, row.knob.default))
@@ -491,7 +494,9 @@ class DashboardScreen(Screen):
             if self.state in ("running", "pausing"):
                 self.set_state("paused")
             return
+        self.history.truncate(self.session.step)
         self.set_state("paused", f"opened {path}")
+        self.redraw(force=True)
         self.status.show(step=self.session.step, epoch=self.session.epoch, elapsed=self.session.elapsed)
         self.panel.show_sample()
         self.say(f"Opened {path} at step {self.session.step:,}", timeout=5)
@@ -534,6 +539,12 @@ class DashboardScreen(Screen):
             return
         self.app.push_screen(QuitDialog(str(s.out_dir), s.step), self.finish)
 
+    def remove_if_empty(self, session) -> None:
+        """A run folder that holds only what prepare() wrote (no step trained, nothing saved)
+        is not worth keeping."""
+        if session.step == 0 and not self.saved_by_user and session.out_dir and session.out_dir.is_dir():
+            shutil.rmtree(session.out_dir, ignore_errors=True)
+
     async def finish(self, choice: str | None) -> None:
         """Quit: "keep" saves the checkpoint (metrics are already on disk), "discard" removes the
         run folder unless the user saved or exported into it; None (from the dialog) stays."""
@@ -551,6 +562,7 @@ class DashboardScreen(Screen):
                 s.close()
                 if choice == "discard" and s.out_dir and s.out_dir.exists() and not self.saved_by_user:
                     shutil.rmtree(s.out_dir, ignore_errors=True)
+                self.remove_if_empty(s)
             except (DescentError, OSError) as e:
                 self.say(str(e), title="Could not save", severity="error")
                 self.quitting = False

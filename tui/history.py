@@ -1,8 +1,8 @@
 """What the charts show about one run, kept as plain data (no widgets), plus the gradient alarms.
 
 The training worker adds records here from its thread (`History.add` takes a lock); the charts
-read decimated copies on the UI thread at their redraw tick. `version` tells a chart whether
-anything changed since it last drew.
+read decimated copies on the UI thread at their redraw tick. The `*_version` counters tell a
+chart whether its data changed since it last drew.
 """
 
 from __future__ import annotations
@@ -16,12 +16,15 @@ from dataclasses import dataclass, field
 from engine.records import Diverged, Evaluation, KnobChanged, Step
 
 MAX_POINTS = 300        # a chart never gets more points than this (it redraws all of them)
+SERIES_CAP = 4096       # a curve keeps at most this many points (metrics.jsonl has them all)
 HEATMAP_ROWS = 200      # per-time-step gradient rows kept for the heatmap
 
 
 @dataclass
 class Series:
-    """One curve: x (training step) and y values, appended in step order."""
+    """One curve: x (training step) and y values, appended in step order. Past SERIES_CAP
+    points the older half is merged pairwise, so a long run costs the same to draw as a short
+    one: old stretches get coarser, the newest points stay exact."""
 
     xs: list[float] = field(default_factory=list)
     ys: list[float] = field(default_factory=list)
@@ -29,6 +32,11 @@ class Series:
     def add(self, x: float, y: float) -> None:
         self.xs.append(x)
         self.ys.append(y)
+        if len(self.xs) > SERIES_CAP:
+            half = SERIES_CAP // 2 & ~1
+            old_x, old_y = self.xs[:half], self.ys[:half]
+            self.xs[:half] = old_x[1::2]
+            self.ys[:half] = [(a + b) / 2 for a, b in zip(old_y[0::2], old_y[1::2])]
 
     def __len__(self) -> int:
         return len(self.xs)
@@ -74,7 +82,6 @@ class History:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.version = 0                # any change
         self.step_version = 0           # Step records (loss, gradient curves, heatmap)
         self.eval_version = 0           # Evaluation records (validation curves)
         self.marker_version = 0         # knob markers
@@ -111,9 +118,19 @@ class History:
                 self.marker_version += 1
             elif isinstance(record, Diverged):
                 self.diverged_at = record.step
-            else:
-                return
-            self.version += 1
+
+    def truncate(self, step: int) -> None:
+        """Forget everything after `step` (a checkpoint from that step was opened)."""
+        with self._lock:
+            for series in [self.loss, self.val_loss, self.val_acc, self.grad_norm,
+                           *self.grad_norms.values(), *self.update_ratios.values()]:
+                keep = sum(1 for x in series.xs if x <= step)
+                del series.xs[keep:], series.ys[keep:]
+            self.time_rows = deque((row for row in self.time_rows if row[0] <= step), maxlen=HEATMAP_ROWS)
+            self.markers = [m for m in self.markers if m[0] <= step]
+            self.step_version += 1
+            self.eval_version += 1
+            self.marker_version += 1
 
     # ---- reads (UI thread) ----------------------------------------------------------------------
     def curve(self, name: str, max_points: int = MAX_POINTS) -> tuple[list, list]:

@@ -116,6 +116,9 @@ class ScenarioPanel(Vertical):
     def show_sample(self) -> None:
         pass
 
+    def entered(self) -> None:
+        """The user opened this panel's tab."""
+
 
 class BrowsePanel(ScenarioPanel):
     """A panel that shows one test sample at a time; left/right move through them."""
@@ -212,11 +215,15 @@ class SpamPanel(ScenarioPanel):
     def compose(self) -> ComposeResult:
         with Horizontal():
             with Vertical(classes="sample"):
-                yield Input(placeholder="type a message to score it", id="spam-input")
+                yield Input(placeholder="type a message to score it (esc leaves)", id="spam-input")
                 yield Static("", id="spam-score")
                 yield Static("", id="mistakes")
             with VerticalScroll(classes="side"):
                 yield Static("The confusion matrix appears after the first evaluation.", id="confusion")
+
+    def entered(self) -> None:
+        """Opening the tab puts the cursor in the message box (esc leaves it)."""
+        self.query_one("#spam-input", Input).focus()
 
     @on(Input.Changed, "#spam-input")
     def _typed(self, event: Input.Changed) -> None:
