@@ -89,16 +89,22 @@ def act_backward(y, dy, act, slope, dz):
 
 
 @jit
+def column_sums(a, out):
+    """out (F,) <- sums over the rows of a (N, F)."""
+    n, f = a.shape
+    for j in range(f):
+        out[j] = 0.0
+    for i in range(n):
+        for j in range(f):
+            out[j] += a[i, j]
+
+
+@jit
 def bias_act_backward(y, dy, act, slope, dz, db):
     """act_backward, plus db <- column sums of dz (skipped when db is empty)."""
     act_backward(y, dy, act, slope, dz)
     if db.size > 0:
-        n, f = dz.shape
-        for j in range(f):
-            db[j] = 0.0
-        for i in range(n):
-            for j in range(f):
-                db[j] += dz[i, j]
+        column_sums(dz, db)
 
 
 def as_2d(x: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ import math
 
 import numpy as np
 
-from .activations import IDENTITY, RELU, bias_act_backward, bias_act_forward
+from .activations import IDENTITY, RELU, bias_act_backward, bias_act_forward, column_sums
 from .dense import uniform_fan_in
 from .errors import SpecError
 from .jit import jit
@@ -177,16 +177,6 @@ def add_at_last(dx, lens, d_last):
         for k in range(d):
             dx[b, lens[b] - 1, k] += d_last[b, 0, k]
 
-
-@jit
-def column_sums(a, out):
-    """out (F,) <- sums over the rows of a (N, F)."""
-    n, f = a.shape
-    for j in range(f):
-        out[j] = 0.0
-    for i in range(n):
-        for j in range(f):
-            out[j] += a[i, j]
 
 
 @jit
