@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(e), e.exit_code)
     except KeyboardInterrupt:
         return fail("interrupted", EXIT_INTERRUPTED)
+    except BrokenPipeError:   # output piped into `head` and the reader left: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception as e:  # a bug, not bad input: keep the one-line contract, keep the details
         import tempfile
         import traceback
@@ -186,7 +189,7 @@ def cmd_data(args) -> int:
     if args.data_command == "where":
         print(root)
         for name, info in DATASETS.items():
-            present = all((root / name / f).exists() for f in dataset_files(info))
+            present = all((root / name / f).exists() for f in info.needed)
             print(f"  {name:<10} {'present' if present else 'missing: descent data fetch ' + name}")
         return EXIT_OK
     names = list(DATASETS) if args.name == "all" else [args.name]
@@ -200,12 +203,6 @@ def cmd_data(args) -> int:
             print(file=sys.stderr)
         print(f"{name}: ok in {where}")
     return EXIT_OK
-
-
-def dataset_files(info) -> list[str]:
-    files = info.get("files") if isinstance(info, dict) else getattr(info, "files", [])
-    return [f if isinstance(f, str) else (f.get("name") if isinstance(f, dict) else getattr(f, "name", str(f)))
-            for f in files]
 
 
 # ---- the headless loop --------------------------------------------------------------------------
