@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.scenario import load, resolve_name  # noqa: E402
-from tui.app import make_app  # noqa: E402
+from descent.engine.scenario import load, resolve_name  # noqa: E402
+from descent.tui.app import make_app  # noqa: E402
 
 
 async def until(pilot, condition, timeout=120.0):

@@ -149,14 +149,14 @@ class blas_threads:
 
 def layers_available(w: Workload) -> str | None:
     """None if every layer type of `w` exists, else the reason."""
-    from engine.model import REGISTRY
+    from descent.engine.model import REGISTRY
 
     for entry in w.layers:
         module = REGISTRY[entry["type"]].split(":")[0]
-        if importlib.util.find_spec(f"engine.{module}") is None:
+        if importlib.util.find_spec(f"descent.engine.{module}") is None:
             return "n/a (layer missing)"
     try:
-        from engine.model import Net
+        from descent.engine.model import Net
 
         Net(w.layers, w.in_shape, np.float32, 0)
     except (ImportError, AttributeError, NotImplementedError):
@@ -168,8 +168,8 @@ def layers_available(w: Workload) -> str | None:
 
 class Ours:
     def __init__(self, w: Workload, data, threads: int):
-        from engine.backend import Trainer
-        from engine.optim import OptimConfig
+        from descent.engine.backend import Trainer
+        from descent.engine.optim import OptimConfig
 
         self.label = f"ours {threads}T"
         self.threads = threads
@@ -190,7 +190,7 @@ class Torch:
     def __init__(self, w: Workload, data, threads: int, fused: bool):
         import torch
 
-        from engine.torch_backend import build_torch_model
+        from descent.engine.torch_backend import build_torch_model
 
         self.torch = torch
         self.label = f"torch {threads}T{' fused' if fused else ''}"
@@ -282,7 +282,7 @@ def measure(variants, repeats: int, block_s: float) -> tuple[dict, dict]:
 def compile_probe(keys: list[str]) -> dict:
     """Build and step every available workload's model once; runs inside a fresh process."""
     t0 = time.perf_counter()
-    from engine.backend import warm_up
+    from descent.engine.backend import warm_up
 
     imported = time.perf_counter() - t0
     t1 = time.perf_counter()

@@ -34,7 +34,7 @@ REGISTRY = {
 
 def layer_class(kind: str):
     module, cls = REGISTRY[kind].split(":")
-    return getattr(importlib.import_module(f"engine.{module}"), cls)
+    return getattr(importlib.import_module(f"descent.engine.{module}"), cls)
 
 
 def build_layers(spec, in_shape: tuple, dtype=np.float32, prefix: str = "") -> list[Layer]:

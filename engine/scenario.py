@@ -18,8 +18,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from engine.errors import DescentError, SpecError
-from engine.toml_write import dumps as _toml_dumps
+from descent.engine.errors import DescentError, SpecError
+from descent.engine.toml_write import dumps as _toml_dumps
 
 REQUIRED = type("Required", (), {"__repr__": lambda self: "REQUIRED"})()
 OPTIONAL = type("Optional", (), {"__repr__": lambda self: "OPTIONAL"})()   # may be left out; no default
@@ -807,9 +807,9 @@ def _check_shapes(scenario: Scenario) -> None:
     """The model built against the data's per-sample input shape (no data loaded)."""
     import numpy as np
 
-    from engine.data import input_shape, vocab_size
-    from engine.model import build_layers
-    from engine.session import fill_from_data
+    from descent.engine.data import input_shape, vocab_size
+    from descent.engine.model import build_layers
+    from descent.engine.session import fill_from_data
 
     options = dict(scenario.data.options)
     try:

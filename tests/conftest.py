@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
+
+# A relative DESCENT_DATA (the README's `DESCENT_DATA=../shared/data`) is resolved once, here,
+# against the folder pytest started in: fixtures that change directory must not lose the data.
+if os.environ.get("DESCENT_DATA"):
+    os.environ["DESCENT_DATA"] = str(Path(os.environ["DESCENT_DATA"]).expanduser().resolve())
 
 TORCH_REASON = "torch not installed: pip install 'descent[torch]'"
 

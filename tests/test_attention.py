@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import naive_attention as naive
-from engine.errors import SpecError
-from engine.layer import Context
-from engine.model import Net, build_layers
+from descent.engine.errors import SpecError
+from descent.engine.layer import Context
+from descent.engine.model import Net, build_layers
 
 B, T, E = 5, 9, 6
 LENS = (9, 4, 1, 7, 2)          # mixed lengths: full, short, a single token
@@ -243,8 +243,8 @@ def test_no_allocation_in_steady_state():
 
 def train_both(layers, x, y, mask, in_shape):
     pytest.importorskip("torch", reason="the torch backend is the reference")
-    from engine.backend import make_trainer
-    from engine.optim import OptimConfig
+    from descent.engine.backend import make_trainer
+    from descent.engine.optim import OptimConfig
 
     out = {}
     for backend in ("numba", "torch"):
@@ -273,9 +273,9 @@ def test_attention_model_trains_like_torch():
 
 
 def test_embedding_model_trains_like_torch():
-    recurrent = pytest.importorskip("engine.recurrent", reason="engine.recurrent is not written yet")
+    recurrent = pytest.importorskip("descent.engine.recurrent", reason="descent.engine.recurrent is not written yet")
     if not hasattr(recurrent, "Embedding"):
-        pytest.skip("engine.recurrent.Embedding is not written yet")
+        pytest.skip("descent.engine.recurrent.Embedding is not written yet")
     rng = np.random.default_rng(2)
     mask = mask_of(LENS)
     x = np.where(mask, rng.integers(1, 20, size=(B, T)), 0).astype(np.int64)

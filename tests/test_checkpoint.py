@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from engine import checkpoint
-from engine.backend import Trainer
-from engine.optim import OptimConfig
+from descent.engine import checkpoint
+from descent.engine.backend import Trainer
+from descent.engine.optim import OptimConfig
 
 SPEC = [{"type": "flatten"}, {"type": "dense", "units": 16, "activation": "tanh"},
         {"type": "dense", "units": 12, "activation": "relu"}, {"type": "dense", "units": 3}]
@@ -17,9 +17,9 @@ IN_SHAPE = (2, 5)
 
 
 def has_dropout() -> bool:
-    """engine.conv (with Dropout) is written in parallel; the resume test uses it once it exists."""
+    """descent.engine.conv (with Dropout) is written in parallel; the resume test uses it once it exists."""
     try:
-        from engine.conv import Dropout  # noqa: F401
+        from descent.engine.conv import Dropout  # noqa: F401
     except ImportError:
         return False
     return True
@@ -101,7 +101,7 @@ def test_atomic_write_text_replaces_whole_files(tmp_path):
 
 
 def test_checkpoint_loads_into_the_torch_model(torch, rel_err, tmp_path):
-    from engine.torch_backend import build_torch_model
+    from descent.engine.torch_backend import build_torch_model
 
     t = trained(10, seed=3)
     path = tmp_path / "checkpoint.npz"
@@ -117,7 +117,7 @@ def test_checkpoint_loads_into_the_torch_model(torch, rel_err, tmp_path):
 
 
 def test_torch_state_dict_loads_into_our_trainer(torch, rel_err):
-    from engine.torch_backend import build_torch_model
+    from descent.engine.torch_backend import build_torch_model
 
     model = build_torch_model(SPEC, IN_SHAPE, "float64", seed=11)
     with torch.no_grad():

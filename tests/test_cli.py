@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def descent(*args, cwd=None, env=None, timeout=300, check_rc=None):
     full_env = os.environ | (env or {})
-    p = subprocess.run([sys.executable, "-m", "tui.cli", *map(str, args)], cwd=cwd or ROOT, env=full_env,
+    p = subprocess.run([sys.executable, "-m", "descent.tui.cli", *map(str, args)], cwd=cwd or ROOT, env=full_env,
                        capture_output=True, text=True, timeout=timeout)
     if check_rc is not None:
         assert p.returncode == check_rc, f"rc {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}"
@@ -79,9 +79,9 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path):
     """Stop mid-run (as Ctrl-C does), resume from the folder: the same curve, bit for bit."""
     import threading
 
-    from engine.records import Step
-    from engine.scenario import load, resolve_name
-    from engine.session import Session
+    from descent.engine.records import Step
+    from descent.engine.scenario import load, resolve_name
+    from descent.engine.session import Session
 
     overrides = ["training.log_every=1", "training.steps=150", "training.schedule=cosine",
                  "model.layers[1].units=32"]
@@ -147,7 +147,7 @@ def test_divergence_exits_1_with_step_and_hint(tmp_path):
 
 def test_sigterm_saves_checkpoint_and_exits_130(tmp_path):
     out = tmp_path / "sig"
-    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "run", "digits8x8", "--steps", "10000000",
+    proc = subprocess.Popen([sys.executable, "-m", "descent.tui.cli", "run", "digits8x8", "--steps", "10000000",
                              "--set", "training.log_every=1", "--out", str(out)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = out / "metrics.jsonl"

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 import naive_conv as naive
-from engine import conv
-from engine.activations import CODES, IDENTITY, RELU
-from engine.errors import SpecError
-from engine.layer import Context
-from engine.model import Net, build_layers
+from descent.engine import conv
+from descent.engine.activations import CODES, IDENTITY, RELU
+from descent.engine.errors import SpecError
+from descent.engine.layer import Context
+from descent.engine.model import Net, build_layers
 
 # (batch, channels, height, width, filters, kernel, stride, padding, activation, bias)
 CONV_CASES = [
@@ -171,7 +171,7 @@ def test_residual_matches_torch(torch, rel_err):
 
 
 def test_residual_state_dict_loads_into_the_torch_model(torch, rel_err):
-    from engine.torch_backend import build_torch_model
+    from descent.engine.torch_backend import build_torch_model
 
     ours = Net(RESIDUAL_CNN, (2, 6, 6), np.float64, seed=1)
     model = build_torch_model(RESIDUAL_CNN, (2, 6, 6), "float64", seed=5)      # other weights first
@@ -392,7 +392,7 @@ def test_dropout_is_deterministic_per_seed_and_off_in_eval():
 
 
 def test_dropout_training_runs_reproduce():
-    from engine.backend import Trainer
+    from descent.engine.backend import Trainer
 
     specs = [{"type": "dense", "units": 16, "activation": "relu"}, {"type": "dropout", "p": 0.5},
              {"type": "dense", "units": 3}]
@@ -410,8 +410,8 @@ def test_dropout_training_runs_reproduce():
 
 def test_small_cnn_trains_like_torch():
     pytest.importorskip("torch", reason="the torch backend is the reference")
-    from engine.backend import make_trainer
-    from engine.optim import OptimConfig
+    from descent.engine.backend import make_trainer
+    from descent.engine.optim import OptimConfig
 
     specs = [{"type": "conv2d", "filters": 4, "kernel": 3, "activation": "relu"},
              {"type": "maxpool2d", "size": 2},

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.backend import Trainer, make_trainer
-from engine.optim import OptimConfig
+from descent.engine.backend import Trainer, make_trainer
+from descent.engine.optim import OptimConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = [{"type": "dense", "units": 12, "activation": "tanh"}, {"type": "dense", "units": 10, "activation": "relu"},
@@ -23,7 +23,7 @@ IN_SHAPE = (6,)
 
 def has_dropout() -> bool:
     try:
-        from engine.conv import Dropout  # noqa: F401
+        from descent.engine.conv import Dropout  # noqa: F401
     except ImportError:
         return False
     return True
@@ -54,7 +54,7 @@ def test_same_seed_same_curve(kind):
     assert not np.array_equal(c.net.params.flat, Trainer(SPEC, IN_SHAPE, seed=3).net.params.flat)
 
 
-@pytest.mark.skipif(not has_dropout(), reason="engine.conv.Dropout is not written yet")
+@pytest.mark.skipif(not has_dropout(), reason="descent.engine.conv.Dropout is not written yet")
 def test_same_seed_same_curve_with_dropout():
     spec = SPEC[:1] + [{"type": "dropout", "p": 0.4}] + SPEC[1:]
     data = batches(40)
@@ -147,18 +147,18 @@ def test_engine_never_imports_the_ui_or_torch():
     stay out of sys.modules (torch is imported lazily, inside the functions that need it)."""
     code = """
 import importlib, json, pkgutil, sys
-import engine
-names = ["engine.backend", "engine.model", "engine.checkpoint", "engine.torch_backend"]
-names += [m.name for m in pkgutil.walk_packages(engine.__path__, "engine.")]
+import descent.engine
+names = ["descent.engine.backend", "descent.engine.model", "descent.engine.checkpoint", "descent.engine.torch_backend"]
+names += [m.name for m in pkgutil.walk_packages(descent.engine.__path__, "descent.engine.")]
 for name in names:
     importlib.import_module(name)
 print(json.dumps({"imported": names,
-                  "bad": sorted(m for m in sys.modules if m.split(".")[0] in ("textual", "tui", "torch"))}))
+                  "bad": sorted(m for m in sys.modules if m.split(".")[0] in ("textual", "torch") or m.startswith("descent.tui"))}))
 """
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert "engine.backend" in result["imported"]
+    assert "descent.engine.backend" in result["imported"]
     if (ROOT / "engine" / "session.py").exists():
-        assert "engine.session" in result["imported"]
+        assert "descent.engine.session" in result["imported"]
     assert result["bad"] == []

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.data import DATA_ENV, DATASETS, DatasetInfo, data_dir, fetch, require
-from engine.errors import DataMissing, DescentError
+from descent.engine.data import DATA_ENV, DATASETS, DatasetInfo, data_dir, fetch, require
+from descent.engine.errors import DataMissing, DescentError
 
 
 def sha(data: bytes) -> str:

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from engine.data import FACTS, FILLERS, make_nile, nile_sentence
-from engine.errors import SpecError
+from descent.engine.data import FACTS, FILLERS, make_nile, nile_sentence
+from descent.engine.errors import SpecError
 
 
 @pytest.fixture(scope="module")

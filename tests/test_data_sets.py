@@ -8,10 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from engine.data import (data_dir, load_digits8x8, load_mnist, load_sms_spam, load_spambase,
+from descent.engine.data import (data_dir, load_digits8x8, load_mnist, load_sms_spam, load_spambase,
                          require, stratified_split)
-from engine.data.text import build_vocab, read_sms, tokenize
-from engine.errors import DataMissing, SpecError
+from descent.engine.data.text import build_vocab, read_sms, tokenize
+from descent.engine.errors import DataMissing, SpecError
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]

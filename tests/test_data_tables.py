@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.data import data_dir, input_shape, load_csv, load_dataset, load_text_csv, require
-from engine.data.tables import read_table
-from engine.errors import DataMissing, DescentError, SpecError
+from descent.engine.data import data_dir, input_shape, load_csv, load_dataset, load_text_csv, require
+from descent.engine.data.tables import read_table
+from descent.engine.errors import DataMissing, DescentError, SpecError
 
 FIXTURES = Path(__file__).parent / "data"
 

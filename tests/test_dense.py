@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import naive
-from engine.errors import SpecError
-from engine.layer import Context
-from engine.model import Net, build_layers
+from descent.engine.errors import SpecError
+from descent.engine.layer import Context
+from descent.engine.model import Net, build_layers
 
 ACTS = ["identity", "relu", "leaky_relu", "sigmoid", "tanh", "softmax"]
 KINKED = {"relu", "leaky_relu"}       # finite differences are only safe to 1e-5 there
@@ -222,7 +222,7 @@ def test_flatten_shapes_and_backward(rng):
 def test_flatten_dense_stack_matches_build_torch_model(torch, rel_err, rng):
     """A whole stack (flatten, every fused activation, standalone activations) against the torch
     model built from the same spec and seed: outputs and every parameter gradient."""
-    from engine.torch_backend import build_torch_model
+    from descent.engine.torch_backend import build_torch_model
 
     spec = [{"type": "flatten"}, {"type": "dense", "units": 9, "activation": "tanh"},
             {"type": "dense", "units": 8, "activation": "leaky_relu", "slope": 0.1},
@@ -257,7 +257,7 @@ def sparse_input(rng, n, f, density=0.01, dtype=np.float64):
 
 @pytest.mark.parametrize("act", ["relu", "softmax"])
 def test_sparse_input_matches_torch(torch, rel_err, rng, act):
-    from engine.dense import SPARSE_MIN_FAN_IN
+    from descent.engine.dense import SPARSE_MIN_FAN_IN
 
     f = SPARSE_MIN_FAN_IN + 7
     net = Net([{"type": "dense", "units": OUT, "activation": act}], (f,), np.float64, 0)
@@ -286,7 +286,7 @@ def test_sparse_input_matches_torch(torch, rel_err, rng, act):
 
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)], ids=["f64", "f32"])
 def test_sparse_input_matches_naive_and_the_dense_path(rel_err, rng, dtype, tol):
-    from engine.dense import SPARSE_MIN_FAN_IN
+    from descent.engine.dense import SPARSE_MIN_FAN_IN
 
     f = SPARSE_MIN_FAN_IN
     net = Net([{"type": "dense", "units": 3, "activation": "tanh"}], (f,), dtype, 0)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import naive
-from engine.backend import Trainer
-from engine.losses import binary_cross_entropy, mean_squared_error, softmax_cross_entropy
-from engine.optim import OptimConfig
+from descent.engine.backend import Trainer
+from descent.engine.losses import binary_cross_entropy, mean_squared_error, softmax_cross_entropy
+from descent.engine.optim import OptimConfig
 
 N, K = 7, 5
 

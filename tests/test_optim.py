@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import naive
-from engine.optim import OptimConfig, Optimizer, adam_kernel, rmsprop_kernel, sgd_kernel
-from engine.params import LANES, ParamSet, segment_sumsq
-from engine.schedules import lr_at
+from descent.engine.optim import OptimConfig, Optimizer, adam_kernel, rmsprop_kernel, sgd_kernel
+from descent.engine.params import LANES, ParamSet, segment_sumsq
+from descent.engine.schedules import lr_at
 
 SHAPES = [("0.weight", (6, 5)), ("0.bias", (6,)), ("1.weight", (70,)), ("1.bias", (3, 1))]
 
@@ -41,7 +41,7 @@ def make(config: dict, dtype=np.float64, seed=0):
 
 def torch_twin(torch, ps: ParamSet, config: dict):
     """Leaf tensors with the same values, and the torch.optim optimizer for `config`."""
-    from engine.optim import torch_optimizer
+    from descent.engine.optim import torch_optimizer
 
     tensors = [torch.tensor(ps.values[n].copy(), requires_grad=True) for n in ps.names]
     return tensors, torch_optimizer(OptimConfig(**config), tensors)

@@ -11,10 +11,10 @@ import threading
 import numpy as np
 import pytest
 
-from engine.data import data_dir
-from engine.records import Evaluation, Step
-from engine.scenario import load, resolve_name
-from engine.session import Session
+from descent.engine.data import data_dir
+from descent.engine.records import Evaluation, Step
+from descent.engine.scenario import load, resolve_name
+from descent.engine.session import Session
 
 
 def train(name: str, *overrides: str, seed: int | None = None):

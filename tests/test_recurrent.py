@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import naive_recurrent as naive
-from engine.errors import SpecError
-from engine.layer import Context
-from engine.model import Net, build_layers
-from engine.recurrent_kernels import tanh_fast
+from descent.engine.errors import SpecError
+from descent.engine.layer import Context
+from descent.engine.model import Net, build_layers
+from descent.engine.recurrent_kernels import tanh_fast
 
 CELLS = ("rnn", "lstm", "gru")
 B, T, E, H = 5, 6, 3, 4
@@ -308,9 +308,9 @@ def test_embedding_rejects_bad_ids():
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_embedding_lstm_dense_trains_like_torch(kind):
     torch = pytest.importorskip("torch", reason="PyTorch is the reference")
-    from engine.backend import make_trainer
-    from engine.optim import OptimConfig
-    from engine.torch_backend import build_torch_model
+    from descent.engine.backend import make_trainer
+    from descent.engine.optim import OptimConfig
+    from descent.engine.torch_backend import build_torch_model
 
     spec = [{"type": "embedding", "dim": 6, "vocab": 11}, {"type": kind, "hidden": 8, "output": "last"},
             {"type": "dense", "units": 3}]
@@ -336,7 +336,7 @@ def test_embedding_lstm_dense_trains_like_torch(kind):
 
 
 def test_trainer_reports_time_grad_norms_per_stacked_layer():
-    from engine.backend import Trainer
+    from descent.engine.backend import Trainer
 
     spec = [{"type": "embedding", "dim": 4, "vocab": 9}, {"type": "gru", "hidden": 5, "layers": 2},
             {"type": "dense", "units": 2}]
@@ -388,7 +388,7 @@ def test_mask_must_be_right_padded():
 
 def vanishing_ratio(kind, **keys):
     """||dL/dh_0|| / ||dL/dh_{T-1}|| for a loss at the last of 60 steps, float64, first step."""
-    from engine.backend import Trainer
+    from descent.engine.backend import Trainer
 
     spec = [{"type": "embedding", "dim": 16, "vocab": 20}, {"type": kind, "hidden": 32, **keys},
             {"type": "dense", "units": 4}]

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import scenario as S
-from engine.errors import DescentError, SpecError
-from engine.toml_write import dumps as toml_dumps
+from descent.engine import scenario as S
+from descent.engine.errors import DescentError, SpecError
+from descent.engine.toml_write import dumps as toml_dumps
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).parent.parent
@@ -44,8 +44,8 @@ BAD = {
     "bad_knob_range.toml": ("knobs[0].min", 14, "must include the current value training.lr = 0.001", ()),
     "bad_knob_choice.toml": ("knobs[0].choices", 19, 'current value model.layers[1].type = "lstm"', ()),
     "bad_knob_type.toml": ("knobs[0].type", 13, 'use type = "int"', ()),
-    "bad_layer_key.toml": ("model.layers[1]", 11, "unit", ("engine.model", "engine.dense")),
-    "bad_shape.toml": ("model.layers[0]", 10, "", ("engine.model", "engine.conv")),
+    "bad_layer_key.toml": ("model.layers[1]", 11, "unit", ("descent.engine.model", "descent.engine.dense")),
+    "bad_shape.toml": ("model.layers[0]", 10, "", ("descent.engine.model", "descent.engine.conv")),
 }
 
 
@@ -109,7 +109,7 @@ def test_ints_widen_to_floats_but_floats_do_not_narrow():
 @pytest.mark.parametrize("name", ["good_minimal.toml", "good_nile.toml", "good_spam.toml"])
 def test_good_files_load_with_shapes(name):
     if name != "good_minimal.toml":
-        pytest.importorskip("engine.recurrent")
+        pytest.importorskip("descent.engine.recurrent")
     s = S.load(DATA / name)
     assert s.name and s.description
 
@@ -252,8 +252,8 @@ layers = [{ type = "dense", units = 16, activation = "relu" }, { type = "dense",
 
 
 def test_shape_errors_come_keyed_and_located(monkeypatch):
-    import engine.data
-    import engine.model
+    import descent.engine.data
+    import descent.engine.model
     seen = {}
 
     def fake_input_shape(source, options, base_dir):
@@ -264,8 +264,8 @@ def test_shape_errors_come_keyed_and_located(monkeypatch):
         seen["model"] = (spec, in_shape, dtype)
         raise SpecError("[1].units", "dense expects a flat input")
 
-    monkeypatch.setattr(engine.data, "input_shape", fake_input_shape)
-    monkeypatch.setattr(engine.model, "build_layers", fake_build_layers)
+    monkeypatch.setattr(descent.engine.data, "input_shape", fake_input_shape)
+    monkeypatch.setattr(descent.engine.model, "build_layers", fake_build_layers)
     path = DATA / "good_spam.toml"
     with pytest.raises(SpecError) as info:
         S.load(path, ["training.dtype=float64"])
@@ -354,14 +354,14 @@ def test_docs_name_every_key():
 
 def test_importing_scenario_stays_light():
     """The model and data modules (and NumPy) load only when shapes are checked."""
-    code = "import sys, engine.scenario; print(' '.join(sorted(sys.modules)))"
+    code = "import sys, descent.engine.scenario; print(' '.join(sorted(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     loaded = set(out.stdout.split())
-    assert not loaded & {"engine.model", "engine.data", "numpy", "textual", "tui"}
+    assert not loaded & {"descent.engine.model", "descent.engine.data", "numpy", "textual", "descent.tui"}
 
 
 def test_data_options_match_the_loaders():
-    data = pytest.importorskip("engine.data")
+    data = pytest.importorskip("descent.engine.data")
     import inspect
 
     assert set(S.SOURCES) == set(data.SOURCES)
@@ -383,5 +383,5 @@ def test_docs_example_loads(tmp_path):
     (tmp_path / "flowers.toml").write_text(example)
     s = S.load(tmp_path / "flowers.toml", check_shapes=False)
     assert [k.live for k in s.knobs] == [True, False] and s.training.nesterov
-    pytest.importorskip("engine.conv")            # dropout
+    pytest.importorskip("descent.engine.conv")            # dropout
     S.load(tmp_path / "flowers.toml")

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is no
 def descent_command() -> list[str]:
     """The installed console script beside this Python, else `python -m tui.cli`."""
     script = Path(sys.executable).parent / "descent"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "tui.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "descent.tui.cli"]
 
 
 class Tmux:

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.records import Compiling, Diverged, Step, Stopped
-from engine.scenario import load, with_values
+from descent.engine.records import Compiling, Diverged, Step, Stopped
+from descent.engine.scenario import load, with_values
 
 DATA = Path(__file__).parent / "data"
 DIGITS = DATA / "tui_digits.toml"
@@ -43,7 +43,7 @@ def isolated(tmp_path, monkeypatch):
 
 
 def app_for(scenario, tmp_path, **kwargs):
-    from tui.app import make_app
+    from descent.tui.app import make_app
 
     return make_app(scenario, runs_dir=tmp_path / "runs", **kwargs)
 
@@ -73,8 +73,14 @@ async def keys(pilot, *names: str):
 
 
 async def ready(pilot):
-    """Wait until the dashboard's session is prepared."""
-    await until(pilot, lambda: getattr(pilot.app.screen, "state", "") == "ready", 120, "the session to be ready")
+    """Wait until the dashboard's session is prepared; a session error fails at once."""
+    def prepared():
+        state = getattr(pilot.app.screen, "state", "")
+        if state == "error":
+            raise AssertionError(f"the session failed: {pilot.app.screen.status.info.detail}")
+        return state == "ready"
+
+    await until(pilot, prepared, 120, "the session to be ready")
     return pilot.app.screen
 
 
@@ -93,7 +99,7 @@ def notes(app, monkeypatch) -> list[str]:
 
 # ---- pure helpers -----------------------------------------------------------------------------------
 def test_decimate_and_smooth():
-    from tui.history import decimate, smooth
+    from descent.tui.history import decimate, smooth
 
     xs = list(range(1000))
     dx, dy = decimate(xs, [float(x) for x in xs], 100)
@@ -104,7 +110,7 @@ def test_decimate_and_smooth():
 
 
 def test_long_curves_stay_bounded():
-    from tui.history import SERIES_CAP, Series
+    from descent.tui.history import SERIES_CAP, Series
 
     s = Series()
     for i in range(1, 20001):
@@ -114,7 +120,7 @@ def test_long_curves_stay_bounded():
 
 
 def test_heatmap_shades_decades():
-    from tui.charts import heatmap_lines, shade, squeeze
+    from descent.tui.charts import heatmap_lines, shade, squeeze
 
     assert shade(1.0, 1.0) == "█" and shade(0.05, 1.0) == "▓" and shade(5e-3, 1.0) == "▒"
     assert shade(5e-4, 1.0) == "░" and shade(5e-5, 1.0) == " " and shade(0.0, 1.0) == " "
@@ -128,7 +134,7 @@ def test_heatmap_shades_decades():
 
 
 def test_digit_lines_draw_blocks():
-    from tui.panels import digit_lines
+    from descent.tui.panels import digit_lines
 
     img = np.zeros((4, 4))
     img[0, :2] = 1.0          # top row left half
@@ -138,8 +144,8 @@ def test_digit_lines_draw_blocks():
 
 
 def test_knob_parsing_and_nudging():
-    from engine.scenario import Knob
-    from tui.knobs import nudge, parse_knob
+    from descent.engine.scenario import Knob
+    from descent.tui.knobs import nudge, parse_knob
 
     lr = Knob("training.lr", "learning rate", "float", 1e-5, 1.0, True, None, True, 1e-3)
     assert parse_knob(lr, " 0.01 ") == 0.01
@@ -156,7 +162,7 @@ def test_knob_parsing_and_nudging():
 
 
 def test_grad_monitor_alarms():
-    from tui.history import GradMonitor
+    from descent.tui.history import GradMonitor
 
     def step(i, g, loss=1.0):
         return Step(i, 0.0, loss, 1e-3, g, 1.0, {}, {}, None, 0.0, 0.0)
@@ -175,8 +181,8 @@ def test_grad_monitor_alarms():
 
 
 def test_status_text_and_ticks():
-    from tui.charts import log_ticks, step_ticks
-    from tui.status import StatusInfo, status_text
+    from descent.tui.charts import log_ticks, step_ticks
+    from descent.tui.status import StatusInfo, status_text
 
     text = status_text(StatusInfo("running", "", 1234, 5000, 2.5, 0.1234, 0.931, 812.0, 75.0)).plain
     for part in ("running", "step 1,234/5,000", "epoch 2.50", "loss 0.1234", "val acc 93.1%", "812 steps/s",
@@ -192,8 +198,8 @@ def test_status_text_and_ticks():
 async def test_picker_shows_broken_file_and_opens_a_scenario(tmp_path, monkeypatch):
     from textual.widgets import OptionList, Static
 
-    from tui.dashboard import DashboardScreen
-    from tui.picker import PickerScreen
+    from descent.tui.dashboard import DashboardScreen
+    from descent.tui.picker import PickerScreen
 
     app = app_for(None, tmp_path, extra_paths=[DIGITS, BROKEN])
     said = notes(app, monkeypatch)
@@ -220,7 +226,7 @@ async def test_picker_shows_broken_file_and_opens_a_scenario(tmp_path, monkeypat
 # ---- dashboard: training controls -------------------------------------------------------------------
 @sync
 async def test_compiling_then_start_pause_and_one_step(tmp_path):
-    from tui.messages import Preparing
+    from descent.tui.messages import Preparing
 
     app = app_for(load(DIGITS, overrides=LONG), tmp_path)
     seen = []
@@ -251,7 +257,7 @@ async def test_compiling_then_start_pause_and_one_step(tmp_path):
 async def test_live_knob_applies_at_next_step_with_a_marker(tmp_path):
     from textual.widgets import Input
 
-    from tui.charts import LossChart
+    from descent.tui.charts import LossChart
 
     app = app_for(load(DIGITS, overrides=LONG), tmp_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -316,7 +322,7 @@ async def test_reset_applies_reset_knobs(tmp_path, monkeypatch):
 
 @sync
 async def test_pin_keeps_curves_for_comparison(tmp_path):
-    from tui.charts import LossChart
+    from descent.tui.charts import LossChart
 
     app = app_for(load(DIGITS), tmp_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -339,7 +345,7 @@ async def test_pin_keeps_curves_for_comparison(tmp_path):
 
 @sync
 async def test_save_open_checkpoint_and_export(tmp_path):
-    from tui.dialogs import OpenDialog
+    from descent.tui.dialogs import OpenDialog
 
     app = app_for(load(DIGITS), tmp_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -382,7 +388,7 @@ async def test_save_open_checkpoint_and_export(tmp_path):
 async def test_digits_browse_with_arrows(tmp_path):
     from textual.widgets import Static
 
-    from tui.panels import DigitsPanel
+    from descent.tui.panels import DigitsPanel
 
     app = app_for(load(DIGITS), tmp_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -408,7 +414,7 @@ async def test_digits_browse_with_arrows(tmp_path):
 async def test_nile_panel_heatmap_and_gap_curve(tmp_path):
     from textual.widgets import Static
 
-    from tui.charts import GapChart, TimeHeatmap
+    from descent.tui.charts import GapChart, TimeHeatmap
 
     app = app_for(load(NILE, overrides=LONG), tmp_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -431,7 +437,7 @@ async def test_nile_panel_heatmap_and_gap_curve(tmp_path):
 
 
 def spam_data_present() -> bool:
-    from engine.data import data_dir
+    from descent.engine.data import data_dir
 
     try:
         return (data_dir(None) / "sms_spam").is_dir()
@@ -445,7 +451,7 @@ def spam_data_present() -> bool:
 async def test_spam_message_scores(tmp_path):
     from textual.widgets import Input, Static
 
-    from engine.scenario import bundled_dir
+    from descent.engine.scenario import bundled_dir
 
     scenario = load(bundled_dir() / "spam.toml", overrides=["training.steps=50"])
     app = app_for(scenario, tmp_path)
@@ -528,7 +534,7 @@ async def test_alerts_pause_and_say_what_to_try(tmp_path, monkeypatch, script, k
 # ---- layout, help, palette, quitting ----------------------------------------------------------------
 @sync
 async def test_narrow_terminal_knobs_toggle_and_resizes(tmp_path):
-    from tui.knobs import KnobsPanel
+    from descent.tui.knobs import KnobsPanel
 
     app = app_for(load(NILE, overrides=LONG), tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -553,7 +559,7 @@ async def test_narrow_terminal_knobs_toggle_and_resizes(tmp_path):
 
 @sync
 async def test_help_screen_and_command_palette(tmp_path):
-    from tui.dialogs import HelpScreen
+    from descent.tui.dialogs import HelpScreen
 
     app = app_for(load(DIGITS), tmp_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -576,7 +582,7 @@ async def test_help_screen_and_command_palette(tmp_path):
 @pytest.mark.parametrize("answer", ["k", "d", "escape"])
 @sync
 async def test_quit_dialog_keeps_or_discards_the_run(tmp_path, answer):
-    from tui.dialogs import QuitDialog
+    from descent.tui.dialogs import QuitDialog
 
     app = app_for(load(DIGITS, overrides=LONG), tmp_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -628,7 +634,7 @@ async def test_quit_before_training_asks_nothing(tmp_path):
 
 @sync
 async def test_missing_data_shows_the_one_line_error(tmp_path, monkeypatch):
-    from engine.scenario import bundled_dir
+    from descent.engine.scenario import bundled_dir
 
     monkeypatch.setenv("DESCENT_DATA", str(tmp_path / "empty"))
     app = app_for(load(bundled_dir() / "spam.toml"), tmp_path)

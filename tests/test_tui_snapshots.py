@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.records import Finished, Step
-from engine.scenario import load
+from descent.engine.records import Finished, Step
+from descent.engine.scenario import load
 
 DATA = Path(__file__).parent / "data"
 FIXTURES = ("tui_digits.toml", "tui_nile.toml", "tui_broken.toml")
@@ -24,20 +24,20 @@ FIXTURES = ("tui_digits.toml", "tui_nile.toml", "tui_broken.toml")
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
     """Only the test scenarios in the picker; runs written under tmp_path."""
-    import engine.scenario
+    import descent.engine.scenario
 
     folder = tmp_path / "scenarios"
     folder.mkdir()
     for name in FIXTURES:
         shutil.copy(DATA / name, folder / name)
-    monkeypatch.setattr(engine.scenario, "search_dirs", lambda: [folder])
+    monkeypatch.setattr(descent.engine.scenario, "search_dirs", lambda: [folder])
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.chdir(tmp_path)
     return folder
 
 
 def make(scenario, tmp_path):
-    from tui.app import make_app
+    from descent.tui.app import make_app
 
     return make_app(scenario, runs_dir=tmp_path / "runs")
 
@@ -67,7 +67,7 @@ def trained(steps: int, tab: str | None = None):
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)])
 def test_picker(snap_compare, tmp_path, size):
-    from tui.app import make_app
+    from descent.tui.app import make_app
 
     # the broken file comes first (sorted) and is highlighted: its error shows
     assert snap_compare(make_app(None, runs_dir=tmp_path / "runs"), terminal_size=size)

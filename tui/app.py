@@ -16,10 +16,10 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from tui.dashboard import DashboardScreen, run_dir_for
-from tui.dialogs import HelpScreen
-from tui.messages import ScenarioPicked
-from tui.picker import PickerScreen
+from descent.tui.dashboard import DashboardScreen, run_dir_for
+from descent.tui.dialogs import HelpScreen
+from descent.tui.messages import ScenarioPicked
+from descent.tui.picker import PickerScreen
 
 # what the command palette offers on the dashboard: (title, help, action)
 COMMANDS = (
@@ -59,7 +59,7 @@ class DescentApp(App):
         return DashboardScreen(scenario, self.new_session, id="dashboard")
 
     def new_session(self, scenario):
-        from engine.session import Session
+        from descent.engine.session import Session
 
         return Session(scenario, data_root=self.data_dir, out_dir=run_dir_for(scenario, self.runs_dir),
                        backend=self.backend, seed=self.seed)
@@ -85,7 +85,7 @@ def make_app(scenario=None, data_dir=None, backend=None, seed=None, extra_paths=
     A name or path is loaded here, so a bad file fails before the terminal switches to the app
     (raises engine.errors.DescentError / SpecError)."""
     if isinstance(scenario, (str, Path)):
-        from engine.scenario import load, resolve_name
+        from descent.engine.scenario import load, resolve_name
 
         scenario = load(resolve_name(str(scenario)))
     return DescentApp(scenario, data_dir=data_dir, backend=backend, seed=seed, extra_paths=extra_paths,

@@ -14,7 +14,7 @@ from rich.text import Text
 from textual.widget import Widget
 from textual_plotext import PlotextPlot
 
-from tui.history import HEATMAP_ROWS, History, Pinned, smooth
+from descent.tui.history import HEATMAP_ROWS, History, Pinned, smooth
 
 # markers tell curves apart without colour (NO_COLOR, 16-colour terminals): current run first
 MARKERS = ("braille", "dot", "x", "+", "o", "*", "#")

@@ -78,7 +78,7 @@ def build_parser() -> Parser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = args.command or "tui"
-    from engine.errors import DescentError
+    from descent.engine.errors import DescentError
 
     try:
         if command == "tui":
@@ -104,12 +104,12 @@ def main(argv: list[str] | None = None) -> int:
 
 # ---- commands -----------------------------------------------------------------------------------
 def cmd_tui(args) -> int:
-    from engine.scenario import load, resolve_name
+    from descent.engine.scenario import load, resolve_name
 
     name = getattr(args, "scenario", None)
     overrides = getattr(args, "overrides", [])
     scenario = load(resolve_name(name), overrides=overrides) if name else None
-    from tui.app import make_app
+    from descent.tui.app import make_app
 
     app = make_app(scenario=scenario, data_dir=getattr(args, "data", None),
                    backend=getattr(args, "backend", None), seed=getattr(args, "seed", None))
@@ -118,7 +118,7 @@ def cmd_tui(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from engine.scenario import load, resolve_name
+    from descent.engine.scenario import load, resolve_name
 
     overrides = list(args.overrides)
     if args.steps is not None:
@@ -128,21 +128,21 @@ def cmd_run(args) -> int:
     path = resolve_name(args.scenario)
     scenario = load(path, overrides=overrides)
     out = Path(args.out) if args.out else Path("runs") / f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    from engine.session import Session
+    from descent.engine.session import Session
 
     session = Session(scenario, data_root=args.data, out_dir=out, backend=args.backend, seed=args.seed)
     return drive(session, steps=None)
 
 
 def cmd_resume(args) -> int:
-    from engine.session import Session
+    from descent.engine.session import Session
 
     session = Session.resume(args.run_dir, data_root=args.data)
     return drive(session, steps=args.steps)
 
 
 def cmd_predict(args) -> int:
-    from engine.session import Session
+    from descent.engine.session import Session
 
     session = Session.resume(args.run_dir, data_root=args.data)
     for _ in session.prepare():
@@ -157,8 +157,8 @@ def cmd_predict(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from engine.errors import SpecError
-    from engine.scenario import load
+    from descent.engine.errors import SpecError
+    from descent.engine.scenario import load
 
     bad = 0
     for f in args.files:
@@ -172,7 +172,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from engine.scenario import discover
+    from descent.engine.scenario import discover
 
     for path, sc in discover():
         if isinstance(sc, Exception):
@@ -183,7 +183,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from engine.data import DATASETS, data_dir, fetch
+    from descent.engine.data import DATASETS, data_dir, fetch
 
     root = data_dir(args.data)
     if args.data_command == "where":
@@ -211,7 +211,7 @@ def drive(session, steps: int | None) -> int:
     import signal
     import threading
 
-    from engine.records import Compiling, Diverged, Evaluation, Finished, Step, Stopped
+    from descent.engine.records import Compiling, Diverged, Evaluation, Finished, Step, Stopped
 
     stop = threading.Event()
     interrupted = []

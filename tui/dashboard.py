@@ -21,16 +21,16 @@ from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
-from engine.errors import DescentError, SpecError
-from engine.records import Diverged, Evaluation, Finished, KnobChanged, Step, Stopped
-from tui.charts import AccuracyChart, LossChart, TensorChart, TimeHeatmap, budget
-from tui.dialogs import OpenDialog, QuitDialog
-from tui.history import GradMonitor, History, Pinned, diverged_alert, format_value
-from tui.knobs import KnobsPanel
-from tui.messages import (AlertRaised, Evaluated, KnobApplied, KnobEdited, Prepared, Preparing, Progress,
+from descent.engine.errors import DescentError, SpecError
+from descent.engine.records import Diverged, Evaluation, Finished, KnobChanged, Step, Stopped
+from descent.tui.charts import AccuracyChart, LossChart, TensorChart, TimeHeatmap, budget
+from descent.tui.dialogs import OpenDialog, QuitDialog
+from descent.tui.history import GradMonitor, History, Pinned, diverged_alert, format_value
+from descent.tui.knobs import KnobsPanel
+from descent.tui.messages import (AlertRaised, Evaluated, KnobApplied, KnobEdited, Prepared, Preparing, Progress,
                           RunEnded, RunFailed)
-from tui.panels import ScenarioPanel, make_panel
-from tui.status import StatusLine
+from descent.tui.panels import ScenarioPanel, make_panel
+from descent.tui.status import StatusLine
 
 REDRAW_SECONDS = 0.5        # charts redraw at most twice a second, within tui.charts.budget
 PANEL_SECONDS = 1.0         # the scenario panel (predictions) refreshes this often while training
@@ -417,7 +417,7 @@ class DashboardScreen(Screen):
         if self.state == "compiling":
             self.ready("reset works")
             return
-        from engine.scenario import with_values
+        from descent.engine.scenario import with_values
 
         knobs = self.query_one(KnobsPanel)
         changes = knobs.values()

@@ -13,7 +13,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 
-from engine.records import Diverged, Evaluation, KnobChanged, Step
+from descent.engine.records import Diverged, Evaluation, KnobChanged, Step
 
 MAX_POINTS = 300        # a chart never gets more points than this (it redraws all of them)
 SERIES_CAP = 4096       # a curve keeps at most this many points (metrics.jsonl has them all)

@@ -14,8 +14,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
-from tui.history import format_value
-from tui.messages import KnobEdited
+from descent.tui.history import format_value
+from descent.tui.messages import KnobEdited
 
 
 def parse_knob(knob, text: str):

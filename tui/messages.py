@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from engine.records import Diverged, Evaluation, Finished, KnobChanged, Step, Stopped
-from tui.history import Alert
+from descent.engine.records import Diverged, Evaluation, Finished, KnobChanged, Step, Stopped
+from descent.tui.history import Alert
 
 
 # ---- from the training worker ---------------------------------------------------------------------

@@ -19,9 +19,9 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Input, Static
 
-from engine.errors import DescentError
-from engine.records import Evaluation
-from tui.charts import GapChart
+from descent.engine.errors import DescentError
+from descent.engine.records import Evaluation
+from descent.tui.charts import GapChart
 
 
 # ---- text renderings (pure functions) -------------------------------------------------------------
@@ -185,7 +185,7 @@ class NilePanel(BrowsePanel):
             yield GapChart(id="gap-chart")
 
     def show_sample(self) -> None:
-        from engine.data import nile_sentence
+        from descent.engine.data import nile_sentence
 
         if self.session is None or self.session.dataset is None:
             return

@@ -14,8 +14,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
-from engine.errors import SpecError
-from tui.messages import ScenarioPicked
+from descent.engine.errors import SpecError
+from descent.tui.messages import ScenarioPicked
 
 
 def shown(path) -> str:
@@ -79,7 +79,7 @@ class PickerScreen(Screen):
         self.found: list = []
 
     def compose(self) -> ComposeResult:
-        from engine.scenario import discover
+        from descent.engine.scenario import discover
 
         self.found = discover(self.extra_paths)
         yield Static("[b]descent[/b]  pick a scenario  [dim](↑↓ move, enter open, q quit)[/dim]",
@@ -92,7 +92,7 @@ class PickerScreen(Screen):
         yield Footer()
 
     def _empty(self) -> str:
-        from engine.scenario import search_dirs
+        from descent.engine.scenario import search_dirs
 
         dirs = "\n".join(f"  {d}" for d in search_dirs())
         return f"No scenario files found. descent looks in:\n{dirs}"
@@ -110,7 +110,7 @@ class PickerScreen(Screen):
 
     @on(OptionList.OptionSelected)
     def _selected(self, event: OptionList.OptionSelected) -> None:
-        from engine.scenario import load
+        from descent.engine.scenario import load
 
         path, found = self.found[int(event.option.id)]
         detail = self.query_one("#detail", Static)

@@ -14,15 +14,15 @@ Nile memory test. NumPy and the standard library only (scikit-learn lazily, for 
 | `sources.py` | `load_dataset`, `input_shape`: the entry point from a scenario's `[data]` table |
 """
 
-from engine.data.dataset import Dataset
-from engine.data.fetch import fetch
-from engine.data.folder import DATA_ENV, DATASETS, DatasetInfo, data_dir, require
-from engine.data.images import load_digits8x8, load_mnist, read_idx
-from engine.data.nile import FACTS, FILLERS, make_nile, nile_sentence
-from engine.data.sources import SOURCES, input_shape, load_dataset, source_options, vocab_size
-from engine.data.split import random_split, standardize, stratified_split
-from engine.data.tables import load_csv, load_spambase
-from engine.data.text import TextEncoder, build_vocab, load_sms_spam, load_text_csv, tokenize
+from descent.engine.data.dataset import Dataset
+from descent.engine.data.fetch import fetch
+from descent.engine.data.folder import DATA_ENV, DATASETS, DatasetInfo, data_dir, require
+from descent.engine.data.images import load_digits8x8, load_mnist, read_idx
+from descent.engine.data.nile import FACTS, FILLERS, make_nile, nile_sentence
+from descent.engine.data.sources import SOURCES, input_shape, load_dataset, source_options, vocab_size
+from descent.engine.data.split import random_split, standardize, stratified_split
+from descent.engine.data.tables import load_csv, load_spambase
+from descent.engine.data.text import TextEncoder, build_vocab, load_sms_spam, load_text_csv, tokenize
 
 __all__ = [
     "DATA_ENV", "DATASETS", "FACTS", "FILLERS", "SOURCES", "Dataset", "DatasetInfo", "TextEncoder",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.errors import SpecError
+from descent.engine.errors import SpecError
 
 
 def whole_number(key: str, value, low: int) -> int:

@@ -16,8 +16,8 @@ import zipfile
 from pathlib import Path
 from typing import Callable
 
-from engine.data.folder import DatasetInfo, dataset_info
-from engine.errors import DescentError
+from descent.engine.data.folder import DatasetInfo, dataset_info
+from descent.engine.errors import DescentError
 
 Progress = Callable[[str, int, int], None]   # (file name, bytes done, bytes total or 0 if unknown)
 

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import DataMissing, DescentError
+from descent.engine.errors import DataMissing, DescentError
 
 DATA_ENV = "DESCENT_DATA"
 

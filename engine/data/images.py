@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data.checks import whole_number
-from engine.data.dataset import Dataset
-from engine.data.folder import require
-from engine.data.split import stratified_split
-from engine.errors import DescentError
+from descent.engine.data.checks import whole_number
+from descent.engine.data.dataset import Dataset
+from descent.engine.data.folder import require
+from descent.engine.data.split import stratified_split
+from descent.engine.errors import DescentError
 
 DIGIT_NAMES = [str(d) for d in range(10)]
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.data.checks import whole_number
-from engine.data.dataset import Dataset
-from engine.errors import SpecError
+from descent.engine.data.checks import whole_number
+from descent.engine.data.dataset import Dataset
+from descent.engine.errors import SpecError
 
 # (opening, answer): every opening is 6 words; openings and answers are all distinct.
 FACTS: tuple[tuple[str, str], ...] = (

@@ -10,12 +10,12 @@ import inspect
 from pathlib import Path
 from typing import Callable
 
-from engine.data.dataset import Dataset
-from engine.data.images import load_digits8x8, load_mnist
-from engine.data.nile import make_nile, nile_length, nile_vocab
-from engine.data.tables import SPAMBASE_FEATURES, csv_feature_count, load_csv, load_spambase
-from engine.data.text import check_text_options, load_sms_spam, load_text_csv
-from engine.errors import SpecError
+from descent.engine.data.dataset import Dataset
+from descent.engine.data.images import load_digits8x8, load_mnist
+from descent.engine.data.nile import make_nile, nile_length, nile_vocab
+from descent.engine.data.tables import SPAMBASE_FEATURES, csv_feature_count, load_csv, load_spambase
+from descent.engine.data.text import check_text_options, load_sms_spam, load_text_csv
+from descent.engine.errors import SpecError
 
 # source -> (loader, how it is called: "root" = data folder first, "path" = a file option, "" = neither)
 _LOADERS: dict[str, tuple[Callable[..., Dataset], str]] = {

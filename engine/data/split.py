@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.data.checks import fraction, whole_number
+from descent.engine.data.checks import fraction, whole_number
 
 
 def stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data.dataset import Dataset
-from engine.data.folder import require
-from engine.data.split import random_split, standardize, stratified_split
-from engine.errors import DescentError, SpecError
+from descent.engine.data.dataset import Dataset
+from descent.engine.data.folder import require
+from descent.engine.data.split import random_split, standardize, stratified_split
+from descent.engine.errors import DescentError, SpecError
 
 SPAMBASE_FEATURES = 57
 TASKS = ("classification", "regression")

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data.checks import whole_number
-from engine.data.dataset import Dataset
-from engine.data.folder import require
-from engine.data.split import stratified_split
-from engine.data.tables import class_ids, column_index, read_table
-from engine.errors import DescentError, SpecError
+from descent.engine.data.checks import whole_number
+from descent.engine.data.dataset import Dataset
+from descent.engine.data.folder import require
+from descent.engine.data.split import stratified_split
+from descent.engine.data.tables import class_ids, column_index, read_table
+from descent.engine.errors import DescentError, SpecError
 
 PAD, UNK, NUM, URL = "<pad>", "<unk>", "<num>", "<url>"
 FEATURES = ("bow", "sequence")
