@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+SCHEDULES = ("constant", "step", "cosine")
+
 
 def lr_at(step: int, base_lr: float, schedule: str = "constant", total_steps: int = 0,
           warmup_steps: int = 0, step_size: int = 1000, gamma: float = 0.5, min_lr: float = 0.0) -> float:
