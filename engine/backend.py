@@ -10,9 +10,8 @@ import numpy as np
 from .layer import Context
 from .losses import LOSSES
 from .model import Net
+from .names import BACKENDS
 from .optim import OptimConfig, Optimizer
-
-BACKENDS = ("numba", "torch")
 
 
 @dataclass

@@ -14,33 +14,35 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from .jit import jit
+from .names import OPTIMIZERS
 from .params import ParamSet, segment_sumsq
+from .scenario.schema import TrainingConfig
 
-KINDS = ("sgd", "rmsprop", "adam", "adamw")
+KINDS = OPTIMIZERS
+_T = TrainingConfig()     # the schema holds every default once; a bare OptimConfig() takes them
 
 
 @dataclass
 class OptimConfig:
-    """Mutable on purpose: the dashboard changes lr & co between two steps; state is kept."""
+    """Mutable on purpose: between two steps the session writes live knobs here and `lr`, the rate
+    of the next step (its own `base_lr` through the schedule); the optimizer's state is kept.
+    Built from a scenario's [training] table by `from_training`, the one place that copies it."""
 
-    kind: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.0
-    nesterov: bool = False
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-    alpha: float = 0.99
-    weight_decay: float = 0.0
-    clip_norm: float = 0.0
+    kind: str = _T.optimizer
+    lr: float = _T.lr
+    momentum: float = _T.momentum
+    nesterov: bool = _T.nesterov
+    beta1: float = _T.beta1
+    beta2: float = _T.beta2
+    eps: float = _T.eps
+    alpha: float = _T.alpha
+    weight_decay: float = _T.weight_decay
+    clip_norm: float = _T.clip_norm
 
     @classmethod
-    def from_mapping(cls, m) -> "OptimConfig":
-        names = {f.name for f in fields(cls)}
-        kw = {k: m[k] for k in names if k in m}
-        if "optimizer" in m:
-            kw["kind"] = m["optimizer"]
-        return cls(**kw)
+    def from_training(cls, t: TrainingConfig) -> "OptimConfig":
+        """The optimizer settings of a scenario's [training] table (`optimizer` is `kind`)."""
+        return cls(kind=t.optimizer, **{f.name: getattr(t, f.name) for f in fields(cls) if f.name != "kind"})
 
 
 # Each update kernel is one flat element-wise loop over the whole buffer (it vectorises; no

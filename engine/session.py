@@ -25,11 +25,11 @@ from . import checkpoint
 from .backend import make_trainer, warm_up
 from .errors import DescentError, SpecError
 from .metrics import accuracy_by_group, classification, probabilities, regression
+from .names import LIVE_SETTINGS
 from .optim import OptimConfig
 from .records import Compiling, Diverged, Evaluation, Finished, KnobChanged, Step, Stopped, to_json
 from .schedules import lr_at
 
-LIVE_HPARAMS = ("lr", "momentum", "clip_norm", "weight_decay", "beta1", "beta2", "eps", "alpha")
 CHECKPOINT = "checkpoint.npz"
 
 
@@ -107,9 +107,7 @@ class Session:
         self.layers = fill_from_data(plain(sc.model.layers), len(ds.vocab) if ds.vocab else None)
         self._check_output(ds)
         t = sc.training
-        self.optim = OptimConfig(kind=t.optimizer, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov,
-                                 beta1=t.beta1, beta2=t.beta2, eps=t.eps, alpha=t.alpha,
-                                 weight_decay=t.weight_decay, clip_norm=t.clip_norm)
+        self.optim = OptimConfig.from_training(t)
         try:
             self.trainer = make_trainer(self.layers, ds.in_shape, self.loss, self.optim, self.seed,
                                         self.dtype, self.backend)
@@ -159,7 +157,7 @@ class Session:
     def set_knob(self, key: str, value) -> None:
         """Thread-safe; a live knob takes effect before the next step."""
         name = key.removeprefix("training.")
-        if name not in LIVE_HPARAMS and name != "batch_size":
+        if name not in LIVE_SETTINGS:
             raise SpecError(key, "is not a live setting; it applies on reset")
         self._pending.put((key, value))
 

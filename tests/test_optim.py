@@ -258,9 +258,13 @@ def test_optimizer_state_round_trip(kind):
         opt2.load_state_arrays(bad)
 
 
-def test_optim_config_from_mapping():
-    c = OptimConfig.from_mapping({"optimizer": "sgd", "lr": 0.5, "momentum": 0.9, "unrelated": 1})
-    assert (c.kind, c.lr, c.momentum, c.beta1) == ("sgd", 0.5, 0.9, 0.9)
+def test_optim_config_from_training():
+    from descent.engine.scenario import TrainingConfig
+
+    c = OptimConfig.from_training(TrainingConfig(optimizer="sgd", lr=0.5, momentum=0.9, clip_norm=2.0))
+    assert (c.kind, c.lr, c.momentum, c.clip_norm, c.beta1) == ("sgd", 0.5, 0.9, 2.0, 0.9)
+    # a bare OptimConfig takes the schema's defaults, the one place they are written
+    assert OptimConfig.from_training(TrainingConfig()) == OptimConfig()
 
 
 # ---- schedules -----------------------------------------------------------------------------------
