@@ -360,17 +360,21 @@ def test_importing_scenario_stays_light():
     assert not loaded & {"descent.engine.model", "descent.engine.data", "numpy", "textual", "descent.tui"}
 
 
-def test_data_options_match_the_loaders():
-    data = pytest.importorskip("descent.engine.data")
+def test_data_options_are_the_loaders_own():
+    """Each loader declares one option per keyword argument, in its order; defaults are its own."""
     import inspect
 
-    assert set(S.SOURCES) == set(data.SOURCES)
-    for source, rules in S.DATA_OPTIONS.items():
-        theirs = data.source_options(source)
-        assert set(rules) == set(theirs), source
-        for key, rule in rules.items():
-            if rule.default not in (S.REQUIRED, S.OPTIONAL) and theirs[key] is not inspect.Parameter.empty:
-                assert rule.default == theirs[key], (source, key)
+    from descent.engine.data import sources
+
+    assert S.SOURCES == sources.SOURCES
+    for source, (loader, mode, declared) in sources._LOADERS.items():
+        params = list(inspect.signature(loader).parameters.values())[1 if mode == "root" else 0:]
+        assert [p.name for p in params] == list(declared) == list(S.DATA_OPTIONS[source]), source
+        for p in params:
+            rule = S.DATA_OPTIONS[source][p.name]
+            want = {inspect.Parameter.empty: S.REQUIRED, None: S.OPTIONAL}.get(p.default, p.default)
+            assert rule.default is want or rule.default == want, (source, p.name)
+            assert rule.kind == declared[p.name].kind, (source, p.name)
 
 
 def test_docs_example_loads(tmp_path):

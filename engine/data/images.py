@@ -12,6 +12,7 @@ import numpy as np
 from descent.engine.data.checks import whole_number
 from descent.engine.data.dataset import Dataset
 from descent.engine.data.folder import require
+from descent.engine.data.options import SPLIT, Option
 from descent.engine.data.split import stratified_split
 from descent.engine.errors import DescentError
 
@@ -35,6 +36,9 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, np.uint8, offset=offset).reshape(dims)
 
 
+MNIST_OPTIONS = {"limit_train": Option("int", gt=0), "limit_test": Option("int", gt=0)}
+
+
 def load_mnist(root: str | os.PathLike, limit_train: int | None = None,
                limit_test: int | None = None) -> Dataset:
     """MNIST's official 60,000/10,000 split, images float32 (N, 1, 28, 28) in [0, 1].
@@ -53,6 +57,9 @@ def load_mnist(root: str | os.PathLike, limit_train: int | None = None,
     (x_train, y_train), (x_test, y_test) = parts["train"], parts["test"]
     return Dataset("mnist", "classification", x_train, y_train, x_test, y_test,
                    in_shape=tuple(x_train.shape[1:]), n_classes=10, class_names=list(DIGIT_NAMES))
+
+
+DIGITS8X8_OPTIONS = {**SPLIT, "standardize": Option("bool")}
 
 
 def load_digits8x8(test_fraction: float = 0.25, seed: int = 0, standardize: bool = False) -> Dataset:

@@ -15,6 +15,7 @@ import numpy as np
 
 from descent.engine.data.checks import whole_number
 from descent.engine.data.dataset import Dataset
+from descent.engine.data.options import Option
 from descent.engine.errors import SpecError
 
 # (opening, answer): every opening is 6 words; openings and answers are all distinct.
@@ -56,6 +57,11 @@ def nile_vocab(facts: int) -> list[str]:
     for opening, _ in FACTS[:facts]:
         words += [w for w in opening.split() if w not in words]
     return ["<pad>", "<unk>"] + words + list(FILLERS) + [QUESTION]
+
+
+NILE_OPTIONS = {"gap": Option("int", ge=0, le=1000), "min_gap": Option("int", ge=0),
+                "facts": Option("int", ge=2, le=12), "train_size": Option("int", gt=0),
+                "test_size": Option("int", gt=0), "seed": Option("int", ge=0)}
 
 
 def make_nile(gap: int = 100, min_gap: int = 0, facts: int = 8, train_size: int = 20000,

@@ -11,37 +11,47 @@ from pathlib import Path
 from typing import Callable
 
 from descent.engine.data.dataset import Dataset
-from descent.engine.data.images import load_digits8x8, load_mnist
-from descent.engine.data.nile import make_nile, nile_length, nile_vocab
-from descent.engine.data.tables import SPAMBASE_FEATURES, csv_feature_count, load_csv, load_spambase
-from descent.engine.data.text import check_text_options, load_sms_spam, load_text_csv
+from descent.engine.data.images import DIGITS8X8_OPTIONS, MNIST_OPTIONS, load_digits8x8, load_mnist
+from descent.engine.data.nile import NILE_OPTIONS, make_nile, nile_length, nile_vocab
+from descent.engine.data.options import Option
+from descent.engine.data.tables import (CSV_OPTIONS, SPAMBASE_FEATURES, SPAMBASE_OPTIONS, csv_feature_count,
+                                        load_csv, load_spambase)
+from descent.engine.data.text import (SMS_SPAM_OPTIONS, TEXT_CSV_OPTIONS, check_text_options, load_sms_spam,
+                                      load_text_csv)
 from descent.engine.errors import SpecError
 
-# source -> (loader, how it is called: "root" = data folder first, "path" = a file option, "" = neither)
-_LOADERS: dict[str, tuple[Callable[..., Dataset], str]] = {
-    "mnist": (load_mnist, "root"),
-    "digits8x8": (load_digits8x8, ""),
-    "sms_spam": (load_sms_spam, "root"),
-    "spambase": (load_spambase, "root"),
-    "nile": (make_nile, ""),
-    "csv": (load_csv, "path"),
-    "text": (load_text_csv, "path"),
+# source -> (loader, how it is called: "root" = data folder first, "path" = a file option, "" = neither,
+#            the options it declares beside it)
+_LOADERS: dict[str, tuple[Callable[..., Dataset], str, dict[str, Option]]] = {
+    "mnist": (load_mnist, "root", MNIST_OPTIONS),
+    "digits8x8": (load_digits8x8, "", DIGITS8X8_OPTIONS),
+    "sms_spam": (load_sms_spam, "root", SMS_SPAM_OPTIONS),
+    "spambase": (load_spambase, "root", SPAMBASE_OPTIONS),
+    "nile": (make_nile, "", NILE_OPTIONS),
+    "csv": (load_csv, "path", CSV_OPTIONS),
+    "text": (load_text_csv, "path", TEXT_CSV_OPTIONS),
 }
 SOURCES = tuple(_LOADERS)
 
 
 def source_options(source: str) -> dict[str, object]:
-    """The options `source` accepts, with their defaults (`inspect.Parameter.empty` = required)."""
-    loader, mode = _loader(source)
+    """The options `source` accepts, in the loader's order, with its defaults
+    (`inspect.Parameter.empty` = required)."""
+    return {name: default for name, (_, default) in declared_options(source).items()}
+
+
+def declared_options(source: str) -> dict[str, tuple[Option, object]]:
+    """Each option of `source`: its declared kind and bounds, and the loader's default."""
+    loader, mode, options = _loader(source)
     params = list(inspect.signature(loader).parameters.values())
     if mode == "root":
         params = params[1:]
-    return {p.name: p.default for p in params}
+    return {p.name: (options[p.name], p.default) for p in params}
 
 
 def load_dataset(source: str, options: dict, root: Path, base_dir: Path) -> Dataset:
     """Load `source` with `options`; `root` is the data folder, `base_dir` the scenario's folder."""
-    loader, mode = _loader(source)
+    loader, mode, _ = _loader(source)
     kwargs = _checked(source, options)
     if mode == "path":
         kwargs["path"] = _resolve(kwargs["path"], base_dir)
@@ -81,7 +91,7 @@ def vocab_size(source: str, options: dict) -> int | None:
     return None
 
 
-def _loader(source: str) -> tuple[Callable[..., Dataset], str]:
+def _loader(source: str) -> tuple[Callable[..., Dataset], str, dict[str, Option]]:
     if source not in _LOADERS:
         raise SpecError("data.source", f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
     return _LOADERS[source]

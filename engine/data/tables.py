@@ -12,11 +12,15 @@ import numpy as np
 
 from descent.engine.data.dataset import Dataset
 from descent.engine.data.folder import require
+from descent.engine.data.options import SPLIT, Option
 from descent.engine.data.split import random_split, standardize, stratified_split
 from descent.engine.errors import DescentError, SpecError
 
 SPAMBASE_FEATURES = 57
 TASKS = ("classification", "regression")
+
+
+SPAMBASE_OPTIONS = SPLIT
 
 
 def load_spambase(root: str | os.PathLike, test_fraction: float = 0.3, seed: int = 0) -> Dataset:
@@ -34,6 +38,10 @@ def load_spambase(root: str | os.PathLike, test_fraction: float = 0.3, seed: int
     x_train, x_test = standardize(x[train], x[test])
     return Dataset("spambase", "classification", x_train, y[train], x_test, y[test],
                    in_shape=(SPAMBASE_FEATURES,), n_classes=2, class_names=["ham", "spam"])
+
+
+CSV_OPTIONS = {"path": Option("str"), "label": Option("str"), "task": Option("choice", choices=TASKS),
+               "delimiter": Option("str"), **SPLIT}
 
 
 def load_csv(path: str | os.PathLike, label: str, task: str = "classification",

@@ -18,6 +18,7 @@ import numpy as np
 from descent.engine.data.checks import whole_number
 from descent.engine.data.dataset import Dataset
 from descent.engine.data.folder import require
+from descent.engine.data.options import SPLIT, Option
 from descent.engine.data.split import stratified_split
 from descent.engine.data.tables import class_ids, column_index, read_table
 from descent.engine.errors import DescentError, SpecError
@@ -157,6 +158,11 @@ def read_sms(path: Path) -> tuple[list[str], list[str]]:
     return labels, texts
 
 
+TEXT_OPTIONS = {"features": Option("choice", choices=FEATURES), "vocab_size": Option("int", ge=10),
+                "max_len": Option("int", ge=1), "dedupe": Option("bool")}
+SMS_SPAM_OPTIONS = {**SPLIT, **TEXT_OPTIONS}
+
+
 def load_sms_spam(root: str | os.PathLike, test_fraction: float = 0.3, seed: int = 0,
                   features: str = "bow", vocab_size: int = 2000, max_len: int = 50,
                   dedupe: bool = False) -> Dataset:
@@ -169,6 +175,10 @@ def load_sms_spam(root: str | os.PathLike, test_fraction: float = 0.3, seed: int
     return text_dataset("sms_spam", texts, y, ["ham", "spam"], test_fraction=test_fraction,
                         seed=seed, features=features, vocab_size=vocab_size, max_len=max_len,
                         dedupe=dedupe)
+
+
+TEXT_CSV_OPTIONS = {"path": Option("str"), "text_column": Option("str"), "label": Option("str"),
+                    "delimiter": Option("str"), **SPLIT, **TEXT_OPTIONS}
 
 
 def load_text_csv(path: str | os.PathLike, text_column: str = "text", label: str = "label",

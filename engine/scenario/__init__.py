@@ -20,14 +20,23 @@ from .build import dumps, load, loads, with_values
 from .discovery import bundled_dir, discover, resolve_name, search_dirs, user_dir
 from .hints import ALIASES, show
 from .overrides import format_key, get_path, parse_key, set_path
-from .schema import (BACKENDS, OPTIMIZERS, SCHEDULES, DATA_OPTIONS, KNOB_RULES, KNOB_TYPES, LIVE_KEYS, LOSSES, OPTIONAL, PANELS, REQUIRED,
-                     SCENARIO_RULES, SECTIONS, SOURCES, TASKS, DataConfig, EvaluationConfig, FrozenDict,
-                     Knob, ModelConfig, Rule, Scenario, TrainingConfig, rules_of)
+from .schema import (BACKENDS, KNOB_RULES, KNOB_TYPES, LIVE_KEYS, LOSSES, OPTIMIZERS, OPTIONAL, PANELS,
+                     REQUIRED, SCENARIO_RULES, SCHEDULES, SECTIONS, DataConfig, EvaluationConfig, FrozenDict,
+                     Knob, ModelConfig, Rule, Scenario, TrainingConfig, data_options, rules_of)
 
 __all__ = [
-    "ALIASES", "BACKENDS", "OPTIMIZERS", "SCHEDULES", "DATA_OPTIONS", "KNOB_RULES", "KNOB_TYPES", "LIVE_KEYS", "LOSSES", "OPTIONAL", "PANELS",
-    "REQUIRED", "SCENARIO_RULES", "SECTIONS", "SOURCES", "TASKS", "DataConfig", "EvaluationConfig",
-    "FrozenDict", "Knob", "ModelConfig", "Rule", "Scenario", "TrainingConfig", "bundled_dir", "discover",
-    "dumps", "format_key", "get_path", "load", "loads", "parse_key", "resolve_name", "rules_of",
-    "search_dirs", "set_path", "show", "user_dir", "with_values",
+    "ALIASES", "BACKENDS", "DATA_OPTIONS", "KNOB_RULES", "KNOB_TYPES", "LIVE_KEYS", "LOSSES", "OPTIMIZERS",
+    "OPTIONAL", "PANELS", "REQUIRED", "SCENARIO_RULES", "SCHEDULES", "SECTIONS", "SOURCES", "DataConfig",
+    "EvaluationConfig", "FrozenDict", "Knob", "ModelConfig", "Rule", "Scenario", "TrainingConfig", "bundled_dir",
+    "data_options", "discover", "dumps", "format_key", "get_path", "load", "loads", "parse_key", "resolve_name",
+    "rules_of", "search_dirs", "set_path", "show", "user_dir", "with_values",
 ]
+
+
+def __getattr__(name: str):
+    # DATA_OPTIONS and SOURCES come from the loaders, which import NumPy: read on first use
+    if name in ("DATA_OPTIONS", "SOURCES"):
+        from . import schema
+
+        return getattr(schema, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,9 +15,9 @@ from .hints import listing, show, unknown
 from .knobs import check_knob
 from .locate import locate, parse_toml
 from .overrides import MISSING, apply_overrides, format_key, parse_key, set_path
-from .schema import (REQUIRED, SCENARIO_RULES, SECTION_RULES, SECTIONS, DATA_OPTIONS, SOURCES, DataConfig,
+from .schema import (REQUIRED, SCENARIO_RULES, SECTION_RULES, SECTIONS, DataConfig,
                      EvaluationConfig, FrozenDict, ModelConfig, Scenario, TrainingConfig, choice_rule,
-                     check_table, freeze, plain, rules_of, thaw)
+                     check_table, data_options, freeze, plain, rules_of, thaw)
 
 def load(path, overrides: Sequence[str] = (), check_shapes: bool = True) -> Scenario:
     """Read and check the scenario file at `path`; `overrides` are `--set KEY=VALUE` strings."""
@@ -138,10 +138,10 @@ def _section(raw: dict, name: str, required: bool = True) -> dict:
 
 def _data(table: dict, base_dir: Path) -> DataConfig:
     if "source" not in table:
-        raise SpecError("data.source", f"missing required key (one of {listing(SOURCES)})")
-    source = choice_rule(REQUIRED, SOURCES).check("data.source", table["source"])
+        raise SpecError("data.source", f"missing required key (one of {listing(data_options())})")
+    source = choice_rule(REQUIRED, tuple(data_options())).check("data.source", table["source"])
     options = {k: v for k, v in table.items() if k != "source"}
-    opts = check_table("data", options, DATA_OPTIONS[source], f' for source "{source}"')
+    opts = check_table("data", options, data_options()[source], f' for source "{source}"')
     if "min_gap" in opts and opts["min_gap"] > opts["gap"]:
         raise SpecError("data.min_gap", f"must be at most gap ({opts['gap']}), got {opts['min_gap']}")
     if "delimiter" in opts and len(opts["delimiter"]) != 1:

@@ -7,6 +7,7 @@ engine defines them; this module is their one place in the file format.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -110,7 +111,6 @@ def rules_of(cls) -> dict[str, Rule]:
 
 
 PANELS = ("spam", "digits", "nile", "generic")
-TASKS = ("classification", "regression")
 LOSSES = ("auto", "cross_entropy", "bce", "mse")
 KNOB_TYPES = ("float", "int", "choice", "bool")
 SECTIONS = ("scenario", "data", "model", "training", "evaluation", "knobs")
@@ -119,27 +119,35 @@ LIVE_KEYS = tuple(f"training.{k}" for k in LIVE_SETTINGS)
 SCENARIO_RULES = {"name": str_rule(), "description": str_rule(), "panel": choice_rule("generic", PANELS)}
 
 
-def _split(test_fraction: float) -> dict[str, Rule]:
-    return {"test_fraction": float_rule(test_fraction, gt=0, lt=1), "seed": int_rule(0, ge=0)}
+@functools.cache
+def data_options() -> dict[str, dict[str, Rule]]:
+    """source -> the rules of its options, in the loader's order: each loader declares its options'
+    kinds and bounds beside it, and its keyword defaults are the defaults (no default: required;
+    None: may be left out). Reading them imports the loaders (and NumPy), so it waits until a
+    scenario is checked."""
+    import inspect
+
+    from descent.engine.data.sources import SOURCES, declared_options
+
+    def rule(option, default) -> Rule:
+        default = REQUIRED if default is inspect.Parameter.empty else OPTIONAL if default is None else default
+        if option.kind == "choice":
+            return choice_rule(default, option.choices)
+        if option.kind in ("int", "float"):
+            return _number(option.kind, default, option.gt, option.ge, option.lt, option.le)
+        return Rule(option.kind, default)
+
+    return {source: {name: rule(*declared) for name, declared in declared_options(source).items()}
+            for source in SOURCES}
 
 
-_TEXT = {"features": choice_rule("bow", ("bow", "sequence")), "vocab_size": int_rule(2000, ge=10),
-         "max_len": int_rule(50, ge=1), "dedupe": bool_rule(False)}
-
-# source -> its options; every key of [data] but `source` is one of these
-DATA_OPTIONS: dict[str, dict[str, Rule]] = {
-    "mnist": {"limit_train": int_rule(OPTIONAL, gt=0), "limit_test": int_rule(OPTIONAL, gt=0)},
-    "digits8x8": {**_split(0.25), "standardize": bool_rule(False)},
-    "sms_spam": {**_split(0.3), **_TEXT},
-    "spambase": _split(0.3),
-    "nile": {"gap": int_rule(100, ge=0, le=1000), "min_gap": int_rule(0, ge=0), "facts": int_rule(8, ge=2, le=12),
-             "train_size": int_rule(20000, gt=0), "test_size": int_rule(2000, gt=0), "seed": int_rule(0, ge=0)},
-    "csv": {"path": str_rule(), "label": str_rule(), "task": choice_rule("classification", TASKS),
-            "delimiter": str_rule(OPTIONAL), **_split(0.25)},
-    "text": {"path": str_rule(), "text_column": str_rule("text"), "label": str_rule("label"),
-             "delimiter": str_rule(OPTIONAL), **_split(0.3), **_TEXT},
-}
-SOURCES = tuple(DATA_OPTIONS)
+def __getattr__(name: str):
+    # DATA_OPTIONS and SOURCES as names, read from the loaders on first use
+    if name == "DATA_OPTIONS":
+        return data_options()
+    if name == "SOURCES":
+        return tuple(data_options())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 KNOB_RULES = {"key": str_rule(), "label": str_rule(OPTIONAL), "type": choice_rule(REQUIRED, KNOB_TYPES),
                "min": float_rule(OPTIONAL), "max": float_rule(OPTIONAL), "log": bool_rule(False),
@@ -315,7 +323,7 @@ def rule_for(parts: Sequence[str | int], source: str) -> Rule | None:
         return None
     section, name = parts
     if section == "data":
-        return choice_rule(REQUIRED, SOURCES) if name == "source" else DATA_OPTIONS[source].get(name)
+        return choice_rule(REQUIRED, tuple(data_options())) if name == "source" else data_options()[source].get(name)
     return SECTION_RULES.get(section, {}).get(name)
 
 
