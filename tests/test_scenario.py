@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tomli_w
 
 from descent.engine import scenario as S
 from descent.engine.errors import DescentError, SpecError
@@ -124,11 +123,20 @@ def test_dumps_loads_round_trip(name):
     assert S.dumps(back) == text
 
 
-def test_toml_writer_escapes_and_floats():
-    data = {"s": 'quote " back \\ tab \t nl \n bell \x07 ü', "f": [1e-8, 0.1, 1e16, -0.0, 3.0],
-            "i": [0, -5], "b": [True, False], "t": {"k-1": 1, "odd key": "v"},
-            "rows": [{"a": 1, "in": [{"b": 2}]}, {"a": 2}], "empty": []}
-    assert tomllib.loads(tomli_w.dumps(data)) == data
+def test_dumps_writes_quotes_small_floats_and_nested_layers():
+    layers = [{"type": "flatten"},
+              {"type": "residual", "layers": [{"type": "dense", "units": 64, "activation": "relu"},
+                                              {"type": "dropout", "p": 0.1}]},
+              {"type": "dense", "units": 10}]
+    s = S.with_values(S.load(DATA / "good_minimal.toml", check_shapes=False),
+                      {"scenario.description": 'say "hi" \\ tab\t nl\n bell \x07 ü', "training.lr": 1e-3,
+                       "training.eps": 1e-8, "training.epochs": 1e16, "model.layers": layers}, check_shapes=False)
+    text = S.dumps(s)
+    assert "lr = 0.001\n" in text and "eps = 1e-08\n" in text
+    back = S.loads(text, base_dir=s.base_dir, check_shapes=False)
+    assert back == dataclasses.replace(s, path=None) and back.model.spec() == layers
+    assert back.description == 'say "hi" \\ tab\t nl\n bell \x07 ü'
+    assert (S.show('a "q"'), S.show(1e-3), S.show(True), S.show([1])) == ('"a \\"q\\""', "0.001", "true", "an array")
 
 
 def test_overrides():
