@@ -18,7 +18,6 @@ from .names import OPTIMIZERS
 from .params import ParamSet, segment_sumsq
 from .scenario.schema import TrainingConfig
 
-KINDS = OPTIMIZERS
 _T = TrainingConfig()     # the schema holds every default once; a bare OptimConfig() takes them
 
 
@@ -120,8 +119,8 @@ class Optimizer:
     """Holds the flat state slots; `step` applies one update in place and returns per-tensor sums."""
 
     def __init__(self, params: ParamSet, config: OptimConfig):
-        if config.kind not in KINDS:
-            raise ValueError(f"optimizer must be one of {KINDS}, got {config.kind!r}")
+        if config.kind not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {config.kind!r}")
         self.params = params
         self.config = config
         self.t = 0
