@@ -31,7 +31,7 @@ def cli(*args, timeout: float = 300, limit_memory: bool = False) -> subprocess.C
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
     def cap():  # /dev/zero read to the end would take all memory; make that a MemoryError instead
-        resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
 
     return subprocess.run([sys.executable, "-m", "descent.tui.cli", *map(str, args)], cwd=ROOT, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
