@@ -50,12 +50,12 @@ values = st.recursive(scalars, lambda inner: st.one_of(
                                                  inner, max_size=4)), max_leaves=12)
 
 
-def slots(v, path=()):
+def slots(v):
     """Every (container, key) pair inside the raw TOML tree, tables and arrays alike."""
     items = v.items() if isinstance(v, dict) else enumerate(v) if isinstance(v, list) else ()
     for k, x in items:
         yield v, k
-        yield from slots(x, path + (k,))
+        yield from slots(x)
 
 
 def check(text: str) -> None:
