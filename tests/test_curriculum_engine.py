@@ -240,3 +240,23 @@ def test_clip_summary_counts_clipped_steps():
     assert ratio == pytest.approx(1e6 / 1.5)
     after, share, _ = clip_summary(np.array([0.5, 2.0]), 0.0)
     assert after.tolist() == [0.5, 2.0] and share == 0.0
+
+
+# ---- the neuron's data ------------------------------------------------------------------
+
+def test_line_data_on_minus_one_one_has_lambda_max_exactly_two():
+    from descent.engine.data.line import load_line
+    ds = load_line()
+    assert ds.x_train.shape == (256, 1) and np.array_equal(ds.x_train, ds.y_train)
+    assert stability(ds.x_train, 1.0).lambda_max == pytest.approx(2.0, abs=1e-6)
+    assert ds.n_test == 255 and abs(float(ds.x_test.mean())) < 1e-6
+    far = load_line("0..99", n=100)
+    assert sorted(far.x_train[:, 0].tolist()) == list(range(100))
+    assert stability(far.x_train, 0.01).diverges
+
+
+@pytest.mark.parametrize("x_range", ["1..-1", "wide", "0..1..2"])
+def test_line_bad_range_names_the_key(x_range):
+    from descent.engine.data.line import load_line
+    with pytest.raises(SpecError, match=r"data\.x_range"):
+        load_line(x_range)
