@@ -260,3 +260,17 @@ def test_line_bad_range_names_the_key(x_range):
     from descent.engine.data.line import load_line
     with pytest.raises(SpecError, match=r"data\.x_range"):
         load_line(x_range)
+
+
+# ---- the adding problem -----------------------------------------------------------------
+
+def test_adding_problem_marks_one_value_in_each_half():
+    from descent.engine.data.adding import BASELINE_MSE, load_adding, make_adding
+    x, y = make_adding(length=20, n=2000, seed=1)
+    assert x.shape == (2000, 20, 2) and y.shape == (2000, 1)
+    marks = x[:, :, 1]
+    assert np.all(marks[:, :10].sum(1) == 1) and np.all(marks[:, 10:].sum(1) == 1)
+    assert np.allclose((x[:, :, 0] * marks).sum(1), y[:, 0], atol=1e-6)
+    assert np.mean((y - 1.0) ** 2) == pytest.approx(BASELINE_MSE, rel=0.1)
+    ds = load_adding(length=20, train_size=100, test_size=10)
+    assert (ds.n_train, ds.n_test, ds.in_shape, ds.task) == (100, 10, (20, 2), "regression")
