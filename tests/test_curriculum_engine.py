@@ -2,6 +2,7 @@
 the neuron and activations lesson arithmetic."""
 
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -274,3 +275,47 @@ def test_adding_problem_marks_one_value_in_each_half():
     assert np.mean((y - 1.0) ** 2) == pytest.approx(BASELINE_MSE, rel=0.1)
     ds = load_adding(length=20, train_size=100, test_size=10)
     assert (ds.n_train, ds.n_test, ds.in_shape, ds.task) == (100, 10, (20, 2), "regression")
+
+
+# ---- the scenario drafts ----------------------------------------------------------------
+
+DRAFTS = Path(__file__).parent.parent / "scenarios" / "drafts"
+
+
+def _draft(name):
+    import tomllib
+    with open(DRAFTS / f"{name}.toml", "rb") as f:
+        return tomllib.load(f)
+
+
+@pytest.mark.parametrize("name", ["neuron", "activations", "exploding", "weather"])
+def test_each_draft_names_only_options_its_new_loader_takes(name):
+    import inspect
+
+    from descent.engine.data.adding import load_adding
+    from descent.engine.data.line import load_line
+    loaders = {"line": load_line, "toy2d": load_toy2d, "adding": load_adding, "series": load_series}
+    data = dict(_draft(name)["data"])
+    params = inspect.signature(loaders[data.pop("source")]).parameters
+    assert set(data) <= set(params), set(data) - set(params)
+    assert len(_draft(name)["scenario"]["description"]) > 100
+
+
+def test_the_neuron_drafts_defaults_reach_w_1_b_0_in_plain_gd():
+    from descent.engine.data.line import load_line
+    spec = _draft("neuron")
+    data = {k: v for k, v in spec["data"].items() if k != "source"}
+    ds = load_line(**data)
+    assert spec["training"]["batch_size"] == ds.n_train             # full batch: the exact threshold
+    path, _ = gd_path(ds.x_train[:, 0], ds.y_train[:, 0], spec["training"]["lr"],
+                      spec["training"]["steps"], w0=0.3, b0=-0.4)
+    assert abs(path[-1, 0] - 1) < 1e-3 and abs(path[-1, 1]) < 1e-3
+
+
+def test_the_weather_draft_loads_and_its_test_year_is_2015():
+    spec = dict(_draft("weather")["data"])
+    spec.pop("source")
+    spec["path"] = _weather().parent.parent / spec["path"]
+    ds = load_series(**spec)
+    assert ds.extra_test["time"][0] == "2015/01/01" and ds.n_test == 365
+    assert dataset_persistence_mae(ds) == pytest.approx(2.24, abs=0.005)
