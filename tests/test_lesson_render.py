@@ -10,7 +10,7 @@ from descent.engine.lessons import (boundary_grid, clip_summary, gd_path, mse_an
                                     stability, surface_window)
 from descent.tui.lesson_render import (HEIGHT, MAP_COLS, MAP_ROWS, WIDTH, descent_arrow,
                                        linear_map_lines, render_boundary, render_clipping,
-                                       render_forecast, sparkline)
+                                       render_forecast, render_loss_surface, sparkline)
 
 
 def as_text(renderable) -> list[str]:
@@ -22,7 +22,6 @@ def as_text(renderable) -> list[str]:
 
 
 def surface(lr, steps=5):
-    from descent.tui.lesson_render import render_loss_surface
     x = np.random.default_rng(0).uniform(-1, 1, 64)
     path, _ = gd_path(x, x, lr, steps, w0=-0.5, b0=1.0)
     w_lim, b_lim = surface_window(1.0, 0.0, path)

@@ -44,7 +44,8 @@ def load_series(path: str | os.PathLike, target: str, time: str = "date",
     if not isinstance(standardize, bool):
         raise SpecError("data.standardize", f"must be true or false, got {standardize!r}")
     header, rows, lines = read_table(path, delimiter)
-    times = _times(rows, column_index(header, time, path, "data.time"), path, lines, time)
+    tidx = column_index(header, time, path, "data.time")
+    times = _times(rows, tidx, path, lines, time)
     cols = _feature_columns(header, rows, time, features, path)
     values = np.array([[_number(r[j], path, ln, header[j]) for j in cols] for r, ln in zip(rows, lines)],
                       dtype=np.float64).reshape(len(rows), len(cols))       # (R, F)
@@ -69,8 +70,7 @@ def load_series(path: str | os.PathLike, target: str, time: str = "date",
     y = ((series[anchors + horizon] - t_mean) / t_std).astype(np.float32)[:, None]       # (N, 1)
 
     test = anchors[first_test:]
-    extra = {"time": np.array([rows[r][column_index(header, time, path, "data.time")]
-                               for r in test + horizon]),
+    extra = {"time": np.array([rows[r][tidx].strip() for r in test + horizon]),
              "truth": series[test + horizon], "persistence": series[test],
              "target_mean": np.array(t_mean), "target_std": np.array(t_std)}
     return Dataset(path.stem, "regression", x[:first_test], y[:first_test], x[first_test:], y[first_test:],
@@ -137,13 +137,15 @@ def _time_value(value, where: str) -> float:
 
 def _first_test(target_times: np.ndarray, test_from, test_fraction, path) -> int:
     if test_from is None:
-        return len(target_times) - int(math.floor(len(target_times) * fraction("data.test_fraction", test_fraction) + 0.5))
+        n_test = int(math.floor(len(target_times) * fraction("data.test_fraction", test_fraction) + 0.5))
+        return len(target_times) - n_test
     if isinstance(test_from, bool):
         raise SpecError("data.test_from", f"must be a date or a number, got {test_from!r}")
     try:
         cut = _time_value(test_from, "")
     except DescentError:
-        raise SpecError("data.test_from", f"must be a date like 2015-01-01 or a number, got {test_from!r}") from None
+        raise SpecError("data.test_from",
+                        f"must be a date like 2015-01-01 or a number, got {test_from!r}") from None
     return int(np.searchsorted(target_times, cut, side="left"))
 
 
