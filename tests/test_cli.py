@@ -34,9 +34,9 @@ def losses(path: Path) -> dict[int, float]:
 
 def test_help_loads_no_heavy_modules():
     code = ("import sys, contextlib, io\n"
-            "import tui.cli\n"
+            "import descent.tui.cli\n"
             "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
-            "    tui.cli.main(['--help'])\n"
+            "    descent.tui.cli.main(['--help'])\n"
             "print(sorted(m for m in ('numba', 'torch', 'textual', 'numpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
