@@ -99,7 +99,7 @@ def notes(app, monkeypatch) -> list[str]:
 
 # ---- pure helpers -----------------------------------------------------------------------------------
 def test_decimate_and_smooth():
-    from descent.tui.history import decimate, smooth
+    from descent.tui.app.history import decimate, smooth
 
     xs = list(range(1000))
     dx, dy = decimate(xs, [float(x) for x in xs], 100)
@@ -110,7 +110,7 @@ def test_decimate_and_smooth():
 
 
 def test_long_curves_stay_bounded():
-    from descent.tui.history import SERIES_CAP, Series
+    from descent.tui.app.history import SERIES_CAP, Series
 
     s = Series()
     for i in range(1, 20001):
@@ -120,7 +120,7 @@ def test_long_curves_stay_bounded():
 
 
 def test_heatmap_shades_decades():
-    from descent.tui.charts import heatmap_lines, shade, squeeze
+    from descent.tui.app.charts import heatmap_lines, shade, squeeze
 
     assert shade(1.0, 1.0) == "█" and shade(0.05, 1.0) == "▓" and shade(5e-3, 1.0) == "▒"
     assert shade(5e-4, 1.0) == "░" and shade(5e-5, 1.0) == " " and shade(0.0, 1.0) == " "
@@ -134,7 +134,7 @@ def test_heatmap_shades_decades():
 
 
 def test_digit_lines_draw_blocks():
-    from descent.tui.panels import digit_lines
+    from descent.tui.app.panels import digit_lines
 
     img = np.zeros((4, 4))
     img[0, :2] = 1.0          # top row left half
@@ -145,7 +145,7 @@ def test_digit_lines_draw_blocks():
 
 def test_knob_parsing_and_nudging():
     from descent.engine.scenario import Knob
-    from descent.tui.knobs import nudge, parse_knob
+    from descent.tui.app.knobs import nudge, parse_knob
 
     lr = Knob("training.lr", "learning rate", "float", 1e-5, 1.0, True, None, True, 1e-3)
     assert parse_knob(lr, " 0.01 ") == 0.01
@@ -162,7 +162,7 @@ def test_knob_parsing_and_nudging():
 
 
 def test_grad_monitor_alarms():
-    from descent.tui.history import GradMonitor
+    from descent.engine.alarms import GradMonitor
 
     def step(i, g, loss=1.0):
         return Step(i, 0.0, loss, 1e-3, g, 1.0, {}, {}, None, 0.0, 0.0)
@@ -181,8 +181,8 @@ def test_grad_monitor_alarms():
 
 
 def test_status_text_and_ticks():
-    from descent.tui.charts import log_ticks, step_ticks
-    from descent.tui.status import StatusInfo, status_text
+    from descent.tui.app.charts import log_ticks, step_ticks
+    from descent.tui.app.status import StatusInfo, status_text
 
     text = status_text(StatusInfo("running", "", 1234, 5000, 2.5, 0.1234, 0.931, 812.0, 75.0)).plain
     for part in ("running", "step 1,234/5,000", "epoch 2.50", "loss 0.1234", "val acc 93.1%", "812 steps/s",
@@ -198,8 +198,8 @@ def test_status_text_and_ticks():
 async def test_picker_shows_broken_file_and_opens_a_scenario(tmp_path, monkeypatch):
     from textual.widgets import OptionList, Static
 
-    from descent.tui.dashboard import DashboardScreen
-    from descent.tui.picker import PickerScreen
+    from descent.tui.app.dashboard import DashboardScreen
+    from descent.tui.app.picker import PickerScreen
 
     app = app_for(None, tmp_path, extra_paths=[DIGITS, BROKEN])
     said = notes(app, monkeypatch)
@@ -226,7 +226,7 @@ async def test_picker_shows_broken_file_and_opens_a_scenario(tmp_path, monkeypat
 # ---- dashboard: training controls -------------------------------------------------------------------
 @sync
 async def test_compiling_then_start_pause_and_one_step(tmp_path):
-    from descent.tui.messages import Preparing
+    from descent.tui.app.messages import Preparing
 
     app = app_for(load(DIGITS, overrides=LONG), tmp_path)
     seen = []
@@ -238,12 +238,10 @@ async def test_compiling_then_start_pause_and_one_step(tmp_path):
         assert screen.state == "running"
         await until(pilot, lambda: screen.status.info.step >= 10, 60, "ten steps")
         shown = []
-        screen.status.show = lambda _show=screen.status.show, **kw: (shown.append(time.perf_counter()), _show(**kw))
-        started = time.perf_counter()
-        await keys(pilot, "space")                          # a visible response at once
+        screen.status.show = lambda _show=screen.status.show, **kw: (shown.append(kw.get("state")), _show(**kw))
+        await keys(pilot, "space")                          # a visible response at once (bench/dashboard.py times it)
         assert screen.state in ("pausing", "paused")
-        latency = shown[0] - started
-        assert latency < 0.1, f"the status line changed {latency:.3f} s after the key"
+        assert shown and shown[0] in ("pausing", "paused")  # the key itself redrew the status line
         await until(pilot, lambda: screen.state == "paused", 30, "the pause")
         step = screen.session.step
         assert screen.status.info.step == step              # the status line caught up
@@ -257,7 +255,7 @@ async def test_compiling_then_start_pause_and_one_step(tmp_path):
 async def test_live_knob_applies_at_next_step_with_a_marker(tmp_path):
     from textual.widgets import Input
 
-    from descent.tui.charts import LossChart
+    from descent.tui.app.charts import LossChart
 
     app = app_for(load(DIGITS, overrides=LONG), tmp_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -322,7 +320,7 @@ async def test_reset_applies_reset_knobs(tmp_path, monkeypatch):
 
 @sync
 async def test_pin_keeps_curves_for_comparison(tmp_path):
-    from descent.tui.charts import LossChart
+    from descent.tui.app.charts import LossChart
 
     app = app_for(load(DIGITS), tmp_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -345,7 +343,7 @@ async def test_pin_keeps_curves_for_comparison(tmp_path):
 
 @sync
 async def test_save_open_checkpoint_and_export(tmp_path):
-    from descent.tui.dialogs import OpenDialog
+    from descent.tui.app.dialogs import OpenDialog
 
     app = app_for(load(DIGITS), tmp_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -388,7 +386,7 @@ async def test_save_open_checkpoint_and_export(tmp_path):
 async def test_digits_browse_with_arrows(tmp_path):
     from textual.widgets import Static
 
-    from descent.tui.panels import DigitsPanel
+    from descent.tui.app.panels import DigitsPanel
 
     app = app_for(load(DIGITS), tmp_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -397,10 +395,12 @@ async def test_digits_browse_with_arrows(tmp_path):
         panel = screen.query_one(DigitsPanel)
         view = screen.query_one("#digit-view", Static)
         n = screen.session.dataset.n_test
+        await until(pilot, lambda: "%" in str(view.render()), 30, "the predictions (from a worker)")
         first = str(view.render())
-        assert f"test digit 1 of {n}" in first and "true:" in first and "%" in first
+        assert f"test digit 1 of {n}" in first and "true:" in first
         await pilot.press("right")
-        assert panel.index == 1 and f"test digit 2 of {n}" in str(view.render())
+        assert panel.index == 1
+        await until(pilot, lambda: f"test digit 2 of {n}" in str(view.render()), 30, "the next digit")
         await pilot.press("left", "left")
         assert panel.index == n - 1                                   # wraps around
         await pilot.press("n")
@@ -414,7 +414,7 @@ async def test_digits_browse_with_arrows(tmp_path):
 async def test_nile_panel_heatmap_and_gap_curve(tmp_path):
     from textual.widgets import Static
 
-    from descent.tui.charts import GapChart, TimeHeatmap
+    from descent.tui.app.charts import GapChart, TimeHeatmap
 
     app = app_for(load(NILE, overrides=LONG), tmp_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -428,8 +428,9 @@ async def test_nile_panel_heatmap_and_gap_curve(tmp_path):
         heat = str(screen.query_one(TimeHeatmap).render())
         assert "time step 0 → 11" in heat and ("█" in heat or "▓" in heat)
         await pilot.press("3")                                         # Nile
-        await pilot.pause(0.1)
-        view = str(screen.query_one("#nile-view", Static).render())
+        nile = screen.query_one("#nile-view", Static)
+        await until(pilot, lambda: "model:" in str(nile.render()), 30, "the predictions (from a worker)")
+        view = str(nile.render())
         assert "filler word" in view and "answer:" in view and "model:" in view
         gap = screen.query_one(GapChart)
         assert "accuracy by gap" in gap.plt.build()
@@ -461,7 +462,9 @@ async def test_spam_message_scores(tmp_path):
         box = screen.query_one("#spam-input", Input)
         assert app.focused is box                                      # the tab puts the cursor there
         await pilot.press(*"WINNER! claim your free prize now")
-        score = str(screen.query_one("#spam-score", Static).render())
+        out = screen.query_one("#spam-score", Static)
+        await until(pilot, lambda: "now" in str(box.value) and "%" in str(out.render()), 30, "the score")
+        score = str(out.render())
         assert "P(spam)" in score and "%" in score
         assert screen.state == "ready"                                 # typing did not start training
         await pilot.press("escape", "n")                               # esc leaves; keys act again
@@ -534,7 +537,7 @@ async def test_alerts_pause_and_say_what_to_try(tmp_path, monkeypatch, script, k
 # ---- layout, help, palette, quitting ----------------------------------------------------------------
 @sync
 async def test_narrow_terminal_knobs_toggle_and_resizes(tmp_path):
-    from descent.tui.knobs import KnobsPanel
+    from descent.tui.app.knobs import KnobsPanel
 
     app = app_for(load(NILE, overrides=LONG), tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -559,7 +562,7 @@ async def test_narrow_terminal_knobs_toggle_and_resizes(tmp_path):
 
 @sync
 async def test_help_screen_and_command_palette(tmp_path):
-    from descent.tui.dialogs import HelpScreen
+    from descent.tui.app.dialogs import HelpScreen
 
     app = app_for(load(DIGITS), tmp_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -582,7 +585,7 @@ async def test_help_screen_and_command_palette(tmp_path):
 @pytest.mark.parametrize("answer", ["k", "d", "escape"])
 @sync
 async def test_quit_dialog_keeps_or_discards_the_run(tmp_path, answer):
-    from descent.tui.dialogs import QuitDialog
+    from descent.tui.app.dialogs import QuitDialog
 
     app = app_for(load(DIGITS, overrides=LONG), tmp_path)
     async with app.run_test(size=SIZE) as pilot:

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from descent.engine.records import Diverged, Evaluation, Finished, KnobChanged, Step, Stopped
-from descent.tui.history import Alert
+from descent.engine.records import Alarm, Diverged, Evaluation, Finished, KnobChanged, Step, Stopped
 
 
 # ---- from the training worker ---------------------------------------------------------------------
@@ -60,7 +59,7 @@ class KnobApplied(Message):
 class AlertRaised(Message):
     """Training paused itself: divergence, or gradients exploding or vanishing."""
 
-    alert: Alert
+    alert: Alarm
 
 
 @dataclass
