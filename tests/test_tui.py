@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from descent.engine.alarms import GradMonitor
 from descent.engine.records import Compiling, Diverged, Step, Stopped
 from descent.engine.scenario import load, with_values
 
@@ -162,8 +163,6 @@ def test_knob_parsing_and_nudging():
 
 
 def test_grad_monitor_alarms():
-    from descent.engine.alarms import GradMonitor
-
     def step(i, g, loss=1.0):
         return Step(i, 0.0, loss, 1e-3, g, 1.0, {}, {}, None, 0.0, 0.0)
 
@@ -473,13 +472,15 @@ async def test_spam_message_scores(tmp_path):
 
 # ---- alerts with a scripted session -----------------------------------------------------------------
 class ScriptedSession:
-    """A stand-in Session whose run() yields the given records (and honours the stop event)."""
+    """A stand-in Session whose run() yields the given records (and honours the stop event); as
+    the real one does, it yields an Alarm after a logged Step whose gradients look wrong."""
 
     def __init__(self, scenario, script):
         self.scenario, self.script = scenario, list(script)
         self.step, self.epoch, self.elapsed, self.total_steps = 0, 0.0, 0.0, 1000
         self.trainer = self.dataset = None
         self.out_dir = None
+        self.alarms = GradMonitor()
 
     def prepare(self):
         yield Compiling("compiling kernels")
@@ -493,6 +494,9 @@ class ScriptedSession:
                 return
             self.step = rec.step
             yield rec
+            alarm = self.alarms.check(rec) if isinstance(rec, Step) else None
+            if alarm:
+                yield alarm
             if isinstance(rec, Diverged):
                 return
         yield Stopped(self.step)
