@@ -55,7 +55,7 @@ class Alarm:
     dashboard pauses. `text` says what happened and what to try."""
 
     step: int
-    kind: str           # "exploding" | "vanishing" | "diverged"
+    what: str           # "exploding" | "vanishing" | "diverged" (not `kind`: metrics.jsonl tags records so)
     text: str
 
 

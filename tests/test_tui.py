@@ -169,9 +169,9 @@ def test_grad_monitor_alarms():
     m = GradMonitor(recurrent=True)
     assert all(m.check(step(i, 1.0)) is None for i in range(10))
     alert = m.check(step(11, 5e3))
-    assert alert.kind == "exploding" and "step 11" in alert.text and "LSTM or GRU" in alert.text
+    assert alert.what == "exploding" and "step 11" in alert.text and "LSTM or GRU" in alert.text
     assert m.check(step(12, 6e3)) is None                 # fires once per streak
-    assert m.check(step(13, 1e-9)).kind == "vanishing"
+    assert m.check(step(13, 1e-9)).what == "vanishing"
     assert GradMonitor().check(step(1, 1e-9, loss=1e-5)) is None    # converged, not vanishing
     converged = GradMonitor()
     for i, g in enumerate([5.0, 1.0] + [1e-4] * 20):

@@ -223,8 +223,8 @@ class DashboardScreen(Screen):
         if not self.current(message):
             return
         a = message.alert
-        self.say(a.text, title=f"Paused: {a.kind} at step {a.step}",
-                 severity="error" if a.kind == "diverged" else "warning", timeout=20)
+        self.say(a.text, title=f"Paused: {a.what} at step {a.step}",
+                 severity="error" if a.what == "diverged" else "warning", timeout=20)
 
     def on_run_ended(self, message: RunEnded) -> None:
         if not self.current(message):
