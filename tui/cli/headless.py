@@ -16,6 +16,7 @@ from descent.engine.runs import remove_if_empty
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 PLAIN_SECONDS = 2.0         # a plain progress line at most this often (and at the last step)
+BAR = 24                    # the bar's width in columns
 
 
 def drive(session, steps: int | None, own_folder: bool = False) -> int:
@@ -106,7 +107,8 @@ class PlainPrinter:
 
 class BarPrinter(PlainPrinter):
     """A rich progress bar with the newest step's line; notes, evaluations and warnings print
-    above it. `console` is for tests (a rich Console writing to a buffer)."""
+    above it (while the bar is live, rich moves what is written to stderr above it too).
+    `console` is for tests (a rich Console writing to a buffer)."""
 
     def __init__(self, console=None) -> None:
         super().__init__()
@@ -115,21 +117,19 @@ class BarPrinter(PlainPrinter):
         from rich.table import Column
 
         self.console = console or Console(highlight=False)
-        self.bar = Progress(BarColumn(bar_width=24), TaskProgressColumn(),
-                            TextColumn("{task.fields[line]}", markup=False,
-                                       table_column=Column(no_wrap=True, overflow="ellipsis")),
-                            console=self.console, transient=True)
+        self.bar = Progress(BarColumn(bar_width=BAR), TaskProgressColumn(),
+                            TextColumn("{task.fields[line]}", markup=False, table_column=Column(no_wrap=True)),
+                            console=self.console, transient=True, refresh_per_second=4)
         self.task = None
 
     def note(self, text: str) -> None:
         self.console.print(text, markup=False, highlight=False)
 
-    def warn(self, text: str) -> None:
-        # while the bar is live, rich prints stderr lines above it; stdout stays the bar's own
-        self.console.print(text, markup=False, highlight=False, style="yellow")
-
     def step(self, rec: Step, last_eval) -> None:
+        # cut the step line to the terminal, or rich squeezes the bar away to make room for it
+        room = max(10, self.console.width - BAR - 6)
         line = self.line(rec, last_eval)
+        line = line if len(line) <= room else line[:room - 1] + "…"
         if self.task is None:
             self.task = self.bar.add_task("train", total=max(1, self.total), line=line)
             self.bar.start()
