@@ -2,7 +2,7 @@
 
 The training worker (a thread) posts the first group to the dashboard screen; it never touches
 a widget. `Progress` comes at the training log rate, so a backlog of them collapses to the
-newest (`can_replace`); the curves themselves are in `tui.history.History`, which the worker
+newest (`can_replace`); the curves themselves are in `tui.app.history.History`, which the worker
 fills, so no point is lost when a `Progress` is dropped.
 """
 
