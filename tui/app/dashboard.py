@@ -20,8 +20,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
-from descent.engine.errors import DescentError, SpecError
 from descent.engine.alarms import is_recurrent
+from descent.engine.errors import DescentError, SpecError
 from descent.engine.records import Diverged, Finished
 from descent.engine.runs import discard, remove_if_empty
 from descent.tui.app.charts import AccuracyChart, LossChart, TensorChart, TimeHeatmap, budget
