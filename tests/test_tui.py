@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -159,6 +160,19 @@ def test_knob_parsing_and_nudging():
     assert nudge(lr, 1.0, 1) == 1.0                       # clamped
     units = Knob("model.layers[1].units", "units", "int", 2, 256, False, None, False, 32)
     assert nudge(units, 32, 1) == 33 and nudge(units, 2, -1) == 2
+
+
+def test_throttle_interval_and_share():
+    from descent.tui.app.throttle import Throttle
+
+    gate = Throttle(every=0.5)
+    assert gate.allows(10.0)                            # never happened: allowed at once
+    gate.mark(10.0)
+    assert not gate.allows(10.4) and gate.allows(10.5)
+    budget = Throttle(share=0.1, overhead=1.0)
+    budget.paid_at = 0.0
+    budget.spend(0.2)                                   # 0.2 s of drawing is repaid in 2 s at 10%
+    assert not budget.allows(1.0) and budget.allows(2.0)
 
 
 def test_grad_monitor_alarms():
@@ -393,7 +407,12 @@ async def test_digits_browse_with_arrows(tmp_path):
         panel = screen.query_one(DigitsPanel)
         view = screen.query_one("#digit-view", Static)
         n = screen.session.dataset.n_test
-        await until(pilot, lambda: "%" in str(view.render()), 30, "the predictions (from a worker)")
+        threads = []
+        real = screen.session.predict_proba
+        screen.session.predict_proba = lambda *a: (threads.append(threading.current_thread()), real(*a))[1]
+        panel.show_sample()
+        await until(pilot, lambda: threads and "%" in str(view.render()), 30, "the predictions (from a worker)")
+        assert threads and threading.main_thread() not in threads      # never on the UI thread
         first = str(view.render())
         assert f"test digit 1 of {n}" in first and "true:" in first
         await pilot.press("right")
