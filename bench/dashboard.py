@@ -1,5 +1,7 @@
 """The cost of watching: training throughput with the dashboard open against the same session
-training headless, and the share of time the UI thread is busy. Prints a table.
+training headless, the share of time the UI thread is busy, and how soon the status line shows
+a pause after the space key (the longest of the windows; it should stay under 0.1 s). Prints a
+table.
 
     python bench/dashboard.py [SCENARIO] [--windows N] [--seconds S] [--set KEY=VALUE ...]
 
@@ -36,13 +38,15 @@ async def measure(scenario, windows: int, seconds: float, runs_dir: Path):
     from textual import events
 
     rates = {"dashboard": [], "headless": []}
-    ui_share = []
+    ui_share, pause_latency = [], []
     app = make_app(scenario, runs_dir=runs_dir)
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: getattr(app.screen, "state", "") == "ready")
         screen = app.screen
         session = screen.session
-        screen.monitor.check = lambda rec: None          # no alarm may pause a window
+        session.alarms.check = lambda rec: None          # no alarm may pause a window
+        shown = []
+        screen.status.show = lambda _show=screen.status.show, **kw: (shown.append(time.perf_counter()), _show(**kw))
         for _ in range(windows):
             app.post_message(events.Key("space", " "))
             await asyncio.sleep(0.3)
@@ -51,7 +55,11 @@ async def measure(scenario, windows: int, seconds: float, runs_dir: Path):
             wall = time.perf_counter() - t0
             rates["dashboard"].append((session.step - s0) / wall)
             ui_share.append((time.thread_time() - c0) / wall)
+            shown.clear()
+            pressed = time.perf_counter()
             app.post_message(events.Key("space", " "))
+            await until(pilot, lambda: screen.state in ("pausing", "paused"), 30)
+            pause_latency.append(shown[0] - pressed)
             await until(pilot, lambda: screen.state == "paused", 30)
             stop = threading.Event()
             worker = threading.Thread(target=lambda: [None for _ in session.run(stop)])
@@ -62,7 +70,7 @@ async def measure(scenario, windows: int, seconds: float, runs_dir: Path):
             rates["headless"].append((session.step - s0) / (time.perf_counter() - t0))
             stop.set()
             worker.join()
-    return rates, ui_share
+    return rates, ui_share, pause_latency
 
 
 def main() -> None:
@@ -74,12 +82,12 @@ def main() -> None:
     args = ap.parse_args()
     scenario = load(resolve_name(args.scenario), overrides=args.overrides + ["training.steps=100000000"])
     with tempfile.TemporaryDirectory() as tmp:
-        rates, ui = asyncio.run(measure(scenario, args.windows, args.seconds, Path(tmp)))
+        rates, ui, latency = asyncio.run(measure(scenario, args.windows, args.seconds, Path(tmp)))
     a, b = sum(rates["dashboard"]), sum(rates["headless"])
-    print(f"| scenario | dashboard steps/s | headless steps/s | ratio | UI thread busy |")
-    print(f"|---|---|---|---|---|")
+    print("| scenario | dashboard steps/s | headless steps/s | ratio | UI thread busy | pause shown after |")
+    print("|---|---|---|---|---|---|")
     print(f"| {args.scenario} {' '.join(args.overrides)} | {a / len(rates['dashboard']):.0f} | "
-          f"{b / len(rates['headless']):.0f} | {a / b:.2f} | {100 * sum(ui) / len(ui):.1f}% |")
+          f"{b / len(rates['headless']):.0f} | {a / b:.2f} | {100 * sum(ui) / len(ui):.1f}% | {1000 * max(latency):.0f} ms |")
 
 
 if __name__ == "__main__":

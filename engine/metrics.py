@@ -30,7 +30,8 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
 
 
 def binary_metrics(cm: np.ndarray) -> dict[str, float]:
-    """Class 1 is the positive ("spam") class."""
+    """Class 1 is the positive class (for spam: recall is "spam caught", the false-positive
+    rate "ham blocked")."""
     tn, fp, fn, tp = (float(v) for v in cm.ravel())
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
@@ -40,8 +41,7 @@ def binary_metrics(cm: np.ndarray) -> dict[str, float]:
         "recall": recall,
         "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
         "mcc": (tp * tn - fp * fn) / denom if denom else 0.0,
-        "spam_caught": recall,
-        "ham_blocked": fp / (fp + tn) if fp + tn else 0.0,
+        "false_positive_rate": fp / (fp + tn) if fp + tn else 0.0,
     }
 
 

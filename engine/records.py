@@ -50,6 +50,16 @@ class KnobChanged:
 
 
 @dataclass(frozen=True)
+class Alarm:
+    """A logged step's gradients exploded or vanished (engine.alarms); training goes on, the
+    dashboard pauses. `text` says what happened and what to try."""
+
+    step: int
+    what: str           # "exploding" | "vanishing" | "diverged" (not `kind`: metrics.jsonl tags records so)
+    text: str
+
+
+@dataclass(frozen=True)
 class Diverged:
     """Loss became NaN/inf or blew up; training stops, the last good checkpoint is kept."""
 
@@ -72,7 +82,7 @@ class Stopped:
     step: int
 
 
-Record = Compiling | Step | Evaluation | KnobChanged | Diverged | Finished | Stopped
+Record = Compiling | Step | Alarm | Evaluation | KnobChanged | Diverged | Finished | Stopped
 
 
 def to_json(record: Record) -> dict:

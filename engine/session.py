@@ -2,7 +2,7 @@
 
     session = Session(scenario, out_dir=Path("runs/nile"))
     for record in session.prepare(): ...            # loading data, compiling kernels
-    for record in session.run(stop_event): ...      # Step, Evaluation, KnobChanged, Diverged, Finished/Stopped
+    for record in session.run(stop_event): ...      # Step, Alarm, Evaluation, KnobChanged, Diverged, Finished/Stopped
 
 The session owns the data order, the learning-rate schedule, evaluation, divergence checks and,
 when given an out_dir, everything written there: metrics.jsonl (appended and flushed per
@@ -22,6 +22,7 @@ from typing import Iterator
 import numpy as np
 
 from . import checkpoint
+from .alarms import GradMonitor, is_recurrent
 from .backend import make_trainer, warm_up
 from .errors import DescentError, SpecError
 from .metrics import accuracy_by_group, classification, probabilities, regression
@@ -106,6 +107,7 @@ class Session:
         self.x_test = ds.x_test.astype(self.dtype) if ds.x_test.dtype.kind == "f" else ds.x_test
         self.layers = fill_from_data(plain(sc.model.layers), len(ds.vocab) if ds.vocab else None)
         self._check_output(ds)
+        self.alarms = GradMonitor(is_recurrent(self.layers))
         t = sc.training
         self.optim = OptimConfig.from_training(t)
         try:
@@ -240,13 +242,17 @@ class Session:
                 now = time.perf_counter()
                 rate = window_steps / max(now - window_start, 1e-9)
                 window_start, window_steps = now, 0
-                yield self._emit(Step(
+                logged = self._emit(Step(
                     step=self.step, epoch=round(self.epoch, 4), loss=stats.loss, lr=lr,
                     grad_norm=stats.grad_norm, param_norm=stats.param_norm, grad_norms=stats.grad_norms,
                     update_ratios=stats.update_ratios,
                     time_grad_norms={k: np.asarray(v).tolist() for k, v in stats.time_grad_norms.items()}
                     if stats.time_grad_norms else None,
                     steps_per_s=rate, elapsed=self.elapsed))
+                yield logged
+                alarm = self.alarms.check(logged)
+                if alarm:              # reported, never a stop: the dashboard pauses on it itself
+                    yield self._emit(alarm)
             if self.step % ev.every == 0 and self.step < target:
                 yield self._emit(self.evaluate())
             if self.out_dir and t.checkpoint_every and self.step % t.checkpoint_every == 0:
@@ -318,7 +324,7 @@ class Session:
                 wrong = np.flatnonzero(pred != y)
                 worst = wrong[np.argsort(-np.abs(probs[wrong, 1] - 0.5))][:8]
                 details["mistakes"] = [{"text": ds.texts_test[i], "label": ds.class_names[int(y[i])],
-                                        "p_spam": float(probs[i, 1])} for i in worst]
+                                        "p_positive": float(probs[i, 1])} for i in worst]
         record = Evaluation(self.step, round(self.epoch, 4), "test", metrics, details)
         self.last_eval = record
         return record

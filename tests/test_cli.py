@@ -34,9 +34,9 @@ def losses(path: Path) -> dict[int, float]:
 
 def test_help_loads_no_heavy_modules():
     code = ("import sys, contextlib, io\n"
-            "import tui.cli\n"
+            "import descent.tui.cli\n"
             "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
-            "    tui.cli.main(['--help'])\n"
+            "    descent.tui.cli.main(['--help'])\n"
             "print(sorted(m for m in ('numba', 'torch', 'textual', 'numpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -177,3 +177,88 @@ def test_validate_list_and_data_where(tmp_path):
         assert stem in p.stdout
     p = descent("data", "where", "--data", tmp_path, check_rc=0)
     assert str(tmp_path) in p.stdout and "descent data fetch mnist" in p.stdout
+
+
+def test_headless_front_end_loads_no_textual():
+    code = ("import sys, io\n"
+            "import descent.tui.cli, descent.tui.cli.headless as h\n"
+            "from rich.console import Console\n"
+            "h.BarPrinter(Console(file=io.StringIO(), force_terminal=True))\n"
+            "print('textual' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_progress_bar_on_a_terminal_draws_and_clears():
+    import io
+
+    from rich.console import Console
+
+    from descent.engine.records import Evaluation, Step
+    from descent.tui.cli.headless import BarPrinter
+
+    buf = io.StringIO()
+    printer = BarPrinter(Console(file=buf, force_terminal=True, width=100))
+    printer.total = 10
+    printer.note("compiling kernels")
+    for i in range(1, 11):
+        printer.step(Step(i, i / 10, 1.0 / i, 1e-3, 1.0, 1.0, {}, {}, None, 50.0, 0.1 * i), None)
+    printer.evaluation(Evaluation(10, 1.0, "test", {"accuracy": 0.5, "false_positive_rate": 0.25}))
+    printer.clear()
+    text = buf.getvalue()
+    assert "compiling kernels" in text and "step 10/10" in text and "━" in text      # rich's bar
+    assert "eval at step 10: accuracy 0.5000 false_positive_rate 0.2500" in text
+    assert printer.task is None                       # cleared: the next lines start on a clean row
+
+
+def test_headless_run_reports_a_gradient_alarm_and_goes_on(tmp_path, monkeypatch, capsys):
+    import descent.engine.alarms
+    from descent.engine.scenario import load, resolve_name
+    from descent.engine.session import Session
+    from descent.tui.cli.headless import drive
+
+    monkeypatch.setattr(descent.engine.alarms, "VANISH_BELOW", 1e9)    # every gradient "vanishes"
+    scenario = load(resolve_name("digits8x8"), overrides=["training.steps=30", "training.log_every=5"])
+    out = tmp_path / "alarm"
+    assert drive(Session(scenario, out_dir=out), steps=None) == 0
+    err = capsys.readouterr().err
+    assert err.count("descent: warning: Gradients vanished at step 5") == 1      # once per streak
+    records = read_jsonl(out / "metrics.jsonl")
+    kinds = [r["kind"] for r in records]
+    assert kinds.count("alarm") == 1 and kinds[kinds.index("alarm") - 1] == "step"
+    assert records[kinds.index("alarm")]["what"] == "vanishing"
+    assert kinds[-1] == "finished" and records[-1]["step"] == 30      # reported, not stopped
+
+
+def test_run_folder_names_and_empty_folders(tmp_path, monkeypatch):
+    import types
+
+    import descent.engine.runs as runs
+
+    monkeypatch.setattr(runs.time, "strftime", lambda fmt: "20260101-000000")
+    scenario = types.SimpleNamespace(path=Path("scenarios/nile.toml"), name="Nile")
+    first = runs.run_dir_for(scenario, tmp_path)
+    assert first == tmp_path / "nile-20260101-000000"
+    first.mkdir()
+    assert runs.run_dir_for(scenario, tmp_path).name == "nile-20260101-000000-2"
+    unnamed = types.SimpleNamespace(path=None, name="My Net")
+    assert runs.run_dir_for(unnamed, tmp_path).name == "my-net-20260101-000000"
+    session = types.SimpleNamespace(out_dir=first, step=0)
+    assert not runs.remove_if_empty(session, kept=True) and first.exists()
+    session.step = 3
+    assert not runs.remove_if_empty(session) and first.exists()
+    session.step = 0
+    assert runs.remove_if_empty(session) and not first.exists()
+
+
+def test_binary_metrics_have_generic_names():
+    import numpy as np
+
+    from descent.engine.metrics import classification
+
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    metrics, details = classification(probs, np.array([0, 1, 1, 0]), ["neg", "pos"])
+    assert {"precision", "recall", "f1", "mcc", "false_positive_rate"} <= set(metrics)
+    assert not {k for k in metrics if "spam" in k or "ham" in k}
+    assert metrics["recall"] == 0.5 and metrics["false_positive_rate"] == 0.5
+    assert details["class_names"] == ["neg", "pos"]

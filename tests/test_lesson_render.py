@@ -8,7 +8,7 @@ from rich.console import Console
 from descent.engine.data.toy2d import make_toy2d
 from descent.engine.lessons import (boundary_grid, clip_summary, gd_path, mse_and_grad, mse_grid,
                                     stability, surface_window)
-from descent.tui.lesson_render import (HEIGHT, MAP_COLS, MAP_ROWS, WIDTH, descent_arrow,
+from descent.tui.app.lesson_render import (HEIGHT, MAP_COLS, MAP_ROWS, WIDTH, descent_arrow,
                                        linear_map_lines, render_boundary, render_clipping,
                                        render_forecast, render_loss_surface, sparkline)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from descent.engine.alarms import GradMonitor
 from descent.engine.records import Compiling, Diverged, Step, Stopped
 from descent.engine.scenario import load, with_values
 
@@ -99,7 +100,7 @@ def notes(app, monkeypatch) -> list[str]:
 
 # ---- pure helpers -----------------------------------------------------------------------------------
 def test_decimate_and_smooth():
-    from descent.tui.history import decimate, smooth
+    from descent.tui.app.history import decimate, smooth
 
     xs = list(range(1000))
     dx, dy = decimate(xs, [float(x) for x in xs], 100)
@@ -110,7 +111,7 @@ def test_decimate_and_smooth():
 
 
 def test_long_curves_stay_bounded():
-    from descent.tui.history import SERIES_CAP, Series
+    from descent.tui.app.history import SERIES_CAP, Series
 
     s = Series()
     for i in range(1, 20001):
@@ -120,7 +121,7 @@ def test_long_curves_stay_bounded():
 
 
 def test_heatmap_shades_decades():
-    from descent.tui.charts import heatmap_lines, shade, squeeze
+    from descent.tui.app.charts import heatmap_lines, shade, squeeze
 
     assert shade(1.0, 1.0) == "█" and shade(0.05, 1.0) == "▓" and shade(5e-3, 1.0) == "▒"
     assert shade(5e-4, 1.0) == "░" and shade(5e-5, 1.0) == " " and shade(0.0, 1.0) == " "
@@ -134,7 +135,7 @@ def test_heatmap_shades_decades():
 
 
 def test_digit_lines_draw_blocks():
-    from descent.tui.panels import digit_lines
+    from descent.tui.app.panels import digit_lines
 
     img = np.zeros((4, 4))
     img[0, :2] = 1.0          # top row left half
@@ -145,7 +146,7 @@ def test_digit_lines_draw_blocks():
 
 def test_knob_parsing_and_nudging():
     from descent.engine.scenario import Knob
-    from descent.tui.knobs import nudge, parse_knob
+    from descent.tui.app.knobs import nudge, parse_knob
 
     lr = Knob("training.lr", "learning rate", "float", 1e-5, 1.0, True, None, True, 1e-3)
     assert parse_knob(lr, " 0.01 ") == 0.01
@@ -161,18 +162,29 @@ def test_knob_parsing_and_nudging():
     assert nudge(units, 32, 1) == 33 and nudge(units, 2, -1) == 2
 
 
-def test_grad_monitor_alarms():
-    from descent.tui.history import GradMonitor
+def test_throttle_interval_and_share():
+    from descent.tui.app.throttle import Throttle
 
+    gate = Throttle(every=0.5)
+    assert gate.allows(10.0)                            # never happened: allowed at once
+    gate.mark(10.0)
+    assert not gate.allows(10.4) and gate.allows(10.5)
+    budget = Throttle(share=0.1, overhead=1.0)
+    budget.paid_at = 0.0
+    budget.spend(0.2)                                   # 0.2 s of drawing is repaid in 2 s at 10%
+    assert not budget.allows(1.0) and budget.allows(2.0)
+
+
+def test_grad_monitor_alarms():
     def step(i, g, loss=1.0):
         return Step(i, 0.0, loss, 1e-3, g, 1.0, {}, {}, None, 0.0, 0.0)
 
     m = GradMonitor(recurrent=True)
     assert all(m.check(step(i, 1.0)) is None for i in range(10))
     alert = m.check(step(11, 5e3))
-    assert alert.kind == "exploding" and "step 11" in alert.text and "LSTM or GRU" in alert.text
+    assert alert.what == "exploding" and "step 11" in alert.text and "LSTM or GRU" in alert.text
     assert m.check(step(12, 6e3)) is None                 # fires once per streak
-    assert m.check(step(13, 1e-9)).kind == "vanishing"
+    assert m.check(step(13, 1e-9)).what == "vanishing"
     assert GradMonitor().check(step(1, 1e-9, loss=1e-5)) is None    # converged, not vanishing
     converged = GradMonitor()
     for i, g in enumerate([5.0, 1.0] + [1e-4] * 20):
@@ -181,8 +193,8 @@ def test_grad_monitor_alarms():
 
 
 def test_status_text_and_ticks():
-    from descent.tui.charts import log_ticks, step_ticks
-    from descent.tui.status import StatusInfo, status_text
+    from descent.tui.app.charts import log_ticks, step_ticks
+    from descent.tui.app.status import StatusInfo, status_text
 
     text = status_text(StatusInfo("running", "", 1234, 5000, 2.5, 0.1234, 0.931, 812.0, 75.0)).plain
     for part in ("running", "step 1,234/5,000", "epoch 2.50", "loss 0.1234", "val acc 93.1%", "812 steps/s",
@@ -198,8 +210,8 @@ def test_status_text_and_ticks():
 async def test_picker_shows_broken_file_and_opens_a_scenario(tmp_path, monkeypatch):
     from textual.widgets import OptionList, Static
 
-    from descent.tui.dashboard import DashboardScreen
-    from descent.tui.picker import PickerScreen
+    from descent.tui.app.dashboard import DashboardScreen
+    from descent.tui.app.picker import PickerScreen
 
     app = app_for(None, tmp_path, extra_paths=[DIGITS, BROKEN])
     said = notes(app, monkeypatch)
@@ -226,7 +238,7 @@ async def test_picker_shows_broken_file_and_opens_a_scenario(tmp_path, monkeypat
 # ---- dashboard: training controls -------------------------------------------------------------------
 @sync
 async def test_compiling_then_start_pause_and_one_step(tmp_path):
-    from descent.tui.messages import Preparing
+    from descent.tui.app.messages import Preparing
 
     app = app_for(load(DIGITS, overrides=LONG), tmp_path)
     seen = []
@@ -238,12 +250,10 @@ async def test_compiling_then_start_pause_and_one_step(tmp_path):
         assert screen.state == "running"
         await until(pilot, lambda: screen.status.info.step >= 10, 60, "ten steps")
         shown = []
-        screen.status.show = lambda _show=screen.status.show, **kw: (shown.append(time.perf_counter()), _show(**kw))
-        started = time.perf_counter()
-        await keys(pilot, "space")                          # a visible response at once
+        screen.status.show = lambda _show=screen.status.show, **kw: (shown.append(kw.get("state")), _show(**kw))
+        await keys(pilot, "space")                          # a visible response at once (bench/dashboard.py times it)
         assert screen.state in ("pausing", "paused")
-        latency = shown[0] - started
-        assert latency < 0.1, f"the status line changed {latency:.3f} s after the key"
+        assert shown and shown[0] in ("pausing", "paused")  # the key itself redrew the status line
         await until(pilot, lambda: screen.state == "paused", 30, "the pause")
         step = screen.session.step
         assert screen.status.info.step == step              # the status line caught up
@@ -257,7 +267,7 @@ async def test_compiling_then_start_pause_and_one_step(tmp_path):
 async def test_live_knob_applies_at_next_step_with_a_marker(tmp_path):
     from textual.widgets import Input
 
-    from descent.tui.charts import LossChart
+    from descent.tui.app.charts import LossChart
 
     app = app_for(load(DIGITS, overrides=LONG), tmp_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -322,7 +332,7 @@ async def test_reset_applies_reset_knobs(tmp_path, monkeypatch):
 
 @sync
 async def test_pin_keeps_curves_for_comparison(tmp_path):
-    from descent.tui.charts import LossChart
+    from descent.tui.app.charts import LossChart
 
     app = app_for(load(DIGITS), tmp_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -345,7 +355,7 @@ async def test_pin_keeps_curves_for_comparison(tmp_path):
 
 @sync
 async def test_save_open_checkpoint_and_export(tmp_path):
-    from descent.tui.dialogs import OpenDialog
+    from descent.tui.app.dialogs import OpenDialog
 
     app = app_for(load(DIGITS), tmp_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -388,7 +398,7 @@ async def test_save_open_checkpoint_and_export(tmp_path):
 async def test_digits_browse_with_arrows(tmp_path):
     from textual.widgets import Static
 
-    from descent.tui.panels import DigitsPanel
+    from descent.tui.app.panels import DigitsPanel
 
     app = app_for(load(DIGITS), tmp_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -397,10 +407,17 @@ async def test_digits_browse_with_arrows(tmp_path):
         panel = screen.query_one(DigitsPanel)
         view = screen.query_one("#digit-view", Static)
         n = screen.session.dataset.n_test
+        threads = []
+        real = screen.session.predict_proba
+        screen.session.predict_proba = lambda *a: (threads.append(threading.current_thread()), real(*a))[1]
+        panel.show_sample()
+        await until(pilot, lambda: threads and "%" in str(view.render()), 30, "the predictions (from a worker)")
+        assert threads and threading.main_thread() not in threads      # never on the UI thread
         first = str(view.render())
-        assert f"test digit 1 of {n}" in first and "true:" in first and "%" in first
+        assert f"test digit 1 of {n}" in first and "true:" in first
         await pilot.press("right")
-        assert panel.index == 1 and f"test digit 2 of {n}" in str(view.render())
+        assert panel.index == 1
+        await until(pilot, lambda: f"test digit 2 of {n}" in str(view.render()), 30, "the next digit")
         await pilot.press("left", "left")
         assert panel.index == n - 1                                   # wraps around
         await pilot.press("n")
@@ -414,7 +431,7 @@ async def test_digits_browse_with_arrows(tmp_path):
 async def test_nile_panel_heatmap_and_gap_curve(tmp_path):
     from textual.widgets import Static
 
-    from descent.tui.charts import GapChart, TimeHeatmap
+    from descent.tui.app.charts import GapChart, TimeHeatmap
 
     app = app_for(load(NILE, overrides=LONG), tmp_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -428,8 +445,9 @@ async def test_nile_panel_heatmap_and_gap_curve(tmp_path):
         heat = str(screen.query_one(TimeHeatmap).render())
         assert "time step 0 → 11" in heat and ("█" in heat or "▓" in heat)
         await pilot.press("3")                                         # Nile
-        await pilot.pause(0.1)
-        view = str(screen.query_one("#nile-view", Static).render())
+        nile = screen.query_one("#nile-view", Static)
+        await until(pilot, lambda: "model:" in str(nile.render()), 30, "the predictions (from a worker)")
+        view = str(nile.render())
         assert "filler word" in view and "answer:" in view and "model:" in view
         gap = screen.query_one(GapChart)
         assert "accuracy by gap" in gap.plt.build()
@@ -461,7 +479,9 @@ async def test_spam_message_scores(tmp_path):
         box = screen.query_one("#spam-input", Input)
         assert app.focused is box                                      # the tab puts the cursor there
         await pilot.press(*"WINNER! claim your free prize now")
-        score = str(screen.query_one("#spam-score", Static).render())
+        out = screen.query_one("#spam-score", Static)
+        await until(pilot, lambda: "now" in str(box.value) and "%" in str(out.render()), 30, "the score")
+        score = str(out.render())
         assert "P(spam)" in score and "%" in score
         assert screen.state == "ready"                                 # typing did not start training
         await pilot.press("escape", "n")                               # esc leaves; keys act again
@@ -470,13 +490,15 @@ async def test_spam_message_scores(tmp_path):
 
 # ---- alerts with a scripted session -----------------------------------------------------------------
 class ScriptedSession:
-    """A stand-in Session whose run() yields the given records (and honours the stop event)."""
+    """A stand-in Session whose run() yields the given records (and honours the stop event); as
+    the real one does, it yields an Alarm after a logged Step whose gradients look wrong."""
 
     def __init__(self, scenario, script):
         self.scenario, self.script = scenario, list(script)
         self.step, self.epoch, self.elapsed, self.total_steps = 0, 0.0, 0.0, 1000
         self.trainer = self.dataset = None
         self.out_dir = None
+        self.alarms = GradMonitor()
 
     def prepare(self):
         yield Compiling("compiling kernels")
@@ -490,6 +512,9 @@ class ScriptedSession:
                 return
             self.step = rec.step
             yield rec
+            alarm = self.alarms.check(rec) if isinstance(rec, Step) else None
+            if alarm:
+                yield alarm
             if isinstance(rec, Diverged):
                 return
         yield Stopped(self.step)
@@ -534,7 +559,7 @@ async def test_alerts_pause_and_say_what_to_try(tmp_path, monkeypatch, script, k
 # ---- layout, help, palette, quitting ----------------------------------------------------------------
 @sync
 async def test_narrow_terminal_knobs_toggle_and_resizes(tmp_path):
-    from descent.tui.knobs import KnobsPanel
+    from descent.tui.app.knobs import KnobsPanel
 
     app = app_for(load(NILE, overrides=LONG), tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -559,7 +584,7 @@ async def test_narrow_terminal_knobs_toggle_and_resizes(tmp_path):
 
 @sync
 async def test_help_screen_and_command_palette(tmp_path):
-    from descent.tui.dialogs import HelpScreen
+    from descent.tui.app.dialogs import HelpScreen
 
     app = app_for(load(DIGITS), tmp_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -582,7 +607,7 @@ async def test_help_screen_and_command_palette(tmp_path):
 @pytest.mark.parametrize("answer", ["k", "d", "escape"])
 @sync
 async def test_quit_dialog_keeps_or_discards_the_run(tmp_path, answer):
-    from descent.tui.dialogs import QuitDialog
+    from descent.tui.app.dialogs import QuitDialog
 
     app = app_for(load(DIGITS, overrides=LONG), tmp_path)
     async with app.run_test(size=SIZE) as pilot:

@@ -60,6 +60,7 @@ def trained(steps: int, tab: str | None = None):
         if tab:
             await pilot.press(tab)
         screen.redraw(force=True)
+        await app.workers.wait_for_complete()          # the panel's predictions come from a worker
         await pilot.pause()
 
     return run_before

@@ -1,1 +1,1 @@
-"""descent's front ends: the command line (cli.py) and the Textual dashboard (app.py)."""
+"""descent's terminal front ends: the command line (`cli`, no Textual) and the Textual dashboard (`app`)."""

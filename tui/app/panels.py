@@ -5,15 +5,16 @@ digits: a test digit in block characters with the top-3 predictions (left/right 
 confusion matrix. nile: a test sentence with its gap compressed and the model's answer; the
 accuracy-by-gap curve. generic: the latest metrics and, for classification, the confusion matrix.
 
-Panels read the session on the UI thread (`predict_proba` holds the session lock, so this is
-safe while the worker trains) and get evaluations from the dashboard.
+Predictions run in a thread worker (`predict`): `predict_proba` takes the session lock, which the
+training thread holds during each step, so the UI thread never waits on it. Evaluations come
+from the dashboard.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -21,7 +22,7 @@ from textual.widgets import Input, Static
 
 from descent.engine.errors import DescentError
 from descent.engine.records import Evaluation
-from descent.tui.charts import GapChart
+from descent.tui.app.charts import GapChart
 
 
 # ---- text renderings (pure functions) -------------------------------------------------------------
@@ -100,6 +101,28 @@ class ScenarioPanel(Vertical):
         self.session = None
         self.last_eval: Evaluation | None = None
         self.dirty = False
+        self.asked = 0          # the newest prediction asked for; an older answer is not shown
+
+    def predict(self, compute, show) -> None:
+        """`show(compute())` with `compute` (which takes the session lock) off the UI thread;
+        `show` gets None if the model cannot predict yet."""
+        self.asked += 1
+        self._predict(compute, show, self.asked)
+
+    @work(thread=True, group="predict", exit_on_error=False)
+    def _predict(self, compute, show, ticket: int) -> None:
+        try:
+            result = compute()
+        except (DescentError, RuntimeError, AttributeError):
+            result = None
+        try:
+            self.app.call_from_thread(self._answer, show, result, ticket)
+        except RuntimeError:        # the app closed meanwhile
+            pass
+
+    def _answer(self, show, result, ticket: int) -> None:
+        if ticket == self.asked and self.is_mounted:
+            show(result)
 
     def bind(self, session) -> None:
         self.session = session
@@ -165,12 +188,14 @@ class DigitsPanel(BrowsePanel):
         text.append("\n".join(digit_lines(image, scale)) + "\n")
         true = ds.class_names[int(ds.y_test[i])]
         text.append(f"true: {true}\n", style="bold")
-        try:
-            probs = self.session.predict_proba(ds.x_test[i:i + 1])[0]
-            text.append_text(prob_bars(probs, ds.class_names))
-        except (DescentError, RuntimeError, AttributeError):
-            pass
-        self.query_one("#digit-view", Static).update(text)
+        session, x = self.session, ds.x_test[i:i + 1]
+
+        def show(probs):
+            if probs is not None:
+                text.append_text(prob_bars(probs[0], ds.class_names))
+            self.query_one("#digit-view", Static).update(text)
+
+        self.predict(lambda: session.predict_proba(x), show)
         if self.last_eval and "confusion" in self.last_eval.details:
             self.query_one("#confusion", Static).update(
                 confusion_text(self.last_eval.details["confusion"], ds.class_names))
@@ -197,14 +222,16 @@ class NilePanel(BrowsePanel):
                     + "   ← → browse\n\n", style="bold")
         text.append(nile_sentence(ds.x_test[i], mask, ds.vocab) + "\n\n")
         text.append(f"answer: {ds.class_names[int(ds.y_test[i])]}\n", style="bold")
-        try:
-            m = None if mask is None else ds.mask_test[i:i + 1]
-            probs = self.session.predict_proba(ds.x_test[i:i + 1], m)[0]
-            text.append("model:\n")
-            text.append_text(prob_bars(probs, ds.class_names))
-        except (DescentError, RuntimeError, AttributeError):
-            pass
-        self.query_one("#nile-view", Static).update(text)
+        session, x = self.session, ds.x_test[i:i + 1]
+        m = None if mask is None else ds.mask_test[i:i + 1]
+
+        def show(probs):
+            if probs is not None:
+                text.append("model:\n")
+                text.append_text(prob_bars(probs[0], ds.class_names))
+            self.query_one("#nile-view", Static).update(text)
+
+        self.predict(lambda: session.predict_proba(x, m), show)
         details = self.last_eval.details if self.last_eval else {}
         self.query_one(GapChart).draw(details.get("by_gap"), details.get("chance"))
 
@@ -244,31 +271,44 @@ class SpamPanel(ScenarioPanel):
         if self.session is None or self.session.trainer is None:
             out.update("the model is not ready yet")
             return
-        try:
-            p = float(self.session.predict_texts([text])[0, 1])
-        except DescentError as e:
-            out.update(str(e))
-            return
-        bar = "█" * int(round(p * 20))
-        verdict = "spam" if p >= 0.5 else "ham"
-        score = Text("P(spam) ", style="bold")
-        score.append(f"{bar:<20}", style="red" if p >= 0.5 else "green")
-        score.append(f" {100 * p:5.1f}%  → {verdict}")
-        out.update(score)
+        session = self.session
+        names = session.dataset.class_names
+
+        def compute():
+            try:
+                return float(session.predict_texts([text])[0, 1])
+            except DescentError as e:
+                return str(e)
+
+        def show(p):
+            if not isinstance(p, float):
+                out.update(p or "the model is not ready yet")
+                return
+            bar = "█" * int(round(p * 20))
+            score = Text(f"P({names[1]}) ", style="bold")
+            score.append(f"{bar:<20}", style="red" if p >= 0.5 else "green")
+            score.append(f" {100 * p:5.1f}%  → {names[int(p >= 0.5)]}")
+            out.update(score)
+
+        self.predict(compute, show)
 
     def show_sample(self) -> None:
         self.score()
         if not self.last_eval:
             return
-        d = self.last_eval.details
+        d, metrics = self.last_eval.details, self.last_eval.metrics
+        names = d.get("class_names") or self.session.dataset.class_names
         if "confusion" in d:
-            self.query_one("#confusion", Static).update(
-                confusion_text(d["confusion"], d.get("class_names", ["ham", "spam"])))
+            side = confusion_text(d["confusion"], names)
+            if "recall" in metrics:         # the generic binary metrics, in this panel's words
+                side.append(f"\n{names[1]} caught {100 * metrics['recall']:5.1f}%"
+                            f"\n{names[0]} blocked {100 * metrics['false_positive_rate']:5.1f}%")
+            self.query_one("#confusion", Static).update(side)
         mistakes = d.get("mistakes") or []
         text = Text("recent mistakes (most confident first)\n", style="bold")
         for m in mistakes[:6]:
             msg = " ".join(str(m["text"]).split())
-            text.append(f"{m['label']:>4} P(spam) {100 * m['p_spam']:5.1f}%  ", style="red")
+            text.append(f"{m['label']:>4} P({names[1]}) {100 * m['p_positive']:5.1f}%  ", style="red")
             text.append((msg[:70] + "…" if len(msg) > 71 else msg) + "\n")
         if not mistakes:
             text.append("none", style="dim")

@@ -1,7 +1,8 @@
-"""The `descent` command line: the dashboard, headless runs, validation and data.
+"""The `descent` command line: the parser and its commands (the dashboard, headless runs,
+validation and data). The headless runner and its progress printer are in `headless`.
 
 Imports stay light at module level (argparse only): `descent --help` loads none of numba, torch
-or textual; each command imports what it needs.
+or textual; each command imports what it needs, and nothing here imports Textual but `tui`.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -109,7 +109,7 @@ def cmd_tui(args) -> int:
     name = getattr(args, "scenario", None)
     overrides = getattr(args, "overrides", [])
     scenario = load(resolve_name(name), overrides=overrides) if name else None
-    from descent.tui.app import make_app
+    from descent.tui.app import make_app        # the one command that loads Textual
 
     app = make_app(scenario=scenario, data_dir=getattr(args, "data", None),
                    backend=getattr(args, "backend", None), seed=getattr(args, "seed", None))
@@ -127,15 +127,20 @@ def cmd_run(args) -> int:
         overrides += [f"training.epochs={args.epochs}", "training.steps=0"]
     path = resolve_name(args.scenario)
     scenario = load(path, overrides=overrides)
-    out = Path(args.out) if args.out else Path("runs") / f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    from descent.engine.runs import run_dir_for
     from descent.engine.session import Session
 
+    out = Path(args.out) if args.out else run_dir_for(scenario, "runs")
     session = Session(scenario, data_root=args.data, out_dir=out, backend=args.backend, seed=args.seed)
-    return drive(session, steps=None)
+    from .headless import drive
+
+    return drive(session, steps=None, own_folder=args.out is None)
 
 
 def cmd_resume(args) -> int:
     from descent.engine.session import Session
+
+    from .headless import drive
 
     session = Session.resume(args.run_dir, data_root=args.data)
     return drive(session, steps=args.steps)
@@ -203,109 +208,3 @@ def cmd_data(args) -> int:
             print(file=sys.stderr)
         print(f"{name}: ok in {where}")
     return EXIT_OK
-
-
-# ---- the headless loop --------------------------------------------------------------------------
-def drive(session, steps: int | None) -> int:
-    """Consume the session's records, print progress, map the outcome to an exit code."""
-    import signal
-    import threading
-
-    from descent.engine.records import Compiling, Diverged, Evaluation, Finished, Step, Stopped
-
-    stop = threading.Event()
-    interrupted = []
-
-    def on_signal(signum, frame):
-        interrupted.append(signum)
-        stop.set()
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    tty = sys.stdout.isatty()
-    printer = Progress(tty)
-    try:
-        for rec in session.prepare():
-            if isinstance(rec, Compiling):
-                printer.note(rec.message)
-        if session.step:
-            printer.note(f"resuming at step {session.step}")
-        printer.total = session.step + steps if steps is not None else session.total_steps
-        outcome = EXIT_OK
-        for rec in session.run(stop, steps):
-            if isinstance(rec, Step):
-                printer.step(rec, session.last_eval)
-            elif isinstance(rec, Evaluation):
-                printer.evaluation(rec)
-            elif isinstance(rec, Diverged):
-                printer.clear()
-                where = f"; last good checkpoint kept in {session.out_dir}" if session.out_dir else ""
-                print(f"descent: training failed: {rec.reason}; {rec.hint}{where}", file=sys.stderr)
-                outcome = EXIT_FAILED
-            elif isinstance(rec, Stopped):
-                printer.clear()
-                print(f"descent: interrupted at step {rec.step}; checkpoint and metrics saved in "
-                      f"{session.out_dir} (continue with `descent resume {session.out_dir}`)", file=sys.stderr)
-                outcome = EXIT_INTERRUPTED
-            elif isinstance(rec, Finished):
-                printer.clear()
-                printer.finished(rec, session)
-        return outcome
-    finally:
-        session.close()
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
-class Progress:
-    """A progress bar on a terminal; otherwise a plain line every few seconds."""
-
-    def __init__(self, tty: bool):
-        self.tty, self.total, self.last_plain, self.width = tty, 0, 0.0, 0
-
-    def note(self, text: str):
-        self.clear()
-        print(text, file=sys.stderr if self.tty else sys.stdout, flush=True)
-
-    def line(self, rec, last_eval) -> str:
-        acc = ""
-        if last_eval and "accuracy" in last_eval.metrics:
-            acc = f" val acc {100 * last_eval.metrics['accuracy']:.2f}%"
-        return (f"step {rec.step}/{self.total} epoch {rec.epoch:.2f} loss {rec.loss:.4f}{acc} "
-                f"lr {rec.lr:.2g} {rec.steps_per_s:.0f} steps/s")
-
-    def step(self, rec, last_eval):
-        if self.tty:
-            frac = min(1.0, rec.step / max(1, self.total))
-            bar = "#" * int(24 * frac) + "-" * (24 - int(24 * frac))
-            text = f"[{bar}] " + self.line(rec, last_eval)
-            cols = os.get_terminal_size().columns if sys.stdout.isatty() else 120
-            text = text[: cols - 1]
-            print("\r" + text.ljust(self.width), end="", flush=True)
-            self.width = len(text)
-        elif time.monotonic() - self.last_plain > 2.0 or rec.step == self.total:
-            self.last_plain = time.monotonic()
-            print(self.line(rec, last_eval), flush=True)
-
-    def evaluation(self, rec):
-        self.clear()
-        print(f"eval at step {rec.step}: " + format_metrics(rec.metrics), flush=True)
-
-    def clear(self):
-        if self.tty and self.width:
-            print("\r" + " " * self.width + "\r", end="", flush=True)
-            self.width = 0
-
-    def finished(self, rec, session):
-        print(f"done: {rec.step} steps in {rec.elapsed:.1f} s "
-              f"({rec.summary.get('steps_per_s', 0):.0f} steps/s); results in {session.out_dir}")
-
-
-def format_metrics(metrics: dict) -> str:
-    order = ["accuracy", "error", "loss", "mcc", "precision", "recall", "spam_caught", "ham_blocked",
-             "mse", "mae", "r2"]
-    keys = [k for k in order if k in metrics]
-    return " ".join(f"{k} {metrics[k]:.4f}" for k in keys)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,8 +14,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
-from descent.tui.history import format_value
-from descent.tui.messages import KnobEdited
+from descent.tui.app.history import format_value
+from descent.tui.app.messages import KnobEdited
 
 
 def parse_knob(knob, text: str):
@@ -205,6 +205,3 @@ class KnobsPanel(VerticalScroll):
     def values(self) -> dict[str, object]:
         """Every knob's current value (what a reset builds the next session from)."""
         return {r.knob.key: r.value for r in self.rows()}
-
-    def pending(self) -> dict[str, object]:
-        return {r.knob.key: r.value for r in self.rows() if not r.knob.live and r.value != r.knob.default}

@@ -16,10 +16,11 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from descent.tui.dashboard import DashboardScreen, run_dir_for
-from descent.tui.dialogs import HelpScreen
-from descent.tui.messages import ScenarioPicked
-from descent.tui.picker import PickerScreen
+from descent.engine.runs import run_dir_for
+from descent.tui.app.dashboard import DashboardScreen
+from descent.tui.app.dialogs import HelpScreen
+from descent.tui.app.messages import ScenarioPicked
+from descent.tui.app.picker import PickerScreen
 
 # what the command palette offers on the dashboard: (title, help, action)
 COMMANDS = (

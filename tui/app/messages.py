@@ -2,7 +2,7 @@
 
 The training worker (a thread) posts the first group to the dashboard screen; it never touches
 a widget. `Progress` comes at the training log rate, so a backlog of them collapses to the
-newest (`can_replace`); the curves themselves are in `tui.history.History`, which the worker
+newest (`can_replace`); the curves themselves are in `tui.app.history.History`, which the worker
 fills, so no point is lost when a `Progress` is dropped.
 """
 
@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from descent.engine.records import Diverged, Evaluation, Finished, KnobChanged, Step, Stopped
-from descent.tui.history import Alert
+from descent.engine.records import Alarm, Diverged, Evaluation, Finished, KnobChanged, Step, Stopped
 
 
 # ---- from the training worker ---------------------------------------------------------------------
@@ -60,7 +59,7 @@ class KnobApplied(Message):
 class AlertRaised(Message):
     """Training paused itself: divergence, or gradients exploding or vanishing."""
 
-    alert: Alert
+    alert: Alarm
 
 
 @dataclass

@@ -15,7 +15,7 @@ from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
 from descent.engine.errors import SpecError
-from descent.tui.messages import ScenarioPicked
+from descent.tui.app.messages import ScenarioPicked
 
 
 def shown(path) -> str:

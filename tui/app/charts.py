@@ -14,7 +14,8 @@ from rich.text import Text
 from textual.widget import Widget
 from textual_plotext import PlotextPlot
 
-from descent.tui.history import HEATMAP_ROWS, History, Pinned, smooth
+from descent.tui.app.history import HEATMAP_ROWS, History, Pinned, smooth
+from descent.tui.app.throttle import Throttle
 
 # markers tell curves apart without colour (NO_COLOR, 16-colour terminals): current run first
 MARKERS = ("braille", "dot", "x", "+", "o", "*", "#")
@@ -22,32 +23,9 @@ COLORS = ("cyan", "orange", "magenta", "green", "yellow", "blue", "red", "white"
 MAX_TENSORS = 6
 
 
-class DrawBudget:
-    """Keeps the UI thread's drawing to a share of wall time. Every chart render `spend`s its
-    thread time (times `overhead`, for Textual's own work on the result); the debt is repaid at
-    `share` seconds per second, and a new redraw waits until it is paid. Python time on the UI
-    thread is time the training thread waits for the GIL."""
-
-    def __init__(self, share: float, overhead: float = 1.5):
-        self.share, self.overhead = share, overhead
-        self.debt = 0.0
-        self.at = time.monotonic()
-
-    def spend(self, seconds: float) -> None:
-        self.debt += seconds * self.overhead
-
-    def allows(self) -> bool:
-        now = time.monotonic()
-        self.debt = max(0.0, self.debt - (now - self.at) * self.share)
-        self.at = now
-        return self.debt <= 0.0
-
-    def wait(self) -> float:
-        """Seconds until the next redraw is allowed."""
-        return self.debt / self.share
-
-
-budget = DrawBudget(share=0.03)       # shared by every chart of the app
+# charts redraw at most twice a second, and drawing takes at most 3% of the UI thread's time
+# (plotext redraws every point in Python); shared by every chart of the app
+budget = Throttle(every=0.5, share=0.03)
 
 
 def finite(xs: list, ys: list, positive: bool = False) -> tuple[list, list]:

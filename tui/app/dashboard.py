@@ -1,14 +1,13 @@
-"""The dashboard screen: one training session, its charts, knobs and scenario panel.
+"""The dashboard screen: one training session, its charts, knobs and scenario panel; layout and
+key actions.
 
-Training runs in a thread worker that consumes `session.run(stop)`. The worker adds every record
-to `History` (plain data) and posts messages (tui.messages); it never touches a widget. The
-screen redraws the charts from `History` on a timer, only when something changed, so a fast
-model keeps its speed.
+Training runs in a thread worker (tui.app.training) that consumes `session.run(stop)`, fills
+`History` (plain data) and posts messages; it never touches a widget. The screen redraws the
+charts from `History` on a timer, only when something changed, so a fast model keeps its speed.
 """
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -21,73 +20,24 @@ from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
+from descent.engine.alarms import is_recurrent
 from descent.engine.errors import DescentError, SpecError
-from descent.engine.records import Diverged, Evaluation, Finished, KnobChanged, Step, Stopped
-from descent.tui.charts import AccuracyChart, LossChart, TensorChart, TimeHeatmap, budget
-from descent.tui.dialogs import OpenDialog, QuitDialog
-from descent.tui.history import GradMonitor, History, Pinned, diverged_alert, format_value
-from descent.tui.knobs import KnobsPanel
-from descent.tui.messages import (AlertRaised, Evaluated, KnobApplied, KnobEdited, Prepared, Preparing, Progress,
-                          RunEnded, RunFailed)
-from descent.tui.panels import ScenarioPanel, make_panel
-from descent.tui.status import StatusLine
+from descent.engine.records import Diverged, Finished
+from descent.engine.runs import discard, remove_if_empty
+from descent.tui.app.charts import AccuracyChart, LossChart, TensorChart, TimeHeatmap, budget
+from descent.tui.app.dialogs import OpenDialog, QuitDialog
+from descent.tui.app.history import History, Pinned, format_value
+from descent.tui.app.knobs import KnobsPanel
+from descent.tui.app.messages import (AlertRaised, Evaluated, KnobApplied, KnobEdited, Prepared, Preparing, Progress,
+                                  RunEnded, RunFailed)
+from descent.tui.app.panels import ScenarioPanel, make_panel
+from descent.tui.app.status import StatusLine
+from descent.tui.app.throttle import Throttle
+from descent.tui.app.training import route, run_label, train
 
-REDRAW_SECONDS = 0.5        # charts redraw at most twice a second, within tui.charts.budget
+REDRAW_SECONDS = 0.5        # the redraw tick; tui.app.charts.budget decides whether it draws
 PANEL_SECONDS = 1.0         # the scenario panel (predictions) refreshes this often while training
-# the worker posts these at most this often; a newer one replaces a held one, none is lost at the end
-THROTTLED = {Progress: 0.25, Evaluated: 1.0}
 MAX_PINNED = 5
-RECURRENT = ("rnn", "lstm", "gru")
-
-
-def is_recurrent(scenario) -> bool:
-    return any(layer.get("type") in RECURRENT for layer in scenario.model.layers)
-
-
-def run_label(scenario, lr: float | None = None) -> str:
-    """A short name for a run: 'lstm h64 adam lr1e-3', 'dense 128-10 sgd lr1e-2'; `lr` is the
-    learning rate now, if a live knob changed it."""
-    layers = [dict(layer) for layer in scenario.model.layers]
-    cell = next((layer for layer in layers if layer.get("type") in RECURRENT), None)
-    if cell:
-        model = f"{cell['type']} h{cell.get('hidden', '?')}"
-    else:
-        units = [str(layer["units"]) for layer in layers if layer.get("type") == "dense" and "units" in layer]
-        convs = [layer for layer in layers if layer.get("type") == "conv2d"]
-        model = (f"conv{len(convs)} " if convs else "") + ("dense " + "-".join(units) if units else layers[0]["type"])
-    t = scenario.training
-    return f"{model} {t.optimizer} lr{t.lr if lr is None else lr:.0e}".replace("e-0", "e-")
-
-
-def run_dir_for(scenario, root: Path) -> Path:
-    stem = scenario.path.stem if scenario.path else "".join(c if c.isalnum() else "-" for c in scenario.name.lower())
-    base = root / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    return path
-
-
-def route(record, history: History, monitor: GradMonitor, stop: threading.Event) -> list:
-    """What the dashboard hears about one record: it goes into `history`, a gradient alarm
-    pauses training (sets `stop`), and these messages are posted."""
-    history.add(record)
-    if isinstance(record, Step):
-        alert = monitor.check(record)
-        if alert:
-            stop.set()
-            return [AlertRaised(alert), Progress(record)]
-        return [Progress(record)]
-    if isinstance(record, Evaluation):
-        return [Evaluated(record)]
-    if isinstance(record, KnobChanged):
-        return [KnobApplied(record)]
-    if isinstance(record, Diverged):
-        return [AlertRaised(diverged_alert(record, monitor.recurrent)), RunEnded(record)]
-    if isinstance(record, (Finished, Stopped)):
-        return [RunEnded(record)]
-    return []
 
 
 class DashboardScreen(Screen):
@@ -124,15 +74,14 @@ class DashboardScreen(Screen):
         self.stop_event = threading.Event()
         self.worker: Worker | None = None
         self.history = History()
-        self.monitor = GradMonitor(is_recurrent(scenario))
+        self.recurrent = is_recurrent(scenario.model.layers)
         self.pinned: list[Pinned] = []
         self.log_loss = False
         self.smoothed = False
         self.saved_by_user = False        # the user saved or exported into the run folder
         self.last_saved: Path | None = None
         self.quitting = False
-        self.panel_drawn = 0.0
-        self.drawn_at = 0.0
+        self.panel_gate = Throttle(PANEL_SECONDS)
 
     # ---- layout -----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -148,7 +97,7 @@ class DashboardScreen(Screen):
                         with Horizontal():
                             yield TensorChart("grad_norms", "gradient norm", id="grad-chart")
                             yield TensorChart("update_ratios", "update/weight", id="ratio-chart")
-                    if is_recurrent(self.scenario):
+                    if is_recurrent(self.scenario.model.layers):
                         with TabPane("Time gradients", id="tab-time"):
                             yield TimeHeatmap(id="heatmap")
                     panel = make_panel(self.scenario.panel)
@@ -178,15 +127,14 @@ class DashboardScreen(Screen):
         self.generation += 1
         self.session = self.make_session(self.scenario)
         self.history = History()
-        self.monitor = GradMonitor(is_recurrent(self.scenario))
+        self.recurrent = is_recurrent(self.scenario.model.layers)
         self.saved_by_user = False
         self.stop_event = threading.Event()
-        self.worker = self.drive(self.session, "prepare", None, self.stop_event, self.history, self.monitor,
-                                 self.generation)
+        self.worker = self.drive(self.session, "prepare", None, self.stop_event, self.history, self.generation)
 
     @work(thread=True, exclusive=True, group="session", exit_on_error=False)
     def drive(self, session, job: str, steps: int | None, stop: threading.Event, history: History,
-              monitor: GradMonitor, generation: int) -> None:
+              generation: int) -> None:
         """Prepare the session, or train it until `steps` more steps, the budget, or `stop`."""
 
         def post(message) -> None:
@@ -198,31 +146,14 @@ class DashboardScreen(Screen):
                 for rec in session.prepare():
                     post(Preparing(rec.message))
                 post(Prepared(session.dataset.summary()))
-                return
-            held: dict[type, object] = {}          # the newest throttled message of each kind
-            last_post: dict[type, float] = {}
-            for rec in session.run(stop, steps):
-                final = isinstance(rec, (Diverged, Finished, Stopped))
-                for message in route(rec, history, monitor, stop):
-                    kind = type(message)
-                    if kind in THROTTLED and not final:
-                        now = time.monotonic()
-                        if now - last_post.get(kind, 0.0) < THROTTLED[kind]:
-                            held[kind] = message            # the screen needs only the newest
-                            continue
-                        last_post[kind] = now
-                        held.pop(kind, None)
-                    if final:
-                        for waiting in held.values():
-                            post(waiting)
-                        held.clear()
-                    post(message)
+            else:
+                train(session, stop, steps, history, post, self.recurrent)
         except DescentError as e:
             post(RunFailed(str(e)))
 
     def feed(self, record) -> None:
         """Handle one record as if the worker had sent it (for tests that train synchronously)."""
-        for message in route(record, self.history, self.monitor, self.stop_event):
+        for message in route(record, self.history, self.stop_event, self.recurrent):
             message.generation = self.generation
             self.post_message(message)
 
@@ -246,8 +177,7 @@ class DashboardScreen(Screen):
     def start_run(self, steps: int | None) -> None:
         self.stop_event = threading.Event()
         self.set_state("running", "")
-        self.worker = self.drive(self.session, "run", steps, self.stop_event, self.history, self.monitor,
-                                 self.generation)
+        self.worker = self.drive(self.session, "run", steps, self.stop_event, self.history, self.generation)
 
     async def halt(self) -> None:
         """Stop the worker (pause) and wait until it has returned."""
@@ -293,8 +223,8 @@ class DashboardScreen(Screen):
         if not self.current(message):
             return
         a = message.alert
-        self.say(a.text, title=f"Paused: {a.kind} at step {a.step}",
-                 severity="error" if a.kind == "diverged" else "warning", timeout=20)
+        self.say(a.text, title=f"Paused: {a.what} at step {a.step}",
+                 severity="error" if a.what == "diverged" else "warning", timeout=20)
 
     def on_run_ended(self, message: RunEnded) -> None:
         if not self.current(message):
@@ -341,11 +271,11 @@ class DashboardScreen(Screen):
     def redraw(self, force: bool = False) -> None:
         """Replot the charts whose data changed; charts in hidden tabs wait until shown.
 
-        While training, a redraw waits until `tui.charts.budget` allows it: drawing takes at most
-        3% of the UI thread's time, because plotext redraws every point in Python and Python time
-        on the UI thread is time the training thread waits for the GIL."""
+        While training, a redraw waits until `tui.app.charts.budget` allows it: drawing takes at
+        most 3% of the UI thread's time, because plotext redraws every point in Python and Python
+        time on the UI thread is time the training thread waits for the GIL."""
         now = time.monotonic()
-        if not force and self.state == "running" and (not budget.allows() or now - self.drawn_at < REDRAW_SECONDS):
+        if not force and self.state == "running" and not budget.allows(now):
             return
         h = self.history
         pins = (len(self.pinned), self.pinned[-1].label if self.pinned else "")
@@ -365,15 +295,16 @@ class DashboardScreen(Screen):
         panel = self.panel
         started = time.thread_time()
         if active == "tab-panel" and (force or self.state != "running" and panel.dirty
-                                      or self.state == "running" and now - self.panel_drawn > PANEL_SECONDS):
-            self.panel_drawn, panel.dirty = now, False
+                                      or self.state == "running" and self.panel_gate.allows(now)):
+            self.panel_gate.mark(now)
+            panel.dirty = False
             panel.show_sample()             # predictions with the current weights, the newest evaluation
         with self.app.batch_update():
             for widget, stamp, draw in stale:
                 widget.stamp = stamp
                 draw(widget)                # sets data; the plot itself is built when Textual renders
         budget.spend(time.thread_time() - started)
-        self.drawn_at = now
+        budget.mark(now)
 
     @on(TabbedContent.TabActivated)
     def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
@@ -430,7 +361,7 @@ class DashboardScreen(Screen):
         await self.halt()
         if self.session is not None:
             self.session.close()
-            self.remove_if_empty(self.session)
+            remove_if_empty(self.session, kept=self.saved_by_user)
         self.scenario = scenario
         for row in knobs.rows():
             row.commit(changes.get(row.knob.key, row.knob.default))
@@ -539,12 +470,6 @@ class DashboardScreen(Screen):
             return
         self.app.push_screen(QuitDialog(str(s.out_dir), s.step), self.finish)
 
-    def remove_if_empty(self, session) -> None:
-        """A run folder that holds only what prepare() wrote (no step trained, nothing saved)
-        is not worth keeping."""
-        if session.step == 0 and not self.saved_by_user and session.out_dir and session.out_dir.is_dir():
-            shutil.rmtree(session.out_dir, ignore_errors=True)
-
     async def finish(self, choice: str | None) -> None:
         """Quit: "keep" saves the checkpoint (metrics are already on disk), "discard" removes the
         run folder unless the user saved or exported into it; None (from the dialog) stays."""
@@ -560,9 +485,9 @@ class DashboardScreen(Screen):
                 if choice == "keep" and s.trainer is not None:
                     s.save()
                 s.close()
-                if choice == "discard" and s.out_dir and s.out_dir.exists() and not self.saved_by_user:
-                    shutil.rmtree(s.out_dir, ignore_errors=True)
-                self.remove_if_empty(s)
+                if choice == "discard" and not self.saved_by_user:
+                    discard(s)
+                remove_if_empty(s, kept=self.saved_by_user)
             except (DescentError, OSError) as e:
                 self.say(str(e), title="Could not save", severity="error")
                 self.quitting = False
