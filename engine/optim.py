@@ -13,8 +13,9 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from .arrays import segment_sumsq
 from .jit import jit
-from .params import ParamSet, segment_sumsq
+from .params import ParamSet
 
 KINDS = ("sgd", "rmsprop", "adam", "adamw")
 
