@@ -58,7 +58,7 @@ def test_bad_file_names_file_key_and_line(name):
     key, line, fragment = BAD[name]
     path = DATA / name
     with pytest.raises(SpecError) as info:
-        S.load(path, check_shapes=bool(needs))
+        S.load(path)
     err = info.value
     text = str(err)
     assert "\n" not in text
