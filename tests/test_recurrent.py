@@ -358,7 +358,7 @@ def test_eval_forward_equals_train_forward():
 @pytest.mark.parametrize("kind", CELLS)
 def test_two_threads_give_the_same_bits(kind, monkeypatch):
     """The batch is split between threads by rows; every bit of the result stays the same."""
-    import engine.recurrent as rec
+    import descent.engine.recurrent as rec
 
     net, layer = make(kind, np.float32, layers=2, bidirectional=True, output="all")
     rng = np.random.default_rng(9)
