@@ -45,20 +45,6 @@ def pad_images(x, pad, xp):
 # direct convolution over wide rows
 
 @jit
-def _mac3(d, w0, a0, w1, a1, w2, a2):
-    """d[p] += w0*a0[p] + w1*a1[p] + w2*a2[p] for p < d.size: three taps in one vectorised pass."""
-    for p in range(d.size):
-        d[p] += w0 * a0[p] + w1 * a1[p] + w2 * a2[p]
-
-
-@jit
-def _mac1(d, w0, a0):
-    """d[p] += w0*a0[p] for p < d.size: one tap."""
-    for p in range(d.size):
-        d[p] += w0 * a0[p]
-
-
-@jit
 def _taps_forward(acc, xc, off, s, wr):
     """acc[p] += sum_j wr[j] * xc[s*p + off + j] for p < L: one kernel row, three taps a pass."""
     nl = acc.size
@@ -66,11 +52,18 @@ def _taps_forward(acc, xc, off, s, wr):
     j = 0
     while j < k:
         if s == 1 and j + 3 <= k:
-            _mac3(acc, wr[j], xc[off + j:off + j + nl], wr[j + 1], xc[off + j + 1:off + j + 1 + nl],
-                  wr[j + 2], xc[off + j + 2:off + j + 2 + nl])  # (L,)
+            w0, w1, w2 = wr[j], wr[j + 1], wr[j + 2]
+            x0 = xc[off + j:off + j + nl]                       # (L,)
+            x1 = xc[off + j + 1:off + j + 1 + nl]
+            x2 = xc[off + j + 2:off + j + 2 + nl]
+            for p in range(nl):
+                acc[p] += w0 * x0[p] + w1 * x1[p] + w2 * x2[p]  # (L,)
             j += 3
         elif s == 1:
-            _mac1(acc, wr[j], xc[off + j:off + j + nl])
+            w0 = wr[j]
+            x0 = xc[off + j:off + j + nl]
+            for p in range(nl):
+                acc[p] += w0 * x0[p]
             j += 1
         else:
             w0 = wr[j]
@@ -120,11 +113,20 @@ def _taps_dx(dxc, dzf, off, s, wr, wp, nl):
     j = 0
     while j < k:
         if s == 1 and j + 3 <= k:
-            _mac3(dxc[off + j:off + j + nl + 2], wr[j], dzf[wp:wp + nl + 2], wr[j + 1], dzf[wp - 1:wp + nl + 1],
-                  wr[j + 2], dzf[wp - 2:wp + nl])               # (L + 2,)
+            w0, w1, w2 = wr[j], wr[j + 1], wr[j + 2]
+            d = dxc[off + j:off + j + nl + 2]                   # (L + 2,)
+            z0 = dzf[wp:wp + nl + 2]
+            z1 = dzf[wp - 1:wp + nl + 1]
+            z2 = dzf[wp - 2:wp + nl]
+            for q in range(nl + 2):
+                d[q] += w0 * z0[q] + w1 * z1[q] + w2 * z2[q]
             j += 3
         elif s == 1:
-            _mac1(dxc[off + j:off + j + nl], wr[j], dzf[wp:wp + nl])   # (L,)
+            w0 = wr[j]
+            d = dxc[off + j:off + j + nl]                       # (L,)
+            z0 = dzf[wp:wp + nl]
+            for q in range(nl):
+                d[q] += w0 * z0[q]
             j += 1
         else:
             w0 = wr[j]
