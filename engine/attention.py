@@ -1,4 +1,4 @@
-"""Self-attention and layer normalization.
+"""Self-attention: the layer and its wrappers; the kernels are in attention_kernels.py.
 
 `SelfAttention` is one causal transformer block (post-norm, like torch's
 TransformerEncoderLayer(norm_first=False) without dropout):
@@ -31,182 +31,20 @@ import math
 
 import numpy as np
 
-from .activations import IDENTITY, RELU, bias_act_backward, bias_act_forward, column_sums
+from .activation_kernels import IDENTITY, RELU, bias_act_backward, bias_act_forward
+from .arrays import Buffers, column_sums, masked_mean_norms
+from .attention_kernels import (add_at_last, add_positions, gather_last, masked_softmax, masked_softmax_backward,
+                                position_sumsq, sequence_lengths)
 from .dense import uniform_fan_in
 from .errors import SpecError
-from .jit import jit
 from .layer import Layer, SpecReader
+from .layernorm_kernels import LN_EPS, layernorm_backward, layernorm_forward
 
-LN_EPS = 1e-5
 POSITIONAL = ("learned", "sinusoidal", "none")
 OUTPUTS = ("last", "all")
-
-
-# ---------------------------------------------------------------------------------------------
-# kernels
-
-@jit
-def layernorm_forward(x, gamma, beta, eps, y, xhat, rstd):
-    """y = gamma * xhat + beta, xhat = (x - mean) / sqrt(var + eps) per row. x, y, xhat (N, F); rstd (N,)."""
-    n, f = x.shape
-    inv_f = 1.0 / f
-    for i in range(n):
-        m = 0.0
-        for j in range(f):
-            m += x[i, j]
-        m *= inv_f
-        v = 0.0
-        for j in range(f):
-            d = x[i, j] - m
-            v += d * d
-        r = 1.0 / math.sqrt(v * inv_f + eps)
-        rstd[i] = r
-        for j in range(f):
-            h = (x[i, j] - m) * r                               # (N, F)
-            xhat[i, j] = h
-            y[i, j] = h * gamma[j] + beta[j]
-
-
-@jit
-def layernorm_backward(dy, xhat, rstd, gamma, dx, dgamma, dbeta):
-    """dx (N, F) <- dL/dx; dgamma, dbeta (F,) OVERWRITTEN with their gradients. dx may alias dy."""
-    n, f = dy.shape
-    inv_f = 1.0 / f
-    for j in range(f):
-        dgamma[j] = 0.0
-        dbeta[j] = 0.0
-    for i in range(n):
-        a = 0.0
-        b = 0.0
-        for j in range(f):
-            g = dy[i, j] * gamma[j]                             # dL/dxhat (N, F)
-            a += g
-            b += g * xhat[i, j]
-            dgamma[j] += dy[i, j] * xhat[i, j]
-            dbeta[j] += dy[i, j]
-        a *= inv_f
-        b *= inv_f
-        r = rstd[i]
-        for j in range(f):
-            dx[i, j] = r * (dy[i, j] * gamma[j] - a - xhat[i, j] * b)   # (N, F)
-
-
-@jit
-def masked_softmax(s, lens, last, scale):
-    """In place: scores s (B, H, Tq, T) -> attention weights.
-
-    Row i of sample b is the query at position q = lens[b] - 1 if last else i; it attends to keys
-    0 .. min(q, lens[b] - 1) (causal + key padding). Masked weights are exactly 0.
-    """
-    nb, nh, tq, t = s.shape
-    for b in range(nb):
-        n = lens[b]
-        for h in range(nh):
-            for i in range(tq):
-                q = n - 1 if last else i
-                nk = min(q + 1, n)
-                row = s[b, h, i]                                # (T,)
-                m = row[0] * scale
-                for j in range(1, nk):
-                    m = max(m, row[j] * scale)
-                total = 0.0
-                for j in range(nk):
-                    e = math.exp(row[j] * scale - m)
-                    row[j] = e
-                    total += e
-                inv = 1.0 / total
-                for j in range(nk):
-                    row[j] *= inv
-                for j in range(nk, t):
-                    row[j] = 0.0
-
-
-@jit
-def masked_softmax_backward(p, dp, scale):
-    """In place: dp (B, H, Tq, T) = dL/dweights -> dL/dscores, given the weights p (B, H, Tq, T).
-
-    Masked entries have p = 0, so their gradient comes out 0 without looking at the mask.
-    """
-    nb, nh, tq, t = p.shape
-    for b in range(nb):
-        for h in range(nh):
-            for i in range(tq):
-                s = 0.0
-                for j in range(t):
-                    s += dp[b, h, i, j] * p[b, h, i, j]
-                for j in range(t):
-                    dp[b, h, i, j] = scale * p[b, h, i, j] * (dp[b, h, i, j] - s)   # (B, H, Tq, T)
-
-
-@jit
-def add_positions(x, table, out):
-    """out[b, t] = x[b, t] + table[t]. x, out (B, T, D), may be the same array; table (max_len, D)."""
-    nb, t, d = x.shape
-    for b in range(nb):
-        for i in range(t):
-            for k in range(d):
-                out[b, i, k] = x[b, i, k] + table[i, k]
-
-
-@jit
-def sequence_lengths(mask, lens):
-    """lens (B,) <- number of True per row of mask (B, T), at least 1."""
-    nb, t = mask.shape
-    for b in range(nb):
-        n = 0
-        for j in range(t):
-            if mask[b, j]:
-                n += 1
-        lens[b] = max(n, 1)
-
-
-@jit
-def gather_last(x, lens, out):
-    """out[b] = x[b, lens[b] - 1]. x (B, T, D); out (B, 1, D)."""
-    nb, t, d = x.shape
-    for b in range(nb):
-        for k in range(d):
-            out[b, 0, k] = x[b, lens[b] - 1, k]
-
-
-@jit
-def add_at_last(dx, lens, d_last):
-    """dx[b, lens[b] - 1] += d_last[b]. dx (B, T, D); d_last (B, 1, D)."""
-    nb, t, d = dx.shape
-    for b in range(nb):
-        for k in range(d):
-            dx[b, lens[b] - 1, k] += d_last[b, 0, k]
-
-
-
-@jit
-def batch_sums(a, out):
-    """out (T, D) <- sums over the batch of a (B, T, D)."""
-    nb, t, d = a.shape
-    for i in range(t):
-        for k in range(d):
-            out[i, k] = 0.0
-    for b in range(nb):
-        for i in range(t):
-            for k in range(d):
-                out[i, k] += a[b, i, k]
-
-
-@jit
-def position_grad_norms(dx, lens, out):
-    """out[t] (T,) <- mean of ||dx[b, t]|| over the samples b with t < lens[b]; 0 where none is that long."""
-    nb, t, d = dx.shape
-    for i in range(t):
-        total = 0.0
-        count = 0
-        for b in range(nb):
-            if i < lens[b]:
-                s = 0.0
-                for k in range(d):
-                    s += dx[b, i, k] * dx[b, i, k]
-                total += math.sqrt(s)
-                count += 1
-        out[i] = total / count if count > 0 else 0.0
+# work arrays of one layer: about 40 per (B, T), for the training batch, the evaluation batch
+# and a short last batch of each
+WORK_ARRAYS = 240
 
 
 # ---------------------------------------------------------------------------------------------
@@ -230,35 +68,6 @@ def split_heads(a: np.ndarray, heads: int) -> np.ndarray:
     return v
 
 
-class Workspace:
-    """Work arrays by name for one (B, T): allocated on first use, reused by every later step."""
-
-    def __init__(self, dtype):
-        self.dtype = dtype
-        self.arrays = {}
-
-    def get(self, name: str, shape: tuple, dtype=None) -> np.ndarray:
-        a = self.arrays.get(name)
-        if a is None:
-            a = self.arrays[name] = np.empty(shape, dtype or self.dtype)
-        return a
-
-
-class Workspaces:
-    """One Workspace per (B, T) seen lately (training batch, evaluation batch, a short last batch)."""
-
-    def __init__(self, dtype, keep: int = 6):
-        self.dtype, self.keep, self.spaces = dtype, keep, {}
-
-    def __call__(self, key) -> Workspace:
-        w = self.spaces.get(key)
-        if w is None:
-            if len(self.spaces) >= self.keep:
-                del self.spaces[next(iter(self.spaces))]     # the oldest
-            w = self.spaces[key] = Workspace(self.dtype)
-        return w
-
-
 def lengths_of(mask, batch: int, steps: int, out: np.ndarray) -> np.ndarray:
     """Per-sample lengths (B,) from ctx.mask (or all T without one), into out."""
     if mask is None:
@@ -272,50 +81,7 @@ def lengths_of(mask, batch: int, steps: int, out: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
-# layers
-
-class LayerNorm(Layer):
-    """torch.nn.LayerNorm over the last axis: weight (F,), bias (F,), eps 1e-5."""
-
-    kind = "layernorm"
-
-    def __init__(self, spec, in_shape, dtype=np.float32):
-        super().__init__(spec, in_shape, dtype)
-        SpecReader(spec, "layernorm", set())
-        if len(in_shape) == 0:
-            raise ValueError("layernorm needs a feature axis")
-        self.width = in_shape[-1]
-        self.spaces = Workspaces(self.dtype)
-
-    def param_shapes(self):
-        return {"weight": (self.width,), "bias": (self.width,)}
-
-    def init_params(self, p, rng):
-        p["weight"][...] = 1.0
-        p["bias"][...] = 0.0
-
-    def forward(self, x, ctx):
-        x = np.ascontiguousarray(x, dtype=self.dtype)
-        x2 = x.reshape(-1, self.width)                           # (N, F)
-        w = self.spaces(x2.shape)
-        y, xhat, rstd = w.get("y", x2.shape), w.get("xhat", x2.shape), w.get("rstd", (x2.shape[0],))
-        layernorm_forward(x2, self.p["weight"], self.p["bias"], LN_EPS, y, xhat, rstd)
-        self.w = w
-        return y.reshape(x.shape)
-
-    def backward(self, dy, ctx):
-        w = self.w
-        dy2 = np.ascontiguousarray(dy, dtype=self.dtype).reshape(-1, self.width)
-        dx = w.get("dx", dy2.shape)
-        layernorm_backward(dy2, w.arrays["xhat"], w.arrays["rstd"], self.p["weight"], dx,
-                           self.g["weight"], self.g["bias"])
-        return dx.reshape(dy.shape) if self.need_dx else None
-
-    def torch_module(self):
-        import torch.nn as nn
-
-        return nn.LayerNorm(self.width, eps=LN_EPS)
-
+# the layer
 
 class SelfAttention(Layer):
     """A causal transformer block over (B, T, E) sequences; see the module docstring.
@@ -356,7 +122,7 @@ class SelfAttention(Layer):
         self.scale = 1.0 / math.sqrt(self.dim // self.heads)
         self.table = (sinusoid_table(self.max_len, self.dim).astype(self.dtype)
                       if self.positional == "sinusoidal" else None)
-        self.spaces = Workspaces(self.dtype)
+        self.buf = Buffers(self.dtype, WORK_ARRAYS)
 
     def param_shapes(self):
         d, f = self.dim, self.ff
@@ -401,7 +167,7 @@ class SelfAttention(Layer):
         if t > self.max_len:
             raise ValueError(f"sequence length {t} is longer than max_len {self.max_len}")
         d, h, tq = self.dim, self.heads, 1 if self.last else t
-        p, w = self.p, self.spaces((nb, t))
+        p, w = self.p, self.buf
         lens = lengths_of(ctx.mask, nb, t, w.get("lens", (nb,), np.int64))
 
         # block input: projection and positions
@@ -438,8 +204,10 @@ class SelfAttention(Layer):
         bias_act_forward(r1, p["attn.out_proj.bias"], IDENTITY, 0.0)
         np.add(r1, xq.reshape(nb * tq, d), out=r1)               # residual
         y = w.get("y1", (nb * tq, d))
-        layernorm_forward(r1, p["norm1.weight"], p["norm1.bias"], LN_EPS, y,
-                          w.get("xhat1", (nb * tq, d)), w.get("rstd1", (nb * tq,)))
+        xhat1, rstd1 = w.get("xhat1", (nb * tq, d)), w.get("rstd1", (nb * tq,))
+        layernorm_forward(r1, p["norm1.weight"], p["norm1.bias"], LN_EPS, y, xhat1, rstd1)
+        # what backward reads, held here: the cache may start afresh before then
+        saved = dict(att=att, q=q, kv=kv, o=o, y1=y, xhat1=xhat1, rstd1=rstd1)
 
         # feed-forward sublayer
         if self.ff:
@@ -450,17 +218,18 @@ class SelfAttention(Layer):
             bias_act_forward(r2, p["ff2.bias"], IDENTITY, 0.0)
             np.add(r2, y, out=r2)                                # residual
             y = w.get("y2", (nb * tq, d))
-            layernorm_forward(r2, p["norm2.weight"], p["norm2.bias"], LN_EPS, y,
-                              w.get("xhat2", (nb * tq, d)), w.get("rstd2", (nb * tq,)))
+            xhat2, rstd2 = w.get("xhat2", (nb * tq, d)), w.get("rstd2", (nb * tq,))
+            layernorm_forward(r2, p["norm2.weight"], p["norm2.bias"], LN_EPS, y, xhat2, rstd2)
+            saved |= dict(hid=hid, xhat2=xhat2, rstd2=rstd2)
 
-        self.x, self.xe, self.xq, self.w, self.lens = x, xe, xq, w, lens
+        self.x, self.xe, self.xq, self.saved, self.lens = x, xe, xq, saved, lens
         return y.reshape((nb, d) if self.last else (nb, t, d))
 
     # -- backward --------------------------------------------------------------------------------
 
     def backward(self, dy, ctx):
-        x, xe, xq, w, lens = self.x, self.xe, self.xq, self.w, self.lens
-        a = w.arrays
+        x, xe, xq, a, lens = self.x, self.xe, self.xq, self.saved, self.lens
+        w = self.buf
         nb, t, _ = x.shape
         d, h, tq = self.dim, self.heads, 1 if self.last else t
         n = nb * tq
@@ -516,13 +285,15 @@ class SelfAttention(Layer):
 
         if ctx.want_time_grads:
             norms = np.empty(t)                                  # a fresh (T,): records keep it
-            position_grad_norms(dxe, lens, norms)
+            sq = w.get("sq", (t, nb), np.float64)
+            position_sumsq(dxe, sq)                              # (T, B)
+            masked_mean_norms(sq, lens, norms)
             ctx.time_grad_norms[self.name] = norms
 
         # positions and projection
         if self.positional == "learned":
             gpos = g["pos"]
-            batch_sums(dxe, gpos[:t])                            # (T, D)
+            column_sums(dxe.reshape(nb, t * d), gpos[:t].reshape(t * d))   # sums over the batch (T*D,)
             gpos[t:] = 0.0
         if not self.has_proj:
             return dxe if self.need_dx else None

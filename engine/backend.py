@@ -3,32 +3,15 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
 from .layer import Context
-from .losses import LOSSES
+from .losses import LOSSES, loss_targets
 from .model import Net
 from .names import BACKENDS
 from .optim import OptimConfig, Optimizer
-
-
-@dataclass
-class StepStats:
-    loss: float
-    grad_norm: float                     # global, before clipping
-    param_norm: float
-    grad_norms: dict[str, float]         # per tensor
-    update_ratios: dict[str, float]      # |dW| / |W| per tensor
-    time_grad_norms: dict[str, np.ndarray] | None   # ||dL/dh_t||, (T,), per sequence layer
-
-
-def loss_targets(loss: str, y: np.ndarray, dtype) -> np.ndarray:
-    """Labels as the loss wants them: int ids for cross-entropy, floats otherwise."""
-    if loss == "cross_entropy":
-        return np.asarray(y, dtype=np.int64).reshape(-1)
-    return np.asarray(y, dtype=dtype)
+from .stats import StepStats
 
 
 class Trainer:

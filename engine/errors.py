@@ -34,8 +34,3 @@ class SpecError(DescentError):
 class DataMissing(DescentError):
     """A dataset file is not in the data folder; the message says where we looked and how to fetch it."""
 
-
-class TrainingFailed(DescentError):
-    """Loss became NaN/inf or diverged."""
-
-    exit_code = 1

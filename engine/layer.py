@@ -30,6 +30,7 @@ class Layer:
     kind = "layer"
     name = ""          # set by the model: the layer's index path, e.g. "1" or "2.block.0"
     need_dx = True     # the model sets False on the first layer: nothing upstream needs dx
+    builds_sublayers = False   # True: the model passes its build_layers to __init__ as build=
 
     def __init__(self, spec: dict, in_shape: tuple, dtype=np.float32):
         self.dtype = np.dtype(dtype)
@@ -56,6 +57,18 @@ class Layer:
 
     def sublayers(self) -> list["Layer"]:
         return []
+
+
+def named_param_shapes(layers: list[Layer]) -> list[tuple[str, tuple]]:
+    return [(f"{i}.{local}", shape) for i, layer in enumerate(layers) for local, shape in layer.param_shapes().items()]
+
+
+def split_views(views: dict, layers: list[Layer]) -> list[dict]:
+    """Per-layer dicts of local-name views out of a dict keyed "{i}.{local}"."""
+    out = []
+    for i, layer in enumerate(layers):
+        out.append({local: views[f"{i}.{local}"] for local in layer.param_shapes()})
+    return out
 
 
 class SpecReader:

@@ -11,7 +11,7 @@ import importlib
 import numpy as np
 
 from .errors import SpecError
-from .layer import Context, Layer
+from .layer import Context, Layer, named_param_shapes, split_views
 from .params import ParamSet
 
 # type -> "module:Class"; modules are imported on first use so a missing family fails only where used
@@ -20,15 +20,15 @@ REGISTRY = {
     "flatten": "dense:Flatten",
     **{name: "activations:Activation" for name in ("identity", "relu", "leaky_relu", "sigmoid", "tanh", "softmax")},
     "conv2d": "conv:Conv2d",
-    "maxpool2d": "conv:MaxPool2d",
-    "dropout": "conv:Dropout",
-    "residual": "conv:Residual",
+    "maxpool2d": "pooling:MaxPool2d",
+    "dropout": "dropout:Dropout",
+    "residual": "residual:Residual",
     "embedding": "recurrent:Embedding",
     "rnn": "recurrent:RNN",
     "lstm": "recurrent:LSTM",
     "gru": "recurrent:GRU",
     "attention": "attention:SelfAttention",
-    "layernorm": "attention:LayerNorm",
+    "layernorm": "layernorm:LayerNorm",
 }
 
 
@@ -48,8 +48,9 @@ def build_layers(spec, in_shape: tuple, dtype=np.float32, prefix: str = "") -> l
         kind = entry.get("type")
         if kind not in REGISTRY:
             raise SpecError(f"[{i}].type", f"unknown layer type {kind!r} (known: {', '.join(sorted(REGISTRY))})")
+        cls = layer_class(kind)
         try:
-            layer = layer_class(kind)(dict(entry), shape, dtype)
+            layer = cls(dict(entry), shape, dtype, build=build_layers) if cls.builds_sublayers else cls(dict(entry), shape, dtype)
         except SpecError as e:
             raise e.at(f"[{i}]") from None
         except ValueError as e:   # a kernel wrapper's shape complaint
@@ -60,16 +61,22 @@ def build_layers(spec, in_shape: tuple, dtype=np.float32, prefix: str = "") -> l
     return layers
 
 
-def named_param_shapes(layers: list[Layer]) -> list[tuple[str, tuple]]:
-    return [(f"{i}.{local}", shape) for i, layer in enumerate(layers) for local, shape in layer.param_shapes().items()]
+def fill_from_data(layers: list, vocab_size: int | None) -> list:
+    """Embedding layers without `vocab` take the dataset's vocabulary size."""
+    for layer in layers:
+        if layer.get("type") == "embedding" and "vocab" not in layer and vocab_size:
+            layer["vocab"] = vocab_size
+        if layer.get("type") == "residual":
+            fill_from_data(layer.get("layers", []), vocab_size)
+    return layers
 
 
-def split_views(views: dict, layers: list[Layer]) -> list[dict]:
-    """Per-layer dicts of local-name views out of a dict keyed "{i}.{local}"."""
-    out = []
-    for i, layer in enumerate(layers):
-        out.append({local: views[f"{i}.{local}"] for local in layer.param_shapes()})
-    return out
+def resolve_loss(name: str, task: str, out_units: int) -> str:
+    if name != "auto":
+        return name
+    if task == "regression":
+        return "mse"
+    return "bce" if out_units == 1 else "cross_entropy"
 
 
 class Net:

@@ -13,9 +13,10 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from .arrays import segment_sumsq
 from .jit import jit
 from .names import OPTIMIZERS
-from .params import ParamSet, segment_sumsq
+from .params import ParamSet
 from .scenario.schema import TrainingConfig
 
 _T = TrainingConfig()     # the schema holds every default once; a bare OptimConfig() takes them

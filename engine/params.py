@@ -1,14 +1,14 @@
 """All trainable tensors of a model in one flat buffer.
 
 Optimizers and diagnostics then run as one loop over one buffer (PERF-NOTES: one flat Adam is
-far faster than many small ones), and per-tensor figures come from segment offsets.
+far faster than many small ones), and per-tensor figures come from segment offsets
+(arrays.segment_sumsq).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .jit import jit
 
 
 class ParamSet:
@@ -51,31 +51,3 @@ class ParamSet:
             if value.shape != self.shapes[name]:
                 raise ValueError(f"{name}: shape {value.shape} does not match {self.shapes[name]}")
             self.values[name][...] = value
-
-
-# Reductions keep LANES partial sums (float64) and add them up in a fixed order at the end: the
-# loop then vectorises without fastmath, and the result is the same bit for bit on every run.
-LANES = 64
-
-
-@jit
-def segment_sumsq(x, offsets, out):
-    """out[s] = sum of x[offsets[s]:offsets[s+1]]**2, accumulated in float64."""
-    acc = np.empty(LANES)                                 # (LANES,) partial sums
-    for s in range(offsets.size - 1):
-        acc[:] = 0.0
-        for lo in range(offsets[s], offsets[s + 1], LANES):
-            xb = x[lo:min(lo + LANES, offsets[s + 1])]    # slices index from 0: no wraparound checks
-            for k in range(xb.size):
-                v = np.float64(xb[k])
-                acc[k] += v * v
-        out[s] = lane_total(acc)
-
-
-@jit
-def lane_total(acc):
-    """Sum of the LANES partial sums, in a fixed order."""
-    total = 0.0
-    for k in range(acc.size):
-        total += acc[k]
-    return total

@@ -26,6 +26,7 @@ from .alarms import GradMonitor, is_recurrent
 from .backend import make_trainer, warm_up
 from .errors import DescentError, SpecError
 from .metrics import accuracy_by_group, classification, probabilities, regression
+from .model import fill_from_data, resolve_loss
 from .names import LIVE_SETTINGS
 from .optim import OptimConfig
 from .records import Compiling, Diverged, Evaluation, Finished, KnobChanged, Step, Stopped, to_json
@@ -41,24 +42,6 @@ def plain(value):
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
     return value
-
-
-def fill_from_data(layers: list, vocab_size: int | None) -> list:
-    """Embedding layers without `vocab` take the dataset's vocabulary size."""
-    for layer in layers:
-        if layer.get("type") == "embedding" and "vocab" not in layer and vocab_size:
-            layer["vocab"] = vocab_size
-        if layer.get("type") == "residual":
-            fill_from_data(layer.get("layers", []), vocab_size)
-    return layers
-
-
-def resolve_loss(name: str, task: str, out_units: int) -> str:
-    if name != "auto":
-        return name
-    if task == "regression":
-        return "mse"
-    return "bce" if out_units == 1 else "cross_entropy"
 
 
 class Session:

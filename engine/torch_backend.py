@@ -10,10 +10,10 @@ import math
 
 import numpy as np
 
-from .backend import StepStats, loss_targets
-from .losses import torch_loss
+from .losses import loss_targets, torch_loss
 from .model import Net
 from .optim import OptimConfig, torch_optimizer
+from .stats import StepStats
 
 
 def build_torch_model(layers, in_shape, dtype="float32", seed: int = 0):

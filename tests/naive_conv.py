@@ -1,4 +1,4 @@
-"""Slow, obviously correct NumPy references for the kernels in engine/conv.py.
+"""Slow, obviously correct NumPy references for the kernels in engine/conv_kernels.py and engine/pooling_kernels.py.
 
 One output position (or one window) at a time, straight from the definitions; the tests compare
 the fast kernels against these in float32 and float64.

@@ -273,9 +273,6 @@ def test_attention_model_trains_like_torch():
 
 
 def test_embedding_model_trains_like_torch():
-    recurrent = pytest.importorskip("descent.engine.recurrent", reason="descent.engine.recurrent is not written yet")
-    if not hasattr(recurrent, "Embedding"):
-        pytest.skip("descent.engine.recurrent.Embedding is not written yet")
     rng = np.random.default_rng(2)
     mask = mask_of(LENS)
     x = np.where(mask, rng.integers(1, 20, size=(B, T)), 0).astype(np.int64)

@@ -16,18 +16,6 @@ SPEC = [{"type": "flatten"}, {"type": "dense", "units": 16, "activation": "tanh"
 IN_SHAPE = (2, 5)
 
 
-def has_dropout() -> bool:
-    """descent.engine.conv (with Dropout) is written in parallel; the resume test uses it once it exists."""
-    try:
-        from descent.engine.conv import Dropout  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-HAS_DROPOUT = has_dropout()
-
-
 def batches(n, seed=0, batch=16):
     rng = np.random.default_rng(seed)
     return [(rng.normal(size=(batch,) + IN_SHAPE).astype(np.float32), rng.integers(0, 3, batch)) for _ in range(n)]
@@ -131,13 +119,13 @@ def test_torch_state_dict_loads_into_our_trainer(torch, rel_err):
     assert rel_err(t.predict(x), theirs) < 1e-12
 
 
-RESUME_SPEC = SPEC[:2] + ([{"type": "dropout", "p": 0.3}] if HAS_DROPOUT else []) + SPEC[2:]
+RESUME_SPEC = SPEC[:2] + [{"type": "dropout", "p": 0.3}] + SPEC[2:]
 
 
 @pytest.mark.parametrize("kind", ["adam", "sgd", "rmsprop"])
 def test_resume_is_identical_to_an_uninterrupted_run(tmp_path, kind):
     """300 steps straight, against 150 steps, save, a fresh Trainer loads, 150 more: same losses
-    and the same weights bit for bit (dropout included when engine.conv has it)."""
+    and the same weights bit for bit (dropout included)."""
     data = batches(300, seed=5)
     optim = dict(kind=kind, lr=0.01, momentum=0.9)
 
@@ -160,7 +148,7 @@ def test_resume_is_identical_to_an_uninterrupted_run(tmp_path, kind):
     assert np.array_equal(second.net.params.flat, straight.net.params.flat)
     assert np.array_equal(second.optimizer.state_arrays()["optim.t"], 300)
 
-    if HAS_DROPOUT:   # the dropout masks come from the restored rng: without it the run differs
-        third = Trainer(RESUME_SPEC, IN_SHAPE, "cross_entropy", OptimConfig(**optim), seed=77)
-        third.load_state_arrays(arrays)
-        assert [third.step(x, y).loss for x, y in data[150:152]] != expected[150:152]
+    # the dropout masks come from the restored rng: without it the run differs
+    third = Trainer(RESUME_SPEC, IN_SHAPE, "cross_entropy", OptimConfig(**optim), seed=77)
+    third.load_state_arrays(arrays)
+    assert [third.step(x, y).loss for x, y in data[150:152]] != expected[150:152]

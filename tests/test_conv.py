@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import naive_conv as naive
-from descent.engine import conv
-from descent.engine.activations import CODES, IDENTITY, RELU
+from descent.engine import conv, pooling
+from descent.engine.activation_kernels import CODES, IDENTITY, RELU
 from descent.engine.errors import SpecError
 from descent.engine.layer import Context
 from descent.engine.model import Net, build_layers
@@ -294,11 +294,11 @@ def test_maxpool_kernels_match_naive(dtype):
     x = rng.standard_normal((2, 3, 7, 9)).astype(dtype)
     x[0, 0, :2, :2] = 0.5                                        # a tie
     for size, stride in [(2, 2), (3, 2), (2, 1), (3, 3), (1, 2)]:
-        y, arg = conv.maxpool2d_forward(x, size, stride)
+        y, arg = pooling.maxpool2d_forward(x, size, stride)
         ny, narg = naive.maxpool2d(x, size, stride)
         assert y.dtype == dtype and np.array_equal(y, ny) and np.array_equal(arg, narg), (size, stride)
         dy = rng.standard_normal(y.shape).astype(dtype)
-        dx = conv.maxpool2d_backward(dy, arg, x.shape)
+        dx = pooling.maxpool2d_backward(dy, arg, x.shape)
         np.testing.assert_allclose(dx, naive.maxpool2d_backward(dy, narg, x.shape), rtol=1e-6)
 
 
@@ -306,7 +306,7 @@ def test_maxpool_propagates_nan():
     x = np.zeros((1, 1, 4, 4), np.float32)
     x[0, 0, 0, 1] = np.nan
     x[0, 0, 3, 3] = np.nan
-    y, _ = conv.maxpool2d_forward(x, 2, 2)
+    y, _ = pooling.maxpool2d_forward(x, 2, 2)
     assert np.isnan(y[0, 0, 0, 0]) and np.isnan(y[0, 0, 1, 1]) and y[0, 0, 0, 1] == 0
 
 
@@ -325,7 +325,7 @@ def test_pool_winners_path_equals_dense_path(monkeypatch, rel_err, act):
     convl, pool = net.layers
     pool.forward(convl.forward(x, ctx), ctx)
     dpool = pool.backward(dy, ctx)
-    assert isinstance(dpool, conv.PoolGrad)
+    assert isinstance(dpool, pooling.PoolGrad)
     dx_fast = np.array(convl.backward(dpool, ctx))
     g_fast = {k: np.array(v) for k, v in net.params.grads.items()}
     assert calls == [1]

@@ -21,14 +21,6 @@ SPEC = [{"type": "dense", "units": 12, "activation": "tanh"}, {"type": "dense", 
 IN_SHAPE = (6,)
 
 
-def has_dropout() -> bool:
-    try:
-        from descent.engine.conv import Dropout  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def batches(n, seed=0, batch=8, dtype=np.float32):
     rng = np.random.default_rng(seed)
     return [(rng.normal(size=(batch,) + IN_SHAPE).astype(dtype), rng.integers(0, 4, batch)) for _ in range(n)]
@@ -54,7 +46,6 @@ def test_same_seed_same_curve(kind):
     assert not np.array_equal(c.net.params.flat, Trainer(SPEC, IN_SHAPE, seed=3).net.params.flat)
 
 
-@pytest.mark.skipif(not has_dropout(), reason="descent.engine.conv.Dropout is not written yet")
 def test_same_seed_same_curve_with_dropout():
     spec = SPEC[:1] + [{"type": "dropout", "p": 0.4}] + SPEC[1:]
     data = batches(40)

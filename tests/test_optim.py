@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 import naive
+from descent.engine.arrays import LANES, segment_sumsq
 from descent.engine.optim import OptimConfig, Optimizer, adam_kernel, rmsprop_kernel, sgd_kernel
-from descent.engine.params import LANES, ParamSet, segment_sumsq
+from descent.engine.params import ParamSet
 from descent.engine.schedules import lr_at
 
 SHAPES = [("0.weight", (6, 5)), ("0.bias", (6,)), ("1.weight", (70,)), ("1.bias", (3, 1))]

@@ -192,7 +192,7 @@ def _check_shapes(scenario: Scenario) -> None:
 
     from descent.engine.data import input_shape, vocab_size
     from descent.engine.model import build_layers
-    from descent.engine.session import fill_from_data
+    from descent.engine.model import fill_from_data
 
     options = dict(scenario.data.options)
     try:

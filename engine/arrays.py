@@ -1,0 +1,122 @@
+"""Kernel helpers every family shares: fill, the fixed-order reductions, masked time norms, and
+the one cache of work arrays.
+
+Fixed-order reductions keep `lanes.size` float64 partial sums and add them up in a fixed order at
+the end: the loop then vectorises without fastmath, and the result is the same bit for bit on
+every run. The lane count is part of the result (another count rounds differently), so each call
+site keeps the count its recorded runs were made with: LANES for the optimizer's per-tensor sums,
+CONV_LANES for the convolution's weight gradients.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .jit import jit
+
+LANES = 64
+CONV_LANES = 32
+
+
+@jit
+def fill(a, v):
+    """a[:] = v for a 1-D array (a plain loop: cheaper to compile than slice assignment)."""
+    for i in range(a.size):
+        a[i] = v
+
+
+@jit
+def lane_total(lanes):
+    """Sum of the partial sums lanes (L,), in a fixed order."""
+    total = 0.0
+    for k in range(lanes.size):
+        total += lanes[k]
+    return total
+
+
+@jit
+def lane_sum(a, lanes):
+    """Sum of a (n,) through the float64 partial sums lanes (L,)."""
+    nl = lanes.size
+    fill(lanes, 0.0)
+    for lo in range(0, a.size, nl):
+        blk = a[lo:min(lo + nl, a.size)]                  # slices index from 0: no wraparound checks
+        for q in range(blk.size):
+            lanes[q] += blk[q]
+    return lane_total(lanes)
+
+
+@jit
+def lane_sumsq(a, lanes):
+    """Sum of a (n,) squared, each value squared in float64, through the partial sums lanes (L,)."""
+    nl = lanes.size
+    fill(lanes, 0.0)
+    for lo in range(0, a.size, nl):
+        blk = a[lo:min(lo + nl, a.size)]
+        for q in range(blk.size):
+            v = np.float64(blk[q])
+            lanes[q] += v * v
+    return lane_total(lanes)
+
+
+@jit
+def segment_sumsq(x, offsets, out):
+    """out[s] = sum of x[offsets[s]:offsets[s+1]]**2, accumulated in float64 over LANES lanes."""
+    lanes = np.empty(LANES)                               # (LANES,) partial sums
+    for s in range(offsets.size - 1):
+        out[s] = lane_sumsq(x[offsets[s]:offsets[s + 1]], lanes)
+
+
+@jit
+def column_sums(a, out):
+    """out (F,) <- sums over the rows of a (N, F), row after row."""
+    n, f = a.shape
+    for j in range(f):
+        out[j] = 0.0
+    for i in range(n):
+        for j in range(f):
+            out[j] += a[i, j]
+
+
+@jit
+def masked_mean_norms(sq, lengths, out):
+    """out[t] = mean over samples b with t < lengths[b] of sqrt(sq[t, b]); 0 where there are none.
+
+    sq (T, B) squared norms per step and sample; lengths (B,); out (T,). A sequence layer's
+    ||dL/dh_t|| over the real (unpadded) steps.
+    """
+    T, B = sq.shape
+    for t in range(T):
+        total = 0.0
+        count = 0
+        for b in range(B):
+            if t < lengths[b]:
+                total += math.sqrt(sq[t, b])
+                count += 1
+        out[t] = total / count if count else 0.0
+
+
+class Buffers:
+    """Reusable work arrays keyed by (name, shape, dtype): no allocation in the steady state.
+
+    Past `limit` arrays (evaluation with odd batch sizes) the cache starts afresh rather than
+    grow. Arrays already handed out stay valid: a layer keeps a reference to what its backward
+    pass reads, and never looks it up again.
+    """
+
+    def __init__(self, dtype, limit: int = 32):
+        self.dtype = np.dtype(dtype)
+        self.limit = limit
+        self._arrays = {}
+
+    def get(self, name: str, shape: tuple, dtype=None) -> np.ndarray:
+        dtype = self.dtype if dtype is None else np.dtype(dtype)
+        key = (name, tuple(shape), dtype)
+        a = self._arrays.get(key)
+        if a is None:
+            if len(self._arrays) > self.limit:
+                self._arrays.clear()
+            a = self._arrays[key] = np.empty(shape, dtype)
+        return a

@@ -1,0 +1,344 @@
+"""Convolution kernels over wide rows; the wrappers that pick a path are in conv.py.
+
+Layouts are torch's: images (B, C, H, W), conv weight (F, C, K, K), bias (F,).
+
+Wide rows. Both convolution paths treat the padded input plane as one flat row of Hp*Wp values:
+output (oh, ow) is computed at position p = oh*Wp + ow of a row of length L = (OH-1)*Wp + OW,
+and tap (i, j) reads the input at s*p + i*Wp + j. For stride 1 a tap is then one contiguous run
+of L values (one vectorised pass, or one copy for im2col) instead of OH short runs of OW.
+Positions with ow >= OW ("garbage columns") are computed and dropped going forward and held at
+zero going backward. With stride s > 1 most positions are garbage: correct, not fast.
+
+Two paths, chosen by the taps per output C*K*K (FORWARD_/BACKWARD_DIRECT_MAX_TAPS):
+
+- direct: loops, three taps per pass, bias and activation fused per output plane. Weight
+  gradients accumulate per position over the batch (elementwise, so it vectorises) and are
+  summed once at the end, in a fixed order.
+- gemm: im2col into wide rows and BLAS products, in batch chunks that bound the column buffer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .activation_kernels import IDENTITY, RELU, SOFTMAX, act_backward, bias_act_forward
+from .arrays import CONV_LANES, fill, lane_sum
+from .jit import jit
+
+
+@jit
+def pad_images(x, pad, xp):
+    """xp (B, C, H+2p, W+2p) <- x (B, C, H, W) inside a zero border of width pad."""
+    nb, nc, h, w = x.shape
+    for n in range(nb):
+        for c in range(nc):
+            dst = xp[n, c]                                      # (Hp, Wp)
+            fill(dst.reshape(dst.size), 0.0)
+            for r in range(h):
+                row = dst[pad + r]                              # (Wp,)
+                src = x[n, c, r]                                # (W,)
+                for q in range(w):
+                    row[pad + q] = src[q]
+
+
+# ---------------------------------------------------------------------------------------------
+# direct convolution over wide rows
+
+@jit
+def _taps_forward(acc, xc, off, s, wr):
+    """acc[p] += sum_j wr[j] * xc[s*p + off + j] for p < L: one kernel row, three taps a pass."""
+    nl = acc.size
+    k = wr.size
+    j = 0
+    while j < k:
+        if s == 1 and j + 3 <= k:
+            w0, w1, w2 = wr[j], wr[j + 1], wr[j + 2]
+            x0 = xc[off + j:off + j + nl]                       # (L,)
+            x1 = xc[off + j + 1:off + j + 1 + nl]
+            x2 = xc[off + j + 2:off + j + 2 + nl]
+            for p in range(nl):
+                acc[p] += w0 * x0[p] + w1 * x1[p] + w2 * x2[p]  # (L,)
+            j += 3
+        elif s == 1:
+            w0 = wr[j]
+            x0 = xc[off + j:off + j + nl]
+            for p in range(nl):
+                acc[p] += w0 * x0[p]
+            j += 1
+        else:
+            w0 = wr[j]
+            for p in range(nl):
+                acc[p] += w0 * xc[s * p + off + j]
+            j += 1
+
+
+@jit
+def _taps_grad(t, k0, dz, xc, off, s, k):
+    """t[k0 + j, p] += dz[p] * xc[s*p + off + j] for j < k, p < L: weight gradients, unreduced."""
+    nl = dz.size
+    j = 0
+    while j < k:
+        if s == 1 and j + 3 <= k:
+            t0, t1, t2 = t[k0 + j], t[k0 + j + 1], t[k0 + j + 2]   # (L,) each
+            x0 = xc[off + j:off + j + nl]
+            x1 = xc[off + j + 1:off + j + 1 + nl]
+            x2 = xc[off + j + 2:off + j + 2 + nl]
+            for p in range(nl):
+                g = dz[p]
+                t0[p] += g * x0[p]
+                t1[p] += g * x1[p]
+                t2[p] += g * x2[p]
+            j += 3
+        elif s == 1:
+            t0 = t[k0 + j]
+            x0 = xc[off + j:off + j + nl]
+            for p in range(nl):
+                t0[p] += dz[p] * x0[p]
+            j += 1
+        else:
+            t0 = t[k0 + j]
+            for p in range(nl):
+                t0[p] += dz[p] * xc[s * p + off + j]
+            j += 1
+
+
+@jit
+def _taps_dx(dxc, dzf, off, s, wr, wp, nl):
+    """dxc[s*p + off + j] += wr[j] * dz[p] with dz = dzf[wp:wp + L], L = nl.
+
+    Stride 1 gathers three taps a pass: dxc[off + j + q] += sum_t wr[j+t] * dz[q - t] for
+    q < L + 2, reading the zeros that dzf keeps before and after dz.
+    """
+    k = wr.size
+    j = 0
+    while j < k:
+        if s == 1 and j + 3 <= k:
+            w0, w1, w2 = wr[j], wr[j + 1], wr[j + 2]
+            d = dxc[off + j:off + j + nl + 2]                   # (L + 2,)
+            z0 = dzf[wp:wp + nl + 2]
+            z1 = dzf[wp - 1:wp + nl + 1]
+            z2 = dzf[wp - 2:wp + nl]
+            for q in range(nl + 2):
+                d[q] += w0 * z0[q] + w1 * z1[q] + w2 * z2[q]
+            j += 3
+        elif s == 1:
+            w0 = wr[j]
+            d = dxc[off + j:off + j + nl]                       # (L,)
+            z0 = dzf[wp:wp + nl]
+            for q in range(nl):
+                d[q] += w0 * z0[q]
+            j += 1
+        else:
+            w0 = wr[j]
+            for p in range(nl):
+                dxc[s * p + off + j] += w0 * dzf[wp + p]
+            j += 1
+
+
+@jit
+def conv_forward_direct(xf, w, b, s, wp, act, slope, acc, y):
+    """y (B, F, OH, OW) <- act(conv(x, w) + b).
+
+    xf (B, C, Hp*Wp) the padded input; w (F, C, K, K); b (F,); acc (L,) scratch, L = (OH-1)*wp + OW.
+    """
+    nb, nc, _ = xf.shape
+    nf, _, k, _ = w.shape
+    oh, ow = y.shape[2], y.shape[3]
+    for n in range(nb):
+        for f in range(nf):
+            fill(acc, 0.0)
+            for c in range(nc):
+                for i in range(k):
+                    _taps_forward(acc, xf[n, c], i * wp, s, w[f, c, i])   # (L,)
+            _bias_act_plane(acc, wp, b[f], act, slope, y[n, f])
+
+
+@jit
+def _bias_act_plane(z, wp, bias, act, slope, yp):
+    """yp (OH, OW) <- act(z[r*wp + q] + bias): rows of pitch wp (wide, or wp = OW) into a plane.
+
+    ReLU is applied in the same pass (NaN stays NaN, as in torch); other activations through
+    bias_act_forward, over the whole plane at once except softmax, which is per row.
+    """
+    oh, ow = yp.shape
+    zero = bias - bias
+    for r in range(oh):
+        src = z[r * wp:r * wp + ow]
+        dst = yp[r]                                             # (OW,)
+        if act == RELU:
+            for q in range(ow):
+                v = src[q] + bias
+                dst[q] = zero if v <= zero else v
+        else:
+            for q in range(ow):
+                dst[q] = src[q] + bias
+    if act != IDENTITY and act != RELU:
+        bias_act_forward(yp if act == SOFTMAX else yp.reshape(1, oh * ow), z[:0], act, slope)
+
+
+@jit
+def _act_backward_plane(y, dy, act, slope, wp, dz, dzp):
+    """dz[r*wp + q] <- dL/dz for y, dy (OH, OW), rows of pitch wp with zeros past OW; dzp (OH, OW) scratch."""
+    oh, ow = y.shape
+    if act == SOFTMAX:
+        act_backward(y, dy, act, slope, dzp)
+    else:
+        act_backward(y.reshape(1, oh * ow), dy.reshape(1, oh * ow), act, slope, dzp.reshape(1, oh * ow))
+    for r in range(oh):
+        src = dzp[r]
+        dst = dz[r * wp:(r + 1) * wp]                           # (Wp,)
+        for q in range(ow):
+            dst[q] = src[q]
+        for q in range(ow, wp):
+            dst[q] = 0.0
+
+
+@jit
+def dz_dense(y, dy, act, slope, wp, dzs):
+    """dzs (B, F, (OH+2)*wp) <- dL/dz in wide rows, between a zero row above and below.
+
+    y, dy (B, F, OH, OW); the garbage columns (ow >= OW) are zero.
+    """
+    nb, nf, oh, ow = y.shape
+    dzp = np.empty((oh, ow), y.dtype)                           # (OH, OW) scratch
+    for n in range(nb):
+        for f in range(nf):
+            d = dzs[n, f]                                       # ((OH+2)*Wp,)
+            fill(d[:wp], 0.0)
+            fill(d[(oh + 1) * wp:], 0.0)
+            _act_backward_plane(y[n, f], dy[n, f], act, slope, wp, d[wp:], dzp)
+
+
+@jit
+def dz_winners(dyp, outp, arg, act, ow, wp, dzs):
+    """dz_dense when a max-pool consumed y: only the window winners get a gradient.
+
+    dyp, outp (B, F, PH, PW) the pool's gradient and output (= y at the winner); arg the pool's
+    winner indices h*OW + w into the (OH, OW) plane. act is IDENTITY or RELU.
+    """
+    nb, nf, ph, pw = dyp.shape
+    oh = (dzs.shape[2] // wp) - 2
+    widx = np.empty(oh * ow, np.int64)                          # (OH*OW,) plane index -> wide position
+    for h in range(oh):
+        for q in range(ow):
+            widx[h * ow + q] = (h + 1) * wp + q
+    for n in range(nb):
+        for f in range(nf):
+            d = dzs[n, f]                                       # ((OH+2)*Wp,)
+            fill(d, 0.0)
+            g, o, a = dyp[n, f], outp[n, f], arg[n, f]          # (PH, PW)
+            zero = d[0]
+            for r in range(ph):
+                for q in range(pw):
+                    v = g[r, q]
+                    if act == RELU:
+                        v = v if o[r, q] > zero else zero
+                    d[widx[a[r, q]]] += v
+
+
+@jit
+def conv_grads_direct(xf, w, dzs, s, wp, oh, ow, t, dw, db, dxf):
+    """Gradients of conv_forward_direct from dzs (dz_dense or dz_winners); OVERWRITES dw, db, dxf.
+
+    xf (B, C, Hp*Wp) padded input; t (C*K*K + 1, L) scratch; dw (F, C*K*K); db (F,) or empty;
+    dxf (B, C, Hp*Wp), or empty when dx isn't needed.
+    """
+    nb, nc, _ = xf.shape
+    nf, _, k, _ = w.shape
+    nl = (oh - 1) * wp + ow
+    nk = nc * k * k
+    lanes = np.empty(CONV_LANES)                                # (CONV_LANES,) float64 partial sums
+    for f in range(nf):
+        fill(t.reshape(t.size), 0.0)
+        tb = t[nk]                                              # (L,) bias row
+        for n in range(nb):
+            dz = dzs[n, f, wp:wp + nl]                          # (L,)
+            for p in range(nl):
+                tb[p] += dz[p]
+            for c in range(nc):
+                for i in range(k):
+                    _taps_grad(t, (c * k + i) * k, dz, xf[n, c], i * wp, s, k)
+        for q in range(nk):
+            dw[f, q] = lane_sum(t[q], lanes)
+        if db.size > 0:
+            db[f] = lane_sum(tb, lanes)
+    if dxf.size > 0:
+        for n in range(nb):
+            for c in range(nc):
+                dxc = dxf[n, c]                                 # (Hp*Wp,)
+                fill(dxc, 0.0)
+                for f in range(nf):
+                    for i in range(k):
+                        _taps_dx(dxc, dzs[n, f], i * wp, s, w[f, c, i], wp, nl)
+
+
+# ---------------------------------------------------------------------------------------------
+# im2col for the BLAS path
+
+@jit
+def im2col(xf, k, s, wp, nl, n0, cols):
+    """cols (C*K*K, nb, OH*wp) <- patches of samples n0 .. n0+nb in wide rows:
+    cols[(c, i, j), m, p] = xf[n0 + m, c, s*p + i*wp + j] for p < L = nl, zero after.
+
+    xf (B, C, Hp*Wp) the padded input. For stride 1 every row is one contiguous copy.
+    """
+    nc = xf.shape[1]
+    _, m, lw = cols.shape
+    for c in range(nc):
+        for i in range(k):
+            for j in range(k):
+                kk = (c * k + i) * k + j
+                off = i * wp + j
+                for mm in range(m):
+                    src = xf[n0 + mm, c]                        # (Hp*Wp,)
+                    dst = cols[kk, mm]                          # (OH*Wp,)
+                    if s == 1:
+                        seg = src[off:off + nl]
+                        for p in range(nl):
+                            dst[p] = seg[p]
+                    else:
+                        for p in range(nl):
+                            dst[p] = src[s * p + off]
+                    for p in range(nl, lw):
+                        dst[p] = 0.0
+
+
+@jit
+def col2im(dcols, k, s, wp, nl, n0, dxf):
+    """dxf[n0 .. n0+nb] += the patches in dcols (C*K*K, nb, OH*wp): the transpose of im2col."""
+    nc = dxf.shape[1]
+    m = dcols.shape[1]
+    for mm in range(m):
+        for c in range(nc):
+            dst = dxf[n0 + mm, c]                               # (Hp*Wp,)
+            for i in range(k):
+                for j in range(k):
+                    off = i * wp + j
+                    src = dcols[(c * k + i) * k + j, mm]        # (OH*Wp,)
+                    if s == 1:
+                        seg = dst[off:off + nl]
+                        for p in range(nl):
+                            seg[p] += src[p]
+                    else:
+                        for p in range(nl):
+                            dst[s * p + off] += src[p]
+
+
+@jit
+def planes_bias_act(z, b, act, slope, n0, wp, y):
+    """y[n0 + m, f] <- act(z[f, m] + b[f]) per plane. z (F, nb, OH*wp) wide rows; y (B, F, OH, OW)."""
+    nf, m, _ = z.shape
+    for mm in range(m):
+        for f in range(nf):
+            _bias_act_plane(z[f, mm], wp, b[f], act, slope, y[n0 + mm, f])   # (OH, OW)
+
+
+@jit
+def planes_act_backward(y, dy, act, slope, n0, wp, dz):
+    """dz[f, m] <- dL/dz for planes n0 + m of y, dy (B, F, OH, OW). dz (F, nb, OH*wp) wide rows."""
+    nf, m, _ = dz.shape
+    oh, ow = y.shape[2], y.shape[3]
+    dzp = np.empty((oh, ow), y.dtype)                           # (OH, OW) scratch
+    for mm in range(m):
+        for f in range(nf):
+            _act_backward_plane(y[n0 + mm, f], dy[n0 + mm, f], act, slope, wp, dz[f, mm], dzp)

@@ -1,0 +1,60 @@
+"""Loss kernels: each fills dL/dlogits and returns the mean loss (torch's reduction="mean")."""
+
+from __future__ import annotations
+
+import math
+
+from .jit import jit
+
+
+@jit
+def softmax_ce(logits, labels, dlogits):
+    """Mean cross-entropy of logits (N, K) against labels (N,); fills dlogits (N, K).
+    Returns -1.0 (never a loss) if a label lies outside 0..K-1."""
+    n, k = logits.shape
+    for i in range(n):
+        if labels[i] < 0 or labels[i] >= k:
+            return -1.0
+    total = 0.0
+    inv_n = 1.0 / n
+    for i in range(n):
+        m = logits[i, 0]
+        for j in range(1, k):
+            m = max(m, logits[i, j])
+        s = 0.0
+        for j in range(k):
+            e = math.exp(logits[i, j] - m)
+            dlogits[i, j] = e
+            s += e
+        total += math.log(s) + m - logits[i, labels[i]]
+        inv_s = 1.0 / s
+        for j in range(k):
+            dlogits[i, j] *= inv_s * inv_n
+        dlogits[i, labels[i]] -= inv_n
+    return total * inv_n
+
+
+@jit
+def bce_logits(z, t, dz):
+    """Mean binary cross-entropy of logits z against targets t (same size); fills dz."""
+    n = z.size
+    total = 0.0
+    for i in range(n):
+        v = z.flat[i]
+        # max(v, 0) - v*t + log(1 + exp(-|v|)): stable for both signs
+        total += max(v, 0.0) - v * t.flat[i] + math.log1p(math.exp(-abs(v)))
+        sig = 1.0 / (1.0 + math.exp(-v)) if v >= 0 else math.exp(v) / (1.0 + math.exp(v))
+        dz.flat[i] = (sig - t.flat[i]) / n
+    return total / n
+
+
+@jit
+def mse(pred, target, dpred):
+    """Mean squared error of pred against target (same size); fills dpred."""
+    n = pred.size
+    total = 0.0
+    for i in range(n):
+        d = pred.flat[i] - target.flat[i]
+        total += d * d
+        dpred.flat[i] = 2.0 * d / n
+    return total / n

@@ -1,0 +1,77 @@
+"""Max-pooling kernels: window maxima with their winners, and the gradient sent back to them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .arrays import fill
+from .jit import jit
+
+
+@jit
+def maxpool_forward(x, size, s, y, arg):
+    """y (B, C, PH, PW) <- window maxima of x (B, C, H, W); arg <- their flat index h*W + w.
+
+    Ties go to the first maximum; a window holding NaN gives NaN, as in torch. Branch-free
+    (max and selects), with the 2x2 window unrolled: the common case.
+    """
+    nb, nc, _, w = x.shape
+    ph, pw = y.shape[2], y.shape[3]
+    for n in range(nb):
+        for c in range(nc):
+            xc = x[n, c]                                        # (H, W)
+            for r in range(ph):
+                h0 = r * s
+                yr = y[n, c, r]                                 # (PW,)
+                ar = arg[n, c, r]
+                if size == 2:
+                    x0, x1 = xc[h0], xc[h0 + 1]
+                    base = h0 * w
+                    for q in range(pw):
+                        j = q * s
+                        v0, v1, v2, v3 = x0[j], x0[j + 1], x1[j], x1[j + 1]
+                        m = v0
+                        a = base + j
+                        better = v1 > m
+                        m = max(v1, m)
+                        a = base + j + 1 if better else a
+                        better = v2 > m
+                        m = max(v2, m)
+                        a = base + w + j if better else a
+                        better = v3 > m
+                        m = max(v3, m)
+                        a = base + w + j + 1 if better else a
+                        nan = (v0 != v0) | (v1 != v1) | (v2 != v2) | (v3 != v3)
+                        yr[q] = np.nan if nan else m
+                        ar[q] = a
+                else:
+                    for q in range(pw):
+                        w0 = q * s
+                        m = xc[h0, w0]
+                        a = h0 * w + w0
+                        nan = False
+                        for i in range(size):
+                            row = xc[h0 + i]
+                            for j in range(size):
+                                v = row[w0 + j]
+                                better = v > m
+                                m = max(v, m)
+                                a = (h0 + i) * w + w0 + j if better else a
+                                nan |= v != v
+                        yr[q] = np.nan if nan else m
+                        ar[q] = a
+
+
+@jit
+def maxpool_backward(dy, arg, dx):
+    """dx (B, C, H*W) <- zeros plus dy (B, C, PH, PW) added at the winners arg."""
+    nb, nc, ph, pw = dy.shape
+    for n in range(nb):
+        for c in range(nc):
+            dxc = dx[n, c]                                      # (H*W,)
+            fill(dxc, 0.0)
+            g = dy[n, c]
+            a = arg[n, c]
+            for r in range(ph):
+                for q in range(pw):
+                    dxc[a[r, q]] += g[r, q]

@@ -1,0 +1,17 @@
+"""What one training step reports, the same for both backends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class StepStats:
+    loss: float
+    grad_norm: float                     # global, before clipping
+    param_norm: float
+    grad_norms: dict[str, float]         # per tensor
+    update_ratios: dict[str, float]      # |dW| / |W| per tensor
+    time_grad_norms: dict[str, np.ndarray] | None   # ||dL/dh_t||, (T,), per sequence layer
