@@ -351,7 +351,7 @@ def test_bundled_scenarios_are_valid():
         assert s.knobs, f"{path.name} offers no knobs"
         raw = s.to_dict()
         for knob in s.knobs:
-            assert S.get_path(raw, S.parse_key(knob.key)) is not S._MISSING, f"{path.name}: knob {knob.key}"
+            assert S.get_path(raw, S.parse_key(knob.key)) is not S.MISSING, f"{path.name}: knob {knob.key}"
 
 
 def test_docs_name_every_key():

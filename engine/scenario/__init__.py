@@ -19,7 +19,7 @@ message`; the line is found by a small scan of the text only when there is an er
 from .build import dumps, load, loads, with_values
 from .discovery import bundled_dir, discover, resolve_name, search_dirs, user_dir
 from .hints import ALIASES, show
-from .overrides import format_key, get_path, parse_key, set_path
+from .overrides import MISSING, format_key, get_path, parse_key, set_path
 from .schema import (BACKENDS, KNOB_RULES, KNOB_TYPES, LIVE_KEYS, LOSSES, OPTIMIZERS, OPTIONAL, PANELS,
                      REQUIRED, SCENARIO_RULES, SCHEDULES, SECTIONS, DataConfig, EvaluationConfig, FrozenDict,
                      Knob, ModelConfig, Rule, Scenario, TrainingConfig, data_options, rules_of)
@@ -28,7 +28,7 @@ __all__ = [
     "ALIASES", "BACKENDS", "DATA_OPTIONS", "KNOB_RULES", "KNOB_TYPES", "LIVE_KEYS", "LOSSES", "OPTIMIZERS",
     "OPTIONAL", "PANELS", "REQUIRED", "SCENARIO_RULES", "SCHEDULES", "SECTIONS", "SOURCES", "DataConfig",
     "EvaluationConfig", "FrozenDict", "Knob", "ModelConfig", "Rule", "Scenario", "TrainingConfig", "bundled_dir",
-    "data_options", "discover", "dumps", "format_key", "get_path", "load", "loads", "parse_key", "resolve_name",
+    "MISSING", "data_options", "discover", "dumps", "format_key", "get_path", "load", "loads", "parse_key", "resolve_name",
     "rules_of", "search_dirs", "set_path", "show", "user_dir", "with_values",
 ]
 
