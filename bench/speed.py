@@ -1,14 +1,18 @@
 """Training speed: our engine against PyTorch CPU, side by side in one run.
 
     python bench/speed.py [--workloads 1,2a,...] [--repeats N] [--quick] [--no-compile] [--json PATH]
+    python bench/speed.py --scenarios [NAMES]      (bundled scenarios end to end: bench/scenario_speed.py)
 
 Every workload trains the same model on random data with our engine (engine.backend.Trainer,
 float32, Adam, the dashboard's per-step statistics included) and with PyTorch eager on the CPU
 (a plain zero_grad / forward / loss / backward / step loop, Adam default and fused=True, 1 and 2
-threads). Variants take turns, block by block, so a change in machine load hits all of them; the
-figure is the median steps/s over the timed blocks after warm-up. Also measured in the same run:
-the float32 GEMM rate (1024^3 np.dot on 1 and 2 threads) and the JIT compile time with an empty
-and with a filled Numba cache (each in a fresh subprocess). See bench/README.md.
+threads). "ours NT" sets the engine's one thread setting (engine/threads.py) to N. Each workload
+runs in a process of its own (its peak RSS is reported); inside it the variants take turns, block
+by block, so a change in machine load hits all of them; the figure is the median steps/s over the
+timed blocks after warm-up. Also measured in the same run: the float32 GEMM rate (1024^3 np.dot on
+1 and 2 threads) and the JIT compile time with an empty and with a filled Numba cache (each in a
+fresh subprocess). The load average is printed at start and end; a run started above LOAD_LIMIT
+is marked not valid for the goals. See bench/README.md.
 """
 
 from __future__ import annotations

@@ -85,18 +85,18 @@ def tanh_fast(x):
 
 
 @jit
-def activate(v, bias, coef, fast):
-    """Gate activations in place over one row: v[j] <- act_j(v[j] + bias[j]), sigmoid or tanh by
-    column. coef (3, len(v)): (alpha, beta, gamma) = (0.5, 0.5, 0.5) for sigmoid, (1, 1, 0) for
+def activate(v, h, bias, coef, fast):
+    """Gate activations in place over one row: v[j] <- act_j(v[j] + h[j] + bias[j]) (input part,
+    hidden part, bias), sigmoid or tanh by column. coef (3, len(v)): (alpha, beta, gamma) = (0.5, 0.5, 0.5) for sigmoid, (1, 1, 0) for
     tanh, so that with `fast` one vectorised loop computes beta * tanh(alpha * x) + gamma
     (sigmoid(x) = 0.5 + 0.5 tanh(x / 2)); exact mode uses math.exp / math.tanh."""
     al, be, ga = coef[0], coef[1], coef[2]
     if fast:
         for j in range(v.shape[0]):
-            v[j] = be[j] * tanh_fast(al[j] * (v[j] + bias[j])) + ga[j]
+            v[j] = be[j] * tanh_fast(al[j] * (v[j] + h[j] + bias[j])) + ga[j]
     else:
         for j in range(v.shape[0]):
-            x = v[j] + bias[j]
+            x = v[j] + h[j] + bias[j]
             if ga[j] == 0.0:
                 v[j] = math.tanh(x)
             elif x >= 0:
@@ -179,10 +179,7 @@ def recurrent_forward(cell, z, whh_t, bias, b_hn, coef, s, c, tc, hn, q, y, y_of
                 continue
             g = z[t, b]                                            # (GH,) pre-activations
             na = coef.shape[1]                                     # GRU keeps W_hn h apart: r multiplies it
-            gq, qb = g[:na], q[b, :na]
-            for j in range(na):
-                gq[j] += qb[j]
-            activate(g[:na], bias[:na], coef, fast)                # RNN h; LSTM i, f, g, o; GRU r, z
+            activate(g[:na], q[b, :na], bias[:na], coef, fast)     # RNN h; LSTM i, f, g, o; GRU r, z
             if cell == RNN_CELL:
                 for j in range(H):
                     hb[j] = g[j]
