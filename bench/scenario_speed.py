@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = {"digits": 400, "digits_cnn": 100, "digits8x8": 400, "nile": 200, "spam": 400, "spam_rnn": 200}
+STEPS = {"digits": 400, "digits_cnn": 100, "digits8x8": 400, "nile": 100, "spam": 400, "spam_rnn": 200}
 DEFAULT_STEPS = 200
 LOAD_LIMIT = 0.3
 
