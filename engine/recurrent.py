@@ -42,6 +42,7 @@ from .recurrent_kernels import (GATES, GRU_CELL, LSTM_CELL, RNN_CELL, gate_coeff
 # DESCENT_THREADS); every row gets the same arithmetic however the batch is cut (chunks of at
 # least 8 rows, see recurrent_kernels), so the result is bit-identical for any thread count.
 _pool: ThreadPoolExecutor | None = None
+EVAL_ROW_STEPS = 32768       # evaluation forward in slices of at most this many rows x time steps
 _pool_size = 0
 
 
@@ -221,10 +222,28 @@ class Recurrent(Layer):
         if x.ndim != 3 or x.shape[2] != self.in_size:
             raise ValueError(f"{self.kind} expects (batch, T, {self.in_size}), got {x.shape}")
         B, T, _ = x.shape
-        H, D = self.hidden, self.dirs
         lengths = lengths_from_mask(ctx.mask, B, T)
+        rows = max(8, EVAL_ROW_STEPS // max(T, 1))
+        if ctx.train or B <= rows:
+            return self._forward(x, lengths, ctx.train)
+        # evaluation: slices of rows (rows are independent), so that long sequences don't hold a
+        # whole evaluation batch's gate and state arrays at once
+        out = None
+        for lo in range(0, B, rows):
+            hi = B if B - lo < rows + 8 else lo + rows                   # no slice of under 8 rows
+            part = self._forward(x[lo:hi], lengths[lo:hi], False)
+            if out is None:
+                out = np.empty((B,) + part.shape[1:], part.dtype)
+            out[lo:hi] = part
+            if hi == B:
+                break
+        return out
+
+    def _forward(self, x, lengths, train: bool):
+        B, T, _ = x.shape
+        H, D = self.hidden, self.dirs
         fast = self.dtype == np.float32
-        ws = self._workspace(T, B, ctx.train)
+        ws = self._workspace(T, B, train)
         np.copyto(ws.x, x.transpose(1, 0, 2))                            # (T, B, E) time-major
         inp = ws.x
         for k in range(self.layers):
