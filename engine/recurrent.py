@@ -60,6 +60,7 @@ def run_rows(kernel, args, B: int) -> None:
     chunks to whichever thread is free, so a helper thread that the OS schedules late (a busy
     machine) costs little: the calling thread takes its chunks."""
     global _pool, _pool_size
+    threads.cover_kernel_blas()
     n = min(threads.count(), B // 8)
     if n < 2:
         kernel(*args, 0, B)

@@ -16,6 +16,7 @@ import os
 ENV = "DESCENT_THREADS"
 _threads: int | None = None          # None: not configured, read the environment
 _applied: object | None = None       # keeps the process-wide BLAS limit alive
+_kernel_blas = False                 # SciPy's BLAS loaded and limited (cover_kernel_blas)
 
 
 def from_env() -> int:
@@ -36,10 +37,21 @@ def _limit_blas(threads: int):
         from threadpoolctl import threadpool_limits
     except ImportError:              # the limit is a speed setting, never a reason to fail
         return None
+    return threadpool_limits(limits=threads, user_api="blas")     # every BLAS loaded by now
+
+
+def cover_kernel_blas() -> None:
+    """Extend the limit to SciPy's OpenBLAS, which Numba's np.dot (the recurrent kernels) calls:
+    loaded here, on first use, so that models without those kernels don't pay its import
+    (about 0.1-0.2 s)."""
+    global _kernel_blas, _applied
+    if _kernel_blas:
+        return
+    _kernel_blas = True
     with contextlib.suppress(ImportError):
-        # load SciPy's OpenBLAS now (Numba's np.dot calls it) so that the limit reaches it too
         import scipy.linalg.cython_blas  # noqa: F401
-    return threadpool_limits(limits=threads, user_api="blas")
+    if _threads is not None:
+        _applied = _limit_blas(_threads)
 
 
 def configure(threads: int | None = None) -> int:
