@@ -1,14 +1,18 @@
 """Training speed: our engine against PyTorch CPU, side by side in one run.
 
     python bench/speed.py [--workloads 1,2a,...] [--repeats N] [--quick] [--no-compile] [--json PATH]
+    python bench/speed.py --scenarios [NAMES]      (bundled scenarios end to end: bench/scenario_speed.py)
 
 Every workload trains the same model on random data with our engine (engine.backend.Trainer,
 float32, Adam, the dashboard's per-step statistics included) and with PyTorch eager on the CPU
 (a plain zero_grad / forward / loss / backward / step loop, Adam default and fused=True, 1 and 2
-threads). Variants take turns, block by block, so a change in machine load hits all of them; the
-figure is the median steps/s over the timed blocks after warm-up. Also measured in the same run:
-the float32 GEMM rate (1024^3 np.dot on 1 and 2 threads) and the JIT compile time with an empty
-and with a filled Numba cache (each in a fresh subprocess). See bench/README.md.
+threads). "ours NT" sets the engine's one thread setting (engine/threads.py) to N. Each workload
+runs in a process of its own (its peak RSS is reported); inside it the variants take turns, block
+by block, so a change in machine load hits all of them; the figure is the median steps/s over the
+timed blocks after warm-up. Also measured in the same run: the float32 GEMM rate (1024^3 np.dot on
+1 and 2 threads) and the JIT compile time with an empty and with a filled Numba cache (each in a
+fresh subprocess). The load average is printed at start and end; a run started above LOAD_LIMIT
+is marked not valid for the goals. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -178,7 +182,9 @@ class Ours:
         self.i = 0
 
     def using(self):
-        return blas_threads(self.threads)
+        from descent.engine import threads
+
+        return threads.using(self.threads)     # BLAS and the recurrent row threads alike
 
     def step(self):
         x, y = self.data[self.i % len(self.data)]
@@ -345,16 +351,75 @@ def fmt(v) -> str:
     return f"{v:.0f}" if isinstance(v, (int, float)) else str(v)
 
 
+LOAD_LIMIT = 0.3     # a run started above this 1-minute load average says nothing about the goals
+COLUMNS = ["ours 1T", "ours 2T", "torch 1T", "torch 2T", "torch 1T fused", "torch 2T fused"]
+
+
+def loadavg() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def run_workload(key: str, repeats: int, block_s: float, with_torch: bool) -> dict:
+    """Every variant of one workload, in this process (a child of main, so that its peak RSS is its own)."""
+    import resource
+
+    w = WORKLOADS[key]
+    missing = layers_available(w)
+    if missing:
+        return {"title": w.title, "status": missing}
+    data = w.batches(np.random.default_rng(0))
+    variants, notes = make_variants(w, data, with_torch)
+    rates, cpu_rates = measure(variants, repeats, block_s)
+    med = {label: statistics.median(r) for label, r in rates.items()}
+    cpu_med = {label: statistics.median(r) for label, r in cpu_rates.items()}
+    gemm = {t: Gemm.gflops(med.pop(f"gemm {t}T")) for t in (1, 2)}
+    ours = max(med["ours 1T"], med["ours 2T"])
+    torch_best = max((v for k, v in med.items() if k.startswith("torch")), default=None)
+    flops = flops_per_step(variants[0].trainer.net, w.batch)
+    return {"title": w.title, "steps_per_s": med, "blocks": rates, "steps_per_cpu_s": cpu_med, "notes": notes,
+            "gemm_gflops": gemm, "ratio": ours / torch_best if torch_best else None, "flops_per_step": flops,
+            "gemm_share": ours * flops / (max(gemm.values()) * 1e9), "dense": w.density == 1,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def workload_in_child(key: str, args) -> dict:
+    cmd = [sys.executable, __file__, "--child", key, "--repeats", str(args.repeats)]
+    cmd += ["--quick"] * args.quick + ["--no-torch"] * args.no_torch
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        return {"title": WORKLOADS[key].title, "status": "failed: " + (proc.stderr.strip().splitlines() or ["?"])[-1]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def row(key: str, r: dict) -> str:
+    if "status" in r:
+        return f"| {key} {r['title']} | {r['status']} |" + " |" * (len(COLUMNS) + 3)
+    med, notes, gemm = r["steps_per_s"], r["notes"], r["gemm_gflops"]
+    cells = [fmt(med.get(c, notes.get(c, "n/a"))) for c in COLUMNS]
+    ratio = f"{r['ratio']:.2f}x" if r["ratio"] else "n/a"
+    share = f"{100 * r['gemm_share']:.0f}%" if r["dense"] else "- (sparse)"
+    return (f"| {key} {r['title']} | " + " | ".join(cells) +
+            f" | {ratio} | {gemm['1']:.0f} / {gemm['2']:.0f} | {share} | {r['peak_rss_mb']:.0f} |")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated ids (default: all)")
-    ap.add_argument("--repeats", type=int, default=None, help="timed blocks per variant (default 11; 3 with --quick)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed blocks per variant (default 9; 3 with --quick)")
     ap.add_argument("--quick", action="store_true", help="short blocks and few repeats: a smoke run")
     ap.add_argument("--no-torch", action="store_true", help="our engine only")
     ap.add_argument("--no-compile", action="store_true", help="skip the cold/warm compile-time subprocesses")
+    ap.add_argument("--scenarios", nargs="?", const="", metavar="NAMES",
+                    help="instead: time bundled scenarios end to end, numba against --backend torch "
+                         "(comma-separated names; default all)")
     ap.add_argument("--json", help="also write the raw figures here")
     ap.add_argument("--compile-probe", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.scenarios is not None:
+        from scenario_speed import main as scenarios_main
+
+        return scenarios_main(args.scenarios, args.json)
     keys = [k.strip() for k in args.workloads.split(",") if k.strip()]
     unknown = [k for k in keys if k not in WORKLOADS]
     if unknown:
@@ -362,13 +427,19 @@ def main(argv=None) -> int:
     if args.compile_probe:
         print(json.dumps(compile_probe(keys)))
         return 0
-    repeats = args.repeats or (3 if args.quick else 11)
+    args.repeats = args.repeats or (3 if args.quick else 9)
     block_s = 0.1 if args.quick else 0.2
     with_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
+    if args.child:
+        print(json.dumps(run_workload(args.child, args.repeats, block_s, with_torch)))
+        return 0
 
+    start_load = os.getloadavg()[0]
     info = machine()
     print(f"# descent speed, {info['date']}: {info['cpu']}, {info['cores']} cores; Python {info['python']}, "
           f"NumPy {info['numpy']}, Numba {info['numba']}, torch {info['torch']}; BLAS {', '.join(info['blas'])}")
+    print(f"load average at start: {loadavg()}" +
+          (f"  ** above {LOAD_LIMIT}: this run is NOT VALID for the goals **" if start_load > LOAD_LIMIT else ""))
     compile_res = {}
     if not args.no_compile:
         compile_res = compile_times(keys)
@@ -379,40 +450,18 @@ def main(argv=None) -> int:
                 each = ", ".join(f"{k} {v:.2f}" for k, v in r["each_s"].items())
                 print(f"compile {phase}: {r['warmup_s']:.2f} s warm-up (+{r['import_s']:.2f} s imports); "
                       f"per workload, in order: {each}")
-    print(f"load average at start: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
-    columns = ["ours 1T", "ours 2T", "torch 1T", "torch 2T", "torch 1T fused", "torch 2T fused"]
-    print()
-    print("| workload | " + " | ".join(columns) + " | ours / best torch | GEMM GFLOP/s 1T / 2T | share of GEMM |")
-    print("|---" * (len(columns) + 4) + "|")
+    print("\nsteps/s; each workload runs in its own process, whose peak RSS is the last column\n")
+    print("| workload | " + " | ".join(COLUMNS) + " | ours / best torch | GEMM GFLOP/s 1T / 2T | share of GEMM |"
+          " peak RSS MB |")
+    print("|---" * (len(COLUMNS) + 5) + "|")
     results = {}
     for key in keys:
-        w = WORKLOADS[key]
-        missing = layers_available(w)
-        if missing:
-            results[key] = {"title": w.title, "status": missing}
-            print(f"| {key} {w.title} | {missing} |" + " |" * (len(columns) + 2))
-            continue
-        data = w.batches(np.random.default_rng(0))
-        variants, notes = make_variants(w, data, with_torch)
-        rates, cpu_rates = measure(variants, repeats, block_s)
-        med = {label: statistics.median(r) for label, r in rates.items()}
-        cpu_med = {label: statistics.median(r) for label, r in cpu_rates.items()}
-        gemm = {t: Gemm.gflops(med.pop(f"gemm {t}T")) for t in (1, 2)}
-        ours = max(med["ours 1T"], med["ours 2T"])
-        torch_best = max((v for k, v in med.items() if k.startswith("torch")), default=None)
-        flops = flops_per_step(variants[0].trainer.net, w.batch)
-        share = ours * flops / (max(gemm.values()) * 1e9)
-        ratio = f"{ours / torch_best:.2f}x" if torch_best else "n/a"
-        cells = [fmt(med.get(c, notes.get(c, "n/a"))) for c in columns]
-        share_cell = f"{100 * share:.0f}%" if w.density == 1 else "- (sparse)"
-        print(f"| {key} {w.title} | " + " | ".join(cells) + f" | {ratio} | {gemm[1]:.0f} / {gemm[2]:.0f} | {share_cell} |",
-              flush=True)
-        results[key] = {"title": w.title, "steps_per_s": med, "blocks": rates, "steps_per_cpu_s": cpu_med,
-                        "gemm_gflops": gemm,
-                        "ratio": ours / torch_best if torch_best else None, "flops_per_step": flops,
-                        "gemm_share": share}
-    print(f"\nload average at end: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
+        results[key] = workload_in_child(key, args)
+        print(row(key, results[key]), flush=True)
+    print(f"\nload average at end: {loadavg()}" +
+          (f"  (started at {start_load:.2f} > {LOAD_LIMIT}: not valid for the goals)" if start_load > LOAD_LIMIT
+           else ""))
     print("\nOne thread, steps per CPU-second of this process (what a step costs, however busy the machine):\n")
     cpu_cols = ["ours 1T", "torch 1T", "torch 1T fused"]
     print("| workload | " + " | ".join(cpu_cols) + " | ours / best torch |")
@@ -425,7 +474,8 @@ def main(argv=None) -> int:
         ratio = f"{c['ours 1T'] / best:.2f}x" if best else "n/a"
         print(f"| {key} | " + " | ".join(fmt(c.get(k, "n/a")) for k in cpu_cols) + f" | {ratio} |")
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": info, "compile": compile_res, "workloads": results}, indent=1))
+        Path(args.json).write_text(json.dumps({"machine": info, "load_start": start_load, "compile": compile_res,
+                                               "workloads": results}, indent=1))
     return 0
 
 

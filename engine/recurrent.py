@@ -24,12 +24,12 @@ Backward also records ||dL/dh_t|| per time step into ctx.time_grad_norms (see `R
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import numpy as np
 
+from . import threads
 from .dense import Buffers, uniform_fan_in
 from .errors import SpecError
 from .layer import Layer, SpecReader
@@ -38,29 +38,39 @@ from .recurrent_kernels import (GATES, GRU_CELL, LSTM_CELL, RNN_CELL, gate_coeff
 
 
 # Batch rows are independent through time, so the BPTT kernels (which release the GIL) run a
-# batch as chunks of rows on up to THREADS threads; every row gets the same arithmetic however the
-# batch is cut (cuts fall on multiples of 4), so the result is bit-identical for any THREADS.
-THREADS = min(2, os.cpu_count() or 1)
+# batch as chunks of rows on up to threads.count() threads (the engine's one thread setting,
+# DESCENT_THREADS); every row gets the same arithmetic however the batch is cut (chunks of at
+# least 8 rows, see recurrent_kernels), so the result is bit-identical for any thread count.
 _pool: ThreadPoolExecutor | None = None
+EVAL_ROW_STEPS = 32768       # evaluation forward in slices of at most this many rows x time steps
 _pool_size = 0
 
 
+def row_chunks(B: int, n: int) -> list[tuple[int, int]]:
+    """Row ranges for n threads: two per thread, multiples of 4 rows, none under 8 rows."""
+    size = max(8, (-(-B // (2 * n)) + 3) // 4 * 4)
+    chunks = [(lo, min(lo + size, B)) for lo in range(0, B, size)]
+    if len(chunks) > 1 and chunks[-1][1] - chunks[-1][0] < 8:            # fold a short tail into its neighbour
+        chunks[-2:] = [(chunks[-2][0], B)]
+    return chunks
+
+
 def run_rows(kernel, args, B: int) -> None:
-    """kernel(*args, b0, b1) over batch rows 0..B-1. With THREADS > 1 the rows go in chunks (two per
-    thread, at least 8 rows each) to whichever thread is free, so a helper thread that the OS
-    schedules late (a busy machine) costs little: the calling thread takes its chunks."""
+    """kernel(*args, b0, b1) over batch rows 0..B-1. With more than one thread the rows go in
+    chunks to whichever thread is free, so a helper thread that the OS schedules late (a busy
+    machine) costs little: the calling thread takes its chunks."""
     global _pool, _pool_size
-    n = min(THREADS, B // 8)
+    threads.cover_kernel_blas()
+    n = min(threads.count(), B // 8)
     if n < 2:
         kernel(*args, 0, B)
         return
-    if _pool_size < n - 1:                                              # first use, or THREADS grew
+    if _pool_size < n - 1:                                              # first use, or the setting grew
         if _pool is not None:
             _pool.shutdown(wait=False)
         _pool = ThreadPoolExecutor(n - 1, thread_name_prefix="descent-bptt")
         _pool_size = n - 1
-    size = max(8, (-(-B // (2 * n)) + 3) // 4 * 4)                     # rows per chunk, a multiple of 4
-    chunks = iter([(lo, min(lo + size, B)) for lo in range(0, B, size)])
+    chunks = iter(row_chunks(B, n))
 
     def work():
         for lo, hi in chunks:                                           # next() on a shared iterator: GIL-atomic
@@ -213,10 +223,28 @@ class Recurrent(Layer):
         if x.ndim != 3 or x.shape[2] != self.in_size:
             raise ValueError(f"{self.kind} expects (batch, T, {self.in_size}), got {x.shape}")
         B, T, _ = x.shape
-        H, D = self.hidden, self.dirs
         lengths = lengths_from_mask(ctx.mask, B, T)
+        rows = max(8, EVAL_ROW_STEPS // max(T, 1))
+        if ctx.train or B <= rows:
+            return self._forward(x, lengths, ctx.train)
+        # evaluation: slices of rows (rows are independent), so that long sequences don't hold a
+        # whole evaluation batch's gate and state arrays at once
+        out = None
+        for lo in range(0, B, rows):
+            hi = B if B - lo < rows + 8 else lo + rows                   # no slice of under 8 rows
+            part = self._forward(x[lo:hi], lengths[lo:hi], False)
+            if out is None:
+                out = np.empty((B,) + part.shape[1:], part.dtype)
+            out[lo:hi] = part
+            if hi == B:
+                break
+        return out
+
+    def _forward(self, x, lengths, train: bool):
+        B, T, _ = x.shape
+        H, D = self.hidden, self.dirs
         fast = self.dtype == np.float32
-        ws = self._workspace(T, B, ctx.train)
+        ws = self._workspace(T, B, train)
         np.copyto(ws.x, x.transpose(1, 0, 2))                            # (T, B, E) time-major
         inp = ws.x
         for k in range(self.layers):
@@ -271,7 +299,7 @@ class Recurrent(Layer):
                     cw.dh[...] = 0.0
                 cw.dc[...] = 0.0
                 run_rows(recurrent_backward, (self.cell, cw.z, w_hh, cw.s, cw.c, cw.tc, cw.hn, dseq, d * H, cw.dh,
-                                              cw.dc, cw.dg, cw.dgh, lengths, bool(d), self.truncate, norms), B)
+                                              cw.dc, cw.dq, cw.dg, cw.dgh, lengths, bool(d), self.truncate, norms), B)
                 dg2, dgh2 = cw.dg.reshape(T * B, -1), cw.dgh.reshape(T * B, -1)      # (T*B, GH)
                 np.dot(dg2.T, inp.reshape(T * B, -1), out=gw_ih)                    # (GH, in)
                 prev = cw.s[1:] if d else cw.s[:T]                                  # (T, B, H) states before each step
@@ -348,7 +376,7 @@ class _Work:
         self.cells = [[SimpleNamespace(
             z=e(T, B, GH), bias=e(GH), whh_t=e(H, GH), s=e(T + 1, B, H),
             c=e(T + 1, B, H) if lstm else empty3, tc=e(T, B, H) if lstm else empty3,
-            hn=e(T, B, H) if gru else empty3, q=e(B, GH) if gru else e(0, 0), dh=e(B, H), dc=e(B, H),
+            hn=e(T, B, H) if gru else empty3, q=e(B, GH), dh=e(B, H), dc=e(B, H), dq=e(B, H),
             dg=(dg := e(T, B, GH)), dgh=e(T, B, GH) if gru else dg,
         ) for _ in range(D)] for _ in range(layer.layers)]
 

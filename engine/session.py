@@ -86,8 +86,8 @@ class Session:
         ds = load_dataset(sc.data.source, dict(sc.data.options), root, sc.base_dir)
         self.dataset = ds
         self.dtype = np.dtype(sc.training.dtype)
-        self.x_train = ds.x_train.astype(self.dtype) if ds.x_train.dtype.kind == "f" else ds.x_train
-        self.x_test = ds.x_test.astype(self.dtype) if ds.x_test.dtype.kind == "f" else ds.x_test
+        self.x_train = ds.x_train.astype(self.dtype, copy=False) if ds.x_train.dtype.kind == "f" else ds.x_train
+        self.x_test = ds.x_test.astype(self.dtype, copy=False) if ds.x_test.dtype.kind == "f" else ds.x_test
         self.layers = fill_from_data(plain(sc.model.layers), len(ds.vocab) if ds.vocab else None)
         self._check_output(ds)
         self.alarms = GradMonitor(is_recurrent(self.layers))

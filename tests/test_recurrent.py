@@ -356,24 +356,34 @@ def test_eval_forward_equals_train_forward():
 
 
 @pytest.mark.parametrize("kind", CELLS)
-def test_two_threads_give_the_same_bits(kind, monkeypatch):
-    """The batch is split between threads by rows; every bit of the result stays the same."""
-    import descent.engine.recurrent as rec
+@pytest.mark.parametrize("batch", [22, 33])
+def test_two_threads_give_the_same_bits(kind, batch):
+    """The batch is split between threads by rows (the engine's one thread setting); every bit of
+    the result stays the same, a short last chunk included (33 rows)."""
+    from descent.engine import threads
 
     net, layer = make(kind, np.float32, layers=2, bidirectional=True, output="all")
     rng = np.random.default_rng(9)
-    x = rng.standard_normal((22, T, E)).astype(np.float32)
-    lengths = rng.integers(1, T + 1, size=22)
-    dout = rng.standard_normal((22,) + layer.out_shape).astype(np.float32)
+    x = rng.standard_normal((batch, T, E)).astype(np.float32)
+    lengths = rng.integers(1, T + 1, size=batch)
+    dout = rng.standard_normal((batch,) + layer.out_shape).astype(np.float32)
     results = []
-    for threads in (1, 2, 3):
-        monkeypatch.setattr(rec, "THREADS", threads)
-        out, grads, dx, norms = run_ours(net, x, lengths, dout)
-        results.append((out, grads, dx, norms))
+    for n in (1, 2, 3):
+        with threads.using(n):
+            results.append(run_ours(net, x, lengths, dout))
     for out, grads, dx, norms in results[1:]:
         assert np.array_equal(out, results[0][0]) and np.array_equal(dx, results[0][2])
         assert all(np.array_equal(grads[k], results[0][1][k]) for k in grads)
         assert all(np.array_equal(norms[k], results[0][3][k]) for k in norms)
+
+
+@pytest.mark.parametrize("batch, n", [(8, 2), (22, 2), (25, 2), (33, 2), (64, 2), (100, 3)])
+def test_row_chunks_cover_the_batch_in_slices_of_eight_or_more(batch, n):
+    from descent.engine.recurrent import row_chunks
+
+    chunks = row_chunks(batch, n)
+    assert [lo for lo, _ in chunks] == [0] + [hi for _, hi in chunks[:-1]] and chunks[-1][1] == batch
+    assert all(hi - lo >= 8 for lo, hi in chunks)
 
 
 def test_mask_must_be_right_padded():
@@ -432,3 +442,19 @@ def test_bad_specs(spec, in_shape, key, message):
         build_layers([spec], in_shape)
     assert e.value.key == key
     assert message in e.value.message
+
+
+@pytest.mark.parametrize("kind", CELLS)
+def test_evaluation_in_row_slices_gives_the_same_bits(kind, monkeypatch):
+    """A large evaluation batch runs in slices of rows (bounded memory); the output is unchanged,
+    the short tail folded into the last slice included."""
+    import descent.engine.recurrent as rec
+
+    net, layer = make(kind, np.float32, bidirectional=True, output="all")
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((45, T, E)).astype(np.float32)
+    mask_ctx = Context(mask=mask_of(rng.integers(1, T + 1, size=45), T), train=False)
+    whole = net.forward(x, mask_ctx).copy()
+    monkeypatch.setattr(rec, "EVAL_ROW_STEPS", 10 * T)             # slices of 10 rows, then 15
+    sliced = net.forward(x, mask_ctx).copy()
+    assert sliced.shape == whole.shape and np.array_equal(sliced, whole)
