@@ -37,6 +37,7 @@ import math
 
 import numpy as np
 
+from .arrays import fill, masked_mean_norms as mean_real_norms  # noqa: F401 (the common helpers)
 from .jit import jit
 
 RNN_CELL, LSTM_CELL, GRU_CELL = 0, 1, 2
@@ -122,13 +123,6 @@ def copy_into(dst, src):
     """dst[:] = src for 1-D arrays (an explicit loop compiles smaller than slice assignment)."""
     for j in range(dst.shape[0]):
         dst[j] = src[j]
-
-
-@jit
-def fill(dst, value):
-    """dst[:] = value for a 1-D array."""
-    for j in range(dst.shape[0]):
-        dst[j] = value
 
 
 @jit
@@ -289,20 +283,6 @@ def recurrent_backward(cell, z, whh, s, c, tc, hn, dy, y_off, dh, dc, dq, dg, dg
                 d, db = dh[b], dq[b]                               # (H,)
                 for j in range(H):
                     d[j] += db[j]
-
-
-@jit
-def mean_real_norms(sq, lengths, out):
-    """out[t] = mean over samples b with t < lengths[b] of sqrt(sq[t, b]); 0 where there are none."""
-    T, B = sq.shape
-    for t in range(T):
-        total = 0.0
-        count = 0
-        for b in range(B):
-            if t < lengths[b]:
-                total += math.sqrt(sq[t, b])
-                count += 1
-        out[t] = total / count if count else 0.0
 
 
 @jit
