@@ -25,6 +25,7 @@ from . import checkpoint
 from .alarms import GradMonitor, is_recurrent
 from .backend import make_trainer, warm_up
 from .errors import DescentError, SpecError
+from .lesson_metrics import lesson_extras
 from .metrics import accuracy_by_group, classification, probabilities, regression
 from .model import fill_from_data, resolve_loss
 from .names import LIVE_SETTINGS
@@ -299,6 +300,8 @@ class Session:
             with self._lock:
                 out = self.trainer.predict(x, mask)
             metrics, details = regression(out, y)
+            more, extra = lesson_extras(self.scenario.data.source, ds, out, n, self.trainer, self.base_lr)
+            metrics, details = metrics | more, details | extra
         else:
             probs = self.predict_proba(x, mask)
             metrics, details = classification(probs, y, ds.class_names)
