@@ -277,9 +277,9 @@ def test_adding_problem_marks_one_value_in_each_half():
     assert (ds.n_train, ds.n_test, ds.in_shape, ds.task) == (100, 10, (20, 2), "regression")
 
 
-# ---- the scenario drafts ----------------------------------------------------------------
+# ---- the bundled lesson scenarios ---------------------------------------------------------
 
-DRAFTS = Path(__file__).parent.parent / "scenarios" / "drafts"
+DRAFTS = Path(__file__).parent.parent / "scenarios"
 
 
 def _draft(name):
@@ -315,7 +315,7 @@ def test_the_neuron_drafts_defaults_reach_w_1_b_0_in_plain_gd():
 def test_the_weather_draft_loads_and_its_test_year_is_2015():
     spec = dict(_draft("weather")["data"])
     spec.pop("source")
-    spec["path"] = _weather().parent.parent / spec["path"]
+    spec["path"] = _weather().parent.parent / spec["path"].removeprefix("data:")
     ds = load_series(**spec)
     assert ds.extra_test["time"][0] == "2015/01/01" and ds.n_test == 365
     assert dataset_persistence_mae(ds) == pytest.approx(2.24, abs=0.005)
