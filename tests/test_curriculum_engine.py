@@ -426,3 +426,12 @@ def test_resume_keeps_the_count_of_clipped_steps(tmp_path):
     r.close()
     done = [x for x in records if isinstance(x, Finished)][0]
     assert done.summary["clipped_steps"] == r.clipped_steps >= s.clipped_steps > 0
+
+
+@pytest.mark.parametrize("name", ["neuron", "activations", "exploding", "weather"])
+def test_lesson_scenarios_round_trip_through_the_resolved_toml(name):
+    """A run folder's scenario.toml (a TOML date for weather's test_from included) loads back the same."""
+    from descent.engine.scenario import dumps, load, loads, resolve_name
+    sc = load(resolve_name(name), check_shapes=False)
+    again = loads(dumps(sc), name="resolved.toml", base_dir=sc.base_dir, check_shapes=False)
+    assert again.to_dict() == sc.to_dict()
