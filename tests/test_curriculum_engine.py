@@ -279,31 +279,31 @@ def test_adding_problem_marks_one_value_in_each_half():
 
 # ---- the bundled lesson scenarios ---------------------------------------------------------
 
-DRAFTS = Path(__file__).parent.parent / "scenarios"
+LESSONS = Path(__file__).parent.parent / "scenarios"
 
 
-def _draft(name):
+def _lesson(name):
     import tomllib
-    with open(DRAFTS / f"{name}.toml", "rb") as f:
+    with open(LESSONS / f"{name}.toml", "rb") as f:
         return tomllib.load(f)
 
 
 @pytest.mark.parametrize("name", ["neuron", "activations", "exploding", "weather"])
-def test_each_draft_names_only_options_its_new_loader_takes(name):
+def test_each_lesson_names_only_options_its_new_loader_takes(name):
     import inspect
 
     from descent.engine.data.adding import load_adding
     from descent.engine.data.line import load_line
     loaders = {"line": load_line, "toy2d": load_toy2d, "adding": load_adding, "series": load_series}
-    data = dict(_draft(name)["data"])
+    data = dict(_lesson(name)["data"])
     params = inspect.signature(loaders[data.pop("source")]).parameters
     assert set(data) <= set(params), set(data) - set(params)
-    assert len(_draft(name)["scenario"]["description"]) > 100
+    assert len(_lesson(name)["scenario"]["description"]) > 100
 
 
-def test_the_neuron_drafts_defaults_reach_w_1_b_0_in_plain_gd():
+def test_the_neuron_lessons_defaults_reach_w_1_b_0_in_plain_gd():
     from descent.engine.data.line import load_line
-    spec = _draft("neuron")
+    spec = _lesson("neuron")
     data = {k: v for k, v in spec["data"].items() if k != "source"}
     ds = load_line(**data)
     assert spec["training"]["batch_size"] == ds.n_train             # full batch: the exact threshold
@@ -312,8 +312,8 @@ def test_the_neuron_drafts_defaults_reach_w_1_b_0_in_plain_gd():
     assert abs(path[-1, 0] - 1) < 1e-3 and abs(path[-1, 1]) < 1e-3
 
 
-def test_the_weather_draft_loads_and_its_test_year_is_2015():
-    spec = dict(_draft("weather")["data"])
+def test_the_weather_lesson_loads_and_its_test_year_is_2015():
+    spec = dict(_lesson("weather")["data"])
     spec.pop("source")
     spec["path"] = _weather().parent.parent / spec["path"].removeprefix("data:")
     ds = load_series(**spec)
