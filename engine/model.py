@@ -2,6 +2,10 @@
 
 Parameter names follow torch.nn.Sequential over the layers' torch modules ("0.weight",
 "1.weight_ih_l0", "2.block.0.weight"), so checkpoints move both ways with PyTorch.
+
+`{ type = "mlp", depth = 3, units = 8, activation = "tanh" }` is shorthand for `depth` pairs of
+a dense layer and its activation, expanded in place before building (so one knob turns the
+depth, and the names stay those of the plain Sequential: "0.weight", "2.weight", ...).
 """
 
 from __future__ import annotations
@@ -32,6 +36,25 @@ REGISTRY = {
 }
 
 
+MLP_KEYS = {"type", "depth", "units", "activation"}
+MLP_ACTIVATIONS = ("identity", "relu", "leaky_relu", "sigmoid", "tanh")
+
+
+def expand_mlp(entry: dict) -> list[dict]:
+    """An mlp entry as its dense + activation layers; SpecErrors keyed like ".depth"."""
+    for key in entry:
+        if key not in MLP_KEYS:
+            raise SpecError(f".{key}", f"unknown key for mlp (known: {', '.join(sorted(MLP_KEYS))})")
+    depth, units = entry.get("depth", 1), entry.get("units")
+    for key, v in (("depth", depth), ("units", units)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise SpecError(f".{key}", f"must be a whole number >= 1, got {v!r}")
+    act = entry.get("activation", "relu")
+    if act not in MLP_ACTIVATIONS:
+        raise SpecError(".activation", f"must be one of {', '.join(MLP_ACTIVATIONS)}, got {act!r}")
+    return [layer for _ in range(int(depth)) for layer in ({"type": "dense", "units": int(units)}, {"type": act})]
+
+
 def layer_class(kind: str):
     module, cls = REGISTRY[kind].split(":")
     return getattr(importlib.import_module(f"descent.engine.{module}"), cls)
@@ -42,12 +65,10 @@ def build_layers(spec, in_shape: tuple, dtype=np.float32, prefix: str = "") -> l
     if not isinstance(spec, (list, tuple)) or not spec:
         raise SpecError("", "must be a non-empty list of layer tables")
     layers, shape = [], tuple(in_shape)
-    for i, entry in enumerate(spec):
-        if not hasattr(entry, "get"):
-            raise SpecError(f"[{i}]", f"must be a table like {{ type = \"dense\", units = 10 }}, got {entry!r}")
+    for i, entry in _expanded(spec):
         kind = entry.get("type")
         if kind not in REGISTRY:
-            raise SpecError(f"[{i}].type", f"unknown layer type {kind!r} (known: {', '.join(sorted(REGISTRY))})")
+            raise SpecError(f"[{i}].type", f"unknown layer type {kind!r} (known: {', '.join(sorted([*REGISTRY, 'mlp']))})")
         cls = layer_class(kind)
         try:
             layer = cls(dict(entry), shape, dtype, build=build_layers) if cls.builds_sublayers else cls(dict(entry), shape, dtype)
@@ -55,10 +76,26 @@ def build_layers(spec, in_shape: tuple, dtype=np.float32, prefix: str = "") -> l
             raise e.at(f"[{i}]") from None
         except ValueError as e:   # a kernel wrapper's shape complaint
             raise SpecError(f"[{i}]", f"{kind} cannot take input of shape {shape}: {e}") from None
-        layer.name = f"{prefix}{i}"
+        layer.name = f"{prefix}{len(layers)}"
         layers.append(layer)
         shape = layer.out_shape
     return layers
+
+
+def _expanded(spec) -> list[tuple[int, dict]]:
+    """(index in `spec`, layer entry) with every mlp entry expanded; errors keep the spec's index."""
+    out = []
+    for i, entry in enumerate(spec):
+        if not hasattr(entry, "get"):
+            raise SpecError(f"[{i}]", f"must be a table like {{ type = \"dense\", units = 10 }}, got {entry!r}")
+        if entry.get("type") != "mlp":
+            out.append((i, entry))
+            continue
+        try:
+            out.extend((i, layer) for layer in expand_mlp(dict(entry)))
+        except SpecError as e:
+            raise e.at(f"[{i}]") from None
+    return out
 
 
 def fill_from_data(layers: list, vocab_size: int | None) -> list:

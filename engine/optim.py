@@ -125,6 +125,7 @@ class Optimizer:
         self.params = params
         self.config = config
         self.t = 0
+        self.clip_scale = 1.0       # the last step's clipping factor (StepStats.clip_scale)
         zeros = lambda: np.zeros_like(params.flat)  # noqa: E731
         self.state = {"sgd": lambda: {"momentum": zeros()},
                       "rmsprop": lambda: {"square_avg": zeros(), "momentum": zeros()},
@@ -154,6 +155,7 @@ class Optimizer:
         scale = 1.0
         if c.clip_norm > 0:
             scale = min(1.0, c.clip_norm / (norm + 1e-6))
+        self.clip_scale = scale
         self.t += 1
         st = self.state
         if c.kind == "sgd":

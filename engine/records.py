@@ -27,6 +27,8 @@ class Step:
     time_grad_norms: dict[str, list[float]] | None
     steps_per_s: float
     elapsed: float
+    clip_scale: float = 1.0          # clipping's factor this step: grad_norm * clip_scale is the norm applied
+    clipped_steps: int = 0           # steps clipped so far, logged or not (share = clipped_steps / step)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ ways with torch.nn.Embedding / nn.RNN / nn.LSTM / nn.GRU:
   same with suffix "_reverse" for the second direction; G = 1 (RNN), 4 (LSTM i,f,g,o), 3 (GRU
   r,z,n with n = tanh(W_in x + b_in + r * (W_hn h + b_hn))); init U(-1/sqrt(H), 1/sqrt(H)), plus
   the LSTM's forget_bias (default 1.0; 0 is torch's init) on the f block of bias_ih.
+  `init = "orthogonal"` and `init_scale` s change weight_hh only (engine/init.py): every
+  singular value s, the knob of the exploding-gradients lesson.
 
 Sequences are (B, T, E) with ctx.mask (B, T) bool, True = real token, padding on the right (None =
 all real). The semantics are those of PyTorch's pack_padded_sequence: at padded steps the state is
@@ -32,6 +34,7 @@ import numpy as np
 from . import threads
 from .dense import Buffers, uniform_fan_in
 from .errors import SpecError
+from .init import RECURRENT_INITS, recurrent_weight
 from .layer import Layer, SpecReader
 from .recurrent_kernels import (GATES, GRU_CELL, LSTM_CELL, RNN_CELL, gate_coefficients, id_range, mean_real_norms,
                                 recurrent_backward, recurrent_forward, scatter_add_rows)
@@ -158,7 +161,7 @@ class Recurrent(Layer):
 
     def __init__(self, spec, in_shape, dtype=np.float32):
         super().__init__(spec, in_shape, dtype)
-        keys = {"hidden", "layers", "bidirectional", "output", "truncate"}
+        keys = {"hidden", "layers", "bidirectional", "output", "truncate", "init", "init_scale"}
         r = SpecReader(spec, self.kind, keys | ({"forget_bias"} if self.cell == LSTM_CELL else set()))
         self.hidden = r.int("hidden", lo=1)
         # Jozefowicz et al. 2015: a forget-gate bias of 1 lets an LSTM keep its memory from the
@@ -168,6 +171,11 @@ class Recurrent(Layer):
         self.bidirectional = r.bool("bidirectional", False)
         self.output = r.choice("output", ("last", "all"), "last")
         self.truncate = r.int("truncate", 0, lo=0)
+        # weight_hh only: its singular values set how the state (and the gradient) grows per step
+        self.init = r.choice("init", RECURRENT_INITS, "default")
+        self.init_scale = r.float("init_scale", 1.0, lo=0)
+        if self.init_scale <= 0:
+            raise SpecError(".init_scale", f"must be > 0, got {self.init_scale:g}")
         if len(in_shape) != 2:
             raise SpecError(".hidden", f"{self.kind} expects a sequence (T, features) per sample, got input of "
                                        f"shape {tuple(in_shape)}: put an embedding layer before it for token ids")
@@ -195,7 +203,10 @@ class Recurrent(Layer):
 
     def init_params(self, p, rng):
         for name, view in p.items():
-            view[...] = uniform_fan_in(rng, view.shape, self.hidden, self.dtype)
+            if name.startswith("weight_hh"):       # default, scale 1: the same draws as uniform_fan_in
+                view[...] = recurrent_weight(rng, view.shape, self.hidden, self.init, self.init_scale, self.dtype)
+            else:
+                view[...] = uniform_fan_in(rng, view.shape, self.hidden, self.dtype)
             if self.forget_bias and name.startswith("bias_ih"):
                 view[self.hidden:2 * self.hidden] += self.forget_bias    # gate order i, f, g, o
 

@@ -25,6 +25,7 @@ from . import checkpoint
 from .alarms import GradMonitor, is_recurrent
 from .backend import make_trainer, warm_up
 from .errors import DescentError, SpecError
+from .lesson_metrics import lesson_extras
 from .metrics import accuracy_by_group, classification, probabilities, regression
 from .model import fill_from_data, resolve_loss
 from .names import LIVE_SETTINGS
@@ -64,6 +65,7 @@ class Session:
         self.elapsed = 0.0
         self.compile_seconds = 0.0
         self.first_loss: float | None = None
+        self.clipped_steps = 0
         self.last_eval: Evaluation | None = None
         self._pending: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -214,6 +216,7 @@ class Session:
                 stats = self.trainer.step(self.x_train[idx], ds.y_train[idx], mask, time_grads=log_now)
             self.step += 1
             window_steps += 1
+            self.clipped_steps += stats.clip_scale < 1.0
             self.elapsed = base_elapsed + time.perf_counter() - started
             problem = self._divergence(stats)
             if problem:
@@ -231,7 +234,8 @@ class Session:
                     update_ratios=stats.update_ratios,
                     time_grad_norms={k: np.asarray(v).tolist() for k, v in stats.time_grad_norms.items()}
                     if stats.time_grad_norms else None,
-                    steps_per_s=rate, elapsed=self.elapsed))
+                    steps_per_s=rate, elapsed=self.elapsed, clip_scale=stats.clip_scale,
+                    clipped_steps=self.clipped_steps))
                 yield logged
                 alarm = self.alarms.check(logged)
                 if alarm:              # reported, never a stop: the dashboard pauses on it itself
@@ -296,6 +300,8 @@ class Session:
             with self._lock:
                 out = self.trainer.predict(x, mask)
             metrics, details = regression(out, y)
+            more, extra = lesson_extras(self.scenario.data.source, ds, out, n, self.trainer, self.base_lr)
+            metrics, details = metrics | more, details | extra
         else:
             probs = self.predict_proba(x, mask)
             metrics, details = classification(probs, y, ds.class_names)
@@ -338,7 +344,7 @@ class Session:
         return {"status": status, "scenario": self.scenario.name, "backend": self.backend, "seed": self.seed,
                 "steps": self.step, "epochs": round(self.epoch, 4), "wall_time_s": round(self.elapsed, 3),
                 "steps_per_s": round(self.step / self.elapsed, 2) if self.elapsed > 0 else 0.0,
-                "compile_s": round(self.compile_seconds, 3), "metrics": final}
+                "compile_s": round(self.compile_seconds, 3), "clipped_steps": self.clipped_steps, "metrics": final}
 
     def _write_summary(self, status: str) -> None:
         if self.out_dir:
@@ -357,6 +363,7 @@ class Session:
             meta = {"step": self.step, "pos": self._pos, "epoch_index": self._epoch_index,
                     "data_rng": self._data_rng.bit_generator.state, "trainer_rng": self.trainer.rng_state(),
                     "live": self.live, "first_loss": self.first_loss, "elapsed": self.elapsed,
+                    "clipped_steps": self.clipped_steps,
                     "backend": self.backend, "seed": self.seed, "base_dir": str(self.scenario.base_dir),
                     "scenario": self.scenario.name}
         checkpoint.save(path, arrays, meta)
@@ -383,6 +390,7 @@ class Session:
                 self.trainer.set_rng_state(meta["trainer_rng"])
             self.first_loss = meta.get("first_loss")
             self.elapsed = float(meta.get("elapsed", 0.0))
+            self.clipped_steps = int(meta.get("clipped_steps", 0))
         for key, value in meta.get("live", {}).items():
             self._apply(key, value)
 

@@ -15,3 +15,4 @@ class StepStats:
     grad_norms: dict[str, float]         # per tensor
     update_ratios: dict[str, float]      # |dW| / |W| per tensor
     time_grad_norms: dict[str, np.ndarray] | None   # ||dL/dh_t||, (T,), per sequence layer
+    clip_scale: float = 1.0              # the factor clipping applied to the gradient (1.0: not clipped)

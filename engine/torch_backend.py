@@ -93,8 +93,10 @@ class TorchTrainer:
         loss.backward()
         grad_norms = [p.grad.detach().norm().item() for p in params]
         total = math.sqrt(sum(g * g for g in grad_norms))
+        clip_scale = 1.0
         if self._config.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(params, self._config.clip_norm)
+            clip_scale = min(1.0, self._config.clip_norm / (total + 1e-6))    # torch's own coefficient
         self.opt.step()
         with torch.no_grad():
             p_norms = [p.norm().item() for p in params]
@@ -103,7 +105,7 @@ class TorchTrainer:
             loss=loss.item(), grad_norm=total, param_norm=math.sqrt(sum(v * v for v in p_norms)),
             grad_norms=dict(zip(self.names, grad_norms)),
             update_ratios={n: u / max(w, 1e-12) for n, u, w in zip(self.names, upd, p_norms)},
-            time_grad_norms=None,
+            time_grad_norms=None, clip_scale=clip_scale,
         )
 
     def predict(self, x, mask=None, batch_size: int = 1024) -> np.ndarray:

@@ -277,33 +277,33 @@ def test_adding_problem_marks_one_value_in_each_half():
     assert (ds.n_train, ds.n_test, ds.in_shape, ds.task) == (100, 10, (20, 2), "regression")
 
 
-# ---- the scenario drafts ----------------------------------------------------------------
+# ---- the bundled lesson scenarios ---------------------------------------------------------
 
-DRAFTS = Path(__file__).parent.parent / "scenarios" / "drafts"
+LESSONS = Path(__file__).parent.parent / "scenarios"
 
 
-def _draft(name):
+def _lesson(name):
     import tomllib
-    with open(DRAFTS / f"{name}.toml", "rb") as f:
+    with open(LESSONS / f"{name}.toml", "rb") as f:
         return tomllib.load(f)
 
 
 @pytest.mark.parametrize("name", ["neuron", "activations", "exploding", "weather"])
-def test_each_draft_names_only_options_its_new_loader_takes(name):
+def test_each_lesson_names_only_options_its_new_loader_takes(name):
     import inspect
 
     from descent.engine.data.adding import load_adding
     from descent.engine.data.line import load_line
     loaders = {"line": load_line, "toy2d": load_toy2d, "adding": load_adding, "series": load_series}
-    data = dict(_draft(name)["data"])
+    data = dict(_lesson(name)["data"])
     params = inspect.signature(loaders[data.pop("source")]).parameters
     assert set(data) <= set(params), set(data) - set(params)
-    assert len(_draft(name)["scenario"]["description"]) > 100
+    assert len(_lesson(name)["scenario"]["description"]) > 100
 
 
-def test_the_neuron_drafts_defaults_reach_w_1_b_0_in_plain_gd():
+def test_the_neuron_lessons_defaults_reach_w_1_b_0_in_plain_gd():
     from descent.engine.data.line import load_line
-    spec = _draft("neuron")
+    spec = _lesson("neuron")
     data = {k: v for k, v in spec["data"].items() if k != "source"}
     ds = load_line(**data)
     assert spec["training"]["batch_size"] == ds.n_train             # full batch: the exact threshold
@@ -312,10 +312,126 @@ def test_the_neuron_drafts_defaults_reach_w_1_b_0_in_plain_gd():
     assert abs(path[-1, 0] - 1) < 1e-3 and abs(path[-1, 1]) < 1e-3
 
 
-def test_the_weather_draft_loads_and_its_test_year_is_2015():
-    spec = dict(_draft("weather")["data"])
+def test_the_weather_lesson_loads_and_its_test_year_is_2015():
+    spec = dict(_lesson("weather")["data"])
     spec.pop("source")
-    spec["path"] = _weather().parent.parent / spec["path"]
+    spec["path"] = _weather().parent.parent / spec["path"].removeprefix("data:")
     ds = load_series(**spec)
     assert ds.extra_test["time"][0] == "2015/01/01" and ds.n_test == 365
     assert dataset_persistence_mae(ds) == pytest.approx(2.24, abs=0.005)
+
+
+# ---- the engine side: sources, recurrent init, clipping records, mlp ------------------------
+
+def test_lesson_sources_are_registered_with_their_input_shapes(tmp_path):
+    from descent.engine.data import input_shape, load_dataset
+    cases = {"toy2d": ({}, (2,)), "line": ({}, (1,)), "adding": ({"length": 7, "train_size": 5, "test_size": 3}, (7, 2))}
+    for source, (options, shape) in cases.items():
+        assert input_shape(source, options, tmp_path) == shape
+        assert load_dataset(source, options, tmp_path, tmp_path).in_shape == shape
+    csv = tmp_path / "s.csv"
+    csv.write_text("t,a,b\n" + "".join(f"{i},{i % 3},{i * 2}\n" for i in range(20)))
+    opts = {"path": "s.csv", "target": "b", "time": "t", "window": 3}
+    assert input_shape("series", opts, tmp_path) == (3, 2)
+    assert input_shape("series", opts | {"features": ["a"]}, tmp_path) == (3, 1)
+    assert load_dataset("series", opts, tmp_path, tmp_path).x_train.shape[1:] == (3, 2)
+
+
+def test_lesson_scenarios_are_regression_or_classification_as_their_data():
+    from descent.engine.scenario import load, resolve_name
+    tasks = {name: load(resolve_name(name), check_shapes=False).task
+             for name in ("neuron", "activations", "exploding", "weather")}
+    assert tasks == {"neuron": "regression", "activations": "classification",
+                     "exploding": "regression", "weather": "regression"}
+
+
+def test_default_recurrent_init_is_the_draws_it_always_was():
+    from descent.engine.dense import uniform_fan_in
+    from descent.engine.model import Net
+    for kind in ("rnn", "lstm", "gru"):
+        net = Net([{"type": kind, "hidden": 6}], (4, 3), np.float32, 5)
+        rng = np.random.default_rng(5)
+        for name, shape in net.params.shapes.items():
+            expected = uniform_fan_in(rng, shape, 6, np.float32)
+            if kind == "lstm" and "bias_ih" in name:
+                expected[6:12] += 1.0
+            assert np.array_equal(net.params.state_dict()[name], expected), (kind, name)
+
+
+def test_orthogonal_recurrent_init_reaches_torch_unchanged():
+    pytest.importorskip("torch")
+    from descent.engine.model import Net
+    from descent.engine.torch_backend import build_torch_model
+    spec = [{"type": "gru", "hidden": 5, "init": "orthogonal", "init_scale": 2.0}]
+    ours = Net(spec, (4, 3), np.float32, 0).params.state_dict()
+    w = ours["0.weight_hh_l0"]
+    assert np.allclose(np.linalg.svd(w[:5], compute_uv=False), 2.0, atol=1e-5)
+    theirs = build_torch_model(spec, (4, 3)).state_dict()
+    assert all(np.array_equal(v.numpy(), ours[k]) for k, v in theirs.items())
+
+
+@pytest.mark.parametrize("bad, key", [({"init": "xavier"}, "init"), ({"init_scale": 0}, "init_scale")])
+def test_bad_recurrent_init_names_the_key(bad, key):
+    from descent.engine.model import Net
+    with pytest.raises(SpecError) as e:
+        Net([{"type": "rnn", "hidden": 3, **bad}], (4, 2), np.float32, 0)
+    assert e.value.key == f"[0].{key}"
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_step_stats_carry_the_clip_scale(backend):
+    if backend == "torch":
+        pytest.importorskip("torch")
+    from descent.engine.backend import make_trainer
+    from descent.engine.optim import OptimConfig
+    x = np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32) * 10
+    y = np.zeros((8, 1), np.float32) + 50
+    layers = [{"type": "dense", "units": 1}]
+    clipped = make_trainer(layers, (3,), "mse", OptimConfig(kind="sgd", lr=0.01, clip_norm=0.5), 0,
+                           backend=backend).step(x, y)
+    assert clipped.clip_scale == pytest.approx(0.5 / (clipped.grad_norm + 1e-6))
+    free = make_trainer(layers, (3,), "mse", OptimConfig(kind="sgd", lr=0.01), 0, backend=backend).step(x, y)
+    assert free.clip_scale == 1.0 and free.grad_norm == pytest.approx(clipped.grad_norm, rel=1e-5)
+
+
+def test_mlp_expands_to_a_plain_dense_stack():
+    from descent.engine.model import Net
+    spec = [{"type": "mlp", "depth": 3, "units": 4, "activation": "tanh"}, {"type": "dense", "units": 2}]
+    net = Net(spec, (2,), np.float32, 0)
+    plain = Net([{"type": "dense", "units": 4}, {"type": "tanh"}] * 3 + [{"type": "dense", "units": 2}],
+                (2,), np.float32, 0)
+    assert list(net.params.state_dict()) == ["0.weight", "0.bias", "2.weight", "2.bias", "4.weight",
+                                             "4.bias", "6.weight", "6.bias"]
+    assert all(np.array_equal(a, plain.params.state_dict()[k]) for k, a in net.params.state_dict().items())
+    with pytest.raises(SpecError) as e:
+        Net([{"type": "dense", "units": 2}, {"type": "mlp", "units": 4, "depth": 0}], (2,), np.float32, 0)
+    assert e.value.key == "[1].depth"
+
+
+def test_resume_keeps_the_count_of_clipped_steps(tmp_path):
+    import threading
+
+    from descent.engine.records import Finished
+    from descent.engine.scenario import load, resolve_name
+    from descent.engine.session import Session
+    sc = load(resolve_name("exploding"), overrides=["data.length=10", "data.train_size=64", "training.steps=20"])
+    s = Session(sc, out_dir=tmp_path / "run")
+    list(s.prepare())
+    list(s.run(threading.Event(), steps=10))
+    s.save()
+    s.close()
+    r = Session.resume(tmp_path / "run")
+    list(r.prepare())
+    records = list(r.run(threading.Event()))
+    r.close()
+    done = [x for x in records if isinstance(x, Finished)][0]
+    assert done.summary["clipped_steps"] == r.clipped_steps >= s.clipped_steps > 0
+
+
+@pytest.mark.parametrize("name", ["neuron", "activations", "exploding", "weather"])
+def test_lesson_scenarios_round_trip_through_the_resolved_toml(name):
+    """A run folder's scenario.toml (a TOML date for weather's test_from included) loads back the same."""
+    from descent.engine.scenario import dumps, load, loads, resolve_name
+    sc = load(resolve_name(name), check_shapes=False)
+    again = loads(dumps(sc), name="resolved.toml", base_dir=sc.base_dir, check_shapes=False)
+    assert again.to_dict() == sc.to_dict()

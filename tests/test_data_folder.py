@@ -42,7 +42,7 @@ def test_data_dir_is_absolute_and_ignores_empty_values(monkeypatch, tmp_path):
 
 
 def test_known_datasets_have_checksums_and_sources():
-    assert set(DATASETS) == {"mnist", "sms_spam", "spambase"}
+    assert set(DATASETS) == {"mnist", "sms_spam", "spambase", "tinyshakespeare", "weather"}
     for info in DATASETS.values():
         assert info.urls and set(info.needed) <= set(info.files)
         assert all(len(h) == 64 and int(h, 16) >= 0 for h in info.files.values())
@@ -184,3 +184,32 @@ def test_fetch_from_something_that_is_not_a_zip(monkeypatch, tmp_path):
     with pytest.raises(DescentError, match="not a readable zip"):
         fetch("sms_spam", tmp_path / "data")
     assert list((tmp_path / "data" / "sms_spam").iterdir()) == []
+
+
+def test_fetch_weather_from_a_wheel_like_the_vega_datasets_one(monkeypatch, tmp_path):
+    """The canonical source is the vega_datasets 0.9.0 wheel: a zip with the CSVs under
+    vega_datasets/_data/; the real checksums must match the shared copies byte for byte."""
+    shared = data_dir() / "weather"
+    if not all((shared / f).is_file() for f in DATASETS["weather"].files):
+        pytest.skip(f"the weather files are not in {shared}")
+    members = {f"vega_datasets/_data/{f}": (shared / f).read_bytes() for f in DATASETS["weather"].files}
+    url = make_zip(tmp_path / "vega_datasets-0.9.0-py3-none-any.whl",
+                   members | {"vega_datasets/_data/cars.json": b"[]", "vega_datasets/__init__.py": b""})
+    real = DATASETS["weather"]
+    assert real.archive and real.urls[0].endswith("vega_datasets-0.9.0-py3-none-any.whl")
+    monkeypatch.setitem(DATASETS, "weather", DatasetInfo(real.title, real.files, real.needed, (url,), True))
+    folder = fetch("weather", tmp_path / "data")
+    assert sorted(p.name for p in folder.iterdir()) == ["seattle-temps.csv", "seattle-weather.csv"]
+    assert require("weather", tmp_path / "data") == folder
+
+
+def test_data_prefix_paths_resolve_in_the_data_folder(tmp_path):
+    from descent.engine.data.sources import resolve_path
+    (tmp_path / "weather").mkdir()
+    (tmp_path / "weather" / "w.csv").write_text("date,t\n")
+    assert resolve_path("data:weather/w.csv", Path("/elsewhere"), tmp_path) == tmp_path / "weather" / "w.csv"
+    assert resolve_path("w.csv", tmp_path / "weather") == tmp_path / "weather" / "w.csv"
+    with pytest.raises(DataMissing, match="run `descent data fetch weather`"):
+        resolve_path("data:weather/seattle-weather.csv", Path("."), tmp_path)
+    with pytest.raises(DescentError, match="inside the data folder"):
+        resolve_path("data:../etc/passwd", Path("."), tmp_path)

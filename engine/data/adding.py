@@ -13,8 +13,11 @@ import numpy as np
 
 from descent.engine.data.checks import whole_number
 from descent.engine.data.dataset import Dataset
+from descent.engine.data.options import Option
 
 BASELINE_MSE = 1.0 / 6.0     # the variance of U[0,1] + U[0,1]: the "always say 1" model
+ADDING_OPTIONS = {"length": Option("int", ge=2), "train_size": Option("int", ge=1),
+                  "test_size": Option("int", ge=1), "seed": Option("int", ge=0)}
 
 
 def make_adding(length: int = 50, n: int = 10000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

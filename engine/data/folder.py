@@ -6,6 +6,8 @@ source distributes them (the same as the shared data folder):
     <data>/mnist/     train-images-idx3-ubyte.gz ... (4 IDX files, gzip)
     <data>/sms_spam/  SMSSpamCollection, readme
     <data>/spambase/  spambase.data, spambase.names, spambase.DOCUMENTATION
+    <data>/tinyshakespeare/  input.txt
+    <data>/weather/   seattle-weather.csv, seattle-temps.csv
 """
 
 from __future__ import annotations
@@ -73,6 +75,25 @@ DATASETS: dict[str, DatasetInfo] = {
         urls=("https://archive.ics.uci.edu/static/public/94/spambase.zip",),
         archive=True,
         license="CC BY 4.0",
+    ),
+    "tinyshakespeare": DatasetInfo(
+        title="Tiny Shakespeare (Karpathy's char-rnn)",
+        files={"input.txt": "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"},
+        needed=("input.txt",),
+        urls=("https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/",),
+        license="public domain (the plays); MIT (the char-rnn repository)",
+    ),
+    # the files as vega_datasets 0.9.0 ships them inside its wheel (a zip): the canonical copy
+    "weather": DatasetInfo(
+        title="Seattle weather 2012-2015 (NOAA via vega_datasets 0.9.0)",
+        files={
+            "seattle-weather.csv": "62f0609f787158128aa2bd102967173a4953122dd4f872bf1d502cae1037df0b",
+            "seattle-temps.csv": "c220666521ff4bec4ffb6f0d9acfdc5c1056564b1aad6f78d3b06aa0a0c8b085",
+        },
+        needed=("seattle-weather.csv",),
+        urls=("https://files.pythonhosted.org/packages/py3/v/vega_datasets/vega_datasets-0.9.0-py3-none-any.whl",),
+        archive=True,
+        license="public domain (NOAA); MIT (vega_datasets)",
     ),
 }
 

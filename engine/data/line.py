@@ -12,9 +12,12 @@ import numpy as np
 
 from descent.engine.data.checks import whole_number
 from descent.engine.data.dataset import Dataset
+from descent.engine.data.options import Option
 from descent.engine.errors import SpecError
 
 X_RANGES = ("-1..1", "0..1", "0..9", "0..99")
+LINE_OPTIONS = {"x_range": Option("str"), "n": Option("int", ge=2), "slope": Option("float"),
+                "intercept": Option("float"), "seed": Option("int", ge=0)}
 
 
 def parse_range(text) -> tuple[float, float]:

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 
 class Option(NamedTuple):
-    kind: str                      # "str" | "int" | "float" | "bool" | "choice"
+    kind: str                      # "str" | "int" | "float" | "bool" | "choice" | "array" | "any" (loader checks)
     gt: float | None = None
     ge: float | None = None
     lt: float | None = None

@@ -24,8 +24,15 @@ import numpy as np
 
 from descent.engine.data.checks import fraction, whole_number
 from descent.engine.data.dataset import Dataset
+from descent.engine.data.options import Option
 from descent.engine.data.tables import column_index, read_table
 from descent.engine.errors import DescentError, SpecError
+
+# test_from is a TOML date or a number in the time column's units: "any" lets the loader check it
+SERIES_OPTIONS = {"path": Option("str"), "target": Option("str"), "time": Option("str"),
+                  "features": Option("array"), "window": Option("int", ge=1), "horizon": Option("int", ge=1),
+                  "test_from": Option("any"), "test_fraction": Option("float", gt=0, lt=1),
+                  "standardize": Option("bool"), "delimiter": Option("str")}
 
 
 def load_series(path: str | os.PathLike, target: str, time: str = "date",
@@ -75,6 +82,17 @@ def load_series(path: str | os.PathLike, target: str, time: str = "date",
              "target_mean": np.array(t_mean), "target_std": np.array(t_std)}
     return Dataset(path.stem, "regression", x[:first_test], y[:first_test], x[first_test:], y[first_test:],
                    in_shape=(window, len(cols)), n_classes=0, class_names=[], extra_test=extra)
+
+
+def series_feature_count(path: str | os.PathLike, time: str = "date", features: list[str] | None = None,
+                         delimiter: str | None = None) -> int:
+    """How many input columns `load_series` would use (reads the file only when `features` is not given)."""
+    if features is not None:
+        if not isinstance(features, list) or not features or not all(isinstance(f, str) for f in features):
+            raise SpecError("data.features", f"must be a non-empty list of column names, got {features!r}")
+        return len(features)
+    header, rows, _ = read_table(Path(path), delimiter)
+    return len(_feature_columns(header, rows, time, None, Path(path)))
 
 
 def persistence_mae(series: np.ndarray, horizon: int = 1, start: int | None = None) -> float:

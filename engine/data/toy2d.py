@@ -13,12 +13,15 @@ import numpy as np
 
 from descent.engine.data.checks import fraction, whole_number
 from descent.engine.data.dataset import Dataset
+from descent.engine.data.options import SPLIT, Option
 from descent.engine.data.split import stratified_split
 from descent.engine.errors import SpecError
 
 KINDS = ("xor", "circle", "spiral", "gauss", "moons")
 SCALE = 6.0          # Playground's half-width
 LIMITS = (-1.0, 1.0)  # the window every set fits in (before noise), for boundary plots
+TOY2D_OPTIONS = {"kind": Option("choice", choices=KINDS), "n": Option("int", ge=8),
+                 "noise": Option("float", ge=0, le=1), **SPLIT}
 
 
 def make_toy2d(kind: str = "xor", n: int = 500, noise: float = 0.0,

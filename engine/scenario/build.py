@@ -151,7 +151,7 @@ def _data(table: dict, base_dir: Path) -> DataConfig:
             raise SpecError("data.path", "must not be empty")
         p = Path(opts["path"]).expanduser()
         p = p if p.is_absolute() else base_dir / p
-        if not p.is_file():
+        if not opts["path"].startswith("data:") and not p.is_file():    # data folder: checked on load
             raise SpecError("data.path", f"file not found: {p}")
     return DataConfig(source, FrozenDict(opts))
 

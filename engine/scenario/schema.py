@@ -30,7 +30,7 @@ OPTIONAL = type("Optional", (), {"__repr__": lambda self: "OPTIONAL"})()   # may
 class Rule:
     """How one key is checked: its kind, its default and its allowed range or choices."""
 
-    kind: str                      # "str" | "int" | "float" | "bool" | "choice"
+    kind: str                      # "str" | "int" | "float" | "bool" | "choice" | "array" | "any" (loader checks)
     default: object = REQUIRED     # REQUIRED, OPTIONAL or the value used when the key is absent
     lo: float | None = None
     hi: float | None = None
@@ -278,6 +278,10 @@ class Scenario:
     @property
     def task(self) -> str:
         """"classification" or "regression"."""
+        from descent.engine.data.sources import REGRESSION_SOURCES
+
+        if self.data.source in REGRESSION_SOURCES:
+            return "regression"
         return self.data.options.get("task", "classification") if self.data.source == "csv" else "classification"
 
     def to_dict(self) -> dict:
@@ -307,7 +311,7 @@ def check_table(section: str, table: dict, rules: Mapping[str, Rule], context: s
     for name, rule in rules.items():
         key = f"{section}.{name}"
         if name in table:
-            out[name] = rule.check(key, table[name]) if rule.kind != "array" else table[name]
+            out[name] = rule.check(key, table[name]) if rule.kind not in ("array", "any") else table[name]
         elif rule.default is REQUIRED:
             hint = f" (one of {listing(rule.choices)})" if rule.choices else ""
             raise SpecError(key, f"missing required key{context}{hint}")

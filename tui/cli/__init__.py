@@ -195,7 +195,7 @@ def cmd_data(args) -> int:
         print(root)
         for name, info in DATASETS.items():
             present = all((root / name / f).exists() for f in info.needed)
-            print(f"  {name:<10} {'present' if present else 'missing: descent data fetch ' + name}")
+            print(f"  {name:<15} {'present' if present else 'missing: descent data fetch ' + name}")
         return EXIT_OK
     names = list(DATASETS) if args.name == "all" else [args.name]
     for name in names:

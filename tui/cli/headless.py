@@ -144,6 +144,6 @@ class BarPrinter(PlainPrinter):
 
 def format_metrics(metrics: dict) -> str:
     order = ["accuracy", "error", "loss", "mcc", "precision", "recall", "f1", "false_positive_rate",
-             "mse", "mae", "r2"]
+             "mse", "mae", "persistence_mae", "r2"]
     keys = [k for k in order if k in metrics]
     return " ".join(f"{k} {metrics[k]:.4f}" for k in keys)
