@@ -340,4 +340,6 @@ PANELS = {"digits": DigitsPanel, "nile": NilePanel, "spam": SpamPanel, "generic"
 
 
 def make_panel(kind: str) -> ScenarioPanel:
-    return PANELS.get(kind, GenericPanel)(id="panel")
+    from descent.tui.app.lesson_panels import LESSON_PANELS      # they build on ScenarioPanel above
+
+    return {**PANELS, **LESSON_PANELS}.get(kind, GenericPanel)(id="panel")
