@@ -322,14 +322,14 @@ class ExplodingPanel(LessonPanel):
 
 class WeatherPanel(LessonPanel):
     title = "Forecast"
-    hint = "The forecast against the truth appears after the first evaluation."
+    hint = "The forecast against the truth appears after the first evaluation"
 
     def show_sample(self) -> None:
         if self.session is None:
             return
         if self.last_eval is None:
             every = getattr(getattr(self.session.scenario, "evaluation", None), "every", None)
-            self.show(waiting(self.hint + (f" (every {every} steps)" if every else "")))
+            self.show(waiting(self.hint + (f" (every {every} steps)." if every else ".")))
             return
         f = self.last_eval.details.get("forecast")
         need = ("time", "truth", "pred")
