@@ -209,6 +209,9 @@ async def test_exploding_panel_reads_clip_flags_from_the_step_records():
         panel.show_sample()
         await shown(pilot, panel, lambda t: "of 10 steps" in t)
         assert panel.steps == list(range(1, 11))
+        session.records.append(step(20, 0.5, clip_scale=1.0, clipped_steps=5))   # logged every 10th step
+        panel.show_sample()
+        assert "clipped 25% of 20 steps" in await shown(pilot, panel, lambda t: "25%" in t)
 
 
 @sync

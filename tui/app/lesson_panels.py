@@ -9,8 +9,9 @@ Each is a `ScenarioPanel` with one view; the drawing is `lesson_render`'s, the a
 - activations: `dataset.x_test/y_test` (2-D points), `session.predict_proba`, `session.layers`
   and `trainer.state_dict()` (torch layout "<i>.weight" (out, in)) for the collapsed map,
   `evaluation.metrics["accuracy"]`.
-- exploding: the Step records in `session.records`: `grad_norm` (before clipping) and, where the
-  engine adds them, `clip_scale` (the factor applied) or `clipped` (bool); `loss`.
+- exploding: the Step records in `session.records`: `grad_norm` (before clipping), `loss` and,
+  where the engine adds them, `clip_scale` (the factor applied) or `clipped` (bool), and
+  `clipped_steps` (every step clipped so far, logged or not: the share is clipped_steps / step).
   `trainer.config.clip_norm` for the current threshold.
 - weather: `evaluation.details["forecast"]` = {time, truth, pred, persistence[, unit]} in raw
   units; `metrics["mae"]`, `metrics["persistence_mae"]` where present.
@@ -254,6 +255,7 @@ class ExplodingPanel(LessonPanel):
         self.losses: list[float] = []
         self.scales: list[float | None] = []     # the clip factor applied, where the record says
         self.flags: list[bool | None] = []
+        self.clipped_steps: int | None = None    # the newest record's count, where it has one
 
     def bind(self, session) -> None:
         self.reset_steps()
@@ -277,6 +279,8 @@ class ExplodingPanel(LessonPanel):
             flag = getattr(r, "clipped", None)
             self.scales.append(None if scale is None else float(scale))
             self.flags.append(bool(flag) if flag is not None else (scale < 1.0 if scale is not None else None))
+            count = getattr(r, "clipped_steps", None)
+            self.clipped_steps = None if count is None else int(count)
 
     def clip_norm(self) -> float:
         config = getattr(getattr(self.session, "trainer", None), "config", None)
@@ -302,9 +306,12 @@ class ExplodingPanel(LessonPanel):
             after = np.where(np.array(self.flags, bool), np.minimum(norms, clip) if clip > 0 else norms, norms)
         else:
             after = None
-        if after is not None:
+        total = None
+        if self.clipped_steps is not None and self.steps[-1] > 0:
+            share, total = self.clipped_steps / self.steps[-1], self.steps[-1]    # unlogged steps count too
+        elif after is not None:
             share = float(np.mean([bool(f) for f in self.flags]))
-        out = render_clipping(norms, derived if after is None else after, clip, share, ratio, width)
+        out = render_clipping(norms, derived if after is None else after, clip, share, ratio, width, total)
         label_w, tail_w = 8, 12
         cols = max(8, width - label_w - tail_w - 2)
         loss = resample(self.losses, cols, "max")

@@ -214,9 +214,10 @@ def render_boundary(prob: np.ndarray, xlim, ylim, points: np.ndarray, labels: np
 # ---- exploding gradients: norms before and after clipping -------------------------------
 
 def render_clipping(norms: np.ndarray, after: np.ndarray, clip_norm: float, share: float,
-                    ratio: float, width: int = WIDTH) -> Text:
+                    ratio: float, width: int = WIDTH, total: int | None = None) -> Text:
     """Global gradient norms per step before and after clipping as log-scale sparklines on
-    one shared scale, the steps that were clipped ('|'), and the clipped share."""
+    one shared scale, the steps that were clipped ('|'), and the clipped share (of `total`
+    steps, where not every step was logged)."""
     label_w, tail_w = 8, 12
     cols = max(8, width - label_w - tail_w - 2)
     before_c = resample(norms, cols, "max")
@@ -236,7 +237,7 @@ def render_clipping(norms: np.ndarray, after: np.ndarray, clip_norm: float, shar
     out.append(f"{'clipped':<{label_w}}│")
     out.append("".join("|" if m > 0 else "·" for m in marks), "yellow")
     out.append("│\n\n")
-    out.append(f"clipped {share:.0%} of {len(norms)} steps", "bold")
+    out.append(f"clipped {share:.0%} of {total or len(norms)} steps", "bold")
     out.append(f"   max/median norm {fmt(ratio)}")
     if ratio >= 1e3:
         out.append("  EXPLODING", "bold red")
