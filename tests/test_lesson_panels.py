@@ -279,3 +279,56 @@ async def test_each_lesson_panel_opens_in_the_dashboard(tmp_path, monkeypatch, k
         app.screen.panel.show_sample()
         text = await shown(pilot, app.screen.panel, lambda t: expect in t)
         assert expect in text
+
+
+# ---- regression in the generic panel and the accuracy chart (issue 10) --------------------
+
+def test_scatter_draws_predictions_against_targets_with_the_diagonal():
+    from rich.console import Console
+
+    from descent.tui.app.lesson_render import render_scatter
+
+    t = np.linspace(0, 10, 200)
+    console = Console(record=True, width=76, no_color=True, color_system=None)
+    console.print(render_scatter(t + 0.3, t, 36, 10, ["r2 0.99"]))
+    lines = console.export_text().rstrip("\n").split("\n")
+    assert len(lines) <= 12 and max(len(line) for line in lines) <= 76
+    text = "\n".join(lines)
+    assert "target" in text and "r2 0.99" in text and "/ perfect" in text
+    assert "@" in text or "O" in text                       # dense cells are marked so
+    assert lines[0].rstrip().endswith("prediction (up) vs target")
+    assert lines[9][:5].strip() and "·" not in lines[0][:40]  # bottom-left start, no stray points
+
+
+@sync
+async def test_generic_panel_plots_regression_predictions():
+    from descent.tui.app.panels import GenericPanel
+
+    x = np.linspace(-1, 1, 50)[:, None]
+    session = fake_session(x, 2 * x)
+    session.trainer.outputs = lambda xs: 2 * xs + 0.1
+    panel = GenericPanel(id="panel")
+    async with Host(panel).run_test(size=(76, 12)) as pilot:
+        panel.bind(session)
+        panel.evaluated(Evaluation(10, 1.0, "test", {"mse": 0.01, "r2": 0.99}))
+        panel.show_sample()
+        for _ in range(100):
+            await pilot.pause(0.05)
+            text = str(panel.query_one("#metrics").content)
+            if "vs target" in text:
+                break
+        assert "prediction (up) vs target" in text and "r2 0.9900" in text and "evaluation at step 10" in text
+
+
+def test_accuracy_chart_plots_r2_for_regression():
+    from descent.tui.app.charts import AccuracyChart
+    from descent.tui.app.history import History
+
+    h = History()
+    h.add(Evaluation(10, 1.0, "test", {"mse": 0.5, "r2": 0.4}))
+    h.add(Evaluation(20, 2.0, "test", {"mse": 0.2, "r2": 0.8}))
+    assert AccuracyChart().plots_r2(h) and h.curve("val_r2") == ([10, 20], [0.4, 0.8])
+    assert h.pin("run").val_acc == ([10, 20], [0.4, 0.8])
+    c = History()
+    c.add(Evaluation(10, 1.0, "test", {"accuracy": 0.5}))
+    assert not AccuracyChart().plots_r2(c) and AccuracyChart(metric="r2").plots_r2(c)

@@ -23,8 +23,6 @@ panel's thread worker (`ScenarioPanel.predict`), which takes the session lock.
 from __future__ import annotations
 
 import re
-from contextlib import nullcontext
-
 import numpy as np
 from rich.text import Text
 from textual.app import ComposeResult
@@ -33,7 +31,7 @@ from textual.widgets import Static
 from descent.engine import lessons
 from descent.tui.app.lesson_render import (HEIGHT, WIDTH, fmt, render_boundary, render_clipping,
                                            render_forecast, render_loss_surface, resample, sparkline)
-from descent.tui.app.panels import ScenarioPanel
+from descent.tui.app.panels import ScenarioPanel, locked
 
 SAMPLE_SECONDS = 0.25       # the neuron's path: how often its weights are read while training
 MAX_PATH = 400              # path points kept (the oldest are thinned out first)
@@ -41,19 +39,6 @@ MAX_POINTS = 400            # test points drawn on the boundary map
 OFF_MAP = 20.0              # the surface window widens to follow the path up to this many half-widths
 LINEAR_TYPES = {"dense", "mlp", "identity", "flatten"}
 LINEAR_ACTS = {None, "identity", "linear", "none"}
-
-
-def locked(session):
-    """The session's model lock (held by the training thread during a step), where it has one."""
-    return getattr(session, "_lock", None) or nullcontext()
-
-
-def model_outputs(session, x) -> np.ndarray:
-    """Raw model outputs for `x` (regression predictions), under the session lock."""
-    if callable(getattr(session, "predict", None)):
-        return np.asarray(session.predict(x))
-    with locked(session):
-        return np.asarray(session.trainer.predict(x))
 
 
 def panel_size(widget) -> tuple[int, int]:

@@ -302,3 +302,41 @@ def _fit(text: Text, width: int) -> Text:
     for line in lines:
         line.truncate(width)
     return Text("\n").join(lines)
+
+
+# ---- regression: prediction against target ----------------------------------------------
+
+SCATTER_MARKS = "·oO@"          # 1, 2-3, 4-7, 8+ points in a cell
+
+
+def render_scatter(pred: np.ndarray, target: np.ndarray, cols: int = 40, rows: int = 10,
+                   side: list[str] | None = None, width: int = WIDTH) -> Text:
+    """Predictions (up) against targets (across) on one shared scale: a cell's mark says how
+    many points fall in it, '/' is the line prediction = target that a perfect model sits on;
+    `side` lines (metrics) go on the right."""
+    pred = np.asarray(pred, np.float64).reshape(-1)
+    target = np.asarray(target, np.float64).reshape(-1)
+    ok = np.isfinite(pred) & np.isfinite(target)
+    both = np.concatenate([pred[ok], target[ok]])
+    lo, hi = (float(both.min()), float(both.max())) if len(both) else (0.0, 1.0)
+    lim = (lo, hi if hi > lo else lo + 1)
+    counts = np.zeros((rows, cols), np.int64)
+    for p, t in zip(pred[ok], target[ok]):
+        c, r = _cell(t, lim, cols), _cell(p, lim, rows, flip=True)
+        counts[r, c] += 1
+    grid = [[(" ", "")] * cols for _ in range(rows)]
+    for c in range(cols):                       # the diagonal: the row holding this column's centre
+        r = _cell(lim[0] + (c + 0.5) * (lim[1] - lim[0]) / cols, lim, rows, flip=True)
+        grid[r][c] = ("/", "dim")
+    for r, c in zip(*np.nonzero(counts)):
+        k = min(len(SCATTER_MARKS) - 1, int(np.log2(counts[r, c])))
+        grid[r][c] = (SCATTER_MARKS[k], "bold cyan")
+    label_w = max(len(fmt(lim[0])), len(fmt(lim[1])))
+    body = _axis_rows(grid, fmt(lim[1]), fmt(lim[0]), label_w)
+    body.append([(" " * label_w + "└" + "─" * cols, "dim")])
+    body.append([(" " * (label_w + 1) + x_axis(fmt(lim[0]), "target", fmt(lim[1]), cols), "dim")])
+    lines = [Text("prediction (up) vs target", "bold"), Text("/ perfect: prediction = target"),
+             Text(f"{SCATTER_MARKS[0]} 1  {SCATTER_MARKS[1]} 2+  {SCATTER_MARKS[2]} 4+  "
+                  f"{SCATTER_MARKS[3]} 8+ points"), Text("")]
+    lines += [Text(s) for s in side or []]
+    return _fit(_join(body, lines), width)
