@@ -178,6 +178,14 @@ def collapsed_map(state: dict) -> tuple[np.ndarray, np.ndarray] | None:
         return None
 
 
+def decision_map(collapsed):
+    """Two class logits z0, z1 decide by their difference: one map z = z1 - z0, boundary z = 0."""
+    if collapsed is None or collapsed[0].shape[0] != 2:
+        return collapsed
+    W, b = collapsed
+    return W[1:] - W[:1], b[1:] - b[:1]
+
+
 def plane_limits(points: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
     """At least toy2d's [-1, 1] square, widened to hold every point."""
     lo = np.minimum(points.min(axis=0), -1.0) if len(points) else np.array([-1.0, -1.0])
@@ -198,11 +206,12 @@ class ActivationsPanel(LessonPanel):
             self.show(waiting(f"This panel draws points in the plane (2 inputs, the activations "
                               f"scenario); this data has inputs {tuple(ds.in_shape)}."))
             return
-        step = max(1, len(ds.x_test) // MAX_POINTS)
+        width, height = panel_size(self)
+        cols, rows = min(90, max(16, width - 46)), min(30, max(5, height))
+        # about one point in four cells, so the shaded regions between them stay visible
+        step = max(1, len(ds.x_test) // max(8, min(MAX_POINTS, cols * rows // 4)))
         points, labels = np.asarray(ds.x_test[::step], np.float64), np.asarray(ds.y_test[::step])
         xlim, ylim = plane_limits(points)
-        width, height = panel_size(self)
-        cols, rows = min(90, max(16, width - 42)), min(30, max(5, height - 1))
         linear = is_linear_stack(getattr(s, "layers", None) or s.scenario.model.layers)
         accuracy = self.last_eval.metrics.get("accuracy") if self.last_eval else None
 
@@ -212,7 +221,7 @@ class ActivationsPanel(LessonPanel):
                 return prob, None
             with locked(s):
                 state = s.trainer.state_dict()
-            return prob, collapsed_map(state)
+            return prob, decision_map(collapsed_map(state))
 
         def draw(result):
             if result is None:
