@@ -172,7 +172,7 @@ async def test_activations_panel_draws_the_boundary_and_the_collapsed_map():
         assert max(len(line) for line in lines) <= 76 and len(lines) <= 12
         assert "z = -8·x1 - 8·x2 + 0.5" in text                 # z1 - z0: the boundary is z = 0
         assert "test accuracy 52.0%" in text and "░" in text and "x" in text and "o" in text
-        left = "".join(line[5:20] for line in lines)
+        left = "".join(line[3:15] for line in lines)
         assert "░" not in left                                  # predicted 0 on the left half
 
 
