@@ -196,6 +196,9 @@ def render_boundary(prob: np.ndarray, xlim, ylim, points: np.ndarray, labels: np
             else:
                 line.append(("░", "dark_orange") if p >= 0.5 else (" ", "on grey11"))
         grid.append(line)
+    line_mark = None
+    if collapsed is not None and np.atleast_2d(collapsed[0]).shape == (1, 2):
+        line_mark = _draw_line(grid, np.atleast_2d(collapsed[0])[0], float(np.ravel(collapsed[1])[0]), xlim, ylim)
     for (px, py), lab in zip(np.asarray(points, np.float64), np.asarray(labels)):
         c, r = _cell(px, xlim, cols), _cell(py, ylim, rows, flip=True)
         if c is not None and r is not None:
@@ -207,8 +210,28 @@ def render_boundary(prob: np.ndarray, xlim, ylim, points: np.ndarray, labels: np
     if collapsed is not None:
         side += [Text(""), Text("linear stack collapses to:", "bold")]
         side += [Text(s) for s in linear_map_lines(*collapsed)]
-        side += [Text("a straight line, any depth")]
+        side += [Text(f"{line_mark} z = 0: a straight line, any depth" if line_mark else "a straight line, any depth")]
     return _fit(_join(body, side), width)
+
+
+def _draw_line(grid, w: np.ndarray, b: float, xlim, ylim) -> str | None:
+    """Mark the cells that the line w·(x, y) + b = 0 crosses with a character of its slope on
+    screen; returns that character (None when the line misses the window)."""
+    rows, cols = len(grid), len(grid[0])
+    xs = xlim[0] + (np.arange(cols + 1)) * (xlim[1] - xlim[0]) / cols              # cell edges
+    ys = ylim[1] - (np.arange(rows + 1)) * (ylim[1] - ylim[0]) / rows
+    z = w[0] * xs[None, :] + w[1] * ys[:, None] + b                                # (R+1, C+1) corners
+    corners = np.stack([z[:-1, :-1], z[:-1, 1:], z[1:, :-1], z[1:, 1:]])
+    crossed = (corners.min(axis=0) <= 0) & (corners.max(axis=0) >= 0)
+    if not crossed.any() or not np.any(w):
+        return None
+    # the slope in cells (x right, y up): dy/dx = -w0/w1 in data units, scaled by cell sizes
+    cw, ch = (xlim[1] - xlim[0]) / cols, (ylim[1] - ylim[0]) / rows
+    slope = math.inf if w[1] == 0 else -w[0] / w[1] * cw / ch
+    mark = "─" if abs(slope) < 0.4 else "│" if abs(slope) > 2.5 else ("╱" if slope > 0 else "╲")
+    for r, c in zip(*np.nonzero(crossed)):
+        grid[r][c] = (mark, "bold")
+    return mark
 
 
 # ---- exploding gradients: norms before and after clipping -------------------------------
