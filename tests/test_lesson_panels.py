@@ -244,7 +244,6 @@ async def test_weather_panel_waits_then_draws_the_forecast():
         lines = text.split("\n")
         assert max(len(line) for line in lines) <= 76 and len(lines) <= 12
         assert "temp_max" in text and "2015-000" in text and "model wins" in text
-        assert "test MAE 1 against persistence 2" in text
 
 
 # ---- in the real dashboard ---------------------------------------------------------------

@@ -13,8 +13,8 @@ Each is a `ScenarioPanel` with one view; the drawing is `lesson_render`'s, the a
   where the engine adds them, `clip_scale` (the factor applied) or `clipped` (bool), and
   `clipped_steps` (every step clipped so far, logged or not: the share is clipped_steps / step).
   `trainer.config.clip_norm` for the current threshold.
-- weather: `evaluation.details["forecast"]` = {time, truth, pred, persistence[, unit]} in raw
-  units; `metrics["mae"]`, `metrics["persistence_mae"]` where present.
+- weather: `evaluation.details["forecast"]` = {time, truth, pred[, persistence, unit]} in raw
+  units; the unit defaults to the target column's name (`scenario.data.options["target"]`).
 
 A missing field gives a "waiting for ..." line, never an error. Model reads run in the
 panel's thread worker (`ScenarioPanel.predict`), which takes the session lock.
@@ -344,15 +344,9 @@ class WeatherPanel(LessonPanel):
         persistence = None if persistence is None else np.asarray(persistence, np.float64).reshape(-1)
         unit = f.get("unit") or str(self.session.scenario.data.options.get("target", ""))
         width, height = panel_size(self)
-        m = self.last_eval.metrics
-        out = render_forecast([str(t) for t in f["time"]], truth, pred, persistence, unit, width,
-                              height - 1 if "mae" in m else height)
-        if "mae" in m:
-            line = f"\nstep {self.last_eval.step}: test MAE {fmt(m['mae'])}"
-            if "persistence_mae" in m:
-                line += f" against persistence {fmt(m['persistence_mae'])}"
-            out.append(line, "dim")
-        self.show(out)
+        # the MAEs under the plot come from these points: the evaluation's `mae` and
+        # `persistence_mae` exactly while the forecast holds every test sample (up to 400)
+        self.show(render_forecast([str(t) for t in f["time"]], truth, pred, persistence, unit, width, height))
 
 
 LESSON_PANELS = {"neuron": NeuronPanel, "activations": ActivationsPanel, "exploding": ExplodingPanel,

@@ -228,7 +228,7 @@ def _draw_line(grid, w: np.ndarray, b: float, xlim, ylim) -> str | None:
     # the slope in cells (x right, y up): dy/dx = -w0/w1 in data units, scaled by cell sizes
     cw, ch = (xlim[1] - xlim[0]) / cols, (ylim[1] - ylim[0]) / rows
     slope = math.inf if w[1] == 0 else -w[0] / w[1] * cw / ch
-    mark = "─" if abs(slope) < 0.4 else "│" if abs(slope) > 2.5 else ("╱" if slope > 0 else "╲")
+    mark = "─" if abs(slope) < 0.25 else "│" if abs(slope) > 4 else ("╱" if slope > 0 else "╲")
     for r, c in zip(*np.nonzero(crossed)):
         grid[r][c] = (mark, "bold")
     return mark
