@@ -129,7 +129,8 @@ class NeuronPanel(LessonPanel):
             self.path.append((step, *wb))
             if len(self.path) > MAX_PATH:
                 del self.path[1:MAX_PATH // 2:2]
-        self.show(self.render_surface())
+        if self.region.width or not self.path[:-1]:     # a hidden tab keeps its walk, draws once shown
+            self.show(self.render_surface())
 
     def render_surface(self) -> Text:
         s, ds = self.session, self.session.dataset
