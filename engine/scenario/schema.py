@@ -110,7 +110,7 @@ def rules_of(cls) -> dict[str, Rule]:
 
 
 
-PANELS = ("spam", "digits", "nile", "generic")
+PANELS = ("spam", "digits", "nile", "generic", "neuron", "activations", "exploding", "weather")
 LOSSES = ("auto", "cross_entropy", "bce", "mse")
 KNOB_TYPES = ("float", "int", "choice", "bool")
 SECTIONS = ("scenario", "data", "model", "training", "evaluation", "knobs")

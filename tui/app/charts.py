@@ -184,19 +184,32 @@ class LossChart(Chart):
 
 
 class AccuracyChart(Chart):
-    """Validation accuracy in percent, pinned runs' too."""
+    """Validation accuracy in percent, pinned runs' too; a regression run's R² instead
+    (`metric`: "accuracy", "r2", or None to follow whichever the evaluations carry)."""
+
+    def __init__(self, metric: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.metric = metric
+
+    def plots_r2(self, history: History) -> bool:
+        return self.metric == "r2" or self.metric is None and not len(history.val_acc) and bool(len(history.val_r2))
 
     def draw(self, history: History, pinned: list[Pinned]) -> None:
-        self.start("validation accuracy %")
+        r2 = self.plots_r2(history)
+        scale = 1 if r2 else 100
+        self.start("validation R² (1 = perfect)" if r2 else "validation accuracy %")
         seen: list = []
         for i, p in enumerate(pinned):
             xs, ys = p.val_acc
-            seen += self.line(xs, [100 * y for y in ys], label=p.label,
+            seen += self.line(xs, [scale * y for y in ys], label=p.label,
                               marker=MARKERS[1 + i % (len(MARKERS) - 1)], color=COLORS[(2 + i) % len(COLORS)])
-        ax, ay = history.curve("val_acc", self.max_points())
-        seen += self.line(ax, [100 * y for y in ay], label="val", marker=MARKERS[0], color=COLORS[1])
+        ax, ay = history.curve("val_r2" if r2 else "val_acc", self.max_points())
+        seen += self.line(ax, [scale * y for y in ay], label="val", marker=MARKERS[0], color=COLORS[1])
         if not seen:
             self.placeholder("after the first evaluation")
+        elif r2:
+            low = min((y for y in ay if math.isfinite(y)), default=0.0)
+            self.plt.ylim(max(-1.0, min(0.0, low)), 1.0)        # R² falls without bound early on
         else:
             self.plt.ylim(0, 100)
         self.markers(history, seen)

@@ -87,6 +87,7 @@ class History:
         self.loss = Series()
         self.val_loss = Series()
         self.val_acc = Series()
+        self.val_r2 = Series()          # regression: the accuracy chart plots this instead
         self.grad_norm = Series()
         self.grad_norms: dict[str, Series] = {}
         self.update_ratios: dict[str, Series] = {}
@@ -111,6 +112,8 @@ class History:
                     self.val_loss.add(record.step, record.metrics["loss"])
                 if "accuracy" in record.metrics:
                     self.val_acc.add(record.step, record.metrics["accuracy"])
+                if "r2" in record.metrics:
+                    self.val_r2.add(record.step, record.metrics["r2"])
                 self.eval_version += 1
             elif isinstance(record, KnobChanged):
                 self.markers.append((record.step, f"{short_key(record.key)}={format_value(record.value)}"))
@@ -121,7 +124,7 @@ class History:
     def truncate(self, step: int) -> None:
         """Forget everything after `step` (a checkpoint from that step was opened)."""
         with self._lock:
-            for series in [self.loss, self.val_loss, self.val_acc, self.grad_norm,
+            for series in [self.loss, self.val_loss, self.val_acc, self.val_r2, self.grad_norm,
                            *self.grad_norms.values(), *self.update_ratios.values()]:
                 keep = sum(1 for x in series.xs if x <= step)
                 del series.xs[keep:], series.ys[keep:]
@@ -152,7 +155,9 @@ class History:
             return list(self.markers)
 
     def pin(self, label: str) -> Pinned:
-        return Pinned(label, self.curve("loss"), self.curve("val_loss"), self.curve("val_acc"))
+        # a regression run pins its R² where a classifier pins accuracy (the chart shows one)
+        scores = "val_acc" if len(self.val_acc) or not len(self.val_r2) else "val_r2"
+        return Pinned(label, self.curve("loss"), self.curve("val_loss"), self.curve(scores))
 
 
 def short_key(key: str) -> str:

@@ -196,6 +196,9 @@ def render_boundary(prob: np.ndarray, xlim, ylim, points: np.ndarray, labels: np
             else:
                 line.append(("░", "dark_orange") if p >= 0.5 else (" ", "on grey11"))
         grid.append(line)
+    line_mark = None
+    if collapsed is not None and np.atleast_2d(collapsed[0]).shape == (1, 2):
+        line_mark = _draw_line(grid, np.atleast_2d(collapsed[0])[0], float(np.ravel(collapsed[1])[0]), xlim, ylim)
     for (px, py), lab in zip(np.asarray(points, np.float64), np.asarray(labels)):
         c, r = _cell(px, xlim, cols), _cell(py, ylim, rows, flip=True)
         if c is not None and r is not None:
@@ -207,16 +210,37 @@ def render_boundary(prob: np.ndarray, xlim, ylim, points: np.ndarray, labels: np
     if collapsed is not None:
         side += [Text(""), Text("linear stack collapses to:", "bold")]
         side += [Text(s) for s in linear_map_lines(*collapsed)]
-        side += [Text("a straight line, any depth")]
+        side += [Text(f"{line_mark} z = 0: a straight line, any depth" if line_mark else "a straight line, any depth")]
     return _fit(_join(body, side), width)
+
+
+def _draw_line(grid, w: np.ndarray, b: float, xlim, ylim) -> str | None:
+    """Mark the cells that the line w·(x, y) + b = 0 crosses with a character of its slope on
+    screen; returns that character (None when the line misses the window)."""
+    rows, cols = len(grid), len(grid[0])
+    xs = xlim[0] + (np.arange(cols + 1)) * (xlim[1] - xlim[0]) / cols              # cell edges
+    ys = ylim[1] - (np.arange(rows + 1)) * (ylim[1] - ylim[0]) / rows
+    z = w[0] * xs[None, :] + w[1] * ys[:, None] + b                                # (R+1, C+1) corners
+    corners = np.stack([z[:-1, :-1], z[:-1, 1:], z[1:, :-1], z[1:, 1:]])
+    crossed = (corners.min(axis=0) <= 0) & (corners.max(axis=0) >= 0)
+    if not crossed.any() or not np.any(w):
+        return None
+    # the slope in cells (x right, y up): dy/dx = -w0/w1 in data units, scaled by cell sizes
+    cw, ch = (xlim[1] - xlim[0]) / cols, (ylim[1] - ylim[0]) / rows
+    slope = math.inf if w[1] == 0 else -w[0] / w[1] * cw / ch
+    mark = "─" if abs(slope) < 0.25 else "│" if abs(slope) > 4 else ("╱" if slope > 0 else "╲")
+    for r, c in zip(*np.nonzero(crossed)):
+        grid[r][c] = (mark, "bold")
+    return mark
 
 
 # ---- exploding gradients: norms before and after clipping -------------------------------
 
 def render_clipping(norms: np.ndarray, after: np.ndarray, clip_norm: float, share: float,
-                    ratio: float, width: int = WIDTH) -> Text:
+                    ratio: float, width: int = WIDTH, total: int | None = None) -> Text:
     """Global gradient norms per step before and after clipping as log-scale sparklines on
-    one shared scale, the steps that were clipped ('|'), and the clipped share."""
+    one shared scale, the steps that were clipped ('|'), and the clipped share (of `total`
+    steps, where not every step was logged)."""
     label_w, tail_w = 8, 12
     cols = max(8, width - label_w - tail_w - 2)
     before_c = resample(norms, cols, "max")
@@ -236,7 +260,7 @@ def render_clipping(norms: np.ndarray, after: np.ndarray, clip_norm: float, shar
     out.append(f"{'clipped':<{label_w}}│")
     out.append("".join("|" if m > 0 else "·" for m in marks), "yellow")
     out.append("│\n\n")
-    out.append(f"clipped {share:.0%} of {len(norms)} steps", "bold")
+    out.append(f"clipped {share:.0%} of {total or len(norms)} steps", "bold")
     out.append(f"   max/median norm {fmt(ratio)}")
     if ratio >= 1e3:
         out.append("  EXPLODING", "bold red")
@@ -301,3 +325,41 @@ def _fit(text: Text, width: int) -> Text:
     for line in lines:
         line.truncate(width)
     return Text("\n").join(lines)
+
+
+# ---- regression: prediction against target ----------------------------------------------
+
+SCATTER_MARKS = "·oO@"          # 1, 2-3, 4-7, 8+ points in a cell
+
+
+def render_scatter(pred: np.ndarray, target: np.ndarray, cols: int = 40, rows: int = 10,
+                   side: list[str] | None = None, width: int = WIDTH) -> Text:
+    """Predictions (up) against targets (across) on one shared scale: a cell's mark says how
+    many points fall in it, '/' is the line prediction = target that a perfect model sits on;
+    `side` lines (metrics) go on the right."""
+    pred = np.asarray(pred, np.float64).reshape(-1)
+    target = np.asarray(target, np.float64).reshape(-1)
+    ok = np.isfinite(pred) & np.isfinite(target)
+    both = np.concatenate([pred[ok], target[ok]])
+    lo, hi = (float(both.min()), float(both.max())) if len(both) else (0.0, 1.0)
+    lim = (lo, hi if hi > lo else lo + 1)
+    counts = np.zeros((rows, cols), np.int64)
+    for p, t in zip(pred[ok], target[ok]):
+        c, r = _cell(t, lim, cols), _cell(p, lim, rows, flip=True)
+        counts[r, c] += 1
+    grid = [[(" ", "")] * cols for _ in range(rows)]
+    for c in range(cols):                       # the diagonal: the row holding this column's centre
+        r = _cell(lim[0] + (c + 0.5) * (lim[1] - lim[0]) / cols, lim, rows, flip=True)
+        grid[r][c] = ("/", "dim")
+    for r, c in zip(*np.nonzero(counts)):
+        k = min(len(SCATTER_MARKS) - 1, int(np.log2(counts[r, c])))
+        grid[r][c] = (SCATTER_MARKS[k], "bold cyan")
+    label_w = max(len(fmt(lim[0])), len(fmt(lim[1])))
+    body = _axis_rows(grid, fmt(lim[1]), fmt(lim[0]), label_w)
+    body.append([(" " * label_w + "└" + "─" * cols, "dim")])
+    body.append([(" " * (label_w + 1) + x_axis(fmt(lim[0]), "target", fmt(lim[1]), cols), "dim")])
+    lines = [Text("prediction (up) vs target", "bold"), Text("/ perfect: prediction = target"),
+             Text(f"{SCATTER_MARKS[0]} 1  {SCATTER_MARKS[1]} 2+  {SCATTER_MARKS[2]} 4+  "
+                  f"{SCATTER_MARKS[3]} 8+ points"), Text("")]
+    lines += [Text(s) for s in side or []]
+    return _fit(_join(body, lines), width)

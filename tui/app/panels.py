@@ -12,6 +12,8 @@ from the dashboard.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import numpy as np
 from rich.text import Text
 from textual import on, work
@@ -88,6 +90,20 @@ def prob_bars(probs: np.ndarray, names: list[str], top: int = 3, width: int = 16
         out.append(f"{bar:<{width}}", style="green" if rank == 0 else "dim")
         out.append(f" {100 * p:5.1f}%\n")
     return out
+
+
+def locked(session):
+    """The session's model lock (held by the training thread during a step), where it has one."""
+    return getattr(session, "_lock", None) or nullcontext()
+
+
+def model_outputs(session, x) -> np.ndarray:
+    """Raw model outputs for `x` (regression predictions), under the session lock; call it off
+    the UI thread (`ScenarioPanel.predict`)."""
+    if callable(getattr(session, "predict", None)):
+        return np.asarray(session.predict(x))
+    with locked(session):
+        return np.asarray(session.trainer.predict(x))
 
 
 # ---- panels ---------------------------------------------------------------------------------------
@@ -316,7 +332,11 @@ class SpamPanel(ScenarioPanel):
 
 
 class GenericPanel(ScenarioPanel):
+    """The latest metrics; classification adds the confusion matrix, regression a plot of the
+    test predictions against their targets (with the metrics beside it)."""
+
     title = "Results"
+    SCATTER_SAMPLES = 1000
 
     def compose(self) -> ComposeResult:
         with VerticalScroll():
@@ -327,17 +347,43 @@ class GenericPanel(ScenarioPanel):
         if not self.last_eval:
             return
         m = self.last_eval.metrics
-        text = Text(f"evaluation at step {self.last_eval.step}\n", style="bold")
-        for k, v in m.items():
-            text.append(f"{k:>12} {v:.4f}\n")
+        lines = [f"evaluation at step {self.last_eval.step}"] + [f"{k:>12} {v:.4f}" for k, v in m.items()]
+        ds = getattr(self.session, "dataset", None)
+        if getattr(ds, "task", "") == "regression" and self.session.trainer is not None:
+            self.scatter(lines)
+            return
+        text = Text(lines[0] + "\n", style="bold")
+        text.append("\n".join(lines[1:]) + "\n")
         self.query_one("#metrics", Static).update(text)
         d = self.last_eval.details
         if "confusion" in d and len(d["confusion"]) <= 16:
             self.query_one("#confusion", Static).update(confusion_text(d["confusion"], d.get("class_names")))
+
+    def scatter(self, lines: list[str]) -> None:
+        from descent.tui.app.lesson_render import render_scatter
+
+        session, ds = self.session, self.session.dataset
+        n = min(len(ds.x_test), self.SCATTER_SAMPLES)
+        x, y = ds.x_test[:n], ds.y_test[:n]
+        width = self.content_size.width if self.content_size.width >= 40 else 76
+        height = self.content_size.height if self.content_size.height >= 8 else 12
+        cols, rows = max(16, width - 40), max(4, height - 2)
+
+        def show(pred):
+            if pred is None:
+                return
+            side = [lines[0]] + [line.strip() for line in lines[1:]]
+            self.query_one("#metrics", Static).update(render_scatter(pred[:, 0] if pred.ndim == 2 else pred,
+                                                                     y.reshape(len(y), -1)[:, 0], cols, rows,
+                                                                     side, width))
+
+        self.predict(lambda: model_outputs(session, x), show)
 
 
 PANELS = {"digits": DigitsPanel, "nile": NilePanel, "spam": SpamPanel, "generic": GenericPanel}
 
 
 def make_panel(kind: str) -> ScenarioPanel:
-    return PANELS.get(kind, GenericPanel)(id="panel")
+    from descent.tui.app.lesson_panels import LESSON_PANELS      # they build on ScenarioPanel above
+
+    return {**PANELS, **LESSON_PANELS}.get(kind, GenericPanel)(id="panel")
