@@ -270,12 +270,9 @@ class ExplodingPanel(LessonPanel):
             self.steps.append(r.step)
             self.norms.append(float(r.grad_norm))
             self.losses.append(float(r.loss))
-            scale = getattr(r, "clip_scale", None)
-            flag = getattr(r, "clipped", None)
-            self.scales.append(None if scale is None else float(scale))
-            self.flags.append(bool(flag) if flag is not None else (scale < 1.0 if scale is not None else None))
-            count = getattr(r, "clipped_steps", None)
-            self.clipped_steps = None if count is None else int(count)
+            self.scales.append(float(r.clip_scale))
+            self.flags.append(r.clip_scale < 1.0)
+            self.clipped_steps = int(r.clipped_steps)
 
     def clip_norm(self) -> float:
         config = getattr(getattr(self.session, "trainer", None), "config", None)
@@ -294,19 +291,12 @@ class ExplodingPanel(LessonPanel):
     def render_steps(self, width: int = WIDTH) -> Text:
         norms = np.array(self.norms)
         clip = self.clip_norm()
-        derived, share, ratio = lessons.clip_summary(norms, clip)
-        if all(s is not None for s in self.scales):
-            after = norms * np.array(self.scales, dtype=np.float64)
-        elif all(f is not None for f in self.flags):
-            after = np.where(np.array(self.flags, bool), np.minimum(norms, clip) if clip > 0 else norms, norms)
-        else:
-            after = None
+        _, share, ratio = lessons.clip_summary(norms, clip)
+        after = norms * np.array(self.scales, dtype=np.float64)
         total = None
         if self.clipped_steps is not None and self.steps[-1] > 0:
             share, total = self.clipped_steps / self.steps[-1], self.steps[-1]    # unlogged steps count too
-        elif after is not None:
-            share = float(np.mean([bool(f) for f in self.flags]))
-        out = render_clipping(norms, derived if after is None else after, clip, share, ratio, width, total)
+        out = render_clipping(norms, after, clip, share, ratio, width, total)
         label_w, tail_w = 8, 12
         cols = max(8, width - label_w - tail_w - 2)
         loss = resample(self.losses, cols, "max")
@@ -315,8 +305,6 @@ class ExplodingPanel(LessonPanel):
         out.append(f"\n{'loss':<{label_w}}│")
         out.append(sparkline(loss, lo, hi, log=lo > 0), "magenta")
         out.append(f"│ {fmt(self.losses[-1])}")
-        if after is None:
-            out.append("\n(after clipping derived from clip_norm: the step records carry no clip flags)", "dim")
         return out
 
 
