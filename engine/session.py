@@ -26,7 +26,7 @@ from .alarms import GradMonitor, is_recurrent
 from .backend import make_trainer, warm_up
 from .errors import DescentError, SpecError
 from .metrics import accuracy_by_group, classification, probabilities, regression
-from .model import fill_from_data, resolve_loss
+from .model import fill_from_data
 from .names import LIVE_SETTINGS
 from .optim import OptimConfig
 from .records import Compiling, Diverged, Evaluation, Finished, KnobChanged, Step, Stopped, to_json
@@ -115,22 +115,19 @@ class Session:
         self.state = "paused"
 
     def _check_output(self, ds) -> None:
-        sc = self.scenario
+        """The model's output against the data's classes and the loss, as the loader checks it."""
+        from .checks import check_output_fits, output_layer_key
         from .model import build_layers
 
+        sc = self.scenario
+        file = str(sc.path) if sc.path else None
         try:
             out = build_layers(self.layers, ds.in_shape, np.float64)[-1].out_shape
         except SpecError as e:
-            raise e.at("model.layers", file=str(sc.path) if sc.path else None) from None
-        units = out[-1] if out else 1
-        self.loss = resolve_loss(sc.training.loss, sc.task, units)
-        want = (1 if self.loss == "bce" else ds.n_classes) if sc.task == "classification" else ds.y_train.shape[-1]
-        if len(out) != 1 or units != want:
-            key = f"model.layers[{len(self.layers) - 1}].units"
-            raise SpecError(key, f"the model's output has shape {out} but the data needs ({want},) "
-                                 f"({ds.n_classes} classes)" if sc.task == "classification" else
-                                 f"the model's output has shape {out} but the target has {want} values",
-                            str(sc.path) if sc.path else None)
+            raise e.at("model.layers", file=file) from None
+        width = ds.y_train.shape[-1] if sc.task == "regression" else 1
+        self.loss = check_output_fits(out, sc.task, ds.n_classes, sc.training.loss, output_layer_key(self.layers),
+                                      width, file)
 
     def _budget(self) -> int:
         t = self.scenario.training

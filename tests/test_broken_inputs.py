@@ -133,14 +133,12 @@ def test_run_rejects_in_one_line(name, tmp_path, capsys, monkeypatch):
     assert not found, f"{name}: {'; '.join(found)}: {combined[-2000:]}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: 11: /dev/zero is read to the end (MemoryError, internal error)")
 def test_validate_dev_zero_is_not_a_scenario_file():
     p = cli("validate", "/dev/zero", timeout=120, limit_memory=True)
     assert p.returncode == 2 and "internal error" not in p.stdout and "Traceback" not in p.stdout, p.stdout
     assert "/dev/zero" in p.stdout and "no such" not in p.stdout.lower(), p.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: 11: /dev/zero is reported as 'no such scenario file'")
 def test_run_dev_zero_is_not_a_scenario_file(tmp_path, capsys, monkeypatch):
     rc, lines, combined = run_in_process(["run", "/dev/zero", "--out", str(tmp_path / "o")], tmp_path, capsys,
                                          monkeypatch)

@@ -25,6 +25,15 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
     return code
 
 
+def checked_seed(seed: int | None, scenario_file) -> int | None:
+    """--seed against the scenario it is for: NumPy seeds are whole numbers >= 0."""
+    from descent.engine.errors import SpecError
+
+    if seed is not None and seed < 0:
+        raise SpecError("--seed", f"must be a whole number >= 0, got {seed}", str(scenario_file) if scenario_file else None)
+    return seed
+
+
 def build_parser() -> Parser:
     p = Parser(prog="descent", description="Train neural networks in the terminal and watch them learn.")
     sub = p.add_subparsers(dest="command", parser_class=Parser, metavar="COMMAND")
@@ -59,9 +68,11 @@ def build_parser() -> Parser:
     pr.add_argument("texts", nargs="+", metavar="TEXT")
     pr.add_argument("--data", metavar="DIR")
 
-    v = sub.add_parser("validate", help="check scenario files; prints one line per file")
+    v = sub.add_parser("validate", help="check scenario files and their data files; prints one line per file")
     v.add_argument("files", nargs="+", metavar="FILE")
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    v.add_argument("--no-data", dest="read_data", action="store_false",
+                   help="check the scenario files only, without reading their CSV/TSV data files")
 
     sub.add_parser("list", help="list bundled and user scenarios")
 
@@ -108,11 +119,13 @@ def cmd_tui(args) -> int:
 
     name = getattr(args, "scenario", None)
     overrides = getattr(args, "overrides", [])
-    scenario = load(resolve_name(name), overrides=overrides) if name else None
+    path = resolve_name(name) if name else None
+    seed = checked_seed(getattr(args, "seed", None), path)
+    scenario = load(path, overrides=overrides, check_data=True) if name else None
     from descent.tui.app import make_app        # the one command that loads Textual
 
     app = make_app(scenario=scenario, data_dir=getattr(args, "data", None),
-                   backend=getattr(args, "backend", None), seed=getattr(args, "seed", None))
+                   backend=getattr(args, "backend", None), seed=seed)
     app.run()
     return app.return_code or EXIT_OK
 
@@ -126,7 +139,8 @@ def cmd_run(args) -> int:
     if args.epochs is not None:
         overrides += [f"training.epochs={args.epochs}", "training.steps=0"]
     path = resolve_name(args.scenario)
-    scenario = load(path, overrides=overrides)
+    checked_seed(args.seed, path)
+    scenario = load(path, overrides=overrides, check_data=True)
     from descent.engine.runs import run_dir_for
     from descent.engine.session import Session
 
@@ -162,16 +176,19 @@ def cmd_predict(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from descent.engine.errors import SpecError
+    from descent.engine.errors import DescentError, SpecError
     from descent.engine.scenario import load
 
     bad = 0
     for f in args.files:
         try:
-            sc = load(Path(f), overrides=args.overrides)
+            sc = load(Path(f), overrides=args.overrides, check_data=args.read_data)
             print(f"{f}: ok ({sc.name})")
         except SpecError as e:
             print(str(e), file=sys.stderr)
+            bad += 1
+        except DescentError as e:       # every file gets its line, whatever stopped the one before
+            print(f"{f}: {e}", file=sys.stderr)
             bad += 1
     return EXIT_BAD_INPUT if bad else EXIT_OK
 
