@@ -110,6 +110,9 @@ class Session:
         self.total_steps = self._budget()
         if self.out_dir:
             self._open_run_dir()
+            from .predict import write_or_check
+
+            write_or_check(self.out_dir, ds, self.loss, sc.data.source)
         if getattr(self, "_resume_from", None):
             self.load_checkpoint(self._resume_from)
         self.state = "paused"
@@ -323,8 +326,17 @@ class Session:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         resolved = self.out_dir / "scenario.toml"
         if not resolved.exists():
-            checkpoint.atomic_write_text(resolved, dumps(self.scenario))
+            checkpoint.atomic_write_text(resolved, dumps(self.resolved_scenario()))
         self._metrics = open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8")
+
+    def resolved_scenario(self):
+        """The scenario with what the data filled in (an embedding's `vocab`), so that the run
+        folder alone rebuilds the model."""
+        from dataclasses import replace
+
+        from .scenario.schema import ModelConfig, freeze
+
+        return replace(self.scenario, model=ModelConfig(freeze(self.layers)))
 
     def close(self) -> None:
         if self.out_dir and hasattr(self, "_metrics"):

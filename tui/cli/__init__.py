@@ -63,10 +63,13 @@ def build_parser() -> Parser:
     rs.add_argument("--steps", type=int, help="train this many more steps (default: to the run's budget)")
     common(rs, scenario=False)
 
-    pr = sub.add_parser("predict", help="class probabilities for texts, with a run's checkpoint (spam: P(spam))")
+    pr = sub.add_parser("predict", help="a run's predictions for new inputs, from its folder alone")
     pr.add_argument("run_dir", metavar="DIR")
-    pr.add_argument("texts", nargs="+", metavar="TEXT")
-    pr.add_argument("--data", metavar="DIR")
+    pr.add_argument("texts", nargs="*", metavar="TEXT", help="messages or Nile sentences (text and nile runs)")
+    given = pr.add_mutually_exclusive_group()
+    given.add_argument("--csv", metavar="FILE", help="rows with the training CSV's feature columns (csv, spambase runs)")
+    given.add_argument("--npy", metavar="FILE", help="images as a NumPy array (N, H, W) or (N, C, H, W) (mnist, digits)")
+    pr.add_argument("--data", metavar="DIR", help=argparse.SUPPRESS)   # accepted as before; predict reads no data
 
     v = sub.add_parser("validate", help="check scenario files and their data files; prints one line per file")
     v.add_argument("files", nargs="+", metavar="FILE")
@@ -161,17 +164,28 @@ def cmd_resume(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from descent.engine.session import Session
+    from descent.engine.errors import DescentError
+    from descent.engine.predict import Predictor
 
-    session = Session.resume(args.run_dir, data_root=args.data)
-    for _ in session.prepare():
-        pass
-    probs = session.predict_texts(args.texts)
-    names = session.dataset.class_names
-    for text, row in zip(args.texts, probs):
-        best = int(row.argmax())
-        detail = " ".join(f"P({n})={p:.4f}" for n, p in zip(names, row))
-        print(f"{names[best]:<6} {detail}  {text}")
+    if bool(args.texts) + bool(args.csv) + bool(args.npy) != 1:
+        raise DescentError("predict: give texts, or --csv FILE, or --npy FILE (one of them)")
+    model = Predictor(args.run_dir)
+    mask = None
+    if args.csv:
+        x, names = model.encode_rows(args.csv)
+    elif args.npy:
+        x = model.encode_array(args.npy)
+        names = [f"#{i}" for i in range(len(x))]
+    else:
+        (x, mask), names = model.encode_texts(args.texts), list(args.texts)
+    out = model.predict(x, mask)
+    classes = model.class_names
+    for name, row in zip(names, out):
+        if not classes:    # regression: the value(s) themselves
+            print(f"{' '.join(f'{v:.6g}' for v in row)}  {name}")
+            continue
+        detail = " ".join(f"P({n})={p:.4f}" for n, p in zip(classes, row))
+        print(f"{classes[int(row.argmax())]:<6} {detail}  {name}")
     return EXIT_OK
 
 
