@@ -65,6 +65,18 @@ class DescentApp(App):
         return Session(scenario, data_root=self.data_dir, out_dir=run_dir_for(scenario, self.runs_dir),
                        backend=self.backend, seed=self.seed)
 
+    def _handle_exception(self, error: Exception) -> None:
+        """Anything unexpected: leave with one line saying what and where the details were written,
+        never a Rich traceback over the terminal (Textual's default)."""
+        self.crash_message = crash_line(error, getattr(getattr(self.screen, "session", None), "out_dir", None))
+        self._return_code = 1
+        if self._exception is None:    # Textual's own bookkeeping: tests (run_test) re-raise it
+            self._exception = error
+            self._exception_event.set()
+        self.bell()
+        self._exit_renderables.append(self.crash_message)
+        self._close_messages_no_wait()
+
     def on_scenario_picked(self, message: ScenarioPicked) -> None:
         self.push_screen(self.dashboard_for(message.scenario))
 
@@ -78,6 +90,20 @@ class DescentApp(App):
                 yield SystemCommand(title, help_text, lambda a=action: screen.run_action(a))
         yield SystemCommand("Help", "Keys, charts and knobs explained (?)", self.action_help)
         yield from super().get_system_commands(screen)
+
+
+def crash_line(error: BaseException, run_dir=None) -> str:
+    """The one line for an unexpected error, naming the crash report written for it."""
+    from descent.engine.crashlog import crash_report
+    from descent.engine.errors import DescentError
+
+    if isinstance(error, DescentError):
+        return f"descent: {error}"
+    try:
+        where = f"details in {crash_report(error, run_dir)}"
+    except OSError as e:
+        where = f"no crash report: {e.strerror or e}"
+    return f"descent: internal error: {type(error).__name__}: {error} ({where}; please report it)"
 
 
 def make_app(scenario=None, data_dir=None, backend=None, seed=None, extra_paths=(), runs_dir=None) -> DescentApp:
