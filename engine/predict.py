@@ -91,6 +91,20 @@ class Predictor:
         out = self.trainer.predict(x, mask)
         return out if self.data["task"] == "regression" else probabilities(out)
 
+    def raw_linear(self) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
+        """For a model that is one dense layer: (weight (out, in), bias (out,), column names) in the
+        data's raw units, undoing the standardization (z = W (x - mean) / std + b); else None."""
+        if len(self.layers) != 1 or self.layers[0].get("type") != "dense":
+            return None
+        state = self.trainer.state_dict()
+        w, b = np.asarray(state["0.weight"], np.float64), np.asarray(state["0.bias"], np.float64)
+        prep = self.data["prep"]
+        names = prep.get("columns") or [f"x{j}" for j in range(w.shape[1])]
+        if "mean" in prep and "pixel_max" not in prep:
+            mean, std = np.array(prep["mean"]), np.array(prep["std"])
+            w, b = w / std, b - (w / std) @ mean
+        return w, b, names
+
     # ---- raw inputs -> model inputs -----------------------------------------------------------
     def encode_texts(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
         from .data.text import TextEncoder

@@ -184,3 +184,16 @@ def test_33_nested_residual_blocks_are_refused_by_key():
     with pytest.raises(SpecError, match="nest 33 levels deep") as e:
         loads(text)
     assert e.value.key.startswith("model.layers[2].layers")
+
+
+def test_weights_are_reported_in_raw_units(tmp_path, capsys):
+    """The classic one-neuron y = x: standardized inputs train w = std, b = mean; --weights says
+    w = 1, b = 0 in the CSV's own units."""
+    out = tmp_path / "run"
+    assert run(capsys, "run", houses(tmp_path), "--steps", 1500, "--out", out)[0] == 0
+    rc, text = run(capsys, "predict", out, "--weights")
+    assert rc == 0 and "*x" in text and "raw units" in text, text
+    from descent.engine.predict import Predictor
+
+    w, b, names = Predictor(out).raw_linear()
+    assert names == ["x"] and w[0, 0] == pytest.approx(1, abs=0.02) and b[0] == pytest.approx(0, abs=0.2)

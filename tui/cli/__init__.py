@@ -69,6 +69,8 @@ def build_parser() -> Parser:
     given = pr.add_mutually_exclusive_group()
     given.add_argument("--csv", metavar="FILE", help="rows with the training CSV's feature columns (csv, spambase runs)")
     given.add_argument("--npy", metavar="FILE", help="images as a NumPy array (N, H, W) or (N, C, H, W) (mnist, digits)")
+    given.add_argument("--weights", action="store_true",
+                       help="print a one-dense-layer model's weights in the data's raw units (standardization undone)")
     pr.add_argument("--data", metavar="DIR", help=argparse.SUPPRESS)   # accepted as before; predict reads no data
 
     v = sub.add_parser("validate", help="check scenario files and their data files; prints one line per file")
@@ -167,9 +169,19 @@ def cmd_predict(args) -> int:
     from descent.engine.errors import DescentError
     from descent.engine.predict import Predictor
 
-    if bool(args.texts) + bool(args.csv) + bool(args.npy) != 1:
-        raise DescentError("predict: give texts, or --csv FILE, or --npy FILE (one of them)")
+    if bool(args.texts) + bool(args.csv) + bool(args.npy) + args.weights != 1:
+        raise DescentError("predict: give texts, or --csv FILE, or --npy FILE, or --weights (one of them)")
     model = Predictor(args.run_dir)
+    if args.weights:
+        linear = model.raw_linear()
+        if linear is None:
+            raise DescentError(f"{args.run_dir}: --weights reads a model of one dense layer; this one has "
+                               f"{len(model.layers)} layers")
+        w, b, names = linear
+        for k in range(len(b)):
+            terms = " ".join(f"{'+' if v >= 0 else '-'} {abs(v):.6g}*{n}" for v, n in zip(w[k], names))
+            print(f"out{k} = {b[k]:.6g} {terms}   (raw units)")
+        return EXIT_OK
     mask = None
     if args.csv:
         x, names = model.encode_rows(args.csv)
