@@ -42,8 +42,8 @@ def cli(*args, timeout: float = 300, limit_memory: bool = False) -> subprocess.C
 def validated() -> dict[str, tuple[int, list[str]]]:
     """name -> (exit code of its `validate` process, the output lines that belong to it).
 
-    Files are checked in order and each prints one line starting with its path; a file whose
-    error is not a SpecError ends the process today, so the files after it go to a new one."""
+    Files are checked in order and each prints one line starting with its path; should a file's
+    error still end the process, the files after it go to a new one."""
     out: dict[str, tuple[int, list[str]]] = {}
     left = list(FILES)
     while left:

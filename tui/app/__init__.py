@@ -114,6 +114,6 @@ def make_app(scenario=None, data_dir=None, backend=None, seed=None, extra_paths=
     if isinstance(scenario, (str, Path)):
         from descent.engine.scenario import load, resolve_name
 
-        scenario = load(resolve_name(str(scenario)))
+        scenario = load(resolve_name(str(scenario)), check_data=True)
     return DescentApp(scenario, data_dir=data_dir, backend=backend, seed=seed, extra_paths=extra_paths,
                       runs_dir=runs_dir)
