@@ -30,7 +30,7 @@ def test_tui_refuses_a_bad_start_in_one_line(args, capsys):
     assert "Traceback" not in err and "internal error" not in err, err
 
 
-def test_an_unexpected_error_in_the_app_ends_it_with_one_line_and_a_report(tmp_path):
+def test_an_unexpected_error_in_the_app_ends_it_with_one_line_and_a_report(tmp_path, capsys):
     from descent.tui.app import make_app
 
     app = make_app(None, runs_dir=tmp_path / "runs")
@@ -47,4 +47,5 @@ def test_an_unexpected_error_in_the_app_ends_it_with_one_line_and_a_report(tmp_p
     report = Path(line.split("details in ")[1].split(";")[0])
     assert report.is_file() and report.is_relative_to(tmp_path / "state")
     assert "ZeroDivisionError" in report.read_text(encoding="utf-8")
-    assert all(isinstance(r, str) for r in app._exit_renderables)     # no Rich traceback to print
+    err = capsys.readouterr().err
+    assert line in err.splitlines() and "Traceback" not in err, err      # whole, on one line

@@ -9,6 +9,7 @@ With no scenario it opens the picker; otherwise the dashboard. Each run writes t
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Iterable
 
@@ -74,8 +75,16 @@ class DescentApp(App):
             self._exception = error
             self._exception_event.set()
         self.bell()
-        self._exit_renderables.append(self.crash_message)
         self._close_messages_no_wait()
+
+    def _print_error_renderables(self) -> None:
+        """Textual prints exit messages through Rich, which wraps or crops them at the terminal's
+        width; the crash line is printed whole, as one line."""
+        message = getattr(self, "crash_message", None)
+        if message is None:
+            return super()._print_error_renderables()
+        self._exit_renderables.clear()
+        print(message, file=sys.stderr, flush=True)
 
     def on_scenario_picked(self, message: ScenarioPicked) -> None:
         self.push_screen(self.dashboard_for(message.scenario))
