@@ -50,9 +50,15 @@ def load(path) -> tuple[dict[str, np.ndarray], dict]:
     return arrays, meta
 
 
+def parameters(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The model parameters of a checkpoint's arrays: not the optimizer slots (`optim.*`) nor the
+    session's data order (`session.*`), so a strict torch `load_state_dict` takes them."""
+    return {k: v for k, v in arrays.items() if not k.startswith(("optim.", "session."))}
+
+
 def torch_state_dict(path):
-    """The parameters of a checkpoint as a torch state_dict (optimizer slots left out)."""
+    """The parameters of a checkpoint as a torch state_dict, for a strict `load_state_dict`."""
     import torch
 
     arrays, _ = load(path)
-    return {k: torch.from_numpy(v) for k, v in arrays.items() if not k.startswith("optim.")}
+    return {k: torch.from_numpy(v) for k, v in parameters(arrays).items()}

@@ -69,6 +69,16 @@ def check_output_fits(out_shape: tuple, task: str, n_classes: int, loss_name: st
     return loss
 
 
+def output_layer_key(layers, key: str = "model.layers") -> str:
+    """The key of the layer that sets the output width: the last one with `units` (an activation
+    after it keeps the width), else the last layer."""
+    at = next((i for i in range(len(layers) - 1, -1, -1) if "units" in layers[i]), len(layers) - 1)
+    if at != len(layers) - 1 and any(layers[j].get("type") in ("flatten", "dense", "residual")
+                                     for j in range(at + 1, len(layers))):
+        at = len(layers) - 1
+    return f"{key}[{at}]"
+
+
 def check_panel(panel: str, source: str, task: str, file: str | None = None) -> None:
     """A panel shows its own kind of data: digits images, Nile sentences, typed messages."""
     allowed = PANEL_SOURCES.get(panel)
@@ -117,9 +127,10 @@ def check_regular_file(path: str | os.PathLike, key: str = "data.path", file: st
 
 
 def check_csv(path: str | os.PathLike, label: str, task: str = "classification", delimiter: str | None = None,
-              test_fraction: float = 0.25, seed: int = 0, file: str | None = None) -> None:
+              test_fraction: float = 0.25, seed: int = 0, file: str | None = None) -> int:
     """Read the CSV as `load_csv` would and raise a SpecError (`data.path` or `data.label`, the
-    CSV's path and line in the message) for anything that would stop training."""
+    CSV's path and line in the message) for anything that would stop training; return the
+    number of classes (0 for regression)."""
     from descent.engine.data.tables import TASKS, read_table
 
     if task not in TASKS:
@@ -131,11 +142,11 @@ def check_csv(path: str | os.PathLike, label: str, task: str = "classification",
         raise SpecError(e.key, e.message, file) from None
     except DescentError as e:    # ragged rows, bad UTF-8, no rows: the file's content, so data.path
         raise SpecError("data.path", str(e), file) from None
-    check_table(p, header, rows, lines, label, task, test_fraction, seed, file)
+    return check_table(p, header, rows, lines, label, task, test_fraction, seed, file)
 
 
 def check_table(path: Path, header: list[str], rows: list[list[str]], lines: list[int], label: str,
-                task: str, test_fraction: float = 0.25, seed: int = 0, file: str | None = None) -> None:
+                task: str, test_fraction: float = 0.25, seed: int = 0, file: str | None = None) -> int:
     """The checks of `check_csv` on a table already read (header, rows, their line numbers)."""
     if label not in header:
         raise SpecError("data.label", f"column {label!r} not found in {path} (columns: {', '.join(header)})", file)
@@ -165,11 +176,13 @@ def check_table(path: Path, header: list[str], rows: list[list[str]], lines: lis
             raise SpecError("data.label", f"{path}: column {label!r} holds {len(classes)} class "
                                           f"({', '.join(classes) or 'none'}); at least 2 are needed", file)
     check_split(path, len(rows), labels if classes else None, test_fraction, seed, file)
+    return len(classes) if classes else 0
 
 
 def check_text_table(path: str | os.PathLike, text_column: str, label: str, delimiter: str | None = None,
-                     test_fraction: float = 0.3, seed: int = 0, file: str | None = None) -> None:
-    """A text dataset: both columns present, no empty texts, 2 classes at least, rows to split."""
+                     test_fraction: float = 0.3, seed: int = 0, file: str | None = None) -> int:
+    """A text dataset: both columns present, no empty texts, 2 classes at least, rows to split;
+    returns the number of classes."""
     from descent.engine.data.tables import read_table
 
     p = check_regular_file(path, "data.path", file)
@@ -191,6 +204,23 @@ def check_text_table(path: str | os.PathLike, text_column: str, label: str, deli
         raise SpecError("data.label", f"{p}: column {label!r} holds {len(set(labels))} class; at least 2 are needed",
                         file)
     check_split(p, len(rows), labels, test_fraction, seed, file)
+    return len(set(labels))
+
+
+def data_classes(source: str, options: dict, base_dir: Path) -> int | None:
+    """Read the user's data file of a `csv` or `text` source as its loader would (every check
+    above) and return its class count (0 for regression); None for the other sources."""
+    import inspect
+
+    from descent.engine.data.sources import _resolve, source_options
+
+    if source not in ("csv", "text"):
+        return None
+    kw = {**{k: v for k, v in source_options(source).items() if v is not inspect.Parameter.empty}, **options}
+    path = _resolve(kw["path"], base_dir)
+    if source == "csv":
+        return check_csv(path, kw["label"], kw["task"], kw["delimiter"], kw["test_fraction"], kw["seed"])
+    return check_text_table(path, kw["text_column"], kw["label"], kw["delimiter"], kw["test_fraction"], kw["seed"])
 
 
 def check_split(path: Path, n_rows: int, labels: list[str] | None, test_fraction: float, seed: int,

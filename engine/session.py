@@ -27,7 +27,7 @@ from .backend import make_trainer, warm_up
 from .errors import DescentError, SpecError
 from .lesson_metrics import lesson_extras
 from .metrics import accuracy_by_group, classification, probabilities, regression
-from .model import fill_from_data, resolve_loss
+from .model import fill_from_data
 from .names import LIVE_SETTINGS
 from .optim import OptimConfig
 from .records import Compiling, Diverged, Evaluation, Finished, KnobChanged, Step, Stopped, to_json
@@ -112,27 +112,27 @@ class Session:
         self.total_steps = self._budget()
         if self.out_dir:
             self._open_run_dir()
+            from .predict import write_or_check
+
+            write_or_check(self.out_dir, ds, self.loss, sc.data.source)
         if getattr(self, "_resume_from", None):
             self.load_checkpoint(self._resume_from)
         self.state = "paused"
 
     def _check_output(self, ds) -> None:
-        sc = self.scenario
+        """The model's output against the data's classes and the loss, as the loader checks it."""
+        from .checks import check_output_fits, output_layer_key
         from .model import build_layers
 
+        sc = self.scenario
+        file = str(sc.path) if sc.path else None
         try:
             out = build_layers(self.layers, ds.in_shape, np.float64)[-1].out_shape
         except SpecError as e:
-            raise e.at("model.layers", file=str(sc.path) if sc.path else None) from None
-        units = out[-1] if out else 1
-        self.loss = resolve_loss(sc.training.loss, sc.task, units)
-        want = (1 if self.loss == "bce" else ds.n_classes) if sc.task == "classification" else ds.y_train.shape[-1]
-        if len(out) != 1 or units != want:
-            key = f"model.layers[{len(self.layers) - 1}].units"
-            raise SpecError(key, f"the model's output has shape {out} but the data needs ({want},) "
-                                 f"({ds.n_classes} classes)" if sc.task == "classification" else
-                                 f"the model's output has shape {out} but the target has {want} values",
-                            str(sc.path) if sc.path else None)
+            raise e.at("model.layers", file=file) from None
+        width = ds.y_train.shape[-1] if sc.task == "regression" else 1
+        self.loss = check_output_fits(out, sc.task, ds.n_classes, sc.training.loss, output_layer_key(self.layers),
+                                      width, file)
 
     def _budget(self) -> int:
         t = self.scenario.training
@@ -332,8 +332,17 @@ class Session:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         resolved = self.out_dir / "scenario.toml"
         if not resolved.exists():
-            checkpoint.atomic_write_text(resolved, dumps(self.scenario))
+            checkpoint.atomic_write_text(resolved, dumps(self.resolved_scenario()))
         self._metrics = open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8")
+
+    def resolved_scenario(self):
+        """The scenario with what the data filled in (an embedding's `vocab`), so that the run
+        folder alone rebuilds the model."""
+        from dataclasses import replace
+
+        from .scenario.schema import ModelConfig, freeze
+
+        return replace(self.scenario, model=ModelConfig(freeze(self.layers)))
 
     def close(self) -> None:
         if self.out_dir and hasattr(self, "_metrics"):

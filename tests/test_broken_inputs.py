@@ -42,8 +42,8 @@ def cli(*args, timeout: float = 300, limit_memory: bool = False) -> subprocess.C
 def validated() -> dict[str, tuple[int, list[str]]]:
     """name -> (exit code of its `validate` process, the output lines that belong to it).
 
-    Files are checked in order and each prints one line starting with its path; a file whose
-    error is not a SpecError ends the process today, so the files after it go to a new one."""
+    Files are checked in order and each prints one line starting with its path; should a file's
+    error still end the process, the files after it go to a new one."""
     out: dict[str, tuple[int, list[str]]] = {}
     left = list(FILES)
     while left:
@@ -133,14 +133,12 @@ def test_run_rejects_in_one_line(name, tmp_path, capsys, monkeypatch):
     assert not found, f"{name}: {'; '.join(found)}: {combined[-2000:]}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: 11: /dev/zero is read to the end (MemoryError, internal error)")
 def test_validate_dev_zero_is_not_a_scenario_file():
     p = cli("validate", "/dev/zero", timeout=120, limit_memory=True)
     assert p.returncode == 2 and "internal error" not in p.stdout and "Traceback" not in p.stdout, p.stdout
     assert "/dev/zero" in p.stdout and "no such" not in p.stdout.lower(), p.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: 11: /dev/zero is reported as 'no such scenario file'")
 def test_run_dev_zero_is_not_a_scenario_file(tmp_path, capsys, monkeypatch):
     rc, lines, combined = run_in_process(["run", "/dev/zero", "--out", str(tmp_path / "o")], tmp_path, capsys,
                                          monkeypatch)

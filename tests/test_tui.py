@@ -38,8 +38,9 @@ def sync(test):
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
-    """No user scenarios, runs written under tmp_path."""
+    """No user scenarios, runs and crash reports written under tmp_path."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     monkeypatch.chdir(tmp_path)
 
 

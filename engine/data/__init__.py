@@ -21,14 +21,14 @@ from descent.engine.data.fetch import fetch
 from descent.engine.data.folder import DATA_ENV, DATASETS, DatasetInfo, data_dir, require
 from descent.engine.data.images import load_digits8x8, load_mnist, read_idx
 from descent.engine.data.nile import FACTS, FILLERS, make_nile, nile_sentence
-from descent.engine.data.sources import SOURCES, input_shape, load_dataset, source_options, vocab_size
+from descent.engine.data.sources import SOURCES, class_count, input_shape, load_dataset, source_options, vocab_size
 from descent.engine.data.split import random_split, standardize, stratified_split
 from descent.engine.data.tables import load_csv, load_spambase
 from descent.engine.data.text import TextEncoder, build_vocab, load_sms_spam, load_text_csv, tokenize
 
 __all__ = [
     "DATA_ENV", "DATASETS", "FACTS", "FILLERS", "SOURCES", "Dataset", "DatasetInfo", "TextEncoder",
-    "build_vocab", "data_dir", "fetch", "input_shape", "load_csv", "load_dataset", "load_digits8x8",
+    "build_vocab", "class_count", "data_dir", "fetch", "input_shape", "load_csv", "load_dataset", "load_digits8x8",
     "load_mnist", "load_sms_spam", "load_spambase", "load_text_csv", "make_nile", "nile_sentence", "vocab_size",
     "random_split", "read_idx", "require", "source_options", "standardize", "stratified_split",
     "tokenize",

@@ -32,6 +32,10 @@ class Dataset:
     texts_test: list[str] | None = None     # raw texts of the test split
     extra_test: dict = field(default_factory=dict)   # e.g. {"gap": (N_test,) int64} for nile
     encode: Callable | None = None  # text datasets: encode(list[str]) -> (x, mask) like the training inputs
+    # what turns new raw inputs into model inputs, JSON-ready (a run folder's data.json keeps it):
+    # "columns" (CSV feature names), "mean"/"std" (standardization), "pixel_max" (raw image scale),
+    # "vocab"/"features"/"max_len" (text), "length" (nile)
+    prep: dict = field(default_factory=dict)
 
     @property
     def n_train(self) -> int:

@@ -56,7 +56,8 @@ def load_mnist(root: str | os.PathLike, limit_train: int | None = None,
         parts[split] = (x, labels.astype(np.int64))
     (x_train, y_train), (x_test, y_test) = parts["train"], parts["test"]
     return Dataset("mnist", "classification", x_train, y_train, x_test, y_test,
-                   in_shape=tuple(x_train.shape[1:]), n_classes=10, class_names=list(DIGIT_NAMES))
+                   in_shape=tuple(x_train.shape[1:]), n_classes=10, class_names=list(DIGIT_NAMES),
+                   prep={"pixel_max": 255})
 
 
 DIGITS8X8_OPTIONS = {**SPLIT, "standardize": Option("bool")}
@@ -76,11 +77,13 @@ def load_digits8x8(test_fraction: float = 0.25, seed: int = 0, standardize: bool
     y = digits.target.astype(np.int64)                           # (N,)
     train, test = stratified_split(y, test_fraction, seed)
     pixels = x[test]                          # what the digits panel draws, whatever the model sees
+    prep: dict = {"pixel_max": 16}
     if standardize:
         mean = x[train].mean(axis=0)
         std = x[train].std(axis=0) + 1e-3    # constant pixels stay finite
         x = ((x - mean) / std).astype(np.float32)
+        prep |= {"mean": mean.tolist(), "std": std.tolist()}
     return Dataset("digits8x8", "classification", x[train], y[train], x[test], y[test],
                    in_shape=(1, 8, 8), n_classes=10, class_names=list(DIGIT_NAMES),
-                   extra_test={"images": pixels})
+                   extra_test={"images": pixels}, prep=prep)
 

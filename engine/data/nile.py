@@ -99,7 +99,8 @@ def make_nile(gap: int = 100, min_gap: int = 0, facts: int = 8, train_size: int 
     return Dataset("nile", "classification", x_train, y_train, x_test, y_test,
                    in_shape=(nile_length(gap),), n_classes=facts,
                    class_names=[answer for _, answer in FACTS[:facts]],
-                   mask_train=m_train, mask_test=m_test, vocab=vocab, extra_test={"gap": g_test})
+                   mask_train=m_train, mask_test=m_test, vocab=vocab, extra_test={"gap": g_test},
+                   prep={"vocab": vocab, "length": nile_length(gap)})
 
 
 def _sentences(openings: np.ndarray, gaps: np.ndarray, fillers: np.ndarray, T: int,

@@ -115,6 +115,16 @@ def vocab_size(source: str, options: dict) -> int | None:
     return None
 
 
+def class_count(source: str, options: dict) -> int | None:
+    """How many classes the source's labels have, known without reading data; None for the
+    user's files (their label column says) and for regression."""
+    kwargs = {**{k: v for k, v in source_options(source).items() if v is not inspect.Parameter.empty},
+              **_checked(source, options)}
+    if source == "nile":
+        return int(kwargs["facts"])
+    return {"mnist": 10, "digits8x8": 10, "sms_spam": 2, "spambase": 2}.get(source)
+
+
 def _loader(source: str) -> tuple[Callable[..., Dataset], str, dict[str, Option]]:
     if source not in _LOADERS:
         raise SpecError("data.source", f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")

@@ -35,8 +35,18 @@ def random_split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, n
 def standardize(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Scale both to zero mean, unit variance with the training split's statistics (float32).
     Constant columns are only centred."""
+    mean, std = scaling(x_train)
+    return scaled(x_train, mean, std), scaled(x_test, mean, std)
+
+
+def scaling(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) per column, float64, as `standardize` uses them (std 1 for constant columns);
+    a run folder keeps them so that `predict` scales new rows the same way."""
     mean = x_train.mean(axis=0, dtype=np.float64)            # (F,)
     std = x_train.std(axis=0, dtype=np.float64)              # (F,)
     std[std == 0] = 1.0
-    scale = lambda x: ((x - mean) / std).astype(np.float32)  # noqa: E731
-    return scale(x_train), scale(x_test)
+    return mean, std
+
+
+def scaled(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    return ((x - mean) / std).astype(np.float32)

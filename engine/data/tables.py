@@ -13,7 +13,7 @@ import numpy as np
 from descent.engine.data.dataset import Dataset
 from descent.engine.data.folder import require
 from descent.engine.data.options import SPLIT, Option
-from descent.engine.data.split import random_split, standardize, stratified_split
+from descent.engine.data.split import random_split, scaled, scaling, stratified_split
 from descent.engine.errors import DescentError, SpecError
 
 SPAMBASE_FEATURES = 57
@@ -35,22 +35,28 @@ def load_spambase(root: str | os.PathLike, test_fraction: float = 0.3, seed: int
         raise DescentError(f"{path}: expected {SPAMBASE_FEATURES + 1} columns, found {table.shape[-1]}")
     x, y = table[:, :-1], table[:, -1].astype(np.int64)                      # (N, 57), (N,)
     train, test = stratified_split(y, test_fraction, seed)
-    x_train, x_test = standardize(x[train], x[test])
-    return Dataset("spambase", "classification", x_train, y[train], x_test, y[test],
-                   in_shape=(SPAMBASE_FEATURES,), n_classes=2, class_names=["ham", "spam"])
+    mean, std = scaling(x[train])
+    return Dataset("spambase", "classification", scaled(x[train], mean, std), y[train], scaled(x[test], mean, std),
+                   y[test], in_shape=(SPAMBASE_FEATURES,), n_classes=2, class_names=["ham", "spam"],
+                   prep={"columns": [f"f{j}" for j in range(SPAMBASE_FEATURES)], "mean": mean.tolist(),
+                         "std": std.tolist()})
 
 
 CSV_OPTIONS = {"path": Option("str"), "label": Option("str"), "task": Option("choice", choices=TASKS),
-               "delimiter": Option("str"), **SPLIT}
+               "delimiter": Option("str"), **SPLIT, "standardize": Option("bool")}
 
 
 def load_csv(path: str | os.PathLike, label: str, task: str = "classification",
-             delimiter: str | None = None, test_fraction: float = 0.25, seed: int = 0) -> Dataset:
+             delimiter: str | None = None, test_fraction: float = 0.25, seed: int = 0,
+             standardize: bool = True) -> Dataset:
     """The user's CSV: a header row, numeric feature columns and one column named `label`.
 
     Classification labels (strings or numbers) become class ids in sorted order and the split is
-    stratified; regression targets become float32 (N, 1). Features are standardized with the
-    training split's statistics. `delimiter` defaults to a tab for `.tsv` files, else a comma.
+    stratified; regression targets become float32 (N, 1). With `standardize` (the default)
+    features are scaled to zero mean and unit variance with the training split's statistics,
+    which the run folder keeps (data.json) so that weights can be read back in raw units; with
+    `standardize = false` the model sees the raw values. `delimiter` defaults to a tab for
+    `.tsv` files, else a comma.
     """
     if task not in TASKS:
         raise SpecError("data.task", f"must be one of {', '.join(TASKS)}, got {task!r}")
@@ -75,9 +81,15 @@ def load_csv(path: str | os.PathLike, label: str, task: str = "classification",
         train, test = random_split(len(rows), test_fraction, seed)
     if len(train) == 0 or len(test) == 0:
         raise DescentError(f"{path}: {len(rows)} rows are too few to split into train and test")
-    x_train, x_test = standardize(x[train], x[test])
+    prep: dict = {"columns": [header[j] for j in features]}
+    if standardize:
+        mean, std = scaling(x[train])
+        x_train, x_test = scaled(x[train], mean, std), scaled(x[test], mean, std)
+        prep |= {"mean": mean.tolist(), "std": std.tolist()}
+    else:
+        x_train, x_test = x[train].astype(np.float32), x[test].astype(np.float32)
     return Dataset(path.stem, task, x_train, y[train], x_test, y[test],
-                   in_shape=(len(features),), n_classes=len(class_names), class_names=class_names)
+                   in_shape=(len(features),), n_classes=len(class_names), class_names=class_names, prep=prep)
 
 
 def csv_feature_count(path: str | os.PathLike, label: str, delimiter: str | None = None) -> int:

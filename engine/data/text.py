@@ -135,7 +135,8 @@ def text_dataset(name: str, texts: list[str], y: np.ndarray, class_names: list[s
     return Dataset(name, "classification", x_train, y[train], x_test, y[test],
                    in_shape=in_shape, n_classes=len(class_names), class_names=list(class_names),
                    mask_train=mask_train, mask_test=mask_test, vocab=vocab,
-                   texts_test=[texts[i] for i in test], encode=encoder)
+                   texts_test=[texts[i] for i in test], encode=encoder,
+                   prep={"vocab": vocab, "features": features, "max_len": max_len})
 
 
 def read_sms(path: Path) -> tuple[list[str], list[str]]:

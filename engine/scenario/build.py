@@ -9,7 +9,9 @@ from pathlib import Path
 
 import tomli_w
 
-from descent.engine.errors import SpecError
+from descent.engine.checks import (check_nesting, check_output_fits, check_panel, check_regular_file, data_classes,
+                                   output_layer_key)
+from descent.engine.errors import DescentError, SpecError
 
 from .hints import listing, show, unknown
 from .knobs import check_knob
@@ -19,22 +21,27 @@ from .schema import (REQUIRED, SCENARIO_RULES, SECTION_RULES, SECTIONS, DataConf
                      EvaluationConfig, FrozenDict, ModelConfig, Scenario, TrainingConfig, choice_rule,
                      check_table, data_options, freeze, plain, rules_of, thaw)
 
-def load(path, overrides: Sequence[str] = (), check_shapes: bool = True) -> Scenario:
-    """Read and check the scenario file at `path`; `overrides` are `--set KEY=VALUE` strings."""
+def load(path, overrides: Sequence[str] = (), check_shapes: bool = True, check_data: bool = False) -> Scenario:
+    """Read and check the scenario file at `path`; `overrides` are `--set KEY=VALUE` strings.
+    `check_data` also reads the user's data file (csv, text sources) as training would, so that
+    its errors name the scenario file and its data.* key, and counts its classes for the output."""
     file = str(path)
     p = Path(path).expanduser()
+    try:
+        check_regular_file(p, "", file)     # a folder, /dev/zero or a pipe: say so, never read it
+    except SpecError as err:
+        message = "no such file" if err.message.startswith("file not found") else err.message.replace(f"{p} ", "", 1)
+        raise SpecError("", message, file) from None
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError("", "no such file", file) from None
-    except IsADirectoryError:
-        raise SpecError("", "is a folder, not a scenario file", file) from None
     except UnicodeDecodeError as e:
         raise SpecError("", f"not UTF-8 text (bad byte at offset {e.start})", file) from None
     except OSError as e:
         raise SpecError("", f"cannot read: {e.strerror}", file) from None
     p = p.resolve()
-    return _from_text(text, file, p.parent, p, overrides, check_shapes)
+    return _from_text(text, file, p.parent, p, overrides, check_shapes, check_data)
 
 
 def loads(text: str, name: str = "<string>", base_dir=None, overrides: Sequence[str] = (),
@@ -70,18 +77,19 @@ def dumps(scenario: Scenario) -> str:
     return tomli_w.dumps(d)
 
 
-def _from_text(text: str, file: str, base_dir: Path, path: Path | None, overrides, check_shapes) -> Scenario:
+def _from_text(text: str, file: str, base_dir: Path, path: Path | None, overrides, check_shapes,
+               check_data: bool = False) -> Scenario:
     raw = parse_toml(text, file)
     set_keys = apply_overrides(raw, overrides, file)
     try:
-        return _build(raw, base_dir, path, check_shapes, set_keys)
+        return _build(raw, base_dir, path, check_shapes, set_keys, check_data)
     except SpecError as err:
         raise locate(err, file, text, set_keys) from None
 
 
 
 def _build(raw: dict, base_dir: Path, path: Path | None, check_shapes: bool,
-           set_keys: Sequence[str] = ()) -> Scenario:
+           set_keys: Sequence[str] = (), check_data: bool = False) -> Scenario:
     """A checked Scenario from the raw TOML dict; `set_keys` were set by --set or a knob change."""
     for name, v in raw.items():
         if name not in SECTIONS:
@@ -118,8 +126,9 @@ def _build(raw: dict, base_dir: Path, path: Path | None, check_shapes: bool,
         made[knob.key] = i
         out.append(knob)
     scenario = replace(scenario, knobs=tuple(out))
+    check_panel(scenario.panel, data.source, scenario.task)
     if check_shapes:
-        _check_shapes(scenario)
+        _check_shapes(scenario, check_data)
     return scenario
 
 
@@ -150,9 +159,8 @@ def _data(table: dict, base_dir: Path) -> DataConfig:
         if not opts["path"].strip():
             raise SpecError("data.path", "must not be empty")
         p = Path(opts["path"]).expanduser()
-        p = p if p.is_absolute() else base_dir / p
-        if not opts["path"].startswith("data:") and not p.is_file():    # data folder: checked on load
-            raise SpecError("data.path", f"file not found: {p}")
+        if not opts["path"].startswith("data:"):          # a data-folder path is checked on load
+            check_regular_file(p if p.is_absolute() else base_dir / p, "data.path")
     return DataConfig(source, FrozenDict(opts))
 
 
@@ -162,6 +170,7 @@ def _model(table: dict) -> ModelConfig:
             raise unknown(f"model.{name}", name, ["layers"])
     if "layers" not in table:
         raise SpecError("model.layers", 'missing required key: an array like [{ type = "dense", units = 10 }]')
+    check_nesting(table["layers"])          # before anything that recurses into the layers
     _check_layer_list("model.layers", table["layers"])
     return ModelConfig(freeze(table["layers"]))
 
@@ -186,11 +195,12 @@ def _check_layer_list(key: str, layers) -> None:
 
 
 
-def _check_shapes(scenario: Scenario) -> None:
-    """The model built against the data's per-sample input shape (no data loaded)."""
+def _check_shapes(scenario: Scenario, check_data: bool = False) -> None:
+    """The model built against the data's per-sample input shape, and its output against the
+    task and classes (the user's data file read only with `check_data`)."""
     import numpy as np
 
-    from descent.engine.data import input_shape, vocab_size
+    from descent.engine.data import class_count, input_shape, vocab_size
     from descent.engine.model import build_layers
     from descent.engine.model import fill_from_data
 
@@ -198,11 +208,23 @@ def _check_shapes(scenario: Scenario) -> None:
     try:
         in_shape = input_shape(scenario.data.source, options, scenario.base_dir)
         vocab = vocab_size(scenario.data.source, options)
+        classes = class_count(scenario.data.source, options)
+        if check_data and classes is None:
+            classes = data_classes(scenario.data.source, options, scenario.base_dir) or None
     except SpecError as err:
         raise err if err.key.startswith("data") else err.at("data." if err.key else "data") from None
+    except DescentError as err:     # the data file's content (bad UTF-8, no header): its key is data.path
+        raise SpecError("data.path", str(err)) from None
     dtype = np.float64 if scenario.training.dtype == "float64" else np.float32
+    spec = fill_from_data(scenario.model.spec(), vocab)
     try:
-        build_layers(fill_from_data(scenario.model.spec(), vocab), tuple(in_shape), dtype=dtype)
+        out_shape = build_layers(spec, tuple(in_shape), dtype=dtype)[-1].out_shape
     except SpecError as err:
         raise err.at("model.layers" if err.key.startswith("[") or not err.key else "model.layers.") from None
+    task, loss = scenario.task, scenario.training.loss
+    if task == "regression" or classes is not None:
+        check_output_fits(out_shape, task, classes or 0, loss, output_layer_key(spec))
+    elif loss == "mse":     # the user's classes are counted when the data is read; mse never fits them
+        raise SpecError("training.loss", '"mse" is for regression, and this is a classification task; '
+                                         'use "cross_entropy" or "auto" (or data.task = "regression")')
 

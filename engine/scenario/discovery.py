@@ -63,6 +63,9 @@ def resolve_name(name_or_path: str) -> Path:
     p = Path(name_or_path).expanduser()
     if p.is_file():
         return p
+    as_path = "/" in name_or_path or os.sep in name_or_path or name_or_path.endswith(".toml")
+    if as_path and p.exists():      # a folder or a device: `load` says what it is, not "no such file"
+        return p
     if "/" in name_or_path or os.sep in name_or_path:
         raise DescentError(f"{name_or_path}: no such scenario file")
     name = name_or_path.removesuffix(".toml")

@@ -6,22 +6,74 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Sequence
+from typing import NoReturn
 
 from descent.engine.errors import SpecError
 
 from .overrides import related
 
+# arrays and inline tables inside each other; tomllib recurses per level, so a few hundred give a
+# RecursionError. 100 leaves room for the 32 nested residual blocks `checks.check_nesting` allows.
+MAX_TOML_DEPTH = 100
+
+
 def parse_toml(text: str, file: str) -> dict:
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        msg, line = str(e), None
-        m = re.search(r"\s*\(at line (\d+), column \d+\)$", msg)
-        if m:
-            msg, line = msg[:m.start()], int(m.group(1))
-        elif msg.endswith("(at end of document)"):
-            msg, line = msg.removesuffix("(at end of document)").rstrip(), text.count("\n") + 1
-        raise SpecError(_guess_key(text, line), f"invalid TOML: {msg}", file, line) from None
+    deep = _too_deep(text, MAX_TOML_DEPTH)
+    if deep is None:
+        try:
+            return tomllib.loads(text)
+        except RecursionError:      # the scan below is approximate; this is the backstop
+            deep = _too_deep(text, 0) or 1
+        except tomllib.TOMLDecodeError as e:
+            _raise_decode_error(e, text, file)
+    raise SpecError(_guess_key(text, deep), f"arrays and tables nest more than {MAX_TOML_DEPTH} levels deep "
+                                            f"here; that many is never needed", file, deep)
+
+
+def _too_deep(text: str, limit: int) -> int | None:
+    """The line where `[` and `{` outside strings and comments first nest deeper than `limit`
+    (with limit 0: the line of the deepest point); None if they never do."""
+    depth, deepest, line, at, i, n = 0, 0, 1, None, 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            line += 1
+        elif c == "#":
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+            continue
+        elif c in "\"'":
+            quote = text[i:i + 3] if text[i:i + 3] in ('"""', "'''") else c
+            j, i = i + len(quote), i + len(quote)
+            while j < n and text[j:j + len(quote)] != quote:
+                if c == '"' and text[j] == "\\":
+                    j += 1
+                elif text[j] == "\n" and len(quote) == 1:
+                    break       # an unclosed string: let tomllib say so
+                j += 1
+            line += text.count("\n", i, j)
+            i = j + len(quote)
+            continue
+        elif c in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest, at = depth, line
+            if limit and depth > limit:
+                return line
+        elif c in "]}":
+            depth -= 1
+        i += 1
+    return None if limit else at
+
+
+def _raise_decode_error(e: tomllib.TOMLDecodeError, text: str, file: str) -> NoReturn:
+    msg, line = str(e), None
+    m = re.search(r"\s*\(at line (\d+), column \d+\)$", msg)
+    if m:
+        msg, line = msg[:m.start()], int(m.group(1))
+    elif msg.endswith("(at end of document)"):
+        msg, line = msg.removesuffix("(at end of document)").rstrip(), text.count("\n") + 1
+    raise SpecError(_guess_key(text, line), f"invalid TOML: {msg}", file, line) from None
 
 
 def _guess_key(text: str, line: int | None) -> str:

@@ -9,6 +9,7 @@ With no scenario it opens the picker; otherwise the dashboard. Each run writes t
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Iterable
 
@@ -65,6 +66,26 @@ class DescentApp(App):
         return Session(scenario, data_root=self.data_dir, out_dir=run_dir_for(scenario, self.runs_dir),
                        backend=self.backend, seed=self.seed)
 
+    def _handle_exception(self, error: Exception) -> None:
+        """Anything unexpected: leave with one line saying what and where the details were written,
+        never a Rich traceback over the terminal (Textual's default)."""
+        self.crash_message = crash_line(error, getattr(getattr(self.screen, "session", None), "out_dir", None))
+        self._return_code = 1
+        if self._exception is None:    # Textual's own bookkeeping: tests (run_test) re-raise it
+            self._exception = error
+            self._exception_event.set()
+        self.bell()
+        self._close_messages_no_wait()
+
+    def _print_error_renderables(self) -> None:
+        """Textual prints exit messages through Rich, which wraps or crops them at the terminal's
+        width; the crash line is printed whole, as one line."""
+        message = getattr(self, "crash_message", None)
+        if message is None:
+            return super()._print_error_renderables()
+        self._exit_renderables.clear()
+        print(message, file=sys.stderr, flush=True)
+
     def on_scenario_picked(self, message: ScenarioPicked) -> None:
         self.push_screen(self.dashboard_for(message.scenario))
 
@@ -80,6 +101,20 @@ class DescentApp(App):
         yield from super().get_system_commands(screen)
 
 
+def crash_line(error: BaseException, run_dir=None) -> str:
+    """The one line for an unexpected error, naming the crash report written for it."""
+    from descent.engine.crashlog import crash_report
+    from descent.engine.errors import DescentError
+
+    if isinstance(error, DescentError):
+        return f"descent: {error}"
+    try:
+        where = f"details in {crash_report(error, run_dir)}"
+    except OSError as e:
+        where = f"no crash report: {e.strerror or e}"
+    return f"descent: internal error: {type(error).__name__}: {error} ({where}; please report it)"
+
+
 def make_app(scenario=None, data_dir=None, backend=None, seed=None, extra_paths=(), runs_dir=None) -> DescentApp:
     """The app for a Scenario, a scenario name or file, or None (the picker).
 
@@ -88,6 +123,6 @@ def make_app(scenario=None, data_dir=None, backend=None, seed=None, extra_paths=
     if isinstance(scenario, (str, Path)):
         from descent.engine.scenario import load, resolve_name
 
-        scenario = load(resolve_name(str(scenario)))
+        scenario = load(resolve_name(str(scenario)), check_data=True)
     return DescentApp(scenario, data_dir=data_dir, backend=backend, seed=seed, extra_paths=extra_paths,
                       runs_dir=runs_dir)

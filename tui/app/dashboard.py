@@ -168,10 +168,12 @@ class DashboardScreen(Screen):
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The one handler for unexpected worker errors: say so, keep the dashboard alive."""
         if event.state == WorkerState.ERROR and event.worker is self.worker:
+            from descent.tui.app import crash_line
+
             error = event.worker.error
-            self.set_state("error", f"internal error: {type(error).__name__}: {error}")
-            self.say(f"{type(error).__name__}: {error}", title="Training stopped by an error",
-                     severity="error", timeout=20)
+            line = crash_line(error, getattr(self.session, "out_dir", None)).removeprefix("descent: ")
+            self.set_state("error", line)
+            self.say(line, title="Training stopped by an error", severity="error", timeout=20)
             self.log.error(repr(error))
 
     def start_run(self, steps: int | None) -> None:

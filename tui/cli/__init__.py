@@ -25,6 +25,15 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
     return code
 
 
+def checked_seed(seed: int | None, scenario_file) -> int | None:
+    """--seed against the scenario it is for: NumPy seeds are whole numbers >= 0."""
+    from descent.engine.errors import SpecError
+
+    if seed is not None and seed < 0:
+        raise SpecError("--seed", f"must be a whole number >= 0, got {seed}", str(scenario_file) if scenario_file else None)
+    return seed
+
+
 def build_parser() -> Parser:
     p = Parser(prog="descent", description="Train neural networks in the terminal and watch them learn.")
     sub = p.add_subparsers(dest="command", parser_class=Parser, metavar="COMMAND")
@@ -54,14 +63,21 @@ def build_parser() -> Parser:
     rs.add_argument("--steps", type=int, help="train this many more steps (default: to the run's budget)")
     common(rs, scenario=False)
 
-    pr = sub.add_parser("predict", help="class probabilities for texts, with a run's checkpoint (spam: P(spam))")
+    pr = sub.add_parser("predict", help="a run's predictions for new inputs, from its folder alone")
     pr.add_argument("run_dir", metavar="DIR")
-    pr.add_argument("texts", nargs="+", metavar="TEXT")
-    pr.add_argument("--data", metavar="DIR")
+    pr.add_argument("texts", nargs="*", metavar="TEXT", help="messages or Nile sentences (text and nile runs)")
+    given = pr.add_mutually_exclusive_group()
+    given.add_argument("--csv", metavar="FILE", help="rows with the training CSV's feature columns (csv, spambase runs)")
+    given.add_argument("--npy", metavar="FILE", help="images as a NumPy array (N, H, W) or (N, C, H, W) (mnist, digits)")
+    given.add_argument("--weights", action="store_true",
+                       help="print a one-dense-layer model's weights in the data's raw units (standardization undone)")
+    pr.add_argument("--data", metavar="DIR", help=argparse.SUPPRESS)   # accepted as before; predict reads no data
 
-    v = sub.add_parser("validate", help="check scenario files; prints one line per file")
+    v = sub.add_parser("validate", help="check scenario files and their data files; prints one line per file")
     v.add_argument("files", nargs="+", metavar="FILE")
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    v.add_argument("--no-data", dest="read_data", action="store_false",
+                   help="check the scenario files only, without reading their CSV/TSV data files")
 
     sub.add_parser("list", help="list bundled and user scenarios")
 
@@ -108,11 +124,13 @@ def cmd_tui(args) -> int:
 
     name = getattr(args, "scenario", None)
     overrides = getattr(args, "overrides", [])
-    scenario = load(resolve_name(name), overrides=overrides) if name else None
+    path = resolve_name(name) if name else None
+    seed = checked_seed(getattr(args, "seed", None), path)
+    scenario = load(path, overrides=overrides, check_data=True) if name else None
     from descent.tui.app import make_app        # the one command that loads Textual
 
     app = make_app(scenario=scenario, data_dir=getattr(args, "data", None),
-                   backend=getattr(args, "backend", None), seed=getattr(args, "seed", None))
+                   backend=getattr(args, "backend", None), seed=seed)
     app.run()
     return app.return_code or EXIT_OK
 
@@ -126,7 +144,8 @@ def cmd_run(args) -> int:
     if args.epochs is not None:
         overrides += [f"training.epochs={args.epochs}", "training.steps=0"]
     path = resolve_name(args.scenario)
-    scenario = load(path, overrides=overrides)
+    checked_seed(args.seed, path)
+    scenario = load(path, overrides=overrides, check_data=True)
     from descent.engine.runs import run_dir_for
     from descent.engine.session import Session
 
@@ -147,31 +166,55 @@ def cmd_resume(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from descent.engine.session import Session
+    from descent.engine.errors import DescentError
+    from descent.engine.predict import Predictor
 
-    session = Session.resume(args.run_dir, data_root=args.data)
-    for _ in session.prepare():
-        pass
-    probs = session.predict_texts(args.texts)
-    names = session.dataset.class_names
-    for text, row in zip(args.texts, probs):
-        best = int(row.argmax())
-        detail = " ".join(f"P({n})={p:.4f}" for n, p in zip(names, row))
-        print(f"{names[best]:<6} {detail}  {text}")
+    if bool(args.texts) + bool(args.csv) + bool(args.npy) + args.weights != 1:
+        raise DescentError("predict: give texts, or --csv FILE, or --npy FILE, or --weights (one of them)")
+    model = Predictor(args.run_dir)
+    if args.weights:
+        linear = model.raw_linear()
+        if linear is None:
+            raise DescentError(f"{args.run_dir}: --weights reads a model of one dense layer; this one has "
+                               f"{len(model.layers)} layers")
+        w, b, names = linear
+        for k in range(len(b)):
+            terms = " ".join(f"{'+' if v >= 0 else '-'} {abs(v):.6g}*{n}" for v, n in zip(w[k], names))
+            print(f"out{k} = {b[k]:.6g} {terms}   (raw units)")
+        return EXIT_OK
+    mask = None
+    if args.csv:
+        x, names = model.encode_rows(args.csv)
+    elif args.npy:
+        x = model.encode_array(args.npy)
+        names = [f"#{i}" for i in range(len(x))]
+    else:
+        (x, mask), names = model.encode_texts(args.texts), list(args.texts)
+    out = model.predict(x, mask)
+    classes = model.class_names
+    for name, row in zip(names, out):
+        if not classes:    # regression: the value(s) themselves
+            print(f"{' '.join(f'{v:.6g}' for v in row)}  {name}")
+            continue
+        detail = " ".join(f"P({n})={p:.4f}" for n, p in zip(classes, row))
+        print(f"{classes[int(row.argmax())]:<6} {detail}  {name}")
     return EXIT_OK
 
 
 def cmd_validate(args) -> int:
-    from descent.engine.errors import SpecError
+    from descent.engine.errors import DescentError, SpecError
     from descent.engine.scenario import load
 
     bad = 0
     for f in args.files:
         try:
-            sc = load(Path(f), overrides=args.overrides)
+            sc = load(Path(f), overrides=args.overrides, check_data=args.read_data)
             print(f"{f}: ok ({sc.name})")
         except SpecError as e:
             print(str(e), file=sys.stderr)
+            bad += 1
+        except DescentError as e:       # every file gets its line, whatever stopped the one before
+            print(f"{f}: {e}", file=sys.stderr)
             bad += 1
     return EXIT_BAD_INPUT if bad else EXIT_OK
 
