@@ -212,12 +212,12 @@ def data_classes(source: str, options: dict, base_dir: Path) -> int | None:
     above) and return its class count (0 for regression); None for the other sources."""
     import inspect
 
-    from descent.engine.data.sources import _resolve, source_options
+    from descent.engine.data.sources import resolve_path, source_options
 
     if source not in ("csv", "text"):
         return None
     kw = {**{k: v for k, v in source_options(source).items() if v is not inspect.Parameter.empty}, **options}
-    path = _resolve(kw["path"], base_dir)
+    path = resolve_path(kw["path"], base_dir)
     if source == "csv":
         return check_csv(path, kw["label"], kw["task"], kw["delimiter"], kw["test_fraction"], kw["seed"])
     return check_text_table(path, kw["text_column"], kw["label"], kw["delimiter"], kw["test_fraction"], kw["seed"])
