@@ -27,6 +27,8 @@ class Step:
     time_grad_norms: dict[str, list[float]] | None
     steps_per_s: float
     elapsed: float
+    # by distance back from each sample's answer, scaled to the answer's norm (engine.arrays.aligned_ratio)
+    time_grad_ratio: dict[str, list[float]] | None = None
 
 
 @dataclass(frozen=True)

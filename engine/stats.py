@@ -15,3 +15,5 @@ class StepStats:
     grad_norms: dict[str, float]         # per tensor
     update_ratios: dict[str, float]      # |dW| / |W| per tensor
     time_grad_norms: dict[str, np.ndarray] | None   # ||dL/dh_t||, (T,), per sequence layer
+    # ||dL/dh_{L-1-d}|| / ||dL/dh_{L-1}|| by distance d back from the answer, (T,), per sequence layer
+    time_grad_ratio: dict[str, np.ndarray] | None = None
