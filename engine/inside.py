@@ -64,3 +64,16 @@ def inside_the_cell(net, x, mask=None) -> dict:
                 curves[gate] = out.tolist()
             found[layer.name if layer.layers == 1 else f"{layer.name}.l{k}"] = curves
     return found
+
+
+def gradient_ratio(trainer, x, y, mask=None) -> dict[str, np.ndarray]:
+    """The answer-aligned ratio (ctx.time_grad_ratio) of every sequence layer on a given batch,
+    without an update: forward, loss, backward. It overwrites the parameter gradients, which the
+    next training step recomputes anyway; call it between steps (tests, one-off figures)."""
+    from .losses import loss_targets
+
+    ctx = Context(train=True, rng=np.random.default_rng(0), mask=mask, want_time_grads=True)
+    out = trainer.net.forward(x, ctx)
+    _, dout = trainer.loss_fn(out, loss_targets(trainer.loss_name, y, trainer.dtype))
+    trainer.net.backward(dout, ctx)
+    return dict(ctx.time_grad_ratio)
