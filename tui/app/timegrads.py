@@ -52,8 +52,9 @@ def level(ratio: float) -> float:
 
 
 def shade(x: float) -> str:
-    """A ramp position [0, 1] as one of the SHADES (blank below 1/len)."""
-    return SHADES[min(len(SHADES) - 1, int(x * len(SHADES)))]
+    """A ramp position [0, 1] as one of the SHADES, a quarter of the ramp (3 decades) each:
+    █ down to 1e-3, ▓ to 1e-6, ▒ to 1e-9, ░ to 1e-12, blank below."""
+    return SHADES[0] if x <= 0 else SHADES[1 + min(3, int(x * 4))]
 
 
 def use_colour(widget: Widget | None = None) -> bool:
@@ -95,10 +96,15 @@ def heat_row(ratios: list[float], cols: int) -> list[float]:
 def legend(colour: bool) -> Text:
     """Orders of magnitude along the ramp: '1 ██ 1e-2 ██ ... 1e-12' (shades without colour)."""
     out = Text("scaled ‖dL/dh‖: ", style="dim")
+    if not colour:
+        for k in range(4, 0, -1):
+            out.append(f"{SHADES[k]} ≥1e-{3 * (4 - k) + 3} ", style="")
+        out.append("blank: less", style="dim")
+        return out
     for e in range(0, FLOOR_DECADES + 1, LEGEND_STEP):
         x = 1.0 - e / FLOOR_DECADES
         out.append("1" if e == 0 else f"1e-{e}", style="dim")
-        out.append("██ " if colour else shade(x) * 2 + " ", style=ramp(x) if colour else "")
+        out.append("██ ", style=ramp(x))
     return out
 
 
@@ -164,7 +170,10 @@ class TimeGradients(Widget):
         label_w = max(len(str(step)) for step, _ in picked) + 1
         cols = columns_for(t, width - label_w)
         pad = " " * (width - label_w - cols)
-        head = Text(f"‖dL/dh‖ ÷ answer's (layer {layer}) ← words back · answer →"[:width], style="bold")
+        head = Text("← words back · ‖dL/dh‖ ÷ answer's · answer →", style="bold")
+        if len(head) + len(layer) + 9 <= width:
+            head.append(f" (layer {layer})", style="dim")
+        head.truncate(width)
         lines = [head]
         for step, ratios in picked:
             line = Text(f"{step:>{label_w - 1}} " + pad, style="dim")
