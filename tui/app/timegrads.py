@@ -27,7 +27,7 @@ from descent.tui.app.charts import COLORS, MARKERS, Chart, budget
 from descent.tui.app.history import HEATMAP_ROWS, History, Pinned
 
 FLOOR_DECADES = 12                   # the ramp spans 1 .. 1e-12; smaller ratios get the darkest colour
-LEGEND_STEP = 2                      # a legend label every 2 decades
+LEGEND_STEP = 3                      # a legend label every 3 decades
 SHADES = " ░▒▓█"                     # no-colour fallback, light = small ratio
 OPENING = 6                          # words of a Nile fact (engine.data.nile.OPENING_LEN)
 # viridis at 9 evenly spaced stops (matplotlib's table): dark purple (vanished) -> yellow (intact)
@@ -94,17 +94,19 @@ def heat_row(ratios: list[float], cols: int) -> list[float]:
 
 
 def legend(colour: bool) -> Text:
-    """Orders of magnitude along the ramp: '1 ██ 1e-2 ██ ... 1e-12' (shades without colour)."""
-    out = Text("scaled ‖dL/dh‖: ", style="dim")
+    """Orders of magnitude along the ramp: '1 ███ 1e-3 ███ ... 1e-12', one block per decade
+    (shades without colour)."""
+    out = Text("")
     if not colour:
         for k in range(4, 0, -1):
             out.append(f"{SHADES[k]} ≥1e-{3 * (4 - k) + 3} ", style="")
         out.append("blank: less", style="dim")
         return out
     for e in range(0, FLOOR_DECADES + 1, LEGEND_STEP):
-        x = 1.0 - e / FLOOR_DECADES
-        out.append("1" if e == 0 else f"1e-{e}", style="dim")
-        out.append("██ ", style=ramp(x))
+        out.append("1 " if e == 0 else f" 1e-{e} " if e < FLOOR_DECADES else f" 1e-{e}", style="dim")
+        if e < FLOOR_DECADES:
+            for k in range(LEGEND_STEP):
+                out.append("█", style=ramp(1.0 - (e + k + 0.5) / FLOOR_DECADES))
     return out
 
 
@@ -186,7 +188,7 @@ class TimeGradients(Widget):
         marks = marks_line(t, cols, self.layout_marks)
         if marks:
             lines.append(Text(" " * label_w + pad + marks, style="bold"))
-            lines.append(Text("F fact (longest, shortest gap) ·- fillers ? answer"[:width], style="dim"))
+            lines.append(Text("F fact (longest, shortest gap) · fillers"[:width], style="dim"))
         lines.append(legend(colour))
         return Text("\n").join(lines)
 
@@ -230,6 +232,8 @@ class RatioChart(Chart):
             self.placeholder("after the first logged step")
             self.finish()
             return
+        self.y_seen += [2.0, -FLOOR_DECADES]                             # a fixed scale, headroom for the legend
+        self.plt.ylim(-FLOOR_DECADES - 0.3, 2.0)
         if layout:
             self.plt.vline(-(layout[1] + 1), "red")                    # the fact's last word, longest gap
         self.plt.xlabel("words back from the answer" + ("; red: fact of the longest gap" if layout else ""))
@@ -261,7 +265,8 @@ class GateChart(Chart):
             for i, (gate, values) in enumerate(curves.items()):
                 self.line([-d for d in range(len(values))], values, label=f"{gate} gate",
                           marker=MARKERS[i % len(MARKERS)], color=COLORS[i % len(COLORS)])
-            self.plt.ylim(0, 1)
+            self.plt.ylim(0, 1.6)                                      # the legend above the curves
+            self.plt.yticks([0, 0.5, 1], ["0", "0.5", "1"])
             self.plt.xlabel("words back from the answer (mean over 64 test sentences)")
         if gap is not None:
             self.plt.vline(-(gap + 1), "red")                          # the sample's fact, last word
