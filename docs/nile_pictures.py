@@ -70,6 +70,7 @@ def main() -> None:
             if shutil.which("rsvg-convert"):
                 subprocess.run(["rsvg-convert", "-o", str(base.with_suffix(".png")), str(base.with_suffix(".svg"))],
                                check=True)
+                base.with_suffix(".svg").unlink()
             print(base.with_suffix(".png"))
 
 

@@ -29,6 +29,7 @@ from descent.tui.app.history import HEATMAP_ROWS, History, Pinned
 FLOOR_DECADES = 12                   # the ramp spans 1 .. 1e-12; smaller ratios get the darkest colour
 LEGEND_STEP = 3                      # a legend label every 3 decades
 SHADES = " ░▒▓█"                     # no-colour fallback, light = small ratio
+MARKER_GLYPHS = {"braille": "⣿", "dot": "•"}   # how plotext draws a marker name, for the legend line
 OPENING = 6                          # words of a Nile fact (engine.data.nile.OPENING_LEN)
 # viridis at 9 evenly spaced stops (matplotlib's table): dark purple (vanished) -> yellow (intact)
 VIRIDIS = ((68, 1, 84), (71, 44, 122), (59, 81, 139), (44, 113, 142), (33, 144, 141),
@@ -208,6 +209,11 @@ def recent_curve(history: History, n: int = 5) -> tuple[str, list[float]] | None
     return layer, out
 
 
+def fit(text: str, width: int) -> str:
+    """text cut to `width` characters, with an ellipsis."""
+    return text if len(text) <= width else text[:max(0, width - 1)] + "…"
+
+
 def floored(ratios) -> list[float]:
     """Ratios clipped at the heatmap's floor: below 1e-12 the gradient is gone, however far."""
     return [max(v, 10.0 ** -FLOOR_DECADES) if math.isfinite(v) else v for v in ratios]
@@ -217,17 +223,20 @@ class RatioChart(Chart):
     """||dL/dh_t|| / ||dL/dh_answer|| against words back (answer at the right), log y; pinned runs."""
 
     def draw(self, history: History, pinned: list[Pinned], layout: tuple[int, int] | None = None) -> None:
-        self.start("‖dL/dh‖ ÷ answer's (log), this run and pinned", log=True)
+        self.start("‖dL/dh‖ ÷ answer's, log", log=True)
         current = recent_curve(history)
-        drawn = False
+        drawn, names = False, []
         for i, pin in enumerate(pinned[-(len(MARKERS) - 1):]):
             if pin.time_ratio:
                 k = 1 + i % (len(COLORS) - 1)
+                marker = MARKERS[k % len(MARKERS)]
                 drawn |= bool(self.line([-d for d in range(len(pin.time_ratio))], floored(pin.time_ratio),
-                                        label=pin.label, marker=MARKERS[k % len(MARKERS)], color=COLORS[k]))
+                                        marker=marker, color=COLORS[k]))
+                names.append(f"{MARKER_GLYPHS.get(marker, marker)} {pin.label}")
         if current:
-            drawn |= bool(self.line([-d for d in range(len(current[1]))], floored(current[1]), label="this run",
+            drawn |= bool(self.line([-d for d in range(len(current[1]))], floored(current[1]),
                                     marker="braille", color=COLORS[0]))
+            names.insert(0, f"{MARKER_GLYPHS['braille']} this run")
         if not drawn:
             self.placeholder("after the first logged step")
             self.finish()
@@ -236,7 +245,9 @@ class RatioChart(Chart):
         self.plt.ylim(-FLOOR_DECADES - 0.3, 2.0)
         if layout:
             self.plt.vline(-(layout[1] + 1), "red")                    # the fact's last word, longest gap
-        self.plt.xlabel("words back from the answer" + ("; red: fact of the longest gap" if layout else ""))
+        # the legend goes under the plot: inside it would cover the curves, which fill the top
+        # (plotext drops a label wider than the plot, so it is cut to fit)
+        self.plt.xlabel(fit("  ".join(names) + ("  | fact" if layout else ""), self.size.width - 8))
         self.finish()
         lo, hi = min(self.x_seen), max(self.x_seen)
         ticks = [x for x in range(int(lo), int(hi) + 1) if x % max(1, round((hi - lo) / 5 / 10) * 10 or 1) == 0]
@@ -248,7 +259,7 @@ class GateChart(Chart):
     GRU), or attention weights over the sample sentence."""
 
     def draw(self, inside: dict | None, step: int | None = None, cell: str = "") -> None:
-        self.start("inside the cell" + (f" (eval at step {step})" if step is not None else ""))
+        self.start("inside the cell, words back" + (f" (eval, step {step})" if step is not None else ""))
         layers = (inside or {}).get("layers") or {}
         if not layers:
             self.placeholder("a plain RNN has no gates" if cell == "rnn" else "gates: after an evaluation")
@@ -259,15 +270,18 @@ class GateChart(Chart):
         if "attention" in curves:
             weights = curves["attention"]
             xs = [-(len(weights) - 1 - i) for i in range(len(weights))]
-            self.line(xs, weights, label="attention from the answer", marker="braille", color=COLORS[0])
-            self.plt.xlabel("words back: " + " ".join(words[:OPENING]) + (f" … {gap} fillers … ?" if gap else ""))
+            self.line(xs, weights, marker="braille", color=COLORS[0])
+            self.plt.xlabel(fit("attention: " + " ".join(words[:OPENING]) + (f" … {gap} fillers … ?" if gap else ""), self.size.width - 8))
         else:
+            names = []
             for i, (gate, values) in enumerate(curves.items()):
-                self.line([-d for d in range(len(values))], values, label=f"{gate} gate",
-                          marker=MARKERS[i % len(MARKERS)], color=COLORS[i % len(COLORS)])
-            self.plt.ylim(0, 1.6)                                      # the legend above the curves
+                marker = MARKERS[i % len(MARKERS)]
+                self.line([-d for d in range(len(values))], values, marker=marker, color=COLORS[i % len(COLORS)])
+                names.append(f"{MARKER_GLYPHS.get(marker, marker)} {gate}")
+            self.plt.ylim(0, 1.05)
             self.plt.yticks([0, 0.5, 1], ["0", "0.5", "1"])
-            self.plt.xlabel("words back from the answer (mean over 64 test sentences)")
+            self.plt.xlabel(fit("gate means: " + "  ".join(names) + ("  | fact" if gap is not None else ""),
+                                self.size.width - 8))
         if gap is not None:
             self.plt.vline(-(gap + 1), "red")                          # the sample's fact, last word
         self.finish()
