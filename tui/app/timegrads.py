@@ -259,7 +259,7 @@ class GateChart(Chart):
     GRU), or attention weights over the sample sentence."""
 
     def draw(self, inside: dict | None, step: int | None = None, cell: str = "") -> None:
-        self.start("inside the cell, words back" + (f" (eval, step {step})" if step is not None else ""))
+        self.start("inside the cell" + (f", step {step}" if step is not None else ""))
         layers = (inside or {}).get("layers") or {}
         if not layers:
             self.placeholder("a plain RNN has no gates" if cell == "rnn" else "gates: after an evaluation")
@@ -280,7 +280,7 @@ class GateChart(Chart):
                 names.append(f"{MARKER_GLYPHS.get(marker, marker)} {gate}")
             self.plt.ylim(0, 1.05)
             self.plt.yticks([0, 0.5, 1], ["0", "0.5", "1"])
-            self.plt.xlabel(fit("gate means: " + "  ".join(names) + ("  | fact" if gap is not None else ""),
+            self.plt.xlabel(fit("  ".join(names) + ("  | fact" if gap is not None else ""),
                                 self.size.width - 8))
         if gap is not None:
             self.plt.vline(-(gap + 1), "red")                          # the sample's fact, last word
