@@ -137,7 +137,7 @@ def test_time_heatmap_ramp_shades_and_marks():
 
     marks = marks_line(12, 12, (2, 4))
     assert marks[-1] == "?" and marks[-3:-1] == "--" and "F" in marks[:-3]
-    assert "≥1e-12" in legend(False).plain and "1e-4" in legend(True).plain
+    assert "≥1e-12" in legend(False).plain and "1e-6" in legend(True).plain
     history = History()
     from descent.engine.records import Step
     history.add(Step(10, 0.0, 1.0, 0.1, 1.0, 1.0, {}, {}, None, 1.0, 1.0, time_grad_ratio={"1": vanishing}))
