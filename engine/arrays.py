@@ -1,5 +1,5 @@
-"""Kernel helpers every family shares: fill, the fixed-order reductions, masked time norms, and
-the one cache of work arrays.
+"""Kernel helpers every family shares: fill, the fixed-order reductions, masked time norms (at
+absolute steps and aligned on each sample's answer), and the one cache of work arrays.
 
 Fixed-order reductions keep `lanes.size` float64 partial sums and add them up in a fixed order at
 the end: the loop then vectorises without fastmath, and the result is the same bit for bit on
@@ -96,6 +96,52 @@ def masked_mean_norms(sq, lengths, out):
                 total += math.sqrt(sq[t, b])
                 count += 1
         out[t] = total / count if count else 0.0
+
+
+@jit
+def aligned_ratio(sq, lengths, out):
+    """out[d] = mean over samples b with lengths[b] > d of sqrt(sq[L-1-d, b] / sq[L-1, b]), L = lengths[b].
+
+    sq (T, B) squared norms ||dL/dh_t||^2; lengths (B,); out (T,) indexed by distance d back from
+    each sample's last real step (its answer), 0 where no sample reaches that far. Aligning on the
+    answer and dividing by its norm makes decay comparable across sentences of any length; samples
+    whose answer norm is 0 carry no information and are left out.
+    """
+    T, B = sq.shape
+    for d in range(T):
+        out[d] = 0.0
+    counts = np.zeros(T, np.int64)
+    for b in range(B):
+        n = lengths[b]
+        if n < 1 or sq[n - 1, b] <= 0.0:
+            continue
+        inv = 1.0 / sq[n - 1, b]
+        for d in range(n):
+            out[d] += math.sqrt(sq[n - 1 - d, b] * inv)
+            counts[d] += 1
+    for d in range(T):
+        if counts[d]:
+            out[d] /= counts[d]
+
+
+@jit
+def aligned_mean(v, lengths, out):
+    """out[d] = mean over samples b with lengths[b] > d of v[L-1-d, b], L = lengths[b]; 0 where none.
+
+    v (T, B) a per-step value (a gate's mean activation); out (T,) by distance back from the answer.
+    """
+    T, B = v.shape
+    for d in range(T):
+        out[d] = 0.0
+    counts = np.zeros(T, np.int64)
+    for b in range(B):
+        n = lengths[b]
+        for d in range(n):
+            out[d] += v[n - 1 - d, b]
+            counts[d] += 1
+    for d in range(T):
+        if counts[d]:
+            out[d] /= counts[d]
 
 
 class Buffers:

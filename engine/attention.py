@@ -32,7 +32,7 @@ import math
 import numpy as np
 
 from .activation_kernels import IDENTITY, RELU, bias_act_backward, bias_act_forward
-from .arrays import Buffers, column_sums, masked_mean_norms
+from .arrays import Buffers, aligned_ratio, column_sums, masked_mean_norms
 from .attention_kernels import (add_at_last, add_positions, gather_last, masked_softmax, masked_softmax_backward,
                                 position_sumsq, sequence_lengths)
 from .dense import uniform_fan_in
@@ -289,6 +289,9 @@ class SelfAttention(Layer):
             position_sumsq(dxe, sq)                              # (T, B)
             masked_mean_norms(sq, lens, norms)
             ctx.time_grad_norms[self.name] = norms
+            ratio = np.empty(t)
+            aligned_ratio(sq, lens, ratio)
+            ctx.time_grad_ratio[self.name] = ratio
 
         # positions and projection
         if self.positional == "learned":

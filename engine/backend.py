@@ -61,6 +61,7 @@ class Trainer:
             update_ratios={name: sqrt(u) / max(sqrt(w), 1e-12) for name, u, w in zip(self.names, u_sq, p_sq)},
             time_grad_norms=dict(ctx.time_grad_norms) or None,
             clip_scale=opt.clip_scale,
+            time_grad_ratio=dict(ctx.time_grad_ratio) or None,
         )
 
     def predict(self, x, mask=None, batch_size: int = 1024) -> np.ndarray:

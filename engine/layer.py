@@ -14,7 +14,9 @@ class Context:
     """What a forward/backward pass needs besides the arrays.
 
     rng is the only source of dropout randomness; mask is (B, T) bool for token sequences;
-    sequence layers put ||dL/dh_t|| per time step, shape (T,), into time_grad_norms.
+    sequence layers put ||dL/dh_t|| per time step, shape (T,), into time_grad_norms, and the same
+    aligned on each sample's answer and scaled by its norm (index = distance back) into
+    time_grad_ratio.
     """
 
     train: bool = True
@@ -22,6 +24,7 @@ class Context:
     mask: np.ndarray | None = None
     time_grad_norms: dict[str, np.ndarray] = field(default_factory=dict)
     want_time_grads: bool = True
+    time_grad_ratio: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class Layer:

@@ -29,6 +29,8 @@ class Step:
     elapsed: float
     clip_scale: float = 1.0          # clipping's factor this step: grad_norm * clip_scale is the norm applied
     clipped_steps: int = 0           # steps clipped so far, logged or not (share = clipped_steps / step)
+    # by distance back from each sample's answer, scaled to the answer's norm (engine.arrays.aligned_ratio)
+    time_grad_ratio: dict[str, list[float]] | None = None
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ token forward, t = 0 in reverse), and no gradient crosses a chunk boundary throu
 state (h, and c for LSTM), as if the state were detached there. Gradients from the outputs into
 the weights and inputs are otherwise exact; with output = "last" only the last k steps learn.
 
-Backward also records ||dL/dh_t|| per time step into ctx.time_grad_norms (see `Recurrent`).
+Backward also records ||dL/dh_t|| per time step into ctx.time_grad_norms (see `Recurrent`), and
+the same aligned on each sample's answer into ctx.time_grad_ratio.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from . import threads
+from .arrays import aligned_ratio
 from .dense import Buffers, uniform_fan_in
 from .errors import SpecError
 from .init import RECURRENT_INITS, recurrent_weight
@@ -154,7 +156,9 @@ class Recurrent(Layer):
     into ctx.time_grad_norms["{name}"] (one layer) or ["{name}.l{k}"]: dL/dh_t is the total
     gradient of the state at step t (from the output and from later steps), its norm over hidden
     units (both directions: sqrt of the sum of squares), averaged over the samples for which t
-    is a real step (0 where no sample has one)."""
+    is a real step (0 where no sample has one). ctx.time_grad_ratio[same key] (T,) is indexed by
+    the distance d back from each sample's last real step: the mean over samples longer than d of
+    ||dL/dh_{L-1-d}|| / ||dL/dh_{L-1}||, so that sentences of different lengths line up."""
 
     cell = RNN_CELL
     torch_class = "RNN"
@@ -325,7 +329,11 @@ class Recurrent(Layer):
             if want:
                 out = np.empty(T)
                 mean_real_norms(norms, lengths, out)
-                ctx.time_grad_norms[self.name if self.layers == 1 else f"{self.name}.l{k}"] = out
+                key = self.name if self.layers == 1 else f"{self.name}.l{k}"
+                ctx.time_grad_norms[key] = out
+                ratio = np.empty(T)
+                aligned_ratio(norms, lengths, ratio)
+                ctx.time_grad_ratio[key] = ratio
             dseq = dx
         if not self.need_dx:
             return None

@@ -26,12 +26,15 @@ from .alarms import GradMonitor, is_recurrent
 from .backend import make_trainer, warm_up
 from .errors import DescentError, SpecError
 from .lesson_metrics import lesson_extras
+from .inside import inside_the_cell, sample_index
 from .metrics import accuracy_by_group, classification, probabilities, regression
 from .model import fill_from_data
 from .names import LIVE_SETTINGS
 from .optim import OptimConfig
 from .records import Compiling, Diverged, Evaluation, Finished, KnobChanged, Step, Stopped, to_json
 from .schedules import lr_at
+
+INSIDE_BATCH = 64                 # test samples the gate and attention curves average over
 
 CHECKPOINT = "checkpoint.npz"
 
@@ -235,7 +238,9 @@ class Session:
                     time_grad_norms={k: np.asarray(v).tolist() for k, v in stats.time_grad_norms.items()}
                     if stats.time_grad_norms else None,
                     steps_per_s=rate, elapsed=self.elapsed, clip_scale=stats.clip_scale,
-                    clipped_steps=self.clipped_steps))
+                    clipped_steps=self.clipped_steps,
+                    time_grad_ratio={k: np.asarray(v).tolist() for k, v in stats.time_grad_ratio.items()}
+                    if stats.time_grad_ratio else None))
                 yield logged
                 alarm = self.alarms.check(logged)
                 if alarm:              # reported, never a stop: the dashboard pauses on it itself
@@ -314,9 +319,35 @@ class Session:
                 worst = wrong[np.argsort(-np.abs(probs[wrong, 1] - 0.5))][:8]
                 details["mistakes"] = [{"text": ds.texts_test[i], "label": ds.class_names[int(y[i])],
                                         "p_positive": float(probs[i, 1])} for i in worst]
+        inside = self._inside(x, mask)
+        if inside:
+            details["inside"] = inside
         record = Evaluation(self.step, round(self.epoch, 4), "test", metrics, details)
         self.last_eval = record
         return record
+
+    def _inside(self, x, mask) -> dict:
+        """{"layers": engine.inside curves on the first INSIDE_BATCH test samples, "words": the chosen
+        sentence, "gap": its gap (Nile)}; {} without an LSTM, GRU or attention layer, or with the
+        torch backend."""
+        net = getattr(self.trainer, "net", None)
+        if net is None or not isinstance(x, np.ndarray) or x.dtype.kind not in "iu":
+            return {}
+        xs, ms = x[:INSIDE_BATCH], None if mask is None else mask[:INSIDE_BATCH]
+        with self._lock:
+            layers = inside_the_cell(net, xs, ms)
+        if not layers:
+            return {}
+        found = {"layers": layers}
+        vocab = self.dataset.vocab
+        if vocab:
+            pick = sample_index(ms, len(xs))
+            ids = xs[pick] if ms is None else xs[pick][ms[pick]]
+            found["words"] = [vocab[int(i)] if 0 <= i < len(vocab) else "?" for i in ids]
+            gaps = self.dataset.extra_test.get("gap")
+            if gaps is not None:
+                found["gap"] = int(gaps[pick])
+        return found
 
     # ---- persistence -------------------------------------------------------------------------------
     def _emit(self, record):

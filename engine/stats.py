@@ -16,3 +16,5 @@ class StepStats:
     update_ratios: dict[str, float]      # |dW| / |W| per tensor
     time_grad_norms: dict[str, np.ndarray] | None   # ||dL/dh_t||, (T,), per sequence layer
     clip_scale: float = 1.0              # the factor clipping applied to the gradient (1.0: not clipped)
+    # ||dL/dh_{L-1-d}|| / ||dL/dh_{L-1}|| by distance d back from the answer, (T,), per sequence layer
+    time_grad_ratio: dict[str, np.ndarray] | None = None

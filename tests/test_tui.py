@@ -121,18 +121,31 @@ def test_long_curves_stay_bounded():
     assert all(a < b for a, b in zip(s.xs, s.xs[1:])) and set(s.ys) == {1.0}
 
 
-def test_heatmap_shades_decades():
-    from descent.tui.app.charts import heatmap_lines, shade, squeeze
+def test_time_heatmap_ramp_shades_and_marks():
+    from descent.tui.app.history import History
+    from descent.tui.app.timegrads import (FLOOR_DECADES, TimeGradients, heat_row, legend, level, marks_line, ramp,
+                                           shade, squeeze)
 
-    assert shade(1.0, 1.0) == "█" and shade(0.05, 1.0) == "▓" and shade(5e-3, 1.0) == "▒"
-    assert shade(5e-4, 1.0) == "░" and shade(5e-5, 1.0) == " " and shade(0.0, 1.0) == " "
+    assert level(1.0) == 1.0 and level(2.0) == 1.0 and level(0.0) == 0.0
+    assert level(10.0 ** -FLOOR_DECADES) == 0.0 and level(1e-6) == pytest.approx(0.5)
+    assert ramp(0.0) == "#440154" and ramp(1.0) == "#fde725"               # viridis ends
+    assert shade(1.0) == "█" and shade(0.0) == " " and shade(0.5) == "▓" and shade(0.01) == "░"
     assert squeeze([1.0, 100.0], 1) == pytest.approx([10.0])                # geometric mean
     assert squeeze([1.0, 2.0], 4) == [1.0, 1.0, 2.0, 2.0]
-    vanishing = [10.0 ** (t - 7) for t in range(8)]                       # 1e-7 .. 1 along time
-    lines = heatmap_lines([(10, vanishing), (20, vanishing)], 20)
-    assert lines[0].startswith("10 ") and lines[1].startswith("20 ")
-    body = lines[0][3:]
-    assert body[0] == " " and body[-1] == "█"           # the start of the sequence gets nothing
+    vanishing = [10.0 ** -(2 * d) for d in range(8)]                       # by words back: 1 .. 1e-14
+    row = heat_row(vanishing, 8)
+    assert row[-1] == 1.0 and row[0] == 0.0                                # answer at the right
+
+    marks = marks_line(12, 12, (2, 4))
+    assert marks[-1] == "?" and marks[-3:-1] == "--" and "F" in marks[:-3]
+    assert "≥1e-12" in legend(False).plain and "1e-6" in legend(True).plain
+    history = History()
+    from descent.engine.records import Step
+    history.add(Step(10, 0.0, 1.0, 0.1, 1.0, 1.0, {}, {}, None, 1.0, 1.0, time_grad_ratio={"1": vanishing}))
+    view = TimeGradients()
+    view.draw(history, (1, 2))
+    text = view.render_rows(40, 10, colour=False).plain
+    assert "words back" in text and "answer" in text and "█" in text and "1e-12" in text
 
 
 def test_digit_lines_draw_blocks():
@@ -432,7 +445,8 @@ async def test_digits_browse_with_arrows(tmp_path):
 async def test_nile_panel_heatmap_and_gap_curve(tmp_path):
     from textual.widgets import Static
 
-    from descent.tui.app.charts import GapChart, TimeHeatmap
+    from descent.tui.app.charts import GapChart
+    from descent.tui.app.timegrads import GateChart, RatioChart, TimeGradients
 
     app = app_for(load(NILE, overrides=LONG), tmp_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -443,8 +457,10 @@ async def test_nile_panel_heatmap_and_gap_curve(tmp_path):
         await until(pilot, lambda: screen.state == "paused", 30, "the pause")
         await pilot.press("2")                                         # Time gradients
         await pilot.pause(0.1)
-        heat = str(screen.query_one(TimeHeatmap).render())
-        assert "time step 0 → 11" in heat and ("█" in heat or "▓" in heat)
+        heat = str(screen.query_one(TimeGradients).render())
+        assert "words back" in heat and "F" in heat and "1e-12" in heat
+        assert "this run" in screen.query_one(RatioChart).plt.build()
+        assert "gate" in screen.query_one(GateChart).plt.build()           # an LSTM's gates, from the evaluation
         await pilot.press("3")                                         # Nile
         nile = screen.query_one("#nile-view", Static)
         await until(pilot, lambda: "model:" in str(nile.render()), 30, "the predictions (from a worker)")

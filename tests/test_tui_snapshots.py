@@ -95,3 +95,10 @@ def test_help(snap_compare, tmp_path, size):
             await pilot.pause(0.05)
         await pilot.press("question_mark")
     assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "attention"])
+def test_time_gradients_view(snap_compare, tmp_path, cell):
+    """The time tab of each cell: answer-aligned heatmap, ratio curve, gates or attention weights."""
+    app = make(load(DATA / "tui_nile.toml", overrides=[f"model.layers[1].type={cell}"]), tmp_path)
+    assert snap_compare(app, terminal_size=(120, 40), run_before=trained(50, "2"))

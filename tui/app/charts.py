@@ -11,10 +11,9 @@ import math
 import time
 
 from rich.text import Text
-from textual.widget import Widget
 from textual_plotext import PlotextPlot
 
-from descent.tui.app.history import HEATMAP_ROWS, History, Pinned, smooth
+from descent.tui.app.history import History, Pinned, smooth
 from descent.tui.app.throttle import Throttle
 
 # markers tell curves apart without colour (NO_COLOR, 16-colour terminals): current run first
@@ -259,85 +258,3 @@ class GapChart(Chart):
             self.plt.ylim(0, 100)
             self.plt.xlabel("gap (filler words)" + (f"; red line: chance {100 * chance:.0f}%" if chance else ""))
         self.finish()
-
-
-# ---- per-time-step gradient heatmap ---------------------------------------------------------------
-SHADES = " ░▒▓█"
-LEGEND = "█ >1/10 of max  ▓ >1e-2  ▒ >1e-3  ░ >1e-4  blank: smaller"
-
-
-def shade(value: float, vmax: float) -> str:
-    """One decade of the row-block's maximum per shade: blank below 1e-4 x max."""
-    if not (value > 0 and vmax > 0) or not math.isfinite(value):
-        return SHADES[0]
-    decades = math.log10(vmax / value)
-    level = 4 - int(decades)          # within 1 decade -> 4 (█), 1-2 -> 3 (▓), ...
-    return SHADES[max(0, min(4, level))]
-
-
-def squeeze(values: list[float], width: int) -> list[float]:
-    """`values` resampled to `width` columns: geometric mean of buckets (shrink) or repeats (grow)."""
-    n = len(values)
-    if n == 0 or width <= 0:
-        return []
-    out = []
-    for c in range(width):
-        lo = c * n // width
-        hi = max(lo + 1, (c + 1) * n // width)
-        chunk = [v for v in values[lo:hi] if v > 0 and math.isfinite(v)]
-        out.append(math.exp(sum(math.log(v) for v in chunk) / len(chunk)) if chunk else 0.0)
-    return out
-
-
-def heatmap_lines(rows: list[tuple[int, list[float]]], width: int) -> list[str]:
-    """One line per logged step ("  1200 ░▒▓██"), time steps across, shaded on a log scale
-    relative to the largest norm shown."""
-    if not rows:
-        return []
-    label_w = max(len(str(step)) for step, _ in rows) + 1
-    cols = max(1, width - label_w)
-    t = max(len(v) for _, v in rows)
-    cols = min(cols, t * max(1, cols // max(1, t)))      # whole repeats when T is small
-    squeezed = [(step, squeeze(v, cols)) for step, v in rows]
-    vmax = max((x for _, v in squeezed for x in v if math.isfinite(x)), default=0.0)
-    return [f"{step:>{label_w - 1}} " + "".join(shade(x, vmax) for x in v) for step, v in squeezed]
-
-
-class TimeHeatmap(Widget):
-    """||dL/dh_t|| per time step (across) for the most recent logged steps (down). `draw` takes
-    the rows; `render` lays them out for the current size, so a resize redraws correctly."""
-
-    DEFAULT_CSS = """
-    TimeHeatmap { width: 1fr; height: 1fr; }
-    """
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.rows: list[tuple[int, dict[str, list[float]]]] = []
-
-    def draw(self, history: History) -> None:
-        self.rows = history.heat_rows(HEATMAP_ROWS)
-        self.refresh()
-
-    def render(self) -> Text:
-        started = time.thread_time()
-        try:
-            return self._render_rows()
-        finally:
-            budget.spend(time.thread_time() - started)
-
-    def _render_rows(self) -> Text:
-        height, width = self.size.height, max(10, self.size.width)
-        if not self.rows:
-            return Text("Per-time-step gradient norms appear here for recurrent models, after the first "
-                        "logged step.", style="dim")
-        rows = self.rows[-max(1, height - 2):]
-        layers = list(rows[-1][1])
-        layer = layers[0]
-        picked = [(step, norms.get(layer, [])) for step, norms in rows]
-        t = max(len(v) for _, v in picked)
-        head = Text(f"‖dL/dh_t‖ of layer {layer}: time step 0 → {t - 1} across, training step down", style="bold")
-        if len(layers) > 1:
-            head.append(f"  (+{len(layers) - 1} more layers)", style="dim")
-        body = "\n".join(heatmap_lines(picked, width))
-        return Text("\n").join([head, Text(body), Text(LEGEND, style="dim")])

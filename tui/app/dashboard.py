@@ -24,7 +24,7 @@ from descent.engine.alarms import is_recurrent
 from descent.engine.errors import DescentError, SpecError
 from descent.engine.records import Diverged, Finished
 from descent.engine.runs import discard, remove_if_empty
-from descent.tui.app.charts import AccuracyChart, LossChart, TensorChart, TimeHeatmap, budget
+from descent.tui.app.charts import AccuracyChart, LossChart, TensorChart, budget
 from descent.tui.app.dialogs import OpenDialog, QuitDialog
 from descent.tui.app.history import History, Pinned, format_value
 from descent.tui.app.knobs import KnobsPanel
@@ -33,6 +33,7 @@ from descent.tui.app.messages import (AlertRaised, Evaluated, KnobApplied, KnobE
 from descent.tui.app.panels import ScenarioPanel, make_panel
 from descent.tui.app.status import StatusLine
 from descent.tui.app.throttle import Throttle
+from descent.tui.app.timegrads import has_time_view, time_draws, time_widgets
 from descent.tui.app.training import route, run_label, train
 
 REDRAW_SECONDS = 0.5        # the redraw tick; tui.app.charts.budget decides whether it draws
@@ -97,9 +98,9 @@ class DashboardScreen(Screen):
                         with Horizontal():
                             yield TensorChart("grad_norms", "gradient norm", id="grad-chart")
                             yield TensorChart("update_ratios", "update/weight", id="ratio-chart")
-                    if is_recurrent(self.scenario.model.layers):
+                    if has_time_view(self.scenario.model.layers):
                         with TabPane("Time gradients", id="tab-time"):
-                            yield TimeHeatmap(id="heatmap")
+                            yield time_widgets()
                     panel = make_panel(self.scenario.panel)
                     with TabPane(panel.title, id="tab-panel"):
                         yield panel
@@ -291,7 +292,7 @@ class DashboardScreen(Screen):
             wanted += [(c, (id(h), h.step_version, h.marker_version), lambda c: c.draw(h))
                        for c in self.query(TensorChart)]
         elif active == "tab-time":
-            wanted.append((self.query_one(TimeHeatmap), (id(h), h.step_version), lambda c: c.draw(h)))
+            wanted += time_draws(self, h, pins)
         stale = [(widget, stamp, draw) for widget, stamp, draw in wanted
                  if force or getattr(widget, "stamp", None) != stamp]
         panel = self.panel

@@ -74,6 +74,8 @@ class Pinned:
     loss: tuple[list, list]
     val_loss: tuple[list, list]
     val_acc: tuple[list, list]
+    # ||dL/dh|| / ||dL/dh_answer|| by words back, first sequence layer, latest logged step (or ())
+    time_ratio: tuple = ()
 
 
 class History:
@@ -92,6 +94,9 @@ class History:
         self.grad_norms: dict[str, Series] = {}
         self.update_ratios: dict[str, Series] = {}
         self.time_rows: deque[tuple[int, dict[str, list[float]]]] = deque(maxlen=HEATMAP_ROWS)
+        self.ratio_rows_: deque[tuple[int, dict[str, list[float]]]] = deque(maxlen=HEATMAP_ROWS)
+        self.inside: dict | None = None                # the last evaluation's details["inside"]
+        self.inside_step: int | None = None
         self.markers: list[tuple[int, str]] = []       # (step, "lr=0.01")
         self.diverged_at: int | None = None
 
@@ -106,6 +111,8 @@ class History:
                     self.update_ratios.setdefault(name, Series()).add(record.step, v)
                 if record.time_grad_norms:
                     self.time_rows.append((record.step, dict(record.time_grad_norms)))
+                if record.time_grad_ratio:
+                    self.ratio_rows_.append((record.step, dict(record.time_grad_ratio)))
                 self.step_version += 1
             elif isinstance(record, Evaluation):
                 if "loss" in record.metrics:
@@ -114,6 +121,8 @@ class History:
                     self.val_acc.add(record.step, record.metrics["accuracy"])
                 if "r2" in record.metrics:
                     self.val_r2.add(record.step, record.metrics["r2"])
+                if record.details.get("inside"):
+                    self.inside, self.inside_step = record.details["inside"], record.step
                 self.eval_version += 1
             elif isinstance(record, KnobChanged):
                 self.markers.append((record.step, f"{short_key(record.key)}={format_value(record.value)}"))
@@ -129,6 +138,7 @@ class History:
                 keep = sum(1 for x in series.xs if x <= step)
                 del series.xs[keep:], series.ys[keep:]
             self.time_rows = deque((row for row in self.time_rows if row[0] <= step), maxlen=HEATMAP_ROWS)
+            self.ratio_rows_ = deque((row for row in self.ratio_rows_ if row[0] <= step), maxlen=HEATMAP_ROWS)
             self.markers = [m for m in self.markers if m[0] <= step]
             self.step_version += 1
             self.eval_version += 1
@@ -150,6 +160,11 @@ class History:
             rows = list(self.time_rows)
         return rows[-n:] if n > 0 else []
 
+    def ratio_rows(self, n: int) -> list[tuple[int, dict[str, list[float]]]]:
+        with self._lock:
+            rows = list(self.ratio_rows_)
+        return rows[-n:] if n > 0 else []
+
     def marker_list(self) -> list[tuple[int, str]]:
         with self._lock:
             return list(self.markers)
@@ -157,7 +172,9 @@ class History:
     def pin(self, label: str) -> Pinned:
         # a regression run pins its R² where a classifier pins accuracy (the chart shows one)
         scores = "val_acc" if len(self.val_acc) or not len(self.val_r2) else "val_r2"
-        return Pinned(label, self.curve("loss"), self.curve("val_loss"), self.curve(scores))
+        rows = self.ratio_rows(1)
+        ratio = tuple(next(iter(rows[-1][1].values()))) if rows and rows[-1][1] else ()
+        return Pinned(label, self.curve("loss"), self.curve("val_loss"), self.curve(scores), ratio)
 
 
 def short_key(key: str) -> str:
