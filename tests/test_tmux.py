@@ -55,7 +55,7 @@ def status(screen: str) -> tuple[int, str] | None:
 
 def test_dashboard_in_tmux(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "xterm-256color",
-           "XDG_CONFIG_HOME": str(tmp_path / "config")}
+           "XDG_CONFIG_HOME": str(tmp_path / "config"), "DESCENT_RUNS": str(tmp_path / "runs")}
     env.pop("TMUX", None)
     cmd = " ".join(["env", f"PYTHONPATH={ROOT}"] + descent_command() + ["tui", "nile", "--set", "data.gap=5", "--set", "data.train_size=500",
                                          "--set", "data.test_size=200"])

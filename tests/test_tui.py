@@ -628,7 +628,7 @@ async def test_quit_dialog_keeps_or_discards_the_run(tmp_path, answer):
         assert (run_dir / "checkpoint.npz").exists() and (run_dir / "metrics.jsonl").exists()
         assert (run_dir / "metrics.jsonl").read_text().count('"kind": "step"') >= 1
     else:
-        assert not run_dir.exists()
+        assert not run_dir.exists() and not run_dir.parent.exists()      # Discard: no empty runs/ left
 
 
 @sync
@@ -654,7 +654,7 @@ async def test_quit_before_training_asks_nothing(tmp_path):
         assert (screen.session.out_dir / "scenario.toml").exists()
         await pilot.press("q")
         await until(pilot, lambda: not app.is_running, 10, "the app to exit")
-    assert not list((tmp_path / "runs").iterdir())                     # no empty run folder left
+    assert not (tmp_path / "runs").exists()          # no empty run folder left, nor an empty runs/
 
 
 @sync

@@ -166,13 +166,16 @@ class DashboardScreen(Screen):
         return getattr(message, "generation", self.generation) == self.generation
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """The one handler for unexpected worker errors: say so, keep the dashboard alive."""
+        """The one handler for unexpected worker errors: say so, write the details (crashlog),
+        keep the dashboard alive."""
         if event.state == WorkerState.ERROR and event.worker is self.worker:
+            from descent.engine.crashlog import crash_report
+
             error = event.worker.error
+            log = crash_report(error, self.session.out_dir if self.session else None)
             self.set_state("error", f"internal error: {type(error).__name__}: {error}")
-            self.say(f"{type(error).__name__}: {error}", title="Training stopped by an error",
+            self.say(f"{type(error).__name__}: {error} (details in {log})", title="Training stopped by an error",
                      severity="error", timeout=20)
-            self.log.error(repr(error))
 
     def start_run(self, steps: int | None) -> None:
         self.stop_event = threading.Event()
