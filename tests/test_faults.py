@@ -170,3 +170,50 @@ def test_a_read_only_folder_is_exit_2(tmp_path):
         ro.chmod(0o755)
     assert p.returncode == 2, p.stderr
     assert str(ro / "run") in one_line(p)
+
+
+def test_a_folder_removed_mid_run_is_exit_2_naming_it(tmp_path):
+    import shutil
+
+    out = tmp_path / "gone"
+    proc = start(*LONG, "--out", out)
+    wait_for(out / "metrics.jsonl", 2000, proc)
+    shutil.rmtree(out)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and str(out) in lines[0] and "removed" in lines[0], err
+    assert not out.exists()                 # not quietly made again by the next write
+
+
+def test_a_stale_lock_of_a_killed_run_is_taken_over(tmp_path):
+    out = tmp_path / "stale"
+    proc = start(*LONG, "--set", "training.checkpoint_every=10", "--out", out)
+    wait_for(out / "checkpoint.npz", 1, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert (out / ".descent.lock").exists()          # the killed run could not remove it
+    p = descent("resume", out, "--steps", 3)
+    assert p.returncode == 0, p.stderr
+    assert not (out / ".descent.lock").exists()
+
+
+def test_force_replaces_the_run_in_a_folder(tmp_path):
+    out = tmp_path / "again"
+    assert descent("run", "digits8x8", "--steps", 5, "--out", out).returncode == 0
+    p = descent("run", "digits8x8", "--steps", 3, "--set", "training.log_every=1", "--out", out, "--force")
+    assert p.returncode == 0, p.stderr
+    steps = [r["step"] for r in records(out / "metrics.jsonl") if r["kind"] == "step"]
+    assert steps == [1, 2, 3]
+
+
+def test_sighup_on_resume_keeps_the_run_resumable(tmp_path):
+    out = tmp_path / "hup2"
+    assert descent("run", "digits8x8", "--steps", 5, "--set", "training.checkpoint_every=5", "--out", out).returncode == 0
+    proc = start("resume", out, "--steps", 10000000)
+    wait_for(out / "metrics.jsonl", (out / "metrics.jsonl").stat().st_size + 2000, proc)
+    proc.send_signal(signal.SIGHUP)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    _, meta = checkpoint.load(out / "checkpoint.npz")
+    assert meta["step"] > 5 and json.loads((out / "summary.json").read_text())["status"] == "stopped"
