@@ -209,3 +209,14 @@ def test_an_internal_error_writes_a_private_report_in_the_state_folder(tmp_path,
     assert err.startswith("descent: internal error: ZeroDivisionError") and "/tmp/descent-error.txt" not in err
     (report,) = (tmp_path / "state" / "descent").iterdir()
     assert str(report) in err and "ZeroDivisionError" in report.read_text()
+
+
+def test_from_set_is_said_exactly_when_a_set_gave_the_value(tmp_path):
+    p = descent("run", "digits8x8", "--set", "model.layers[2].units=3", "--out", tmp_path / "a")
+    assert p.returncode == 2 and p.stderr.strip().endswith("(from --set)"), p.stderr
+    text = (ROOT / "scenarios" / "digits8x8.toml").read_text()
+    own = tmp_path / "three.toml"
+    own.write_text(text.replace("units = 10", "units = 3"))
+    assert "units = 3" in own.read_text()
+    p = descent("run", own, "--set", "training.lr=0.01", "--out", tmp_path / "b")
+    assert p.returncode == 2 and "units" in p.stderr and "(from --set)" not in p.stderr, p.stderr

@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         return {"run": cmd_run, "resume": cmd_resume, "predict": cmd_predict, "validate": cmd_validate, "list": cmd_list,
                 "data": cmd_data, "runs": cmd_runs}[command](args)
     except DescentError as e:
-        return fail(str(e), e.exit_code)
+        return fail(str(blame_set(e, getattr(args, "overrides", []))), e.exit_code)
     except KeyboardInterrupt:
         return fail("interrupted", EXIT_INTERRUPTED)
     except BrokenPipeError:   # output piped into `head` and the reader left: not an error
@@ -121,6 +121,26 @@ def main(argv: list[str] | None = None) -> int:
         log = crash_report(e, getattr(e, "run_dir", None))
         return fail(f"internal error: {type(e).__name__}: {e} (details in {log}; please report it)",
                     EXIT_FAILED)
+
+
+def blame_set(err, overrides):
+    """A setting found wrong after loading (by the session, with the data in hand) that a --set
+    gave says so, as the loader's own errors do; its line in the file is not where it came from."""
+    from descent.engine.errors import SpecError
+    from descent.engine.scenario.overrides import related
+
+    if not isinstance(err, SpecError) or not err.key or err.message.endswith("(from --set)"):
+        return err
+    keys = [item.partition("=")[0].strip().replace("[-1]", "") for item in overrides]
+    if any(k and (related(err.key, k) or related(_no_index(err.key), k)) for k in keys):
+        return SpecError(err.key, f"{err.message} (from --set)", err.file)
+    return err
+
+
+def _no_index(key: str) -> str:
+    import re
+
+    return re.sub(r"\[\d+\]", "", key)
 
 
 # ---- commands -----------------------------------------------------------------------------------
