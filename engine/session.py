@@ -438,6 +438,8 @@ class Session:
             self.elapsed = float(meta.get("elapsed", 0.0))
             self.total_steps = max(self.total_steps, int(meta.get("total_steps", 0)))
             self.cycle = tuple(meta.get("cycle", (0, 0)))
+            if self.out_dir and path == self.out_dir / CHECKPOINT:
+                self.saved_step = self.step
         for key, value in meta.get("live", {}).items():
             self._apply(key, value)
 

@@ -143,6 +143,7 @@ def test_a_full_disk_is_exit_2_naming_the_file(tmp_path):
     assert p.returncode == 2, p.stderr
     line = one_line(p)
     assert str(out) in line and os.strerror(27) in line     # EFBIG: "File too large"
+    assert "no checkpoint was written" in line             # and it says what is left
 
 
 def test_an_out_under_a_file_is_exit_2(tmp_path):

@@ -12,6 +12,8 @@ import sys
 import threading
 import time
 
+from descent.engine.errors import DescentError
+from descent.engine.ioerrors import IOFailure
 from descent.engine.records import Alarm, Compiling, Diverged, Evaluation, Finished, Step, Stopped
 from descent.engine.runs import remove_if_empty
 
@@ -69,6 +71,12 @@ def drive(session, steps: int | None, own_folder: bool = False) -> int:
                 printer.clear()
                 printer.finished(rec, session)
         return outcome
+    except IOFailure as e:       # say what of the run is still there
+        if not session.step:
+            raise
+        kept = (f"the checkpoint of step {session.saved_step} is intact" if session.saved_step is not None
+                else "no checkpoint was written")
+        raise DescentError(f"{e}; {kept}") from e
     finally:
         printer.clear()
         session.close()
