@@ -61,8 +61,8 @@ def build_parser() -> Parser:
     r = sub.add_parser("run", help="train headless and write metrics, checkpoint and summary")
     r.add_argument("scenario", help="bundled name (spam, digits, nile) or a .toml file")
     budget = r.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=positive(int), help="train this many steps (overrides the scenario)")
-    budget.add_argument("--epochs", type=positive(float), help="train this many epochs (overrides the scenario)")
+    budget.add_argument("--steps", type=int, help="train this many steps (overrides the scenario)")
+    budget.add_argument("--epochs", type=float, help="train this many epochs (overrides the scenario)")
     r.add_argument("--out", metavar="DIR", help="output folder (default: <runs folder>/<scenario>-<time>, "
                                                  "the runs folder as for `descent runs`)")
     r.add_argument("--force", action="store_true", help="train into an --out that holds a run, replacing it")
@@ -169,12 +169,19 @@ def cmd_tui(args) -> int:
 def cmd_run(args) -> int:
     from descent.engine.scenario import load, resolve_name
 
+    from descent.engine.errors import SpecError
+
+    path = resolve_name(args.scenario)
+    # --steps and --epochs are checked here, so that no "(from --set)" blames a --set not given
+    # (and --steps 0, which the file takes as "train by epochs", is no silent switch)
+    for flag, value in (("steps", args.steps), ("epochs", args.epochs)):
+        if value is not None and not value > 0:
+            raise SpecError(f"training.{flag}", f"--{flag} must be more than 0, got {value}", str(path))
     overrides = list(args.overrides)
     if args.steps is not None:
         overrides.append(f"training.steps={args.steps}")
     if args.epochs is not None:
         overrides += [f"training.epochs={args.epochs}", "training.steps=0"]
-    path = resolve_name(args.scenario)
     scenario = load(path, overrides=overrides)
     from descent.engine.runs import run_dir_for, runs_home
     from descent.engine.session import Session
