@@ -69,6 +69,8 @@ class RunFolder:
         with io_guard(self.path, "create the run folder"):
             self.lock = runlock.acquire(self.path)
         try:
+            if resume_step is None:      # again under the lock: a run may have ended here meanwhile
+                runlock.refuse_existing_run(self.path, force)
             with io_guard(self.path, "prepare the run folder"):
                 self._clean(resume_step, force)
                 scenario = self.path / SCENARIO

@@ -220,3 +220,26 @@ def test_from_set_is_said_exactly_when_a_set_gave_the_value(tmp_path):
     assert "units = 3" in own.read_text()
     p = descent("run", own, "--set", "training.lr=0.01", "--out", tmp_path / "b")
     assert p.returncode == 2 and "units" in p.stderr and "(from --set)" not in p.stderr, p.stderr
+
+
+def test_a_run_that_ended_between_the_checks_and_the_lock_is_not_overwritten(tmp_path, monkeypatch):
+    """The checks pass on an empty folder; another run trains there and ends before the lock is taken."""
+    from descent.engine import runlock
+
+    out = tmp_path / "race"
+    late = Session(digits("training.steps=2"), out_dir=out)
+    real, raced = runlock.acquire, []
+
+    def another_run_first(run_dir):
+        if not raced:
+            raced.append(True)
+            drain(Session(digits("training.steps=3"), out_dir=out))
+        return real(run_dir)
+
+    monkeypatch.setattr(runlock, "acquire", another_run_first)
+    with pytest.raises(DescentError, match="already holds a run"):
+        for _ in late.prepare():
+            pass
+    late.close()
+    assert raced and json.loads((out / "summary.json").read_text())["steps"] == 3
+    assert not (out / ".descent.lock").exists()
