@@ -99,8 +99,11 @@ class RunFolder:
     def _check_alive(self, target: Path) -> None:
         # a folder removed mid-run: the open metrics file still takes writes, to nowhere
         gone = not self.path.is_dir() or (self._metrics is not None and os.fstat(self._metrics.fileno()).st_nlink == 0)
-        if gone:
-            raise IOFailure(target, "write", OSError(errno.ENOENT, os.strerror(errno.ENOENT), str(target)))
+        if gone:             # said outright: the folder may still be half-removed right now
+            err = IOFailure(target, "write", OSError(errno.ENOENT, os.strerror(errno.ENOENT), str(target)))
+            err.args = (f"cannot write {target}: {os.strerror(errno.ENOENT)} (the run folder {self.path} "
+                        f"was removed)",)
+            raise err
 
     def record(self, line: str) -> None:
         target = self.path / METRICS
