@@ -6,7 +6,8 @@
 
 The session owns the data order, the learning-rate schedule, evaluation, divergence checks and,
 when given an out_dir, everything written there: metrics.jsonl (appended and flushed per
-record), checkpoint.npz and summary.json (atomic), scenario.toml (the fully resolved scenario).
+record), checkpoint.npz and summary.json (atomic), scenario.toml (the fully resolved scenario),
+through engine.rundir.RunFolder (the lock, and OS errors as one-line IOFailures).
 """
 
 from __future__ import annotations
@@ -32,11 +33,10 @@ from .model import fill_from_data
 from .names import LIVE_SETTINGS
 from .optim import OptimConfig
 from .records import Compiling, Diverged, Evaluation, Finished, KnobChanged, Step, Stopped, to_json
+from .rundir import CHECKPOINT, FORMAT, RunFolder, check_format, versions
 from .schedules import lr_at
 
 INSIDE_BATCH = 64                 # test samples the gate and attention curves average over
-
-CHECKPOINT = "checkpoint.npz"
 
 
 def plain(value):
@@ -57,6 +57,13 @@ class Session:
         self.seed = t.seed if seed is None else seed
         self.data_root = data_root
         self.out_dir = Path(out_dir) if out_dir else None
+        self.folder = RunFolder(self.out_dir) if self.out_dir else None
+        self.force = False                         # a fresh run may replace a run in out_dir
+        self._resume_step: int | None = None       # the checkpoint's step, for a resumed run
+        self.cycle = (0, 0)                        # (first step, length) of a restarted cosine cycle
+        self._good: tuple | None = None            # the newest state known good, for a divergence
+        self.saved_step: int | None = None
+        self.kept_step: int | None = None          # the step of the checkpoint a divergence left
         self.dataset = None
         self.trainer = None
         self.state = "new"
@@ -83,7 +90,9 @@ class Session:
         from .data import data_dir, load_dataset
         from .threads import configure
 
-        configure()
+        if self.folder:
+            self.folder.preflight(resume=self._resume_step is not None, force=self.force)
+        self.threads = configure()
         sc = self.scenario
         self.state = "compiling"
         yield Compiling(f"loading {sc.data.source} data")
@@ -112,7 +121,7 @@ class Session:
             warm_up(self.layers, ds.in_shape, self.loss, self.x_train[:n], ds.y_train[:n],
                     None if ds.mask_train is None else ds.mask_train[:n], self.dtype, t.optimizer)
             self.compile_seconds = time.perf_counter() - t0
-        self.total_steps = self._budget()
+        self.total_steps = self.schedule_steps = self._budget()
         if self.out_dir:
             self._open_run_dir()
             from .predict import write_or_check
@@ -141,7 +150,10 @@ class Session:
         t = self.scenario.training
         if t.steps > 0:
             return int(t.steps)
-        return max(1, math.ceil(t.epochs * len(self.x_train) / self.batch_size))
+        # an epoch is ceil(n / batch) steps, its last batch the partial one (`_next_batch`)
+        n, whole = len(self.x_train), int(t.epochs)
+        return max(1, whole * math.ceil(n / self.batch_size)
+                   + math.ceil(round((t.epochs - whole) * n, 6) / self.batch_size))
 
     # ---- live control ---------------------------------------------------------------------------
     def set_knob(self, key: str, value) -> None:
@@ -173,8 +185,29 @@ class Session:
 
     def lr_now(self) -> float:
         t = self.scenario.training
-        return lr_at(self.step, self.base_lr, t.schedule, self.total_steps, t.warmup_steps, t.step_size,
+        start, length = self.cycle
+        if length:
+            return lr_at(self.step - start, self.base_lr, t.schedule, length, 0, t.step_size, t.gamma, t.min_lr)
+        return lr_at(self.step, self.base_lr, t.schedule, self.schedule_steps, t.warmup_steps, t.step_size,
                      t.gamma, t.min_lr)
+
+    def extend(self, steps: int) -> str | None:
+        """Before `run(steps=steps)`: grow the budget to cover them, and say what the schedule does
+        past its end. A cosine schedule that has ended starts a new cycle over the extra steps,
+        from the learning rate down to min_lr again (training on at min_lr = 0 would do nothing)."""
+        t = self.scenario.training
+        target = self.step + steps
+        if target <= self.total_steps:
+            return None
+        ended, self.total_steps = self.step >= self.total_steps, target
+        if t.schedule != "cosine":
+            return None
+        if ended:
+            self.cycle = (self.step, steps)
+            return (f"the cosine schedule ended at step {self.step}: a new cycle over the {steps} extra "
+                    f"steps takes the learning rate from {self.base_lr:g} down to {t.min_lr:g} again")
+        return (f"the cosine schedule ends at step {self.schedule_steps}: steps {self.schedule_steps + 1}-"
+                f"{target} train at min_lr {t.min_lr:g}")
 
     # ---- training -------------------------------------------------------------------------------
     @property
@@ -206,6 +239,8 @@ class Session:
         window_start, window_steps = time.perf_counter(), 0
         started = time.perf_counter()
         base_elapsed = self.elapsed
+        if self.out_dir and self._good is None:
+            self._good = self._state()
         while self.step < target and not stop.is_set():
             for change in self._apply_pending():
                 yield self._emit(change)
@@ -224,6 +259,7 @@ class Session:
             problem = self._divergence(stats)
             if problem:
                 self.state = "diverged"
+                self._keep_good()
                 yield self._emit(Diverged(self.step, *problem))
                 self._write_summary("diverged")
                 return
@@ -247,6 +283,8 @@ class Session:
                     yield self._emit(alarm)
             if self.step % ev.every == 0 and self.step < target:
                 yield self._emit(self.evaluate())
+                if self.out_dir:
+                    self._good = self._state()
             if self.out_dir and t.checkpoint_every and self.step % t.checkpoint_every == 0:
                 self.save()
         for change in self._apply_pending():
@@ -353,18 +391,13 @@ class Session:
     def _emit(self, record):
         self.records.append(record)
         if self.out_dir:
-            self._metrics.write(json.dumps(to_json(record), default=float) + "\n")
-            self._metrics.flush()
+            self.folder.record(json.dumps(to_json(record), default=float) + "\n")
         return record
 
     def _open_run_dir(self) -> None:
         from .scenario import dumps
 
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        resolved = self.out_dir / "scenario.toml"
-        if not resolved.exists():
-            checkpoint.atomic_write_text(resolved, dumps(self.resolved_scenario()))
-        self._metrics = open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8")
+        self.folder.open(dumps(self.resolved_scenario()), resume_step=self._resume_step, force=self.force)
 
     def resolved_scenario(self):
         """The scenario with what the data filled in (an embedding's `vocab`), so that the run
@@ -376,38 +409,57 @@ class Session:
         return replace(self.scenario, model=ModelConfig(freeze(self.layers)))
 
     def close(self) -> None:
-        if self.out_dir and hasattr(self, "_metrics"):
-            self._metrics.close()
+        if self.folder:
+            self.folder.close()
 
     def _summary(self, status: str) -> dict:
         final = self.last_eval.metrics if self.last_eval else {}
         return {"status": status, "scenario": self.scenario.name, "backend": self.backend, "seed": self.seed,
                 "steps": self.step, "epochs": round(self.epoch, 4), "wall_time_s": round(self.elapsed, 3),
                 "steps_per_s": round(self.step / self.elapsed, 2) if self.elapsed > 0 else 0.0,
-                "compile_s": round(self.compile_seconds, 3), "clipped_steps": self.clipped_steps, "metrics": final}
+                "compile_s": round(self.compile_seconds, 3), "clipped_steps": self.clipped_steps, "metrics": final,
+                "format": FORMAT, "threads": getattr(self, "threads", None), "versions": versions()}
 
     def _write_summary(self, status: str) -> None:
         if self.out_dir:
-            checkpoint.atomic_write_text(self.out_dir / "summary.json",
-                                         json.dumps(self._summary(status), indent=2, default=float) + "\n")
+            self.folder.write_text("summary.json", json.dumps(self._summary(status), indent=2, default=float) + "\n")
 
-    def save(self, path=None) -> Path:
+    def save(self, path=None, state: tuple | None = None) -> Path:
         """Checkpoint (parameters, optimizer, data order, RNG states) written atomically."""
         if path is None:
             if not self.out_dir:
                 raise DescentError("no run folder: give a path to save the checkpoint to")
             path = self.out_dir / CHECKPOINT
+        arrays, meta = state or self._state()
+        if self.folder:
+            self.folder.save_checkpoint(path, arrays, meta)
+        else:
+            checkpoint.save(path, arrays, {**meta, "format": FORMAT})
+        if self.out_dir and Path(path) == self.out_dir / CHECKPOINT:
+            self.saved_step = meta["step"]
+        return Path(path)
+
+    def _state(self) -> tuple[dict, dict]:
+        """A copy of everything a checkpoint holds, taken now."""
         with self._lock:
-            arrays = self.trainer.state_arrays()
+            arrays = {k: np.array(v, copy=True) for k, v in self.trainer.state_arrays().items()}
             arrays["session.perm"] = self._perm.copy()
             meta = {"step": self.step, "pos": self._pos, "epoch_index": self._epoch_index,
                     "data_rng": self._data_rng.bit_generator.state, "trainer_rng": self.trainer.rng_state(),
-                    "live": self.live, "first_loss": self.first_loss, "elapsed": self.elapsed,
+                    "live": dict(self.live), "first_loss": self.first_loss, "elapsed": self.elapsed,
                     "clipped_steps": self.clipped_steps,
                     "backend": self.backend, "seed": self.seed, "base_dir": str(self.scenario.base_dir),
-                    "scenario": self.scenario.name}
-        checkpoint.save(path, arrays, meta)
-        return Path(path)
+                    "scenario": self.scenario.name, "total_steps": self.total_steps, "cycle": list(self.cycle)}
+        return arrays, meta
+
+    def _keep_good(self) -> None:
+        """On a divergence: the newest good state becomes checkpoint.npz unless a newer one is
+        there already, so "last good checkpoint kept" is true also with checkpoint_every = 0."""
+        if not self.out_dir:
+            return
+        if self._good is not None and (self.saved_step is None or self._good[1]["step"] > self.saved_step):
+            self.save(state=self._good)
+        self.kept_step = self.saved_step
 
     def load_checkpoint(self, path) -> None:
         path = Path(path)
@@ -415,6 +467,7 @@ class Session:
             arrays, meta = checkpoint.load(path)
         except (OSError, ValueError, KeyError) as e:
             raise DescentError(f"{path}: not a readable checkpoint ({e})") from None
+        check_format(meta.get("format"), path)
         with self._lock:
             try:
                 self.trainer.load_state_arrays(arrays)
@@ -431,6 +484,10 @@ class Session:
             self.first_loss = meta.get("first_loss")
             self.elapsed = float(meta.get("elapsed", 0.0))
             self.clipped_steps = int(meta.get("clipped_steps", 0))
+            self.total_steps = max(self.total_steps, int(meta.get("total_steps", 0)))
+            self.cycle = tuple(meta.get("cycle", (0, 0)))
+            if self.out_dir and path == self.out_dir / CHECKPOINT:
+                self.saved_step = self.step
         for key, value in meta.get("live", {}).items():
             self._apply(key, value)
 
@@ -448,13 +505,22 @@ class Session:
 
         run_dir = Path(run_dir)
         ckpt, resolved = run_dir / CHECKPOINT, run_dir / "scenario.toml"
+        if not run_dir.is_dir():
+            raise DescentError(f"{run_dir}: no such run folder" if not run_dir.exists() else
+                               f"{run_dir}: is a file, not a run folder")
         for f in (resolved, ckpt):
             if not f.exists():
-                raise DescentError(f"{f}: not found; `descent resume` needs a run folder written by `descent run`")
-        _, meta = checkpoint.load(ckpt)
+                raise DescentError(f"{run_dir}: not a run folder with a checkpoint (no {f.name} in it)")
+        try:
+            _, meta = checkpoint.load(ckpt)
+        except (OSError, ValueError, KeyError) as e:
+            raise DescentError(f"{ckpt}: not a readable checkpoint ({e})") from None
+        check_format(meta.get("format"), ckpt)
         scenario = loads(resolved.read_text(encoding="utf-8"), name=str(resolved),
                          base_dir=Path(meta.get("base_dir", run_dir)))
         session = cls(scenario, data_root=data_root, out_dir=run_dir, backend=meta.get("backend"),
                       seed=meta.get("seed"))
         session._resume_from = ckpt
+        session._resume_step = int(meta.get("step", 0))
         return session
+

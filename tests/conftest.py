@@ -13,6 +13,16 @@ import pytest
 if os.environ.get("DESCENT_DATA"):
     os.environ["DESCENT_DATA"] = str(Path(os.environ["DESCENT_DATA"]).expanduser().resolve())
 
+
+
+@pytest.fixture(autouse=True)
+def _runs_home(tmp_path_factory, monkeypatch):
+    """Runs a test starts without naming a folder go to a temporary runs home, never the user's
+    ~/.local/share/descent/runs; crash reports likewise (subprocesses inherit both)."""
+    monkeypatch.setenv("DESCENT_RUNS", str(tmp_path_factory.getbasetemp() / "runs-home"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.getbasetemp() / "state-home"))
+
+
 TORCH_REASON = "torch not installed: pip install 'descent[torch]'"
 
 

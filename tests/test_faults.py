@@ -1,7 +1,7 @@
 """Issue 9: faults a real user meets, in subprocesses: signals, kill -9 during checkpoint
 writes, concurrent runs, a full disk (RLIMIT_FSIZE), an --out that cannot be a folder.
 
-What holds today is tested plainly; what waits for a fix is a strict xfail naming it."""
+Each fault gets a clean outcome: exit 2 naming the path, or exit 130 with a checkpoint."""
 
 from __future__ import annotations
 
@@ -83,13 +83,11 @@ def test_kill9_during_checkpoint_writes_leaves_a_checkpoint_that_resumes(killed)
     assert f"resuming at step {saved}" in p.stdout + p.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: 10: resume does not remove the .tmp debris of a killed write")
 def test_resume_removes_checkpoint_debris(killed):
     out, _, _ = killed
     assert not list(out.glob("*.tmp"))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: 10: resume re-logs the steps after the checkpoint (duplicates)")
 def test_resume_keeps_steps_strictly_increasing(killed):
     out, _, _ = killed
     steps = [r["step"] for r in records(out / "metrics.jsonl") if r["kind"] == "step"]
@@ -97,7 +95,6 @@ def test_resume_keeps_steps_strictly_increasing(killed):
 
 
 # ---- signals --------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="issue 9: 4: SIGHUP kills the run with no checkpoint")
 def test_sighup_saves_a_checkpoint_like_sigterm(tmp_path):
     out = tmp_path / "hup"
     proc = start(*LONG, "--out", out)
@@ -109,7 +106,6 @@ def test_sighup_saves_a_checkpoint_like_sigterm(tmp_path):
 
 
 # ---- run folders ----------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="issue 9: 2: a second run into a folder in use is not refused (no lock)")
 def test_a_second_run_into_a_folder_in_use_is_refused(tmp_path):
     out = tmp_path / "shared"
     first = start(*LONG, "--out", out)
@@ -124,7 +120,6 @@ def test_a_second_run_into_a_folder_in_use_is_refused(tmp_path):
     assert str(out) in line and f"pid {first.pid}" in line
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: 2: a run into a folder holding a run appends to it")
 def test_a_run_into_a_folder_holding_a_run_is_refused(tmp_path):
     out = tmp_path / "done"
     assert descent("run", "digits8x8", "--steps", 5, "--out", out).returncode == 0
@@ -139,7 +134,6 @@ def small_files():   # a file-size limit as a full disk: writes past it fail wit
     resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: 3: a write past RLIMIT_FSIZE is an internal error, exit 1")
 def test_a_full_disk_is_exit_2_naming_the_file(tmp_path):
     out, scenario = tmp_path / "full", tmp_path / "wide.toml"
     scenario.write_text('[scenario]\nname = "wide"\ndescription = "a checkpoint past 64 KiB"\n'
@@ -149,9 +143,9 @@ def test_a_full_disk_is_exit_2_naming_the_file(tmp_path):
     assert p.returncode == 2, p.stderr
     line = one_line(p)
     assert str(out) in line and os.strerror(27) in line     # EFBIG: "File too large"
+    assert "no checkpoint was written" in line             # and it says what is left
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: 3: an --out under a file is an internal error, exit 1")
 def test_an_out_under_a_file_is_exit_2(tmp_path):
     (tmp_path / "plain").write_text("")
     p = descent("run", "digits8x8", "--steps", 5, "--out", tmp_path / "plain" / "run")
@@ -159,7 +153,6 @@ def test_an_out_under_a_file_is_exit_2(tmp_path):
     assert str(tmp_path / "plain") in one_line(p)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: 3: an --out that is a file is an internal error, exit 1")
 def test_an_out_that_is_a_file_is_exit_2(tmp_path):
     (tmp_path / "plain").write_text("")
     p = descent("run", "digits8x8", "--steps", 5, "--out", tmp_path / "plain")
@@ -168,7 +161,6 @@ def test_an_out_that_is_a_file_is_exit_2(tmp_path):
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders, so there is no error to see")
-@pytest.mark.xfail(strict=True, reason="issue 9: 3: a read-only folder is an internal error, exit 1")
 def test_a_read_only_folder_is_exit_2(tmp_path):
     ro = tmp_path / "ro"
     ro.mkdir()
@@ -179,3 +171,50 @@ def test_a_read_only_folder_is_exit_2(tmp_path):
         ro.chmod(0o755)
     assert p.returncode == 2, p.stderr
     assert str(ro / "run") in one_line(p)
+
+
+def test_a_folder_removed_mid_run_is_exit_2_naming_it(tmp_path):
+    import shutil
+
+    out = tmp_path / "gone"
+    proc = start(*LONG, "--out", out)
+    wait_for(out / "metrics.jsonl", 2000, proc)
+    shutil.rmtree(out, ignore_errors=True)     # the run may release its lock file meanwhile
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and str(out) in lines[0] and "removed" in lines[0], err
+    assert not out.exists()                 # not quietly made again by the next write
+
+
+def test_a_stale_lock_of_a_killed_run_is_taken_over(tmp_path):
+    out = tmp_path / "stale"
+    proc = start(*LONG, "--set", "training.checkpoint_every=10", "--out", out)
+    wait_for(out / "checkpoint.npz", 1, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert (out / ".descent.lock").exists()          # the killed run could not remove it
+    p = descent("resume", out, "--steps", 3)
+    assert p.returncode == 0, p.stderr
+    assert not (out / ".descent.lock").exists()
+
+
+def test_force_replaces_the_run_in_a_folder(tmp_path):
+    out = tmp_path / "again"
+    assert descent("run", "digits8x8", "--steps", 5, "--out", out).returncode == 0
+    p = descent("run", "digits8x8", "--steps", 3, "--set", "training.log_every=1", "--out", out, "--force")
+    assert p.returncode == 0, p.stderr
+    steps = [r["step"] for r in records(out / "metrics.jsonl") if r["kind"] == "step"]
+    assert steps == [1, 2, 3]
+
+
+def test_sighup_on_resume_keeps_the_run_resumable(tmp_path):
+    out = tmp_path / "hup2"
+    assert descent("run", "digits8x8", "--steps", 5, "--set", "training.checkpoint_every=5", "--out", out).returncode == 0
+    proc = start("resume", out, "--steps", 10000000)
+    wait_for(out / "metrics.jsonl", (out / "metrics.jsonl").stat().st_size + 2000, proc)
+    proc.send_signal(signal.SIGHUP)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    _, meta = checkpoint.load(out / "checkpoint.npz")
+    assert meta["step"] > 5 and json.loads((out / "summary.json").read_text())["status"] == "stopped"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -55,7 +56,7 @@ def status(screen: str) -> tuple[int, str] | None:
 
 def test_dashboard_in_tmux(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "xterm-256color",
-           "XDG_CONFIG_HOME": str(tmp_path / "config")}
+           "XDG_CONFIG_HOME": str(tmp_path / "config"), "DESCENT_RUNS": str(tmp_path / "runs")}
     env.pop("TMUX", None)
     cmd = " ".join(["env", f"PYTHONPATH={ROOT}"] + descent_command() + ["tui", "nile", "--set", "data.gap=5", "--set", "data.train_size=500",
                                          "--set", "data.test_size=200"])
@@ -85,3 +86,35 @@ def test_dashboard_in_tmux(tmp_path):
     runs = list((tmp_path / "runs").glob("nile-*"))
     assert len(runs) == 1, runs
     assert (runs[0] / "checkpoint.npz").exists() and (runs[0] / "metrics.jsonl").stat().st_size > 0
+
+
+def test_a_dropped_terminal_keeps_the_run(tmp_path):
+    """Killing the tmux server hangs up the dashboard's terminal (SIGHUP), as a dropped SSH session
+    does: the checkpoint, the metrics and a "stopped" summary are saved, the lock is released."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "xterm-256color",
+           "XDG_CONFIG_HOME": str(tmp_path / "config"), "DESCENT_RUNS": str(tmp_path / "runs")}
+    env.pop("TMUX", None)
+    scenario = ROOT / "tests" / "data" / "tui_digits.toml"
+    cmd = " ".join(["env", f"PYTHONPATH={ROOT}"] + descent_command()
+                   + ["tui", str(scenario), "--set", "training.steps=1000000"])
+    tmux = Tmux(f"descent-hup-{os.getpid()}", tmp_path, env)
+    tmux.run("new-session", "-d", "-s", tmux.name, "-x", "120", "-y", "40", cmd)
+    try:
+        tmux.wait_for(r"ready", 120)
+        tmux.keys("space")
+        tmux.wait_for(r"running", 30)
+        time.sleep(1)
+    finally:
+        tmux.run("kill-server")
+    end = time.monotonic() + 60
+    summaries = []
+    while time.monotonic() < end and not summaries:
+        summaries = list((tmp_path / "runs").glob("*/summary.json"))
+        time.sleep(0.3)
+    assert len(summaries) == 1, list((tmp_path / "runs").rglob("*"))
+    run = summaries[0].parent
+    deadline = time.monotonic() + 30
+    while (run / ".descent.lock").exists() and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert json.loads(summaries[0].read_text())["status"] == "stopped"
+    assert (run / "checkpoint.npz").exists() and not (run / ".descent.lock").exists()

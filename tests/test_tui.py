@@ -645,7 +645,7 @@ async def test_quit_dialog_keeps_or_discards_the_run(tmp_path, answer):
         assert (run_dir / "checkpoint.npz").exists() and (run_dir / "metrics.jsonl").exists()
         assert (run_dir / "metrics.jsonl").read_text().count('"kind": "step"') >= 1
     else:
-        assert not run_dir.exists()
+        assert not run_dir.exists() and not run_dir.parent.exists()      # Discard: no empty runs/ left
 
 
 @sync
@@ -671,7 +671,7 @@ async def test_quit_before_training_asks_nothing(tmp_path):
         assert (screen.session.out_dir / "scenario.toml").exists()
         await pilot.press("q")
         await until(pilot, lambda: not app.is_running, 10, "the app to exit")
-    assert not list((tmp_path / "runs").iterdir())                     # no empty run folder left
+    assert not (tmp_path / "runs").exists()          # no empty run folder left, nor an empty runs/
 
 
 @sync
@@ -712,3 +712,53 @@ async def test_an_unexpected_worker_error_is_reported_not_fatal(tmp_path, monkey
         await until(pilot, lambda: screen.state == "error", 10, "the error")
         assert any("RuntimeError: kernel exploded" in s for s in said)
         assert app.is_running and "internal error" in str(screen.status.render())
+
+
+@sync
+async def test_sighup_keeps_the_run_and_exits_130(tmp_path):
+    """A dropped SSH session: the checkpoint and the metrics are saved, the run can be resumed."""
+    import os
+    import signal
+
+    from descent.engine import checkpoint
+
+    app = app_for(load(DIGITS, overrides=LONG), tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        run_dir = screen.session.out_dir
+        await keys(pilot, "space")
+        await until(pilot, lambda: screen.session.step >= 3, 60, "a few steps")
+        assert signal.getsignal(signal.SIGHUP) not in (signal.SIG_DFL, signal.SIG_IGN, None)
+        os.kill(os.getpid(), signal.SIGHUP)
+        await until(pilot, lambda: not app.is_running, 30, "the app to exit")
+    assert app.return_code == 130
+    _, meta = checkpoint.load(run_dir / "checkpoint.npz")
+    steps = [json.loads(ln)["step"] for ln in (run_dir / "metrics.jsonl").read_text().splitlines()
+             if '"kind": "step"' in ln]
+    assert meta["step"] >= 3 and steps and steps[-1] <= meta["step"]
+    assert not (run_dir / ".descent.lock").exists()
+
+
+@sync
+async def test_the_dashboard_reopens_a_run_folder_and_continues_it(tmp_path):
+    from descent.engine.session import Session
+
+    run_dir = tmp_path / "earlier"
+    session = Session(load(DIGITS, overrides=["training.steps=5", "training.log_every=1"]), out_dir=run_dir)
+    for _ in session.prepare():
+        pass
+    list(session.run())
+    session.close()
+    app = app_for(None, tmp_path, resume=run_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        assert screen.session.out_dir == run_dir and screen.session.step == 5
+        await pilot.press("n")
+        await until(pilot, lambda: screen.session.step == 6 and screen.state != "running", 30, "one step")
+        await keys(pilot, "q")
+        await keys(pilot, "k")
+        await until(pilot, lambda: not app.is_running, 30, "the app to exit")
+    steps = [json.loads(ln)["step"] for ln in (run_dir / "metrics.jsonl").read_text().splitlines()
+             if '"kind": "step"' in ln]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert not (tmp_path / "runs").exists()          # nothing new made in the runs folder

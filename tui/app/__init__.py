@@ -1,14 +1,19 @@
 """The descent dashboard app and `make_app`, the one factory that the command line and the tests use.
 
     make_app(scenario=None | "nile" | Path | Scenario, data_dir=None, backend=None, seed=None,
-             extra_paths=(), runs_dir=None).run()
+             extra_paths=(), runs_dir=None, resume=None).run()
 
 With no scenario it opens the picker; otherwise the dashboard. Each run writes to
-`runs/<scenario-stem>-<timestamp>/` under `runs_dir` (default: ./runs).
+`<scenario-stem>-<timestamp>/` under `runs_dir` (default: engine.runs.runs_home(), i.e.
+$DESCENT_RUNS or ~/.local/share/descent/runs); `resume=RUN_DIR` reopens that run folder instead
+and continues training it. SIGHUP (a dropped SSH session) and SIGTERM quit as "keep" does: the
+checkpoint and the metrics are saved, the run can be resumed; the exit code is 130.
 """
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import sys
 from pathlib import Path
 from typing import Iterable
@@ -17,7 +22,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from descent.engine.runs import run_dir_for
+from descent.engine.runs import run_dir_for, runs_home
 from descent.tui.app.dashboard import DashboardScreen
 from descent.tui.app.dialogs import HelpScreen
 from descent.tui.app.messages import ScenarioPicked
@@ -45,12 +50,44 @@ class DescentApp(App):
     BINDINGS = [Binding("question_mark", "help", "Help", show=False)]
 
     def __init__(self, scenario=None, *, data_dir=None, backend=None, seed=None, extra_paths=(),
-                 runs_dir=None):
+                 runs_dir=None, resume=None):
         super().__init__()
         self.initial = scenario
         self.data_dir, self.backend, self.seed = data_dir, backend, seed
         self.extra_paths = tuple(Path(p) for p in extra_paths)
-        self.runs_dir = Path(runs_dir) if runs_dir is not None else Path.cwd() / "runs"
+        self.runs_dir = Path(runs_dir) if runs_dir is not None else runs_home()
+        self.resumed = None             # the session of `resume`, handed to the first dashboard
+        self.hung_up = False
+        if resume is not None:
+            from descent.engine.session import Session
+
+            self.resumed = Session.resume(resume, data_root=data_dir)
+            self.initial = self.resumed.scenario
+
+    def on_mount(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGHUP, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self.hang_up)
+            except (NotImplementedError, RuntimeError, ValueError):   # not the main thread (tests)
+                pass
+
+    def hang_up(self) -> None:
+        """The terminal went away, or we were asked to end: keep the run, as Quit > Keep does."""
+        if self.hung_up:
+            return
+        self.hung_up = True
+        dash = next((s for s in self.screen_stack if isinstance(s, DashboardScreen)), None)
+        if dash is None:
+            self.exit()
+        else:
+            dash.quitting = False
+            self.run_worker(dash.finish("keep"), group="hangup")
+
+    def exit(self, result=None, return_code: int = 0, message=None) -> None:
+        if self.hung_up:            # nobody is there to read a message
+            return_code, message = 130, None
+        super().exit(result, return_code, message)
 
     def get_default_screen(self) -> Screen:
         if self.initial is None:
@@ -63,6 +100,9 @@ class DescentApp(App):
     def new_session(self, scenario):
         from descent.engine.session import Session
 
+        if self.resumed is not None:
+            session, self.resumed = self.resumed, None
+            return session
         return Session(scenario, data_root=self.data_dir, out_dir=run_dir_for(scenario, self.runs_dir),
                        backend=self.backend, seed=self.seed)
 
@@ -115,7 +155,8 @@ def crash_line(error: BaseException, run_dir=None) -> str:
     return f"descent: internal error: {type(error).__name__}: {error} ({where}; please report it)"
 
 
-def make_app(scenario=None, data_dir=None, backend=None, seed=None, extra_paths=(), runs_dir=None) -> DescentApp:
+def make_app(scenario=None, data_dir=None, backend=None, seed=None, extra_paths=(), runs_dir=None,
+             resume=None) -> DescentApp:
     """The app for a Scenario, a scenario name or file, or None (the picker).
 
     A name or path is loaded here, so a bad file fails before the terminal switches to the app
@@ -125,4 +166,4 @@ def make_app(scenario=None, data_dir=None, backend=None, seed=None, extra_paths=
 
         scenario = load(resolve_name(str(scenario)), check_data=True)
     return DescentApp(scenario, data_dir=data_dir, backend=backend, seed=seed, extra_paths=extra_paths,
-                      runs_dir=runs_dir)
+                      runs_dir=runs_dir, resume=resume)

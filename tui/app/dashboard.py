@@ -167,7 +167,8 @@ class DashboardScreen(Screen):
         return getattr(message, "generation", self.generation) == self.generation
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """The one handler for unexpected worker errors: say so, keep the dashboard alive."""
+        """The one handler for unexpected worker errors: say so, write the details (crashlog),
+        keep the dashboard alive."""
         if event.state == WorkerState.ERROR and event.worker is self.worker:
             from descent.tui.app import crash_line
 

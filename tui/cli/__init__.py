@@ -34,6 +34,20 @@ def checked_seed(seed: int | None, scenario_file) -> int | None:
     return seed
 
 
+def positive(kind):
+    """An argparse type: a number above 0 (`--steps 0` would silently mean "train by epochs")."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def build_parser() -> Parser:
     p = Parser(prog="descent", description="Train neural networks in the terminal and watch them learn.")
     sub = p.add_subparsers(dest="command", parser_class=Parser, metavar="COMMAND")
@@ -46,8 +60,11 @@ def build_parser() -> Parser:
             sp.add_argument("--backend", choices=["numba", "torch"], help="engine backend (default: the scenario's)")
         sp.add_argument("--data", metavar="DIR", help="data folder (default: $DESCENT_DATA or ~/.local/share/descent/data)")
 
+    runs_help = "folder of run folders (default: $DESCENT_RUNS or ~/.local/share/descent/runs)"
     t = sub.add_parser("tui", help="open the dashboard (the default command)")
     t.add_argument("scenario", nargs="?", help="bundled name (spam, digits, nile) or a .toml file")
+    t.add_argument("--resume", metavar="RUN_DIR", help="reopen a run folder and continue training it")
+    t.add_argument("--runs", metavar="DIR", help=runs_help)
     common(t)
 
     r = sub.add_parser("run", help="train headless and write metrics, checkpoint and summary")
@@ -55,13 +72,19 @@ def build_parser() -> Parser:
     budget = r.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, help="train this many steps (overrides the scenario)")
     budget.add_argument("--epochs", type=float, help="train this many epochs (overrides the scenario)")
-    r.add_argument("--out", metavar="DIR", help="output folder (default: runs/<scenario>-<time>)")
+    r.add_argument("--out", metavar="DIR", help="output folder (default: <runs folder>/<scenario>-<time>, "
+                                                 "the runs folder as for `descent runs`)")
+    r.add_argument("--force", action="store_true", help="train into an --out that holds a run, replacing it")
     common(r)
 
     rs = sub.add_parser("resume", help="continue a headless run from its folder")
     rs.add_argument("run_dir", metavar="DIR")
-    rs.add_argument("--steps", type=int, help="train this many more steps (default: to the run's budget)")
+    rs.add_argument("--steps", type=positive(int), help="train this many more steps (default: to the run's budget)")
+    rs.add_argument("--tui", action="store_true", help="continue in the dashboard")
     common(rs, scenario=False)
+
+    ls = sub.add_parser("runs", help="list run folders: scenario, steps, status, last metric")
+    ls.add_argument("--runs", metavar="DIR", help=runs_help)
 
     pr = sub.add_parser("predict", help="a run's predictions for new inputs, from its folder alone")
     pr.add_argument("run_dir", metavar="DIR")
@@ -100,22 +123,40 @@ def main(argv: list[str] | None = None) -> int:
         if command == "tui":
             return cmd_tui(args)
         return {"run": cmd_run, "resume": cmd_resume, "predict": cmd_predict, "validate": cmd_validate, "list": cmd_list,
-                "data": cmd_data}[command](args)
+                "data": cmd_data, "runs": cmd_runs}[command](args)
     except DescentError as e:
-        return fail(str(e), e.exit_code)
+        return fail(str(blame_set(e, getattr(args, "overrides", []))), e.exit_code)
     except KeyboardInterrupt:
         return fail("interrupted", EXIT_INTERRUPTED)
     except BrokenPipeError:   # output piped into `head` and the reader left: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except Exception as e:  # a bug, not bad input: keep the one-line contract, keep the details
-        import tempfile
-        import traceback
+        from descent.engine.crashlog import crash_report
 
-        log = Path(tempfile.gettempdir()) / "descent-error.txt"
-        log.write_text(traceback.format_exc(), encoding="utf-8")
-        return fail(f"internal error: {type(e).__name__}: {e} (traceback in {log}; please report it)",
+        log = crash_report(e, getattr(e, "run_dir", None))
+        return fail(f"internal error: {type(e).__name__}: {e} (details in {log}; please report it)",
                     EXIT_FAILED)
+
+
+def blame_set(err, overrides):
+    """A setting found wrong after loading (by the session, with the data in hand) that a --set
+    gave says so, as the loader's own errors do; its line in the file is not where it came from."""
+    from descent.engine.errors import SpecError
+    from descent.engine.scenario.overrides import related
+
+    if not isinstance(err, SpecError) or not err.key or err.message.endswith("(from --set)"):
+        return err
+    keys = [item.partition("=")[0].strip().replace("[-1]", "") for item in overrides]
+    if any(k and (related(err.key, k) or related(_no_index(err.key), k)) for k in keys):
+        return SpecError(err.key, f"{err.message} (from --set)", err.file)
+    return err
+
+
+def _no_index(key: str) -> str:
+    import re
+
+    return re.sub(r"\[\d+\]", "", key)
 
 
 # ---- commands -----------------------------------------------------------------------------------
@@ -124,13 +165,21 @@ def cmd_tui(args) -> int:
 
     name = getattr(args, "scenario", None)
     overrides = getattr(args, "overrides", [])
+    resume = getattr(args, "resume", None)
+    if resume and name:
+        return fail("give a scenario or --resume RUN_DIR, not both")
     path = resolve_name(name) if name else None
     seed = checked_seed(getattr(args, "seed", None), path)
     scenario = load(path, overrides=overrides, check_data=True) if name else None
+    if resume:
+        from descent.engine.session import Session
+
+        Session.resume(resume)                   # a folder that cannot resume fails here, in one line
     from descent.tui.app import make_app        # the one command that loads Textual
 
     app = make_app(scenario=scenario, data_dir=getattr(args, "data", None),
-                   backend=getattr(args, "backend", None), seed=seed)
+                   backend=getattr(args, "backend", None), seed=seed,
+                   runs_dir=getattr(args, "runs", None), resume=resume)
     app.run()
     return app.return_code or EXIT_OK
 
@@ -138,19 +187,27 @@ def cmd_tui(args) -> int:
 def cmd_run(args) -> int:
     from descent.engine.scenario import load, resolve_name
 
+    from descent.engine.errors import SpecError
+
+    path = resolve_name(args.scenario)
+    # --steps and --epochs are checked here, so that no "(from --set)" blames a --set not given
+    # (and --steps 0, which the file takes as "train by epochs", is no silent switch)
+    for flag, value in (("steps", args.steps), ("epochs", args.epochs)):
+        if value is not None and not value > 0:
+            raise SpecError(f"training.{flag}", f"--{flag} must be more than 0, got {value}", str(path))
     overrides = list(args.overrides)
     if args.steps is not None:
         overrides.append(f"training.steps={args.steps}")
     if args.epochs is not None:
         overrides += [f"training.epochs={args.epochs}", "training.steps=0"]
-    path = resolve_name(args.scenario)
     checked_seed(args.seed, path)
     scenario = load(path, overrides=overrides, check_data=True)
-    from descent.engine.runs import run_dir_for
+    from descent.engine.runs import run_dir_for, runs_home
     from descent.engine.session import Session
 
-    out = Path(args.out) if args.out else run_dir_for(scenario, "runs")
+    out = Path(args.out) if args.out else run_dir_for(scenario, runs_home())
     session = Session(scenario, data_root=args.data, out_dir=out, backend=args.backend, seed=args.seed)
+    session.force = args.force
     from .headless import drive
 
     return drive(session, steps=None, own_folder=args.out is None)
@@ -159,10 +216,28 @@ def cmd_run(args) -> int:
 def cmd_resume(args) -> int:
     from descent.engine.session import Session
 
+    if args.tui:
+        args.resume, args.scenario, args.runs = args.run_dir, None, None
+        return cmd_tui(args)
     from .headless import drive
 
     session = Session.resume(args.run_dir, data_root=args.data)
     return drive(session, steps=args.steps)
+
+
+def cmd_runs(args) -> int:
+    from descent.engine.runs import list_runs, runs_home
+
+    root = Path(args.runs) if args.runs else runs_home()
+    rows = list_runs(root)
+    if not rows:
+        print(f"no runs in {root}")
+        return EXIT_OK
+    print(f"runs in {root}")
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        print(f"{r['name']:<{width}}  {r['scenario']:<24.24} {r['steps']:>9,} steps  {r['status']:<9} {r['metric']}")
+    return EXIT_OK
 
 
 def cmd_predict(args) -> int:

@@ -6,11 +6,14 @@ loads no Textual); otherwise, for logs and tests, a plain line every few seconds
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
 import time
 
+from descent.engine.errors import DescentError
+from descent.engine.ioerrors import IOFailure
 from descent.engine.records import Alarm, Compiling, Diverged, Evaluation, Finished, Step, Stopped
 from descent.engine.runs import remove_if_empty
 
@@ -22,13 +25,16 @@ BAR = 24                    # the bar's width in columns
 def drive(session, steps: int | None, own_folder: bool = False) -> int:
     """Train `session` to `steps` more steps (None: its budget). A run folder named here
     (`own_folder`, not the user's --out) is removed again if it was stopped before its first
-    step: nothing in it is worth resuming."""
+    step: nothing in it is worth resuming. SIGINT, SIGTERM and SIGHUP (a closed terminal, a dropped
+    SSH session) all stop after the current step with a checkpoint saved, exit 130."""
     stop = threading.Event()
 
     def on_signal(signum, frame):
+        if signum == signal.SIGHUP and sys.stderr.isatty():
+            hung_up()
         stop.set()
 
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     printer = BarPrinter() if sys.stdout.isatty() else PlainPrinter()
     outcome = EXIT_OK
     try:
@@ -37,6 +43,9 @@ def drive(session, steps: int | None, own_folder: bool = False) -> int:
                 printer.note(rec.message)
         if session.step:
             printer.note(f"resuming at step {session.step}")
+        note = session.extend(steps) if steps is not None else None
+        if note:
+            printer.note(note)
         printer.total = session.step + steps if steps is not None else session.total_steps
         for rec in session.run(stop, steps):
             if isinstance(rec, Step):
@@ -47,7 +56,8 @@ def drive(session, steps: int | None, own_folder: bool = False) -> int:
                 printer.evaluation(rec)
             elif isinstance(rec, Diverged):
                 printer.clear()
-                where = f"; last good checkpoint kept in {session.out_dir}" if session.out_dir else ""
+                where = (f"; last good checkpoint (step {session.kept_step}) kept in {session.out_dir}"
+                         if session.kept_step is not None else "")
                 print(f"descent: training failed: {rec.reason}; {rec.hint}{where}", file=sys.stderr)
                 outcome = EXIT_FAILED
             elif isinstance(rec, Stopped):
@@ -61,6 +71,12 @@ def drive(session, steps: int | None, own_folder: bool = False) -> int:
                 printer.clear()
                 printer.finished(rec, session)
         return outcome
+    except IOFailure as e:       # say what of the run is still there
+        if not session.step:
+            raise
+        kept = (f"the checkpoint of step {session.saved_step} is intact" if session.saved_step is not None
+                else "no checkpoint was written")
+        raise DescentError(f"{e}; {kept}") from e
     finally:
         printer.clear()
         session.close()
@@ -68,6 +84,14 @@ def drive(session, steps: int | None, own_folder: bool = False) -> int:
             print(f"descent: stopped before the first step; removed {session.out_dir}", file=sys.stderr)
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def hung_up() -> None:
+    """The terminal is gone: what would be printed on it now fails (EIO), so it goes nowhere."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 class PlainPrinter:
