@@ -66,7 +66,7 @@ class Predictor:
             raise DescentError(f"{run_dir}: no such run folder")
         for name in ("scenario.toml", "checkpoint.npz"):
             if not (run_dir / name).is_file():
-                raise DescentError(f"{run_dir / name}: not found; `descent predict` needs a run folder "
+                raise DescentError(f"{run_dir}: no {name} in it; `descent predict` needs a run folder "
                                    f"written by `descent run`")
         self.data = read_data_record(run_dir)
         raw = tomllib.loads((run_dir / "scenario.toml").read_text(encoding="utf-8"))
