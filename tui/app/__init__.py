@@ -1,7 +1,7 @@
 """The descent dashboard app and `make_app`, the one factory that the command line and the tests use.
 
     make_app(scenario=None | "nile" | Path | Scenario, data_dir=None, backend=None, seed=None,
-             extra_paths=(), runs_dir=None).run()
+             extra_paths=(), runs_dir=None, pace=None | "auto" | steps_per_s).run()
 
 With no scenario it opens the picker; otherwise the dashboard. Each run writes to
 `runs/<scenario-stem>-<timestamp>/` under `runs_dir` (default: ./runs).
@@ -34,6 +34,12 @@ COMMANDS = (
     ("Knobs", "Show and focus the knobs (k)", "knobs"),
     ("Log-scale loss", "Toggle a log scale on the loss chart (l)", "toggle_log"),
     ("Smooth loss", "Toggle smoothing of the training loss (m)", "toggle_smooth"),
+    ("Accuracy or error %", "Toggle zoomed accuracy / error % on a log axis (a)", "toggle_error"),
+    ("Hide knobs", "Hide or show the knobs panel (h)", "hide_knobs"),
+    ("Slower", "Fewer steps per second ([)", "slower"),
+    ("Faster", "More steps per second (])", "faster"),
+    ("Full speed", "Full speed, or back to the pace (f)", "full_speed"),
+    ("Back to the picker", "Choose another scenario, keeping or discarding the run (p)", "picker"),
     ("Quit descent", "Quit, keeping or discarding the run (q)", "quit"),
 )
 
@@ -44,8 +50,9 @@ class DescentApp(App):
     BINDINGS = [Binding("question_mark", "help", "Help", show=False)]
 
     def __init__(self, scenario=None, *, data_dir=None, backend=None, seed=None, extra_paths=(),
-                 runs_dir=None):
+                 runs_dir=None, pace=None):
         super().__init__()
+        self.pace = pace            # the dashboards' starting pace: steps/s, None (full speed) or "auto"
         self.initial = scenario
         self.data_dir, self.backend, self.seed = data_dir, backend, seed
         self.extra_paths = tuple(Path(p) for p in extra_paths)
@@ -57,7 +64,14 @@ class DescentApp(App):
         return self.dashboard_for(self.initial)
 
     def dashboard_for(self, scenario) -> DashboardScreen:
-        return DashboardScreen(scenario, self.new_session, id="dashboard")
+        return DashboardScreen(scenario, self.new_session, pace=self.pace, id="dashboard")
+
+    def open_picker(self) -> None:
+        """From a dashboard back to the picker (the one below it, or a new one)."""
+        if len(self.screen_stack) > 1 and isinstance(self.screen_stack[-2], PickerScreen):
+            self.pop_screen()
+        else:
+            self.switch_screen(PickerScreen(self.extra_paths))
 
     def new_session(self, scenario):
         from descent.engine.session import Session
@@ -80,7 +94,8 @@ class DescentApp(App):
         yield from super().get_system_commands(screen)
 
 
-def make_app(scenario=None, data_dir=None, backend=None, seed=None, extra_paths=(), runs_dir=None) -> DescentApp:
+def make_app(scenario=None, data_dir=None, backend=None, seed=None, extra_paths=(), runs_dir=None,
+             pace=None) -> DescentApp:
     """The app for a Scenario, a scenario name or file, or None (the picker).
 
     A name or path is loaded here, so a bad file fails before the terminal switches to the app
@@ -90,4 +105,4 @@ def make_app(scenario=None, data_dir=None, backend=None, seed=None, extra_paths=
 
         scenario = load(resolve_name(str(scenario)))
     return DescentApp(scenario, data_dir=data_dir, backend=backend, seed=seed, extra_paths=extra_paths,
-                      runs_dir=runs_dir)
+                      runs_dir=runs_dir, pace=pace)

@@ -31,6 +31,7 @@ class StatusInfo:
     accuracy: float | None = None
     steps_per_s: float | None = None
     elapsed: float | None = None
+    pace: str | None = None                # the dashboard's speed control, "40/s" or "max"
 
 
 def clock(seconds: float) -> str:
@@ -53,6 +54,8 @@ def status_text(info: StatusInfo, width: int = 120) -> Text:
         parts.append(f"{info.steps_per_s:,.0f} steps/s")
     if info.elapsed is not None:
         parts.append(clock(info.elapsed))
+    if info.pace and info.pace != "max":
+        parts.append(f"pace {info.pace} (f: max)")
     sep = " │ " if width >= 100 else " "
     out.append(" " + sep.join(parts))
     if info.detail and info.state != "running":
