@@ -320,7 +320,7 @@ async def test_reset_applies_reset_knobs(tmp_path, monkeypatch):
         check.focus()
         await pilot.press("space", "escape")                        # toggles the box, not training
         assert check.value and str(check.label) == "on" and screen.state == "paused"
-        await pilot.press("r")
+        await pilot.press("r", "y")                                 # the run has a step: r asks first
         await until(pilot, lambda: screen.session.out_dir != first_dir, 10, "the new session")
         screen = await ready(pilot)
         assert screen.scenario.model.layers[1]["units"] == 48

@@ -59,19 +59,21 @@ class DescentApp(App):
         self.runs_dir = Path(runs_dir) if runs_dir is not None else Path.cwd() / "runs"
 
     def get_default_screen(self) -> Screen:
-        if self.initial is None:
-            return PickerScreen(self.extra_paths, id="picker")
-        return self.dashboard_for(self.initial)
+        """The picker, always at the bottom: a dashboard opened from the command line sits on
+        it, so `p` goes back to it the same way as from a picked scenario."""
+        return PickerScreen(self.extra_paths, id="picker")
+
+    def on_mount(self) -> None:
+        if self.initial is not None:
+            self.push_screen(self.dashboard_for(self.initial))
 
     def dashboard_for(self, scenario) -> DashboardScreen:
         return DashboardScreen(scenario, self.new_session, pace=self.pace, id="dashboard")
 
     def open_picker(self) -> None:
-        """From a dashboard back to the picker (the one below it, or a new one)."""
-        if len(self.screen_stack) > 1 and isinstance(self.screen_stack[-2], PickerScreen):
+        """From a dashboard back to the picker below it."""
+        if len(self.screen_stack) > 1:
             self.pop_screen()
-        else:
-            self.switch_screen(PickerScreen(self.extra_paths))
 
     def new_session(self, scenario):
         from descent.engine.session import Session

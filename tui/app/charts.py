@@ -144,7 +144,9 @@ class Chart(PlotextPlot):
         return xs
 
     def finish(self, xlabel: str = "step") -> None:
-        self.plt.title(self.heading + ("   " + "  ".join(self.legend) if self.legend else ""))
+        room = max(0, self.size.width - len(self.heading) - 4)
+        legend = fit_legend(self.legend, room)
+        self.plt.title(self.heading + ("   " + legend if legend else ""))
         if self.x_seen:
             self.plt.xticks(*step_ticks(min(self.x_seen), max(self.x_seen), max(2, self.size.width // 12)))
             self.plt.xlabel(xlabel)
@@ -174,6 +176,20 @@ class Chart(PlotextPlot):
         self.plt.ylim(0, 1)
         self.plt.xticks([])
         self.plt.yticks([])
+
+
+def fit_legend(entries: list[str], width: int) -> str:
+    """The legend entries in `width` columns: whole if they fit, else labels cut short, else as
+    many as fit and "+k"."""
+    text = "  ".join(entries)
+    if len(text) <= width:
+        return text
+    short = [e if len(e) <= 14 else e[:13] + "…" for e in entries]
+    for n in range(len(short), 0, -1):
+        text = "  ".join(short[:n]) + (f" +{len(short) - n}" if n < len(short) else "")
+        if len(text) <= width:
+            return text
+    return ""
 
 
 def pin_style(i: int) -> dict:

@@ -48,7 +48,7 @@ class DashboardScreen(FileActions, ViewActions, Screen):
 
     HORIZONTAL_BREAKPOINTS = [(0, "-tiny"), (MIN_SIZE[0], "-narrow"), (100, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (MIN_SIZE[1], "-tall")]
-    AUTO_FOCUS = None           # nothing focused: the single-key commands work at once
+    AUTO_FOCUS = ""             # nothing focused (None would mean the app's "*"): the keys work at once
     BINDINGS = [
         Binding("space", "toggle_run", "Run"),
         Binding("n", "one_step", "Step"),
@@ -57,7 +57,9 @@ class DashboardScreen(FileActions, ViewActions, Screen):
         Binding("s", "save", "Save"),
         Binding("o", "open", "Open"),
         Binding("e", "export", "Export"),
-        Binding("k", "knobs", "Knobs"),
+        # priority: handled in key order, so keys typed right behind k reach the field it focuses
+        # (a normal binding fires only when k bubbles back up, after them); off while typing
+        Binding("k", "knobs", "Knobs", priority=True),
         Binding("l", "toggle_log", "Log loss", show=False),
         Binding("m", "toggle_smooth", "Smooth", show=False),
         Binding("a", "toggle_error", "Error %", show=False),
@@ -441,7 +443,8 @@ class DashboardScreen(FileActions, ViewActions, Screen):
         if s is None or s.trainer is None or s.step == 0:
             self.app.call_later(self.to_picker, "discard")
             return
-        self.app.push_screen(QuitDialog(str(s.out_dir), s.step, verb="Back to the picker"), self.to_picker)
+        self.app.push_screen(QuitDialog(str(s.out_dir), s.step, verb="Back to the picker"),
+                             lambda choice: self.app.call_later(self.to_picker, choice))
 
     async def to_picker(self, choice: str | None) -> None:
         if choice is None or not await self.settle(choice):

@@ -183,7 +183,10 @@ class KnobRow(Vertical):
 
 
 class KnobsPanel(VerticalScroll):
-    """Every knob of the scenario, in file order."""
+    """Every knob of the scenario, in file order, then the pace. The panel itself never takes
+    the focus (its fields do), so the single-key commands stay on when nothing is focused."""
+
+    can_focus = False
 
     def __init__(self, knobs, **kwargs):
         super().__init__(**kwargs)
