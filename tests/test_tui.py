@@ -505,7 +505,7 @@ class ScriptedSession:
         self.trainer = object()
         self.dataset = type("D", (), {"summary": lambda self: "scripted data"})()
 
-    def run(self, stop, steps=None):
+    def run(self, stop, steps=None, pace=None):
         for rec in self.script:
             if stop.is_set():
                 yield Stopped(self.step)

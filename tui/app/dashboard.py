@@ -221,7 +221,7 @@ class DashboardScreen(FileActions, ViewActions, Screen):
         self.panel.bind(self.session)
         queued, self.queued = self.queued, None
         if queued:
-            self.run_action(queued)
+            self.call_later(self.run_action, queued)
 
     def on_progress(self, message: Progress) -> None:
         if not self.current(message):

@@ -48,7 +48,7 @@ def train(session, stop: threading.Event, steps: int | None, history: History, p
     record. `pace` (tui.app.pace.Pacer) is called after every step."""
     gates = {kind: Throttle(every) for kind, every in POST_EVERY.items()}
     held: dict[type, object] = {}          # the newest throttled message of each kind
-    for rec in session.run(stop, steps, pace=pace) if pace is not None else session.run(stop, steps):
+    for rec in session.run(stop, steps, pace=pace):
         final = isinstance(rec, (Diverged, Finished, Stopped))
         for message in route(rec, history, stop, recurrent):
             gate = gates.get(type(message))
