@@ -144,12 +144,19 @@ class Chart(PlotextPlot):
         return xs
 
     def finish(self, xlabel: str = "step") -> None:
-        room = max(0, self.size.width - len(self.heading) - 4)
-        legend = fit_legend(self.legend, room)
-        self.plt.title(self.heading + ("   " + legend if legend else ""))
+        """Ticks, and the legend outside the plot: on the title line as far as it fits, the rest
+        after the x axis's title (plotext drops a title wider than its plot, so both are fitted)."""
+        room = self.size.width - 12 - len(self.heading) - 3
+        top = [e for i, e in enumerate(self.legend) if len("  ".join(self.legend[:i + 1])) <= room]
+        rest = self.legend[len(top):]
+        if rest and not self.x_seen:            # no x axis to put it under: all of it on top
+            top = [fit_legend(self.legend, room)]
+            rest = []
+        self.plt.title(self.heading + ("   " + "  ".join(top) if top else ""))
         if self.x_seen:
             self.plt.xticks(*step_ticks(min(self.x_seen), max(self.x_seen), max(2, self.size.width // 12)))
-            self.plt.xlabel(xlabel)
+            below = fit_legend(rest, self.size.width - 12 - len(xlabel) - 3)
+            self.plt.xlabel(xlabel + ("   " + below if below else ""))
         if self.log_scale and self.y_seen:
             lo, hi = min(self.y_seen), max(self.y_seen)
             if hi - lo < 1e-9:
@@ -221,8 +228,10 @@ class LossChart(Chart):
                 self.plt.vline(diverged, "red")
                 self.plt.text("✗", diverged, max(self.y_seen), color="red")
                 self.x_seen.append(diverged)
+                self.plt.xlim(min(self.x_seen), max(self.x_seen))
             else:       # it diverged before the first logged step (every training.log_every)
-                self.placeholder(f"✗ diverged at step {diverged:,}, before the first logged step")
+                self.placeholder(f"✗ diverged at step {diverged:,}")
+                self.plt.text("before the first logged step", 0.5, 0.3, alignment="center")
         elif not seen:
             self.placeholder("waiting for the first step")
         self.finish()
