@@ -147,8 +147,11 @@ class Chart(PlotextPlot):
         """Ticks, and the legend outside the plot: on the title line as far as it fits, the rest
         after the x axis's title (plotext drops a title wider than its plot, so both are fitted)."""
         room = self.size.width - 12 - len(self.heading) - 3
-        top = [e for i, e in enumerate(self.legend) if len("  ".join(self.legend[:i + 1])) <= room]
-        rest = self.legend[len(top):]
+        top: list[str] = []
+        for entry in self.legend:               # the current run's entries come first
+            if len("  ".join(top + [entry])) <= room:
+                top.append(entry)
+        rest = [e for e in self.legend if e not in top]
         if rest and not self.x_seen:            # no x axis to put it under: all of it on top
             top = [fit_legend(self.legend, room)]
             rest = []
@@ -220,6 +223,7 @@ class LossChart(Chart):
             seen += self.line(p.loss[0], smooth(p.loss[1]) if smoothed else p.loss[1], label=p.label, **pin_style(i))
         seen += self.line(tx, ty, label="train", marker=MARKERS[0], color=COLORS[0])
         seen += self.line(vx, vy, label="val", marker=VAL_MARKER, color=COLORS[1])
+        self.legend = self.legend[len(pinned):] + self.legend[:len(pinned)]     # this run first
         self.markers(history, seen)
         diverged = history.diverged_at
         if diverged is not None:
@@ -258,6 +262,7 @@ class AccuracyChart(Chart):
             seen += self.line(xs, scaled(ys), label=p.label, **pin_style(i))
         ax, ay = history.curve("val_acc", self.max_points())
         seen += self.line(ax, scaled(ay), label="val", marker=MARKERS[0], color=COLORS[1])
+        self.legend = self.legend[len(pinned):] + self.legend[:len(pinned)]     # this run first
         if not seen:
             self.placeholder("after the first evaluation")
         elif not err:
@@ -344,26 +349,23 @@ class TensorChart(Chart):
         if not self.compact():
             return super().render()
         width, rows = self.size.width, self.size.height - 1
-        head = Text(f"{self.chart_title} per tensor (log, newest right)", style="bold")
+        head = Text(f"{self.chart_title} (log)"[:width], style="bold")
         return Text("\n").join([head, *(Text(line) for line in spark_rows(self.curves, width, rows))])
 
 
 class GapChart(Chart):
-    """Nile: validation accuracy per gap length, with chance level."""
+    """Nile: validation accuracy per gap length, with chance level (named in the title)."""
 
     def draw(self, by_gap: dict | None, chance: float | None) -> None:
-        self.start("accuracy by gap length %")
-        xlabel = "gap (filler words)"
+        self.start("accuracy by gap %" + (f"  ─ chance {100 * chance:.0f}%" if chance else ""))
         if not by_gap or not by_gap.get("gap"):
             self.placeholder("after the first evaluation")
         else:
-            self.line(list(by_gap["gap"]), [100 * y for y in by_gap["accuracy"]], label="val",
-                      marker="braille", color=COLORS[0])
+            self.line(list(by_gap["gap"]), [100 * y for y in by_gap["accuracy"]], marker="braille", color=COLORS[0])
             if chance:
                 self.plt.hline(100 * chance, "red")
-                self.legend.append(f"─ chance {100 * chance:.0f}%")
             self.plt.ylim(0, 100)
-        self.finish(xlabel)
+        self.finish("gap (filler words)")
 
 
 # ---- per-time-step gradient heatmap ---------------------------------------------------------------
