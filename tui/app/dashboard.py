@@ -50,7 +50,7 @@ class DashboardScreen(FileActions, ViewActions, Screen):
     VERTICAL_BREAKPOINTS = [(0, "-short"), (MIN_SIZE[1], "-tall")]
     AUTO_FOCUS = ""             # nothing focused (None would mean the app's "*"): the keys work at once
     BINDINGS = [
-        Binding("space", "toggle_run", "Run"),
+        Binding("space", "toggle_run", "Run", priority=True),    # at once, ahead of queued worker messages
         Binding("n", "one_step", "Step"),
         Binding("r", "reset", "Reset"),
         Binding("c", "pin", "Pin"),
@@ -58,7 +58,8 @@ class DashboardScreen(FileActions, ViewActions, Screen):
         Binding("o", "open", "Open"),
         Binding("e", "export", "Export"),
         # priority: handled in key order, so keys typed right behind k reach the field it focuses
-        # (a normal binding fires only when k bubbles back up, after them); off while typing
+        # (a normal binding fires only when k bubbles back up, after them); check_action turns
+        # both priority keys off while a field or control has focus, so the field gets them
         Binding("k", "knobs", "Knobs", priority=True),
         Binding("l", "toggle_log", "Log loss", show=False),
         Binding("m", "toggle_smooth", "Smooth", show=False),
