@@ -87,6 +87,8 @@ async def test_number_fields_keep_every_key_typed_fast(tmp_path):
         assert isinstance(units, Input) and units.knob.key == "model.layers[1].units"
         await fast(pilot, "310")
         assert units.value == "310"
+        shown = {b.binding.key for b in screen.active_bindings.values() if b.enabled and b.binding.show}
+        assert {"enter", "up", "down", "escape"} <= shown and "r" not in shown      # the field's keys
         await pilot.press("enter")                      # over the knob's maximum: said, not clipped
         row = screen.query_one("KnobsPanel").row("model.layers[1].units")
         assert units.value == "310" and "between 2 and 256" in str(row.query_one(".knob-note").render())

@@ -65,9 +65,10 @@ def range_text(knob) -> str:
 class KnobInput(Input):
     """A numeric knob's input: up/down step through sensible values and apply at once."""
 
-    BINDINGS = [
-        Binding("up", "nudge(1)", "Up", show=False),
-        Binding("down", "nudge(-1)", "Down", show=False),
+    BINDINGS = [        # shown in the footer while the field has focus (the shortcuts are off then)
+        Binding("enter", "submit", "Apply"),
+        Binding("up", "nudge(1)", "Up"),
+        Binding("down", "nudge(-1)", "Down"),
     ]
 
     def __init__(self, knob, **kwargs):
