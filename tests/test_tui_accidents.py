@@ -225,6 +225,17 @@ async def test_a_small_terminal_gets_a_message(tmp_path, size):
         assert not message.display and screen.query_one("#body").display
 
 
+@sync
+async def test_a_small_terminal_gets_a_message_in_the_picker_too(tmp_path):
+    from descent.tui.app import make_app
+
+    app = make_app(None, runs_dir=tmp_path / "runs")
+    async with app.run_test(size=(60, 20)) as pilot:
+        await pilot.pause()
+        assert app.screen.query_one("#picker-too-small").display
+        assert not app.screen.query_one("#picker-body").display
+
+
 # ---- descent SCENARIO -----------------------------------------------------------------------------
 @pytest.mark.parametrize("argv, expect", [
     (["digits8x8"], "tui"), (["digits8x8", "--set", "training.lr=0.01"], "tui"),

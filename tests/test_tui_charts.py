@@ -95,6 +95,7 @@ async def test_accuracy_axis_zooms_and_a_toggles_error_on_a_log_axis(tmp_path):
         assert ticks and min(ticks) >= 90, ticks                # zoomed: not 0-100
         await keys(pilot, "a")
         assert chart.error_log and "error % (log)" in plain(chart)[0]
+        assert any(re.match(r"^\s*[\d.]+%┤", line) for line in plain(chart))      # ticks read "2%"
         assert all(0 < y < 1 for y in chart.y_seen)            # log10 of errors of 1-4 %
         await keys(pilot, "a")
         assert not chart.error_log

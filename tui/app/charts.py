@@ -269,6 +269,10 @@ class AccuracyChart(Chart):
             self.plt.ylim(*zoom(self.y_seen))
         self.markers(history, seen)
         self.finish()
+        if err and self.y_seen:            # "2%", "0.5%": the decade labels of finish() read as exponents
+            lo, hi = min(self.y_seen), max(self.y_seen)
+            ticks, _ = log_ticks(lo, hi) if hi - lo > 1e-9 else log_ticks(lo - 0.5, hi + 0.5)
+            self.plt.yticks(ticks, [f"{10 ** t:.2g}%" for t in ticks])
 
 
 def zoom(ys: list[float], lo_limit: float = 0.0, hi_limit: float = 100.0) -> tuple[float, float]:
