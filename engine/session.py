@@ -18,7 +18,7 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -226,8 +226,10 @@ class Session:
         self._pos += len(idx)
         return idx
 
-    def run(self, stop: threading.Event | None = None, steps: int | None = None) -> Iterator:
-        """Train until `steps` more steps (None: the scenario's budget) or `stop` is set."""
+    def run(self, stop: threading.Event | None = None, steps: int | None = None,
+            pace: Callable[[], None] | None = None) -> Iterator:
+        """Train until `steps` more steps (None: the scenario's budget) or `stop` is set.
+        `pace`, if given, is called after every step (the dashboard's speed control sleeps in it)."""
         if self.trainer is None:
             raise RuntimeError("call prepare() first")
         stop = stop or threading.Event()
@@ -287,6 +289,8 @@ class Session:
                     self._good = self._state()
             if self.out_dir and t.checkpoint_every and self.step % t.checkpoint_every == 0:
                 self.save()
+            if pace is not None and self.step < target:
+                pace()
         for change in self._apply_pending():
             yield self._emit(change)
         if stop.is_set() and self.step < target:

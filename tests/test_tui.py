@@ -334,7 +334,7 @@ async def test_reset_applies_reset_knobs(tmp_path, monkeypatch):
         check.focus()
         await pilot.press("space", "escape")                        # toggles the box, not training
         assert check.value and str(check.label) == "on" and screen.state == "paused"
-        await pilot.press("r")
+        await pilot.press("r", "y")                                 # the run has a step: r asks first
         await until(pilot, lambda: screen.session.out_dir != first_dir, 10, "the new session")
         screen = await ready(pilot)
         assert screen.scenario.model.layers[1]["units"] == 48
@@ -361,7 +361,7 @@ async def test_pin_keeps_curves_for_comparison(tmp_path):
         assert screen.pinned[0].loss[0] == [1, 2, 3]
         screen.redraw(force=True)
         chart = screen.query_one(LossChart)
-        assert label in chart.plt.build()                            # in the legend
+        assert label[:12] in chart.plt.build()                       # in the legend (cut to fit)
         await pilot.press("l", "m")                                  # log scale, smoothing
         assert "loss (log) smoothed" in chart.plt.build()
         assert chart.log_scale and max(chart.y_seen) < 1 < max(screen.history.loss.ys)   # log10 of ~2.3
@@ -522,7 +522,7 @@ class ScriptedSession:
         self.trainer = object()
         self.dataset = type("D", (), {"summary": lambda self: "scripted data"})()
 
-    def run(self, stop, steps=None):
+    def run(self, stop, steps=None, pace=None):
         for rec in self.script:
             if stop.is_set():
                 yield Stopped(self.step)
@@ -698,7 +698,7 @@ async def test_missing_data_shows_the_one_line_error(tmp_path, monkeypatch):
 @sync
 async def test_an_unexpected_worker_error_is_reported_not_fatal(tmp_path, monkeypatch):
     class Broken(ScriptedSession):
-        def run(self, stop, steps=None):
+        def run(self, stop, steps=None, pace=None):
             yield from grads(2)
             raise RuntimeError("kernel exploded")
 

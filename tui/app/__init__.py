@@ -1,7 +1,7 @@
 """The descent dashboard app and `make_app`, the one factory that the command line and the tests use.
 
     make_app(scenario=None | "nile" | Path | Scenario, data_dir=None, backend=None, seed=None,
-             extra_paths=(), runs_dir=None, resume=None).run()
+             extra_paths=(), runs_dir=None, resume=None, pace=None | "auto" | steps_per_s).run()
 
 With no scenario it opens the picker; otherwise the dashboard. Each run writes to
 `<scenario-stem>-<timestamp>/` under `runs_dir` (default: engine.runs.runs_home(), i.e.
@@ -40,6 +40,12 @@ COMMANDS = (
     ("Knobs", "Show and focus the knobs (k)", "knobs"),
     ("Log-scale loss", "Toggle a log scale on the loss chart (l)", "toggle_log"),
     ("Smooth loss", "Toggle smoothing of the training loss (m)", "toggle_smooth"),
+    ("Accuracy or error %", "Toggle zoomed accuracy / error % on a log axis (a)", "toggle_error"),
+    ("Hide knobs", "Hide or show the knobs panel (h)", "hide_knobs"),
+    ("Slower", "Fewer steps per second ([)", "slower"),
+    ("Faster", "More steps per second (])", "faster"),
+    ("Full speed", "Full speed, or back to the pace (f)", "full_speed"),
+    ("Back to the picker", "Choose another scenario, keeping or discarding the run (p)", "picker"),
     ("Quit descent", "Quit, keeping or discarding the run (q)", "quit"),
 )
 
@@ -50,8 +56,9 @@ class DescentApp(App):
     BINDINGS = [Binding("question_mark", "help", "Help", show=False)]
 
     def __init__(self, scenario=None, *, data_dir=None, backend=None, seed=None, extra_paths=(),
-                 runs_dir=None, resume=None):
+                 runs_dir=None, resume=None, pace=None):
         super().__init__()
+        self.pace = pace            # the dashboards' starting pace: steps/s, None (full speed) or "auto"
         self.initial = scenario
         self.data_dir, self.backend, self.seed = data_dir, backend, seed
         self.extra_paths = tuple(Path(p) for p in extra_paths)
@@ -90,12 +97,21 @@ class DescentApp(App):
         super().exit(result, return_code, message)
 
     def get_default_screen(self) -> Screen:
-        if self.initial is None:
-            return PickerScreen(self.extra_paths, id="picker")
-        return self.dashboard_for(self.initial)
+        """The picker, always at the bottom: a dashboard opened from the command line sits on
+        it, so `p` goes back to it the same way as from a picked scenario."""
+        return PickerScreen(self.extra_paths, id="picker")
+
+    def on_mount(self) -> None:
+        if self.initial is not None:
+            self.push_screen(self.dashboard_for(self.initial))
 
     def dashboard_for(self, scenario) -> DashboardScreen:
-        return DashboardScreen(scenario, self.new_session, id="dashboard")
+        return DashboardScreen(scenario, self.new_session, pace=self.pace, id="dashboard")
+
+    def open_picker(self) -> None:
+        """From a dashboard back to the picker below it."""
+        if len(self.screen_stack) > 1:
+            self.pop_screen()
 
     def new_session(self, scenario):
         from descent.engine.session import Session
@@ -156,7 +172,7 @@ def crash_line(error: BaseException, run_dir=None) -> str:
 
 
 def make_app(scenario=None, data_dir=None, backend=None, seed=None, extra_paths=(), runs_dir=None,
-             resume=None) -> DescentApp:
+             resume=None, pace=None) -> DescentApp:
     """The app for a Scenario, a scenario name or file, or None (the picker).
 
     A name or path is loaded here, so a bad file fails before the terminal switches to the app
@@ -166,4 +182,4 @@ def make_app(scenario=None, data_dir=None, backend=None, seed=None, extra_paths=
 
         scenario = load(resolve_name(str(scenario)), check_data=True)
     return DescentApp(scenario, data_dir=data_dir, backend=backend, seed=seed, extra_paths=extra_paths,
-                      runs_dir=runs_dir, resume=resume)
+                      runs_dir=runs_dir, resume=resume, pace=pace)

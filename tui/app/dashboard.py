@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
-
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, TabbedContent, TabPane
+from textual.widgets import Footer, Static, TabbedContent, TabPane, Tabs
 from textual.worker import Worker, WorkerState
 
 from descent.engine.alarms import is_recurrent
@@ -25,11 +23,15 @@ from descent.engine.errors import DescentError, SpecError
 from descent.engine.records import Diverged, Finished
 from descent.engine.runs import discard, remove_if_empty
 from descent.tui.app.charts import AccuracyChart, LossChart, TensorChart, budget
-from descent.tui.app.dialogs import OpenDialog, QuitDialog
+from descent.tui.app.dialogs import ConfirmDialog, QuitDialog
+from descent.tui.app.files import FileActions
+from descent.tui.app.views import ViewActions
+from descent.tui.app.guard import MIN_SIZE, divergence_advice, too_small_text
 from descent.tui.app.history import History, Pinned, format_value
 from descent.tui.app.knobs import KnobsPanel
 from descent.tui.app.messages import (AlertRaised, Evaluated, KnobApplied, KnobEdited, Prepared, Preparing, Progress,
                                   RunEnded, RunFailed)
+from descent.tui.app.pace import Pacer, auto_rate
 from descent.tui.app.panels import ScenarioPanel, make_panel
 from descent.tui.app.status import StatusLine
 from descent.tui.app.throttle import Throttle
@@ -41,32 +43,46 @@ PANEL_SECONDS = 1.0         # the scenario panel (predictions) refreshes this of
 MAX_PINNED = 5
 
 
-class DashboardScreen(Screen):
-    """Everything about one scenario. `make_session(scenario)` builds a new Session for it."""
+class DashboardScreen(FileActions, ViewActions, Screen):
+    """Everything about one scenario. `make_session(scenario)` builds a new Session for it.
+    `pace`: steps per second at the start (None: full speed, "auto": tui.app.pace.auto_rate)."""
 
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
-    AUTO_FOCUS = None           # nothing focused: the single-key commands work at once
+    HORIZONTAL_BREAKPOINTS = [(0, "-tiny"), (MIN_SIZE[0], "-narrow"), (100, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (MIN_SIZE[1], "-tall")]
+    AUTO_FOCUS = ""             # nothing focused (None would mean the app's "*"): the keys work at once
     BINDINGS = [
-        Binding("space", "toggle_run", "Run"),
+        Binding("space", "toggle_run", "Run", priority=True),    # at once, ahead of queued worker messages
         Binding("n", "one_step", "Step"),
         Binding("r", "reset", "Reset"),
         Binding("c", "pin", "Pin"),
         Binding("s", "save", "Save"),
         Binding("o", "open", "Open"),
         Binding("e", "export", "Export"),
-        Binding("k", "knobs", "Knobs"),
+        # priority: handled in key order, so keys typed right behind k reach the field it focuses
+        # (a normal binding fires only when k bubbles back up, after them); check_action turns
+        # both priority keys off while a field or control has focus, so the field gets them
+        Binding("k", "knobs", "Knobs", priority=True),
         Binding("l", "toggle_log", "Log loss", show=False),
         Binding("m", "toggle_smooth", "Smooth", show=False),
+        Binding("a", "toggle_error", "Error %", show=False),
+        Binding("h", "hide_knobs", "Hide knobs", show=False),
+        Binding("left_square_bracket", "slower", "Slower", show=False),
+        Binding("right_square_bracket", "faster", "Faster", show=False),
+        Binding("f", "full_speed", "Full speed", show=False),
+        Binding("p", "picker", "Picker", show=False),
         Binding("question_mark", "app.help", "Help"),
         Binding("q", "quit", "Quit"),
-        Binding("escape", "leave", "Leave field", show=False),
+        Binding("escape", "leave", "Leave field"),
         Binding("left", "browse(-1)", "Previous sample", show=False),
         Binding("right", "browse(1)", "Next sample", show=False),
         *[Binding(str(i + 1), f"tab({i})", f"Tab {i + 1}", show=False) for i in range(4)],
     ]
 
-    def __init__(self, scenario, make_session, **kwargs):
+    def __init__(self, scenario, make_session, pace=None, **kwargs):
         super().__init__(**kwargs)
+        self.auto_pace = pace == "auto"
+        self.pacer = Pacer(None if self.auto_pace else pace)
+        self.queued: str | None = None    # an action asked for while compiling: done once ready
         self.scenario = scenario
         self.make_session = make_session
         self.session = None
@@ -80,13 +96,14 @@ class DashboardScreen(Screen):
         self.log_loss = False
         self.smoothed = False
         self.saved_by_user = False        # the user saved or exported into the run folder
-        self.last_saved: Path | None = None
+        self.last_saved = None            # the checkpoint the user saved last (a Path)
         self.quitting = False
         self.panel_gate = Throttle(PANEL_SECONDS)
 
     # ---- layout -----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield StatusLine(id="status")
+        yield Static(too_small_text(*MIN_SIZE), id="too-small")
         with Horizontal(id="body"):
             yield KnobsPanel(self.scenario.knobs, id="knobs")
             with Vertical(id="main"):
@@ -122,6 +139,9 @@ class DashboardScreen(Screen):
     def on_unmount(self) -> None:
         self.stop_event.set()
 
+    def on_resize(self, event: events.Resize) -> None:
+        self.query_one("#too-small", Static).update(too_small_text(event.size.width, event.size.height))
+
     # ---- the worker -------------------------------------------------------------------------------
     def start_session(self) -> None:
         """A new Session for self.scenario, prepared in the worker (data, model, kernels)."""
@@ -148,7 +168,7 @@ class DashboardScreen(Screen):
                     post(Preparing(rec.message))
                 post(Prepared(session.dataset.summary()))
             else:
-                train(session, stop, steps, history, post, self.recurrent)
+                train(session, stop, steps, history, post, self.recurrent, self.pacer)
         except DescentError as e:
             post(RunFailed(str(e)))
 
@@ -180,6 +200,7 @@ class DashboardScreen(Screen):
 
     def start_run(self, steps: int | None) -> None:
         self.stop_event = threading.Event()
+        self.pacer.stop = self.stop_event
         self.set_state("running", "")
         self.worker = self.drive(self.session, "run", steps, self.stop_event, self.history, self.generation)
 
@@ -197,9 +218,15 @@ class DashboardScreen(Screen):
     def on_prepared(self, message: Prepared) -> None:
         if not self.current(message):
             return
+        if self.auto_pace:
+            self.pacer.set(auto_rate(self.session.total_steps))
         self.set_state("ready", f"{message.summary}; space trains, n steps once")
         self.status.show(total=self.session.total_steps, step=self.session.step, epoch=self.session.epoch)
+        self.paced()
         self.panel.bind(self.session)
+        queued, self.queued = self.queued, None
+        if queued:
+            self.call_later(self.run_action, queued)
 
     def on_progress(self, message: Progress) -> None:
         if not self.current(message):
@@ -227,8 +254,11 @@ class DashboardScreen(Screen):
         if not self.current(message):
             return
         a = message.alert
-        self.say(a.text, title=f"Paused: {a.what} at step {a.step}",
-                 severity="error" if a.what == "diverged" else "warning", timeout=20)
+        text = a.text
+        if a.what == "diverged" and isinstance(message.record, Diverged):
+            text = divergence_advice(self.scenario, message.record, self.query_one(KnobsPanel).values())
+        self.say(text, title=f"Paused: {a.what} at step {a.step}",
+                 severity="error" if a.what == "diverged" else "warning", timeout=60)
 
     def on_run_ended(self, message: RunEnded) -> None:
         if not self.current(message):
@@ -242,7 +272,7 @@ class DashboardScreen(Screen):
             self.say(f"Finished {r.step:,} steps in {r.elapsed:.1f} s"
                      + (f", validation accuracy {100 * acc:.1f}%" if acc is not None else ""), title="Done")
         elif isinstance(r, Diverged):
-            self.set_state("diverged", "lower lr or set clip_norm, then space continues or r resets")
+            self.set_state("diverged", "r resets (change the knobs first); space cannot continue it")
         else:
             self.set_state("paused", "space continues, n steps once")
         self.status.show(step=self.session.step, epoch=self.session.epoch, elapsed=self.session.elapsed)
@@ -312,6 +342,8 @@ class DashboardScreen(Screen):
 
     @on(TabbedContent.TabActivated)
     def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
+        if isinstance(self.focused, Tabs):
+            self.set_focus(None)           # a clicked tab must not keep the keys (a panel may take them)
         self.call_after_refresh(self.redraw, True)           # once the pane has its size
         if event.pane.id == "tab-panel":
             self.panel.entered()
@@ -319,10 +351,15 @@ class DashboardScreen(Screen):
                 self.panel.show_sample()
 
     # ---- actions ----------------------------------------------------------------------------------
-    def ready(self, doing: str) -> bool:
-        """Whether the session can do `doing` now; says why not."""
+    def ready(self, doing: str, queue: str | None = None) -> bool:
+        """Whether the session can do `doing` now; says why not. While compiling, the action
+        `queue` (if given) is remembered and done once the session is ready."""
         if self.state == "compiling":
-            self.say(f"Still preparing ({self.status.info.detail}); {doing} once it is ready.", timeout=3)
+            if queue and not self.quitting and self.generation:
+                self.queued = queue
+                self.say(f"Got it: {doing} once compiling is done ({self.status.info.detail}).", timeout=4)
+            else:
+                self.say(f"Still preparing ({self.status.info.detail}); {doing} once it is ready.", timeout=3)
             return False
         if self.state == "error" and (self.session is None or self.session.trainer is None):
             self.say("The session could not start; fix the problem and reset (r) or quit.", severity="error")
@@ -334,7 +371,10 @@ class DashboardScreen(Screen):
             self.stop_event.set()
             self.set_state("pausing", "finishing the current step")
             return
-        if self.state == "pausing" or not self.ready("training starts"):
+        if self.state == "pausing" or not self.ready("training starts", "toggle_run"):
+            return
+        if self.state == "diverged":
+            self.say("This run diverged: change the knobs, then r resets it with new weights.", timeout=6)
             return
         if self.state == "finished":
             self.say("This run has used its budget: n trains one more step, r starts a new run.", timeout=5)
@@ -345,13 +385,25 @@ class DashboardScreen(Screen):
         if self.state in ("running", "pausing"):
             self.say("Pause first (space), then n steps once.", timeout=3)
             return
-        if self.ready("stepping works"):
+        if self.state == "diverged":
+            self.say("This run diverged: change the knobs, then r resets it with new weights.", timeout=6)
+        elif self.ready("stepping works", "one_step"):
             self.start_run(1)
 
-    async def action_reset(self) -> None:
+    def action_reset(self) -> None:
+        """Asks first when the run has trained (a stray r must not lose it)."""
         if self.state == "compiling":
             self.ready("reset works")
             return
+        s = self.session
+        if s is None or s.trainer is None or s.step == 0:
+            self.app.call_later(self.reset)
+            return
+        self.app.push_screen(ConfirmDialog(f"Reset: start a new run and leave this one at step {s.step:,}?",
+                                           f"Its metrics stay in {s.out_dir}; knob values apply to the new run."),
+                             lambda yes: self.app.call_later(self.reset) if yes else None)
+
+    async def reset(self) -> None:
         from descent.engine.scenario import with_values
 
         knobs = self.query_one(KnobsPanel)
@@ -362,6 +414,7 @@ class DashboardScreen(Screen):
             self.say(str(e), title="Cannot reset with these knobs", severity="error", timeout=15)
             return
         self.set_state("compiling", "resetting")
+        self.app.clear_notifications()        # a divergence's alert is about the old run
         await self.halt()
         if self.session is not None:
             self.session.close()
@@ -389,82 +442,20 @@ class DashboardScreen(Screen):
         self.redraw(force=True)
         self.say(f"Pinned '{label}': it stays on the loss and accuracy charts.", timeout=4)
 
-    def action_save(self) -> None:
-        """A checkpoint named after the step, so the automatic one (checkpoint.npz, rewritten at
-        every pause) never replaces it."""
-        if self.ready("saving works") and self.session.trainer is not None:
-            self.saved_by_user = True
-            path = self.session.out_dir / f"checkpoint-step{self.session.step}.npz"
-            self.last_saved = path
-            self.io(lambda: f"Checkpoint saved: {self.session.save(path)}")
-
-    def action_export(self) -> None:
-        if self.ready("exporting works") and self.session.trainer is not None:
-            self.saved_by_user = True
-            path = self.session.out_dir / f"metrics-step{self.session.step}.jsonl"
-            self.io(lambda: f"Metrics exported: {self.session.export_metrics(path)}")
-
-    @work(thread=True, group="io", exit_on_error=False)
-    def io(self, job) -> None:
-        """A file operation off the UI thread; its outcome as a notification."""
-        try:
-            self.app.call_from_thread(self.say, job(), timeout=6)
-        except (DescentError, OSError) as e:
-            self.app.call_from_thread(self.say, str(e), severity="error", timeout=10)
-
-    def action_open(self) -> None:
-        if not self.ready("opening works") or self.session.trainer is None:
+    # ---- back to the picker, quitting ----------------------------------------------------------------
+    def action_picker(self) -> None:
+        s = self.session
+        if s is None or s.trainer is None or s.step == 0:
+            self.app.call_later(self.to_picker, "discard")
             return
-        default = self.last_saved or (self.session.out_dir / "checkpoint.npz")
-        self.app.push_screen(OpenDialog(str(default)), self.open_checkpoint)
+        self.app.push_screen(QuitDialog(str(s.out_dir), s.step, verb="Back to the picker"),
+                             lambda choice: self.app.call_later(self.to_picker, choice))
 
-    async def open_checkpoint(self, path: str | None) -> None:
-        if not path:
+    async def to_picker(self, choice: str | None) -> None:
+        if choice is None or not await self.settle(choice):
             return
-        await self.halt()
-        try:
-            self.session.load_checkpoint(Path(path).expanduser())
-        except DescentError as e:
-            self.say(str(e), title="Cannot open", severity="error", timeout=15)
-            if self.state in ("running", "pausing"):
-                self.set_state("paused")
-            return
-        self.history.truncate(self.session.step)
-        self.set_state("paused", f"opened {path}")
-        self.redraw(force=True)
-        self.status.show(step=self.session.step, epoch=self.session.epoch, elapsed=self.session.elapsed)
-        self.panel.show_sample()
-        self.say(f"Opened {path} at step {self.session.step:,}", timeout=5)
+        self.app.open_picker()
 
-    def action_knobs(self) -> None:
-        self.add_class("-show-knobs")
-        knobs = self.query_one(KnobsPanel)
-        first = next(iter(knobs.query("Input, Select, Checkbox")), None)
-        if first is not None:
-            self.call_after_refresh(first.focus)
-
-    def action_leave(self) -> None:
-        self.set_focus(None)
-        self.remove_class("-show-knobs")
-
-    def action_toggle_log(self) -> None:
-        self.log_loss = not self.log_loss
-        self.redraw(force=True)
-
-    def action_toggle_smooth(self) -> None:
-        self.smoothed = not self.smoothed
-        self.redraw(force=True)
-
-    def action_browse(self, delta: int) -> None:
-        self.panel.browse(delta)
-
-    def action_tab(self, index: int) -> None:
-        tabs = self.query_one(TabbedContent)
-        panes = [pane.id for pane in tabs.query(TabPane)]
-        if index < len(panes):
-            tabs.active = panes[index]
-
-    # ---- quitting -----------------------------------------------------------------------------------
     def action_quit(self) -> None:
         if self.quitting:
             return
@@ -474,15 +465,13 @@ class DashboardScreen(Screen):
             return
         self.app.push_screen(QuitDialog(str(s.out_dir), s.step), self.finish)
 
-    async def finish(self, choice: str | None) -> None:
-        """Quit: "keep" saves the checkpoint (metrics are already on disk), "discard" removes the
-        run folder unless the user saved or exported into it; None (from the dialog) stays."""
+    async def settle(self, choice: str | None) -> bool:
+        """Stop training and keep ("keep": save the checkpoint) or discard the run's folder;
+        False (and a notification) when that fails."""
         s = self.session
-        if choice is None and s is not None and s.step > 0:
-            return
         self.quitting = True
         if self.state == "compiling":
-            self.set_state("compiling", "quitting once the kernels are compiled")
+            self.set_state("compiling", "leaving once the kernels are compiled")
         await self.halt()
         if s is not None:
             try:
@@ -495,5 +484,15 @@ class DashboardScreen(Screen):
             except (DescentError, OSError) as e:
                 self.say(str(e), title="Could not save", severity="error")
                 self.quitting = False
-                return
+                return False
+        return True
+
+    async def finish(self, choice: str | None) -> None:
+        """Quit: "keep" saves the checkpoint (metrics are already on disk), "discard" removes the
+        run folder unless the user saved or exported into it; None (from the dialog) stays."""
+        s = self.session
+        if choice is None and s is not None and s.step > 0:
+            return
+        if not await self.settle(choice):
+            return
         self.app.exit(message=f"Run kept in {s.out_dir}" if choice == "keep" and s else None)

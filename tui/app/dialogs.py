@@ -1,4 +1,4 @@
-"""Modal screens: quit (keep or discard the run), open a checkpoint, help."""
+"""Modal screens: quit (keep or discard the run), a yes/no question, open a checkpoint, help."""
 
 from __future__ import annotations
 
@@ -20,16 +20,16 @@ class QuitDialog(ModalScreen[str | None]):
         Binding("escape", "choose(None)", "Cancel"),
     ]
 
-    def __init__(self, run_dir: str, step: int):
+    def __init__(self, run_dir: str, step: int, verb: str = "Quit"):
         super().__init__()
-        self.run_dir, self.step = run_dir, step
+        self.run_dir, self.step, self.verb = run_dir, step, verb
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(Text(f"Quit at step {self.step:,}: keep this run?", style="bold"))
+            yield Label(Text(f"{self.verb} at step {self.step:,}: keep this run?", style="bold"))
             yield Static(Text.assemble(
                 ("k", "bold"), f" Keep: save the checkpoint and metrics in {self.run_dir}\n",
-                ("d", "bold"), " Discard: quit without saving (files you saved with s or e stay)\n",
+                ("d", "bold"), " Discard: leave without saving (files you saved with s or e stay)\n",
                 ("esc", "bold"), " Cancel: back to the dashboard"))
             with Horizontal(classes="buttons"):
                 yield Button("Keep", id="keep", variant="primary")
@@ -45,6 +45,39 @@ class QuitDialog(ModalScreen[str | None]):
 
     def action_choose(self, choice: str | None) -> None:
         self.dismiss(choice)
+
+
+class ConfirmDialog(ModalScreen[bool]):
+    """A yes/no question; y or enter says yes, n or esc no."""
+
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n", "answer(False)", "No"),
+        Binding("escape", "answer(False)", "No", show=False),
+    ]
+
+    def __init__(self, question: str, detail: str = ""):
+        super().__init__()
+        self.question, self.detail = question, detail
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(Text(self.question, style="bold"))
+            if self.detail:
+                yield Static(self.detail, markup=False)
+            with Horizontal(classes="buttons"):
+                yield Button("Yes (y)", id="yes", variant="error")
+                yield Button("No (n)", id="no", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
 
 
 class OpenDialog(ModalScreen[str | None]):
@@ -80,8 +113,12 @@ HELP = """\
   [b]s[/b]      save a checkpoint    [b]o[/b]  open a checkpoint
   [b]e[/b]      export metrics       [b]k[/b]  show and focus the knobs
   [b]l[/b]      log-scale loss       [b]m[/b]  smooth the training loss
+  [b]a[/b]      accuracy: zoomed % or error % on a log axis
+  [b][ ][/b]    slower / faster (1, 10, 100 steps/s, max)   [b]f[/b]  full speed or back
+  [b]h[/b]      hide / show the knobs: the charts get the width
+  [b]p[/b]      back to the scenario picker (keep or discard the run)
   [b]1-4[/b]    switch tabs          [b]← →[/b] browse test samples
-  [b]tab[/b]    next control         [b]esc[/b] leave a text field
+  [b]tab[/b]    next control         [b]esc[/b] leave a field: the keys above work again
   [b]?[/b]      this help            [b]q[/b]  quit (keep or discard the run)
 
 [b]Knobs[/b]

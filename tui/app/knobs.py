@@ -15,7 +15,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
 from descent.tui.app.history import format_value
-from descent.tui.app.messages import KnobEdited
+from descent.tui.app.messages import KnobEdited, PaceChosen
+from descent.tui.app.pace import LEVELS, label
 
 
 def parse_knob(knob, text: str):
@@ -64,9 +65,10 @@ def range_text(knob) -> str:
 class KnobInput(Input):
     """A numeric knob's input: up/down step through sensible values and apply at once."""
 
-    BINDINGS = [
-        Binding("up", "nudge(1)", "Up", show=False),
-        Binding("down", "nudge(-1)", "Down", show=False),
+    BINDINGS = [        # shown in the footer while the field has focus (the shortcuts are off then)
+        Binding("enter", "submit", "Apply"),
+        Binding("up", "nudge(1)", "Up"),
+        Binding("down", "nudge(-1)", "Down"),
     ]
 
     def __init__(self, knob, **kwargs):
@@ -182,11 +184,15 @@ class KnobRow(Vertical):
 
 
 class KnobsPanel(VerticalScroll):
-    """Every knob of the scenario, in file order."""
+    """Every knob of the scenario, in file order, then the pace. The panel itself never takes
+    the focus (its fields do), so the single-key commands stay on when nothing is focused."""
+
+    can_focus = False
 
     def __init__(self, knobs, **kwargs):
         super().__init__(**kwargs)
         self.knobs = tuple(knobs)
+        self.pace_choices = pace_options(LEVELS)
 
     def compose(self) -> ComposeResult:
         yield Static("[b]Knobs[/b]  [dim]enter applies · ↑↓ step · esc leaves[/dim]", classes="panel-title",
@@ -195,6 +201,24 @@ class KnobsPanel(VerticalScroll):
             yield Static("This scenario has no knobs. Add [[knobs]] tables to its file.", classes="dim")
         for knob in self.knobs:
             yield KnobRow(knob)
+        with Vertical(classes="knob", id="pace-row"):    # last, so k still focuses the first knob
+            yield Label(Text.assemble(("pace", "bold"), " ", ("steps/s · [ ] f", "dim")), classes="knob-label")
+            yield Select(self.pace_choices, value=0.0, allow_blank=False, id="pace")
+
+    def show_pace(self, rate: float | None, levels=LEVELS) -> None:
+        """Show the pace set by a key (or the scenario's automatic one) in the pace control."""
+        select = self.query_one("#pace", Select)
+        wanted = pace_options(sorted({*levels, *([rate] if rate else [])}))
+        if wanted != self.pace_choices:
+            self.pace_choices = wanted
+            select.set_options(wanted)
+        select.value = rate or 0.0
+
+    @on(Select.Changed, "#pace")
+    def _pace(self, event: Select.Changed) -> None:
+        event.stop()
+        if event.value is not Select.BLANK:
+            self.post_message(PaceChosen(event.value or None))
 
     def rows(self) -> list[KnobRow]:
         return list(self.query(KnobRow))
@@ -205,3 +229,8 @@ class KnobsPanel(VerticalScroll):
     def values(self) -> dict[str, object]:
         """Every knob's current value (what a reset builds the next session from)."""
         return {r.knob.key: r.value for r in self.rows()}
+
+
+def pace_options(rates) -> list[tuple[str, float]]:
+    """The pace control's choices: each rate, then full speed (0.0: a Select value cannot be None)."""
+    return [(label(r), float(r)) for r in rates] + [(label(None), 0.0)]

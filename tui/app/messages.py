@@ -60,6 +60,7 @@ class AlertRaised(Message):
     """Training paused itself: divergence, or gradients exploding or vanishing."""
 
     alert: Alarm
+    record: Diverged | None = None      # for a divergence: the dashboard words its own advice
 
 
 @dataclass
@@ -91,3 +92,10 @@ class ScenarioPicked(Message):
     """The picker loaded a valid scenario."""
 
     scenario: object
+
+
+@dataclass
+class PaceChosen(Message):
+    """The user picked a pace in the knobs panel: steps per second, None for full speed."""
+
+    rate: float | None

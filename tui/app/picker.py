@@ -72,6 +72,8 @@ class PickerScreen(Screen):
     """Lists `engine.scenario.discover(extra_paths)`; enter posts ScenarioPicked."""
 
     BINDINGS = [Binding("q", "app.quit", "Quit"), Binding("question_mark", "app.help", "Help")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-tiny"), (80, "-fits")]       # under 80x24: a message (descent.tcss)
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (24, "-fits")]
 
     def __init__(self, extra_paths=(), **kwargs):
         super().__init__(**kwargs)
@@ -84,6 +86,8 @@ class PickerScreen(Screen):
         self.found = discover(self.extra_paths)
         yield Static("[b]descent[/b]  pick a scenario  [dim](↑↓ move, enter open, q quit)[/dim]",
                      id="picker-title", markup=True)
+        yield Static("descent needs a terminal of at least 80x24: make the window larger, or press q to quit.",
+                     id="picker-too-small")
         with Horizontal(id="picker-body"):
             options = [Option(entry_text(p, f), id=str(i)) for i, (p, f) in enumerate(self.found)]
             yield OptionList(*options, id="scenario-list")

@@ -31,6 +31,7 @@ class StatusInfo:
     accuracy: float | None = None
     steps_per_s: float | None = None
     elapsed: float | None = None
+    pace: str | None = None                # the dashboard's speed control, "40/s" or "max"
 
 
 def clock(seconds: float) -> str:
@@ -41,8 +42,11 @@ def clock(seconds: float) -> str:
 def status_text(info: StatusInfo, width: int = 120) -> Text:
     icon, style = STATE_STYLES.get(info.state, ("•", "bold"))
     out = Text(f" {icon} {info.state} ", style=style)
+    pace = f"pace {info.pace} (f: max)" if info.pace and info.pace != "max" else ""
     if info.state in ("compiling", "error") or (info.detail and info.state == "ready" and not info.step):
         out.append(f" {info.detail}", style="italic" if info.state != "error" else "red")
+        if pace and info.state == "ready":
+            out.append(f"  {pace}", style="dim")
         return out
     parts = [f"step {info.step:,}" + (f"/{info.total:,}" if info.total else ""), f"epoch {info.epoch:.2f}"]
     if info.loss is not None:
@@ -53,6 +57,8 @@ def status_text(info: StatusInfo, width: int = 120) -> Text:
         parts.append(f"{info.steps_per_s:,.0f} steps/s")
     if info.elapsed is not None:
         parts.append(clock(info.elapsed))
+    if pace:
+        parts.append(pace)
     sep = " │ " if width >= 100 else " "
     out.append(" " + sep.join(parts))
     if info.detail and info.state != "running":

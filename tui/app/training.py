@@ -36,18 +36,19 @@ def route(record, history: History, stop: threading.Event, recurrent: bool = Fal
     if isinstance(record, KnobChanged):
         return [KnobApplied(record)]
     if isinstance(record, Diverged):
-        return [AlertRaised(diverged_alarm(record, recurrent)), RunEnded(record)]
+        return [AlertRaised(diverged_alarm(record, recurrent), record), RunEnded(record)]
     if isinstance(record, (Finished, Stopped)):
         return [RunEnded(record)]
     return []
 
 
 def train(session, stop: threading.Event, steps: int | None, history: History, post: Callable,
-          recurrent: bool = False) -> None:
-    """Train until `steps` more steps, the budget, or `stop`; post what `route` makes of each record."""
+          recurrent: bool = False, pace: Callable | None = None) -> None:
+    """Train until `steps` more steps, the budget, or `stop`; post what `route` makes of each
+    record. `pace` (tui.app.pace.Pacer) is called after every step."""
     gates = {kind: Throttle(every) for kind, every in POST_EVERY.items()}
     held: dict[type, object] = {}          # the newest throttled message of each kind
-    for rec in session.run(stop, steps):
+    for rec in session.run(stop, steps, pace=pace):
         final = isinstance(rec, (Diverged, Finished, Stopped))
         for message in route(rec, history, stop, recurrent):
             gate = gates.get(type(message))

@@ -49,7 +49,8 @@ def positive(kind):
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="descent", description="Train neural networks in the terminal and watch them learn.")
+    p = Parser(prog="descent", description="Train neural networks in the terminal and watch them learn. "
+               "`descent SCENARIO` is short for `descent tui SCENARIO`.")
     sub = p.add_subparsers(dest="command", parser_class=Parser, metavar="COMMAND")
 
     def common(sp, scenario=True):
@@ -114,8 +115,18 @@ def build_parser() -> Parser:
     return p
 
 
+def shorthand(parser: Parser, argv: list[str]) -> list[str]:
+    """`descent SCENARIO ...` means `descent tui SCENARIO ...`: a first word that is no subcommand
+    and no option names a scenario. Subcommand names win (`descent tui run` opens one named run)."""
+    commands = next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if argv and not argv[0].startswith("-") and argv[0] not in commands:
+        return ["tui", *argv]
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(shorthand(parser, sys.argv[1:] if argv is None else list(argv)))
     command = args.command or "tui"
     from descent.engine.errors import DescentError
 
@@ -179,7 +190,7 @@ def cmd_tui(args) -> int:
 
     app = make_app(scenario=scenario, data_dir=getattr(args, "data", None),
                    backend=getattr(args, "backend", None), seed=seed,
-                   runs_dir=getattr(args, "runs", None), resume=resume)
+                   runs_dir=getattr(args, "runs", None), resume=resume, pace="auto")
     app.run()
     return app.return_code or EXIT_OK
 
