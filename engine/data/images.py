@@ -76,11 +76,13 @@ def load_digits8x8(test_fraction: float = 0.25, seed: int = 0, standardize: bool
     y = digits.target.astype(np.int64)                           # (N,)
     train, test = stratified_split(y, test_fraction, seed)
     pixels = x[test]                          # what the digits panel draws, whatever the model sees
+    extra = {"images": pixels}
     if standardize:
         mean = x[train].mean(axis=0)
         std = x[train].std(axis=0) + 1e-3    # constant pixels stay finite
         x = ((x - mean) / std).astype(np.float32)
+        extra.update(pixel_mean=mean, pixel_std=std)     # a drawn digit gets the same scaling
     return Dataset("digits8x8", "classification", x[train], y[train], x[test], y[test],
                    in_shape=(1, 8, 8), n_classes=10, class_names=list(DIGIT_NAMES),
-                   extra_test={"images": pixels})
+                   extra_test=extra)
 
