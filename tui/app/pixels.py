@@ -195,12 +195,13 @@ def mnist_like(ink: np.ndarray) -> np.ndarray | None:
 
 
 def optdigits_like(ink: np.ndarray) -> np.ndarray | None:
-    """scikit-learn's 8x8 digits (UCI optdigits): the digit scaled to fill a 32x32 box, then the
-    ink counted in 4x4 blocks (0..16), here divided by 16 like the loader. None if empty."""
+    """scikit-learn's 8x8 digits (UCI optdigits): the digit scaled to fill the height of a 32x32
+    box, at most 24 wide (the set's outer columns are almost always empty), then the ink counted
+    in 4x4 blocks (0..16), here divided by 16 like the loader. None if empty."""
     crop = _crop(ink)
     if crop is None:
         return None
     h, w = crop.shape
-    s = 32.0 / max(h, w)
+    s = min(32.0 / h, 24.0 / w)
     field = _place(resize(crop, max(1, round(h * s)), max(1, round(w * s))), 32)
     return np.clip(field.reshape(8, 4, 8, 4).mean(axis=(1, 3)), 0.0, 1.0)
