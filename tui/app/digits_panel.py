@@ -40,7 +40,9 @@ class DigitsPanel(BrowsePanel):
                 yield Static("The confusion matrix appears after the first evaluation.", id="confusion")
 
     def on_mount(self) -> None:
-        self.query_one("#confusion-side").styles.width = confusion_width(10) + 2
+        side = self.query_one("#confusion-side")
+        side.styles.scrollbar_size_vertical = 1
+        side.styles.width = confusion_width(10) + 3          # padding and a thin scroll bar
 
     def entered(self) -> None:
         """Focus, so that `d` and the arrows reach this panel."""

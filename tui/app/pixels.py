@@ -131,7 +131,7 @@ def confusion_grid(matrix, names=None, plain: bool = False, title: str = "rows t
     m = np.asarray(matrix, dtype=np.int64)
     k = len(m)
     labels = [str(n)[:2] for n in (names or range(k))][:k]
-    out = Text(title + "\n", style="bold")
+    out = Text(title + "\n", style="bold", no_wrap=True, overflow="crop")
     out.append("  " + "".join(f"{lbl:>3}" for lbl in labels) + "\n", style="dim")
     for i in range(k):
         total = max(1, int(m[i].sum()))
