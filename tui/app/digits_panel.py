@@ -15,7 +15,8 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Static
 
 from descent.tui.app.panels import BrowsePanel
-from descent.tui.app.pixels import PixelImage, confusion_grid, confusion_width, fit, normalized
+from descent.tui.app.pixels import (PixelImage, confusion_grid, confusion_heatmap, confusion_width, fit,
+                                    normalized)
 
 
 def guess_bars(probs: np.ndarray, names: list[str], top: int = 3, width: int = 10) -> Text:
@@ -83,5 +84,10 @@ class DigitsPanel(BrowsePanel):
 
         self.predict(lambda: session.predict_proba(x), show)
         if self.last_eval and "confusion" in self.last_eval.details:
-            self.query_one("#confusion", Static).update(
-                confusion_grid(self.last_eval.details["confusion"], ds.class_names, plain=self.app.no_color))
+            matrix = self.last_eval.details["confusion"]
+            room = self.query_one("#confusion-side").size.height
+            if room and room < len(matrix) + 3 and not self.app.no_color:
+                grid = confusion_heatmap(matrix, ds.class_names)        # 80x24: shades, no numbers
+            else:
+                grid = confusion_grid(matrix, ds.class_names, plain=self.app.no_color)
+            self.query_one("#confusion", Static).update(grid)

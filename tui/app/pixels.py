@@ -158,6 +158,34 @@ def confusion_width(k: int) -> int:
     return 2 + 3 * k
 
 
+def _heat(v: int, total: int, diagonal: bool) -> Color:
+    if v == 0:
+        return Color.from_ansi(236)
+    ramp = RIGHT if diagonal else WRONG
+    return Color.from_ansi(ramp[min(len(ramp) - 1, int(v / max(1, total) * len(ramp) * (1 if diagonal else 4)))])
+
+
+def confusion_heatmap(matrix, names=None) -> Text:
+    """Where there is no room for numbers: two classes a row in half blocks, 2 columns a class
+    (2k + 3 columns, k/2 + 3 rows); the same shades as `confusion_grid`."""
+    m = np.asarray(matrix, dtype=np.int64)
+    k = len(m)
+    labels = [str(n)[:1] for n in (names or range(k))][:k]
+    out = Text("confusion (rows true)\n", style="bold", no_wrap=True, overflow="crop")
+    out.append("   " + "".join(f"{lbl:<2}" for lbl in labels) + "\n", style="dim")
+    for i in range(0, k, 2):
+        out.append(f"{labels[i]}{labels[i + 1] if i + 1 < k else ' '} ", style="dim")
+        for j in range(k):
+            top = _heat(int(m[i, j]), int(m[i].sum()), i == j)
+            bottom = _heat(int(m[i + 1, j]), int(m[i + 1].sum()), i + 1 == j) if i + 1 < k else None
+            out.append("▀▀", style=Style(color=top, bgcolor=bottom))
+        out.append("\n")
+    right, total = int(np.trace(m)), int(m.sum())
+    if total:
+        out.append(f"{100 * right / total:.1f}% right", style="dim")
+    return out
+
+
 # ---- hand-drawn digits into the training distribution ---------------------------------------------
 def _crop(ink: np.ndarray):
     rows, cols = np.nonzero(ink > 0.05)
