@@ -6,8 +6,6 @@ browse), the compact heat-coloured confusion matrix, and `d` to draw your own di
 from __future__ import annotations
 
 import numpy as np
-from rich.console import Group
-from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -15,8 +13,8 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Static
 
 from descent.tui.app.panels import BrowsePanel
-from descent.tui.app.pixels import (PixelImage, confusion_grid, confusion_heatmap, confusion_width, fit,
-                                    normalized)
+from descent.tui.app.pixels import (confusion_grid, confusion_heatmap, confusion_width, fit,
+                                    normalized, pixel_lines)
 
 
 def guess_bars(probs: np.ndarray, names: list[str], top: int = 3, width: int = 10) -> Text:
@@ -68,19 +66,26 @@ class DigitsPanel(BrowsePanel):
         cols = max(8, view.size.width - 2 or 40)
         rows = max(4, (view.size.height or 16) - 1)
         side_by_side = cols >= min(2 * image.shape[1], 28) + 18
-        picture = PixelImage(fit(image, cols - 18 if side_by_side else cols, rows), plain=self.app.no_color)
+        picture = pixel_lines(fit(image, cols - 18 if side_by_side else cols, rows), plain=self.app.no_color)
         head = Text(f"test digit {i + 1} of {ds.n_test}  ←→ browse, d draws\n", style="bold")
-        true = Text(f"true: {ds.class_names[int(ds.y_test[i])]}\n", style="bold")
+        true = Text(f"true: {ds.class_names[int(ds.y_test[i])]}", style="bold")
         session, x = self.session, ds.x_test[i:i + 1]
 
         def show(probs):
-            guesses = guess_bars(probs[0], ds.class_names) if probs is not None else Text("")
-            if side_by_side:
-                grid = Table.grid(padding=(0, 2))
-                grid.add_row(picture, Group(true, guesses))
-                view.update(Group(head, grid))
+            side = [true, Text("")]
+            if probs is not None:
+                side += guess_bars(probs[0], ds.class_names).split("\n")
+            text = head.copy()
+            if side_by_side:              # the guesses beside the picture, from its second row
+                side = [Text("")] + side
+                for r in range(max(len(picture), len(side))):
+                    text.append_text(picture[r] if r < len(picture) else Text(" " * picture[0].cell_len))
+                    text.append("  ")
+                    text.append_text(side[r] if r < len(side) else Text(""))
+                    text.append("\n")
             else:
-                view.update(Group(head, picture, true, guesses))
+                text.append_text(Text("\n").join(picture + side))
+            view.update(text)
 
         self.predict(lambda: session.predict_proba(x), show)
         if self.last_eval and "confusion" in self.last_eval.details:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 from rich.color import Color
-from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 
@@ -56,36 +55,46 @@ def fit(img: np.ndarray, max_cols: int, max_rows: int) -> np.ndarray:
     return resize(img, max(1, int(h / k)), max(1, int(w / k)))
 
 
+def pixel_lines(image, plain: bool = False, cursor: tuple[int, int] | None = None) -> list[Text]:
+    """A grey image in [0, 1] as one Text per terminal row (two pixel rows): ▀ in the grey of the
+    top pixel on the grey of the bottom one; `plain`: shade characters, no colour. `cursor` =
+    (column, row) of a terminal cell to mark."""
+    img = np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0)
+    if img.shape[0] % 2:
+        img = np.vstack([img, np.zeros((1, img.shape[1]))])
+    levels = np.rint(img * (len(GREYS) - 1)).astype(int)
+    plain_rows = digit_lines(img, normalize=False) if plain else None
+    lines = []
+    for r in range(img.shape[0] // 2):
+        line = Text(no_wrap=True, overflow="crop")
+        for c in range(img.shape[1]):
+            if cursor == (c, r):
+                line.append("+", Style(color="bright_yellow", bold=True, reverse=plain,
+                                       bgcolor=None if plain else _GREY_STYLES[levels[2 * r, c]]))
+            elif plain:
+                line.append(plain_rows[r][c])
+            else:
+                line.append("▀", Style(color=_GREY_STYLES[levels[2 * r, c]],
+                                       bgcolor=_GREY_STYLES[levels[2 * r + 1, c]]))
+        lines.append(line)
+    return lines
+
+
 class PixelImage:
-    """A grey image in [0, 1] as half blocks; `cursor` = (column, row) of a terminal cell to mark."""
+    """`pixel_lines` as one renderable."""
 
     def __init__(self, image, plain: bool = False, cursor: tuple[int, int] | None = None):
-        self.image = np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0)
-        self.plain = plain
-        self.cursor = cursor
+        self.lines = pixel_lines(image, plain, cursor)
+        self.width = np.shape(image)[-1]
 
     def __rich_console__(self, console, options):
-        img = self.image
-        if img.shape[0] % 2:
-            img = np.vstack([img, np.zeros((1, img.shape[1]))])
-        levels = np.rint(img * (len(GREYS) - 1)).astype(int)
-        plain_rows = digit_lines(img, normalize=False) if self.plain else None
-        for r in range(img.shape[0] // 2):
-            for c in range(img.shape[1]):
-                if self.cursor == (c, r):
-                    yield Segment("+", Style(color="bright_yellow", bold=True, reverse=self.plain,
-                                             bgcolor=None if self.plain else _GREY_STYLES[levels[2 * r, c]]))
-                elif self.plain:
-                    yield Segment(plain_rows[r][c])
-                else:
-                    yield Segment("▀", Style(color=_GREY_STYLES[levels[2 * r, c]],
-                                             bgcolor=_GREY_STYLES[levels[2 * r + 1, c]]))
-            yield Segment.line()
+        for line in self.lines:
+            yield line
 
     def __rich_measure__(self, console, options):
         from rich.measure import Measurement
 
-        return Measurement(self.image.shape[1], self.image.shape[1])
+        return Measurement(self.width, self.width)
 
 
 def digit_lines(image: np.ndarray, scale: int = 1, normalize: bool = True) -> list[str]:
@@ -124,7 +133,7 @@ def _cell(v: int) -> str:
     return f"{v:>3}" if v < 1000 else f"{v // 1000:>2}k"
 
 
-def confusion_grid(matrix, names=None, plain: bool = False, title: str = "rows true, columns predicted") -> Text:
+def confusion_grid(matrix, names=None, plain: bool = False, title: str = "confusion: true ↓ predicted →") -> Text:
     """Compact: 3 columns a cell (2 + 3k columns wide, k + 3 rows), the background a shade of green
     (diagonal) or red (a confusion) by the count's share of its row; NO_COLOR keeps the numbers,
     with the diagonal bold."""
@@ -171,7 +180,7 @@ def confusion_heatmap(matrix, names=None) -> Text:
     m = np.asarray(matrix, dtype=np.int64)
     k = len(m)
     labels = [str(n)[:1] for n in (names or range(k))][:k]
-    out = Text("confusion (rows true)\n", style="bold", no_wrap=True, overflow="crop")
+    out = Text("confusion: true ↓ guess →\n", style="bold", no_wrap=True, overflow="crop")
     out.append("   " + "".join(f"{lbl:<2}" for lbl in labels) + "\n", style="dim")
     for i in range(0, k, 2):
         out.append(f"{labels[i]}{labels[i + 1] if i + 1 < k else ' '} ", style="dim")
