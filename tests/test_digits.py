@@ -183,3 +183,45 @@ def test_a_seven_drawn_with_keys_is_recognised_mnist(tmp_path, monkeypatch):
                                "training.steps=600", "evaluation.every=600"])
     top = train_and_draw(scenario, tmp_path, None, data_dir=str(root))
     assert top[0][0] == "7", top
+
+
+def test_the_mouse_draws_and_the_guesses_follow(tmp_path, monkeypatch):
+    """Click and drag on the canvas paints a stroke; a right-button drag erases; each change asks
+    the model (in a worker, never on the UI thread)."""
+    from textual import events
+
+    from descent.tui.app import make_app
+    from descent.tui.app.draw import DigitCanvas, DrawScreen
+
+    monkeypatch.chdir(tmp_path)
+
+    async def go():
+        app = make_app(load(DATA / "tui_digits.toml"), runs_dir=tmp_path / "runs")
+        async with app.run_test(size=(80, 24)) as pilot:
+            while getattr(app.screen, "state", "") != "ready":
+                await pilot.pause(0.05)
+            session = app.screen.session
+            threads = []
+            real = session.predict_proba
+            session.predict_proba = lambda *a: (threads.append(threading.current_thread()), real(*a))[1]
+            await pilot.press("2", "d")
+            assert isinstance(app.screen, DrawScreen)
+            canvas = app.screen.query_one(DigitCanvas)
+            await pilot.mouse_down(canvas, offset=(4, 3))
+            for x in range(5, 25):
+                await pilot._post_mouse_events([events.MouseMove], canvas, offset=(x, 3), button=1)
+            await pilot.mouse_up(canvas, offset=(24, 3))
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            painted = canvas.ink[6:8].max(axis=0)
+            assert painted[4:25].min() > 0.9 and painted[30:].max() == 0.0      # one row of cells, 4..24
+            assert threads and threading.main_thread() not in threads
+            assert len(app.screen.top) == 3
+            await pilot.mouse_down(canvas, offset=(10, 3), button=3)            # right button erases
+            await pilot.mouse_up(canvas, offset=(10, 3))
+            assert canvas.ink[6:8, 10].max() < 0.1
+            await pilot.press("c")
+            assert canvas.ink.max() == 0.0 and app.screen.top == []
+            await pilot.press("escape")
+
+    asyncio.run(go())

@@ -68,7 +68,7 @@ class DigitCanvas(Widget, can_focus=True):
         self.radius = radius
         self.ink = np.zeros((size, size))
         self.cursor = (size // 2, size // 4)        # (column, terminal row)
-        self.version = 0
+        self.pressed = 0                    # the mouse button held down, 0 for none
 
     def render(self):
         return PixelImage(self.ink, plain=self.app.no_color, cursor=self.cursor if self.has_focus else None)
@@ -91,7 +91,6 @@ class DigitCanvas(Widget, can_focus=True):
         self.changed()
 
     def changed(self) -> None:
-        self.version += 1
         self.refresh()
         self.post_message(self.Changed(self))
 
@@ -119,22 +118,24 @@ class DigitCanvas(Widget, can_focus=True):
         self.ink[:] = 0.0
         self.changed()
 
-    def _mouse_paint(self, event) -> None:
+    def _mouse_paint(self, event, button: int) -> None:
         col, row = event.x, event.y
         if 0 <= col < self.pixels and 0 <= row < (self.pixels + 1) // 2:
             self.cursor = (col, row)
-            self.dab(col, row, 0.0 if event.button == 3 else 1.0)
+            self.dab(col, row, 0.0 if button == 3 else 1.0)
 
     def on_mouse_down(self, event: events.MouseDown) -> None:
+        self.pressed = event.button         # a drag paints with the button pressed here (3 erases)
         self.capture_mouse()
         self.focus()
-        self._mouse_paint(event)
+        self._mouse_paint(event, self.pressed)
 
     def on_mouse_move(self, event: events.MouseMove) -> None:
-        if event.button:
-            self._mouse_paint(event)
+        if self.pressed:
+            self._mouse_paint(event, self.pressed)
 
     def on_mouse_up(self, event: events.MouseUp) -> None:
+        self.pressed = 0
         self.release_mouse()
 
 
