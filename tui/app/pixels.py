@@ -127,35 +127,43 @@ RIGHT = [22, 28, 34, 40, 46]            # dark to bright green (256 colours): sh
 WRONG = [52, 88, 124, 160, 196]         # dark to bright red: share of the row confused
 
 
-def _cell(v: int) -> str:
+def _cell(v: int, width: int = 3) -> str:
     if v == 0:
-        return "  ·"
-    return f"{v:>3}" if v < 1000 else f"{v // 1000:>2}k"
+        return " " * (width - 1) + "·"
+    if v < 10 ** (width - 1):               # a space before every number: 182 next to 5 is not 1825
+        return f"{v:>{width}}"
+    return f"{v // 1000:>{width - 1}}k"
 
 
-def confusion_grid(matrix, names=None, plain: bool = False, title: str = "confusion: true ↓ predicted →") -> Text:
-    """Compact: 3 columns a cell (2 + 3k columns wide, k + 3 rows), the background a shade of green
+def cell_width(matrix) -> int:
+    """4 columns a cell when a count has three digits, else 3."""
+    return 4 if int(np.max(matrix, initial=0)) >= 100 else 3
+
+
+def confusion_grid(matrix, names=None, plain: bool = False, title: str = "confusion: true ↓ predicted →",
+                   cell: int = 3) -> Text:
+    """Compact: `cell` columns a cell (2 + cell * k columns wide, k + 3 rows), the background a shade of green
     (diagonal) or red (a confusion) by the count's share of its row; NO_COLOR keeps the numbers,
     with the diagonal bold."""
     m = np.asarray(matrix, dtype=np.int64)
     k = len(m)
     labels = [str(n)[:2] for n in (names or range(k))][:k]
     out = Text(title + "\n", style="bold", no_wrap=True, overflow="crop")
-    out.append("  " + "".join(f"{lbl:>3}" for lbl in labels) + "\n", style="dim")
+    out.append("  " + "".join(f"{lbl:>{cell}}" for lbl in labels) + "\n", style="dim")
     for i in range(k):
         total = max(1, int(m[i].sum()))
         out.append(f"{labels[i]:>2}", style="dim")
         for j in range(k):
             v = int(m[i, j])
             if plain:
-                out.append(_cell(v), style="bold" if i == j else ("" if v else "dim"))
+                out.append(_cell(v, cell), style="bold" if i == j else ("" if v else "dim"))
                 continue
             ramp = RIGHT if i == j else WRONG
             share = v / total
             level = min(len(ramp) - 1, int(share * len(ramp) * (1 if i == j else 4)))
             style = Style(color="white" if v else "grey35", bold=i == j,
                           bgcolor=Color.from_ansi(ramp[level]) if v else None)
-            out.append(_cell(v), style=style)
+            out.append(_cell(v, cell), style=style)
         out.append("\n")
     right, total = int(np.trace(m)), int(m.sum())
     if total:
@@ -163,8 +171,8 @@ def confusion_grid(matrix, names=None, plain: bool = False, title: str = "confus
     return out
 
 
-def confusion_width(k: int) -> int:
-    return 2 + 3 * k
+def confusion_width(k: int, cell: int = 3) -> int:
+    return 2 + cell * k
 
 
 def _heat(v: int, total: int, diagonal: bool) -> Color:
@@ -180,7 +188,7 @@ def confusion_heatmap(matrix, names=None) -> Text:
     m = np.asarray(matrix, dtype=np.int64)
     k = len(m)
     labels = [str(n)[:1] for n in (names or range(k))][:k]
-    out = Text("confusion: true ↓ guess →\n", style="bold", no_wrap=True, overflow="crop")
+    out = Text("confusion ↓true →guess\n", style="bold", no_wrap=True, overflow="crop")
     out.append("   " + "".join(f"{lbl:<2}" for lbl in labels) + "\n", style="dim")
     for i in range(0, k, 2):
         out.append(f"{labels[i]}{labels[i + 1] if i + 1 < k else ' '} ", style="dim")
