@@ -149,7 +149,7 @@ def test_time_heatmap_ramp_shades_and_marks():
 
 
 def test_digit_lines_draw_blocks():
-    from descent.tui.app.panels import digit_lines
+    from descent.tui.app.pixels import digit_lines
 
     img = np.zeros((4, 4))
     img[0, :2] = 1.0          # top row left half
@@ -412,7 +412,7 @@ async def test_save_open_checkpoint_and_export(tmp_path):
 async def test_digits_browse_with_arrows(tmp_path):
     from textual.widgets import Static
 
-    from descent.tui.app.panels import DigitsPanel
+    from descent.tui.app.digits_panel import DigitsPanel
 
     app = app_for(load(DIGITS), tmp_path)
     async with app.run_test(size=SIZE) as pilot:

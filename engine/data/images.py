@@ -83,7 +83,8 @@ def load_digits8x8(test_fraction: float = 0.25, seed: int = 0, standardize: bool
         std = x[train].std(axis=0) + 1e-3    # constant pixels stay finite
         x = ((x - mean) / std).astype(np.float32)
         prep |= {"mean": mean.tolist(), "std": std.tolist()}
+        extra.update(pixel_mean=mean, pixel_std=std)     # a drawn digit gets the same scaling
     return Dataset("digits8x8", "classification", x[train], y[train], x[test], y[test],
                    in_shape=(1, 8, 8), n_classes=10, class_names=list(DIGIT_NAMES),
-                   extra_test={"images": pixels}, prep=prep)
+                   extra_test=extra, prep=prep)
 

@@ -1,8 +1,8 @@
 """The scenario panel (by `scenario.panel`): what the model does on real examples.
 
 spam: type a message, see P(spam); the confusion matrix and recent mistakes.
-digits: a test digit in block characters with the top-3 predictions (left/right browse); the
-confusion matrix. nile: a test sentence with its gap compressed and the model's answer; the
+digits: tui.app.digits_panel (a test digit, the top-3 predictions, the confusion matrix, draw
+your own). nile: a test sentence with its gap compressed and the model's answer; the
 accuracy-by-gap curve. generic: the latest metrics and, for classification, the confusion matrix.
 
 Predictions run in a thread worker (`predict`): `predict_proba` takes the session lock, which the
@@ -28,34 +28,6 @@ from descent.tui.app.charts import GapChart
 
 
 # ---- text renderings (pure functions) -------------------------------------------------------------
-def digit_lines(image: np.ndarray, scale: int = 1) -> list[str]:
-    """A grey image (H, W), scaled to [0, 1], as lines of half-block characters, two pixel rows per line:
-    ▀ top only, ▄ bottom only, █ both, shades ░▒▓ for grey. Readable without colour."""
-    img = np.asarray(image, dtype=np.float64)
-    img = img.reshape(img.shape[-2], img.shape[-1])
-    lo, hi = float(img.min()), float(img.max())
-    img = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)    # standardized data too
-    if scale > 1:
-        img = np.kron(img, np.ones((scale, scale)))
-    if img.shape[0] % 2:
-        img = np.vstack([img, np.zeros((1, img.shape[1]))])
-    lines = []
-    for top, bottom in zip(img[0::2], img[1::2]):
-        chars = []
-        for t, b in zip(top, bottom):
-            if t >= 0.5 and b >= 0.5:
-                chars.append("█" if min(t, b) >= 0.75 else "▓")
-            elif t >= 0.5 and b < 0.25:
-                chars.append("▀")
-            elif b >= 0.5 and t < 0.25:
-                chars.append("▄")
-            else:
-                mean = (t + b) / 2
-                chars.append(" " if mean < 0.12 else "░" if mean < 0.3 else "▒" if mean < 0.5 else "▓")
-        lines.append("".join(chars))
-    return lines
-
-
 def confusion_text(matrix, names: list[str], title: str = "confusion: rows true, columns predicted") -> Text:
     """The matrix as an aligned table; the diagonal in bold."""
     m = np.asarray(matrix, dtype=np.int64)
@@ -181,40 +153,6 @@ class BrowsePanel(ScenarioPanel):
         n = self.session.dataset.n_test
         self.index = (self.index + delta) % max(1, n)
         self.show_sample()
-
-
-class DigitsPanel(BrowsePanel):
-    title = "Digits"
-
-    def compose(self) -> ComposeResult:
-        with Horizontal():
-            yield Static("The test digits appear once the data is loaded.", id="digit-view", classes="sample")
-            with VerticalScroll(classes="side"):
-                yield Static("The confusion matrix appears after the first evaluation.", id="confusion")
-
-    def show_sample(self) -> None:
-        if self.session is None or self.session.dataset is None:
-            return
-        ds = self.session.dataset
-        i = self.index
-        raw = ds.extra_test.get("images")      # unstandardized pixels, where the loader keeps them
-        image = raw[i] if raw is not None else ds.x_test[i]
-        scale = 2 if image.shape[-1] <= 14 else 1
-        text = Text(f"test digit {i + 1} of {ds.n_test}   ← → browse\n", style="bold")
-        text.append("\n".join(digit_lines(image, scale)) + "\n")
-        true = ds.class_names[int(ds.y_test[i])]
-        text.append(f"true: {true}\n", style="bold")
-        session, x = self.session, ds.x_test[i:i + 1]
-
-        def show(probs):
-            if probs is not None:
-                text.append_text(prob_bars(probs[0], ds.class_names))
-            self.query_one("#digit-view", Static).update(text)
-
-        self.predict(lambda: session.predict_proba(x), show)
-        if self.last_eval and "confusion" in self.last_eval.details:
-            self.query_one("#confusion", Static).update(
-                confusion_text(self.last_eval.details["confusion"], ds.class_names))
 
 
 class NilePanel(BrowsePanel):
@@ -380,10 +318,14 @@ class GenericPanel(ScenarioPanel):
         self.predict(lambda: model_outputs(session, x), show)
 
 
-PANELS = {"digits": DigitsPanel, "nile": NilePanel, "spam": SpamPanel, "generic": GenericPanel}
+PANELS = {"nile": NilePanel, "spam": SpamPanel, "generic": GenericPanel}
 
 
 def make_panel(kind: str) -> ScenarioPanel:
+    if kind == "digits":        # its own module, which builds on BrowsePanel here
+        from descent.tui.app.digits_panel import DigitsPanel
+
+        return DigitsPanel(id="panel")
     from descent.tui.app.lesson_panels import LESSON_PANELS      # they build on ScenarioPanel above
 
     return {**PANELS, **LESSON_PANELS}.get(kind, GenericPanel)(id="panel")

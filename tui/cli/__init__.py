@@ -78,6 +78,14 @@ def build_parser() -> Parser:
     r.add_argument("--force", action="store_true", help="train into an --out that holds a run, replacing it")
     common(r)
 
+    sn = sub.add_parser("snapshot", help="train N steps, then write the dashboard as an SVG picture")
+    sn.add_argument("scenario", help="bundled name (spam, digits, nile) or a .toml file")
+    sn.add_argument("--steps", type=int, help="train this many steps first (default 200)")
+    sn.add_argument("--view", metavar="NAME", help="the tab to show: grads, time (recurrent models), panel")
+    sn.add_argument("--size", default="120x40", metavar="COLSxROWS", help="terminal size (default 120x40)")
+    sn.add_argument("--out", required=True, metavar="FILE.svg", help="the SVG file to write")
+    common(sn)
+
     rs = sub.add_parser("resume", help="continue a headless run from its folder")
     rs.add_argument("run_dir", metavar="DIR")
     rs.add_argument("--steps", type=positive(int), help="train this many more steps (default: to the run's budget)")
@@ -134,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         if command == "tui":
             return cmd_tui(args)
         return {"run": cmd_run, "resume": cmd_resume, "predict": cmd_predict, "validate": cmd_validate, "list": cmd_list,
-                "data": cmd_data, "runs": cmd_runs}[command](args)
+                "data": cmd_data, "runs": cmd_runs, "snapshot": cmd_snapshot}[command](args)
     except DescentError as e:
         return fail(str(blame_set(e, getattr(args, "overrides", []))), e.exit_code)
     except KeyboardInterrupt:
@@ -222,6 +230,21 @@ def cmd_run(args) -> int:
     from .headless import drive
 
     return drive(session, steps=None, own_folder=args.out is None)
+
+
+def cmd_snapshot(args) -> int:
+    from descent.engine.scenario import load, resolve_name
+    from descent.tui.app.snapshot import check_out, parse_size
+
+    size = parse_size(args.size)            # bad input fails before anything loads or trains
+    check_out(args.out)
+    scenario = load(resolve_name(args.scenario), overrides=args.overrides)
+    from descent.tui.app.snapshot import snapshot
+
+    out = snapshot(scenario, args.out, steps=args.steps, view=args.view, size=size, data_dir=args.data,
+                   backend=args.backend, seed=args.seed)
+    print(f"descent: wrote {out}")
+    return EXIT_OK
 
 
 def cmd_resume(args) -> int:
