@@ -78,6 +78,7 @@ def load_digits8x8(test_fraction: float = 0.25, seed: int = 0, standardize: bool
     train, test = stratified_split(y, test_fraction, seed)
     pixels = x[test]                          # what the digits panel draws, whatever the model sees
     prep: dict = {"pixel_max": 16}
+    extra = {"images": pixels}
     if standardize:
         mean = x[train].mean(axis=0)
         std = x[train].std(axis=0) + 1e-3    # constant pixels stay finite
