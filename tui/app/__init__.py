@@ -78,6 +78,8 @@ class DescentApp(App):
                 loop.add_signal_handler(sig, self.hang_up)
             except (NotImplementedError, RuntimeError, ValueError):   # not the main thread (tests)
                 pass
+        if self.initial is not None:
+            self.push_screen(self.dashboard_for(self.initial))
 
     def hang_up(self) -> None:
         """The terminal went away, or we were asked to end: keep the run, as Quit > Keep does."""
@@ -100,10 +102,6 @@ class DescentApp(App):
         """The picker, always at the bottom: a dashboard opened from the command line sits on
         it, so `p` goes back to it the same way as from a picked scenario."""
         return PickerScreen(self.extra_paths, id="picker")
-
-    def on_mount(self) -> None:
-        if self.initial is not None:
-            self.push_screen(self.dashboard_for(self.initial))
 
     def dashboard_for(self, scenario) -> DashboardScreen:
         return DashboardScreen(scenario, self.new_session, pace=self.pace, id="dashboard")
