@@ -33,12 +33,12 @@ from types import SimpleNamespace
 import numpy as np
 
 from . import threads
-from .arrays import aligned_ratio
+from .arrays import aligned_ratio, masked_mean_norms
 from .dense import Buffers, uniform_fan_in
 from .errors import SpecError
 from .init import RECURRENT_INITS, recurrent_weight
 from .layer import Layer, SpecReader
-from .recurrent_kernels import (GATES, GRU_CELL, LSTM_CELL, RNN_CELL, gate_coefficients, id_range, mean_real_norms,
+from .recurrent_kernels import (GATES, GRU_CELL, LSTM_CELL, RNN_CELL, gate_coefficients, id_range,
                                 recurrent_backward, recurrent_forward, scatter_add_rows)
 
 
@@ -328,7 +328,7 @@ class Recurrent(Layer):
                         dx += target
             if want:
                 out = np.empty(T)
-                mean_real_norms(norms, lengths, out)
+                masked_mean_norms(norms, lengths, out)
                 key = self.name if self.layers == 1 else f"{self.name}.l{k}"
                 ctx.time_grad_norms[key] = out
                 ratio = np.empty(T)

@@ -37,7 +37,7 @@ import math
 
 import numpy as np
 
-from .arrays import fill, masked_mean_norms as mean_real_norms  # noqa: F401 (the common helpers)
+from .arrays import fill
 from .jit import jit
 
 RNN_CELL, LSTM_CELL, GRU_CELL = 0, 1, 2

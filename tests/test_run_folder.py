@@ -56,7 +56,7 @@ def test_a_real_run_folder_loads_strictly_into_torch(name, tmp_path, capsys, tor
 
 
 def checkpoint_name() -> str:
-    from descent.engine.session import CHECKPOINT
+    from descent.engine.rundir import CHECKPOINT
 
     return CHECKPOINT
 
