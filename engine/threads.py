@@ -50,8 +50,9 @@ def cover_kernel_blas() -> None:
     _kernel_blas = True
     with contextlib.suppress(ImportError):
         import scipy.linalg.cython_blas  # noqa: F401
-    if _threads is not None:
-        _applied = _limit_blas(_threads)
+    # limited even before configure(): an unlimited second OpenBLAS thread changes the bits of
+    # the kernels' products, so a model built outside a session would train differently
+    _applied = _limit_blas(count())
 
 
 def configure(threads: int | None = None) -> int:
