@@ -247,8 +247,7 @@ class RatioChart(Chart):
             self.plt.vline(-(layout[1] + 1), "red")                    # the fact's last word, longest gap
         # the legend goes under the plot: inside it would cover the curves, which fill the top
         # (plotext drops a label wider than the plot, so it is cut to fit)
-        self.plt.xlabel(fit("  ".join(names) + ("  | fact" if layout else ""), self.size.width - 8))
-        self.finish()
+        self.finish(fit("  ".join(names) + ("  | fact" if layout else ""), self.size.width - 8))
         lo, hi = min(self.x_seen), max(self.x_seen)
         ticks = [x for x in range(int(lo), int(hi) + 1) if x % max(1, round((hi - lo) / 5 / 10) * 10 or 1) == 0]
         self.plt.xticks(ticks, [str(-x) for x in ticks])
@@ -271,7 +270,8 @@ class GateChart(Chart):
             weights = curves["attention"]
             xs = [-(len(weights) - 1 - i) for i in range(len(weights))]
             self.line(xs, weights, marker="braille", color=COLORS[0])
-            self.plt.xlabel(fit("attention: " + " ".join(words[:OPENING]) + (f" … {gap} fillers … ?" if gap else ""), self.size.width - 8))
+            xlabel = fit("attention: " + " ".join(words[:OPENING]) + (f" … {gap} fillers … ?" if gap else ""),
+                         self.size.width - 8)
         else:
             names = []
             for i, (gate, values) in enumerate(curves.items()):
@@ -280,11 +280,10 @@ class GateChart(Chart):
                 names.append(f"{MARKER_GLYPHS.get(marker, marker)} {gate}")
             self.plt.ylim(0, 1.05)
             self.plt.yticks([0, 0.5, 1], ["0", "0.5", "1"])
-            self.plt.xlabel(fit("  ".join(names) + ("  | fact" if gap is not None else ""),
-                                self.size.width - 8))
+            xlabel = fit("  ".join(names) + ("  | fact" if gap is not None else ""), self.size.width - 8)
         if gap is not None:
             self.plt.vline(-(gap + 1), "red")                          # the sample's fact, last word
-        self.finish()
+        self.finish(xlabel)
         lo, hi = min(self.x_seen), max(self.x_seen)
         step_ = max(1, round((hi - lo) / 5 / 10) * 10 or 1)
         ticks = [x for x in range(int(lo), int(hi) + 1) if x % step_ == 0]
