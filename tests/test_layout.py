@@ -119,3 +119,12 @@ def test_kernels_give_the_same_numbers_as_plain_python(tmp_path):
     assert len(compiled) > 40
     for key, value in compiled.items():
         np.testing.assert_allclose(python[key], value, rtol=1e-12, atol=1e-12, err_msg=key)
+
+
+def test_ci_runs_the_readme_test_command():
+    """`.ci/run` runs the README's test command exactly as written, so CI sees what users see."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Run the tests", 1)[1]
+    line = next(ln for ln in section.splitlines() if ln.startswith("python3 -m venv"))
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert line in ci
