@@ -10,14 +10,24 @@ from .jit import jit
 @jit
 def softmax_ce(logits, labels, dlogits):
     """Mean cross-entropy of logits (N, K) against labels (N,); fills dlogits (N, K).
-    Returns -1.0 (never a loss) if a label lies outside 0..K-1."""
+    A label of IGNORE (-100, torch's ignore_index) is padding: its row adds nothing and gets a zero
+    gradient, and the mean is over the other rows (0.0 when there are none).
+    Returns -1.0 (never a loss) if a label lies outside 0..K-1 and is not IGNORE."""
     n, k = logits.shape
+    count = 0
     for i in range(n):
+        if labels[i] == -100:
+            continue
         if labels[i] < 0 or labels[i] >= k:
             return -1.0
+        count += 1
     total = 0.0
-    inv_n = 1.0 / n
+    inv_n = 1.0 / count if count else 0.0
     for i in range(n):
+        if labels[i] == -100:
+            for j in range(k):
+                dlogits[i, j] = 0.0
+            continue
         m = logits[i, 0]
         for j in range(1, k):
             m = max(m, logits[i, j])

@@ -10,21 +10,23 @@ import numpy as np
 from .loss_kernels import bce_logits, mse, softmax_ce
 
 NAMES = ("cross_entropy", "bce", "mse")
+IGNORE = -100     # a label that is padding (torch's default ignore_index)
 
 
 def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray):
-    """logits (N, K) float; labels (N,) integer class ids."""
-    if logits.ndim != 2:
-        raise ValueError(f"cross_entropy expects logits (N, K), got {logits.shape}")
+    """logits (N, K), or (B, T, K) for a label per time step; labels of the leading shape, integer
+    class ids, IGNORE where a step is padding (the mean is over the other labels, as in torch)."""
+    if logits.ndim < 2:
+        raise ValueError(f"cross_entropy expects logits (N, K) or (B, T, K), got {logits.shape}")
+    flat = np.ascontiguousarray(logits).reshape(-1, logits.shape[-1])
     labels = np.ascontiguousarray(labels, dtype=np.int64).reshape(-1)
-    if labels.shape[0] != logits.shape[0]:
-        raise ValueError(f"{labels.shape[0]} labels for {logits.shape[0]} rows of logits")
-    logits = np.ascontiguousarray(logits)
-    d = np.empty_like(logits)
-    loss = float(softmax_ce(logits, labels, d))
+    if labels.shape[0] != flat.shape[0]:
+        raise ValueError(f"{labels.shape[0]} labels for {flat.shape[0]} rows of logits")
+    d = np.empty_like(flat)
+    loss = float(softmax_ce(flat, labels, d))
     if loss < 0:
-        raise ValueError(f"labels must lie in 0..{logits.shape[1] - 1}")
-    return loss, d
+        raise ValueError(f"labels must lie in 0..{flat.shape[1] - 1} (or be {IGNORE}, padding)")
+    return loss, d.reshape(logits.shape)
 
 
 def binary_cross_entropy(logits: np.ndarray, targets: np.ndarray):
@@ -56,4 +58,7 @@ LOSSES = {"cross_entropy": softmax_cross_entropy, "bce": binary_cross_entropy, "
 def torch_loss(name: str):
     import torch.nn as nn
 
-    return {"cross_entropy": nn.CrossEntropyLoss, "bce": nn.BCEWithLogitsLoss, "mse": nn.MSELoss}[name]()
+    if name == "cross_entropy":
+        ce = nn.CrossEntropyLoss(ignore_index=IGNORE)
+        return lambda out, target: ce(out.reshape(-1, out.shape[-1]), target.reshape(-1))
+    return {"bce": nn.BCEWithLogitsLoss, "mse": nn.MSELoss}[name]()

@@ -87,3 +87,27 @@ def accuracy_by_group(correct: np.ndarray, groups: np.ndarray, bins: int = 12) -
                 "gap_hi": [int(e) - 1 for e in edges[1:]]}
     return {"gap": values.tolist(), "accuracy": [float(correct[groups == v].mean()) for v in values],
             "gap_lo": values.tolist(), "gap_hi": values.tolist()}
+
+
+def sequences(logits: np.ndarray, labels: np.ndarray, ignore: int = -100) -> tuple[dict, dict]:
+    """Metrics for a label per time step: logits (N, T, K), labels (N, T) with `ignore` at padding.
+
+    token_accuracy is over real tokens; sequence_accuracy counts a sample right only when every real
+    token is; loss is the mean cross-entropy per real token (nats). details["correct"] is each
+    sample's exactness (bool, N), for accuracy by length or by gap."""
+    logits = np.asarray(logits, np.float64)
+    labels = np.asarray(labels, np.int64).reshape(logits.shape[:-1])
+    real = labels != ignore
+    pred = logits.argmax(axis=-1)
+    hit = (pred == labels) & real
+    n_real = int(real.sum())
+    z = logits - logits.max(axis=-1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+    picked = np.take_along_axis(logp, np.where(real, labels, 0)[..., None], axis=-1)[..., 0]
+    exact = (hit == real).all(axis=1)
+    metrics = {"token_accuracy": float(hit.sum() / n_real) if n_real else 0.0,
+               "sequence_accuracy": float(exact.mean()) if len(exact) else 0.0,
+               "loss": float(-(picked * real).sum() / n_real) if n_real else 0.0}
+    metrics["accuracy"] = metrics["sequence_accuracy"]
+    metrics["error"] = 1.0 - metrics["accuracy"]
+    return metrics, {"correct": exact}
