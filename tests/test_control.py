@@ -255,6 +255,8 @@ def test_the_dashboard_follows_control_requests(tmp_path, monkeypatch):
             append_request(out, "set", "training.lr", 0.0005)
             await until(pilot, lambda: screen.history.markers, 30, "the knob change")
             assert screen.history.markers[0][1] == "lr=0.0005" and screen.session.base_lr == 0.0005
+            await until(pilot, lambda: "= 0.0005 since step" in str(screen.query_one(".knob-note").render()), 30,
+                        "the knob's note")
             append_request(out, "pause")
             await until(pilot, lambda: screen.session.steering.paused, 30, "the remote pause")
             await keys(pilot, "space")                       # the dashboard's own pause still works
