@@ -271,3 +271,27 @@ def test_the_dashboard_follows_control_requests(tmp_path, monkeypatch):
     out = asyncio.run(drive())
     kinds = [json.loads(line)["kind"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert kinds.count("control") == 3 and "knobchanged" in kinds
+
+
+# ---- the headless printers ------------------------------------------------------------------------------
+def test_the_progress_bar_says_paused_and_refusals_go_to_stderr(capsys):
+    import io
+
+    from rich.console import Console
+
+    from descent.tui.cli.headless import BarPrinter, PlainPrinter
+
+    buf = io.StringIO()
+    bar = BarPrinter(Console(file=buf, force_terminal=True, width=120))
+    bar.total = 100
+    bar.step(Step(7, 0.1, 0.5, 1e-3, 1.0, 1.0, {}, {}, None, 50.0, 0.1), None)
+    bar.control(Control(7, "a", "pause", True, "paused at step 7"), "runs/x")
+    assert bar.bar.tasks[0].fields["line"] == "paused at step 7"
+    bar.clear()
+    assert "`descent control runs/x resume` continues" in buf.getvalue()
+    plain = PlainPrinter()
+    plain.control(Control(7, "b", "set", False, "training.optimizer: applies only on reset"), "runs/x")
+    plain.control(Control(7, "c", "checkpoint", True, "checkpoint.npz written at step 7"), "runs/x")
+    said = capsys.readouterr()
+    assert said.err == "descent: control request refused: training.optimizer: applies only on reset\n"
+    assert said.out == "control: checkpoint.npz written at step 7\n"
