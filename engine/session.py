@@ -78,6 +78,7 @@ class Session(RunFiles):
         self.clipped_steps = 0
         self.last_eval: Evaluation | None = None
         self._pending: queue.SimpleQueue = queue.SimpleQueue()
+        self.steering = None                       # engine.control.Steering: control.jsonl, with a run folder
         self._lock = threading.Lock()
         self._data_rng = np.random.default_rng([self.seed, 2])
         self._perm = np.empty(0, np.int64)
@@ -92,6 +93,9 @@ class Session(RunFiles):
 
         if self.folder:
             self.folder.preflight(resume=self._resume_step is not None, force=self.force)
+            from .control import Steering
+
+            self.steering = Steering(self.out_dir)    # from the file's size now: older requests are not ours
         self.threads = configure()
         sc = self.scenario
         self.state = "compiling"
@@ -243,6 +247,10 @@ class Session(RunFiles):
         base_elapsed = self.elapsed
         if self.out_dir and self._good is None:
             self._good = self._state()
+        steer = self.steering
+        if steer is not None:
+            held = yield from self._steer(stop)
+            started, window_start = started + held, window_start + held
         while self.step < target and not stop.is_set():
             for change in self._apply_pending():
                 yield self._emit(change)
@@ -291,6 +299,9 @@ class Session(RunFiles):
                 self.save()
             if pace is not None and self.step < target:
                 pace()
+            if steer is not None and steer.due() and self.step < target:  # not in _steer: a generator a step costs
+                held = yield from self._steer(stop)
+                started, window_start = started + held, window_start + held
         for change in self._apply_pending():
             yield self._emit(change)
         if stop.is_set() and self.step < target:
@@ -308,6 +319,15 @@ class Session(RunFiles):
             self.save()
             self._write_summary("finished")
         yield self._emit(Finished(self.step, self.elapsed, summary))
+
+    def _steer(self, stop: threading.Event):
+        """Between two steps: act on new control.jsonl requests (engine.control), read at most
+        every POLL_SECONDS; a `pause` holds here. Returns the seconds held, which count as no
+        training time."""
+        t0 = time.perf_counter()
+        for record in self.steering.poll(self, stop):
+            yield self._emit(record)
+        return time.perf_counter() - t0
 
     def _divergence(self, stats) -> tuple[str, str] | None:
         t = self.scenario.training

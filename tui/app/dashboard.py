@@ -247,7 +247,7 @@ class DashboardScreen(FileActions, ViewActions, Screen):
             return
         row = self.query_one(KnobsPanel).row(message.record.key)
         if row is not None:
-            row.applied(message.record.step)
+            row.applied(message.record.step, message.record.value)
         self.redraw(force=True)
 
     def on_alert_raised(self, message: AlertRaised) -> None:

@@ -140,8 +140,10 @@ class KnobRow(Vertical):
             self.set_class(changed, "-pending")
         self.post_message(KnobEdited(k.key, value, k.live))
 
-    def applied(self, step: int) -> None:
-        self.note(f"= {format_value(self.value)} since step {step}")
+    def applied(self, step: int, value) -> None:
+        """The session applied `value` (this row's, or one sent through control.jsonl)."""
+        self.value = value
+        self.note(f"= {format_value(value)} since step {step}")
 
     def commit(self, default) -> None:
         """After a reset: the new session runs with `default`."""

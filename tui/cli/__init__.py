@@ -1,5 +1,6 @@
 """The `descent` command line: the parser and its commands (the dashboard, headless runs,
-validation and data). The headless runner and its progress printer are in `headless`.
+validation and data). The headless runner and its progress printer are in `headless`, the
+`control` command (steering a running run) in `control`.
 
 Imports stay light at module level (argparse only): `descent --help` loads none of numba, torch
 or textual; each command imports what it needs, and nothing here imports Textual but `tui`.
@@ -92,6 +93,10 @@ def build_parser() -> Parser:
     rs.add_argument("--tui", action="store_true", help="continue in the dashboard")
     common(rs, scenario=False)
 
+    from .control import add_parser as add_control
+
+    add_control(sub)
+
     ls = sub.add_parser("runs", help="list run folders: scenario, steps, status, last metric")
     ls.add_argument("--runs", metavar="DIR", help=runs_help)
 
@@ -142,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         if command == "tui":
             return cmd_tui(args)
         return {"run": cmd_run, "resume": cmd_resume, "predict": cmd_predict, "validate": cmd_validate, "list": cmd_list,
-                "data": cmd_data, "runs": cmd_runs, "snapshot": cmd_snapshot}[command](args)
+                "data": cmd_data, "runs": cmd_runs, "snapshot": cmd_snapshot, "control": cmd_control}[command](args)
     except DescentError as e:
         return fail(str(blame_set(e, getattr(args, "overrides", []))), e.exit_code)
     except KeyboardInterrupt:
@@ -257,6 +262,12 @@ def cmd_resume(args) -> int:
 
     session = Session.resume(args.run_dir, data_root=args.data)
     return drive(session, steps=args.steps)
+
+
+def cmd_control(args) -> int:
+    from .control import cmd_control as control
+
+    return control(args)
 
 
 def cmd_runs(args) -> int:

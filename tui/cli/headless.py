@@ -2,6 +2,10 @@
 
 On a terminal the progress is a `rich.progress` bar (rich ships with Textual, but importing it
 loads no Textual); otherwise, for logs and tests, a plain line every few seconds.
+
+Requests in the run folder's control.jsonl (`descent control`, `descent watch`) are acted on by
+the session (engine.control); here each outcome gets a line. A `stop` request ends the run as a
+user stop does (checkpoint, summary "stopped") but exits 0: it was asked for, not an interruption.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import sys
 import threading
 import time
 
+from descent.engine.control import Control
 from descent.engine.errors import DescentError
 from descent.engine.ioerrors import IOFailure
 from descent.engine.records import Alarm, Compiling, Diverged, Evaluation, Finished, Step, Stopped
@@ -37,6 +42,7 @@ def drive(session, steps: int | None, own_folder: bool = False) -> int:
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     printer = BarPrinter() if sys.stdout.isatty() else PlainPrinter()
     outcome = EXIT_OK
+    asked_stop = False          # a control request stopped the run, not a signal
     try:
         for rec in session.prepare():
             if isinstance(rec, Compiling):
@@ -54,6 +60,9 @@ def drive(session, steps: int | None, own_folder: bool = False) -> int:
                 printer.warn(f"descent: warning: {rec.text}")
             elif isinstance(rec, Evaluation):
                 printer.evaluation(rec)
+            elif isinstance(rec, Control):
+                asked_stop = asked_stop or (rec.ok and rec.op == "stop")
+                printer.control(rec, session.out_dir)
             elif isinstance(rec, Diverged):
                 printer.clear()
                 where = (f"; last good checkpoint (step {session.kept_step}) kept in {session.out_dir}"
@@ -62,10 +71,11 @@ def drive(session, steps: int | None, own_folder: bool = False) -> int:
                 outcome = EXIT_FAILED
             elif isinstance(rec, Stopped):
                 printer.clear()
-                outcome = EXIT_INTERRUPTED
+                outcome = EXIT_OK if asked_stop else EXIT_INTERRUPTED
                 if own_folder and session.step == 0:
                     break
-                print(f"descent: interrupted at step {rec.step}; checkpoint and metrics saved in "
+                how = "stopped by a control request" if asked_stop else "interrupted"
+                print(f"descent: {how} at step {rec.step}; checkpoint and metrics saved in "
                       f"{session.out_dir} (continue with `descent resume {session.out_dir}`)", file=sys.stderr)
             elif isinstance(rec, Finished):
                 printer.clear()
@@ -121,6 +131,14 @@ class PlainPrinter:
     def evaluation(self, rec: Evaluation) -> None:
         self.note(f"eval at step {rec.step}: " + format_metrics(rec.metrics))
 
+    def control(self, rec: Control, run_dir) -> None:
+        if not rec.ok:
+            self.warn(f"descent: control request refused: {rec.message}")
+        elif rec.op == "pause" and rec.message.startswith("paused"):
+            self.note(f"{rec.message} (control request); `descent control {run_dir} resume` continues")
+        else:
+            self.note(f"control: {rec.message}")
+
     def clear(self) -> None:
         """Nothing to take off the screen."""
 
@@ -158,6 +176,11 @@ class BarPrinter(PlainPrinter):
             self.task = self.bar.add_task("train", total=max(1, self.total), line=line)
             self.bar.start()
         self.bar.update(self.task, completed=rec.step, line=line)
+
+    def control(self, rec: Control, run_dir) -> None:
+        super().control(rec, run_dir)
+        if rec.ok and rec.op == "pause" and self.task is not None:
+            self.bar.update(self.task, line=f"paused at step {rec.step}")
 
     def clear(self) -> None:
         if self.task is not None:
