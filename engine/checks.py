@@ -17,7 +17,8 @@ from descent.engine.errors import DescentError, SpecError
 
 MAX_NESTING = 32    # residual blocks inside residual blocks; far deeper than any real model
 # panel -> the data sources it can show (a missing panel means every source)
-PANEL_SOURCES = {"digits": ("digits8x8", "mnist"), "nile": ("nile",), "spam": ("sms_spam", "text")}
+PANEL_SOURCES = {"digits": ("digits8x8", "mnist"), "nile": ("nile",), "spam": ("sms_spam", "text"),
+                 "finetune": ("sms_spam", "text")}
 
 
 def resolved_loss(loss_name: str, task: str, units: int) -> str:
@@ -37,6 +38,14 @@ def check_output_fits(out_shape: tuple, task: str, n_classes: int, loss_name: st
     Classification needs one unit per class (cross_entropy), or one unit and two classes (bce);
     regression needs `target_width` units and mse."""
     units_key = f"{last_layer_key}.units"
+    if task == "sequence":
+        if len(out_shape) != 2 or loss_name not in ("auto", "cross_entropy"):
+            raise SpecError(last_layer_key, f"a label per time step needs an output per step (T, {n_classes}) and "
+                                            f"cross_entropy; the model gives {tuple(out_shape)}", file)
+        if out_shape[1] != n_classes:
+            raise SpecError(units_key, f"the model gives {out_shape[1]} values per step but there are {n_classes} "
+                                       f"classes; set units = {n_classes}", file)
+        return "cross_entropy"
     if len(out_shape) != 1:
         raise SpecError(last_layer_key, f"the model's output has shape {tuple(out_shape)}; it must be flat "
                                         f"(end with a dense layer, after a flatten)", file)
@@ -85,7 +94,7 @@ def check_panel(panel: str, source: str, task: str, file: str | None = None) -> 
     if allowed is not None and source not in allowed:
         raise SpecError("scenario.panel", f'"{panel}" shows {" or ".join(allowed)} data, and this scenario\'s '
                                           f'source is "{source}"; use panel = "generic"', file)
-    if panel == "spam" and task != "classification":
+    if panel in ("spam", "finetune") and task != "classification":
         raise SpecError("scenario.panel", '"spam" needs a classification task; use panel = "generic"', file)
 
 

@@ -111,3 +111,25 @@ def sequences(logits: np.ndarray, labels: np.ndarray, ignore: int = -100) -> tup
     metrics["accuracy"] = metrics["sequence_accuracy"]
     metrics["error"] = 1.0 - metrics["accuracy"]
     return metrics, {"correct": exact}
+
+
+def sequences_batched(predict, x, y, mask, batch: int = 256, ignore: int = -100) -> tuple[dict, dict]:
+    """`sequences` over (x, y, mask) in slices of `batch` samples, so the logits of a large
+    vocabulary never exist for the whole split at once; `predict(x, mask)` gives logits."""
+    tokens = hits = exact = 0
+    nll = 0.0
+    correct = []
+    for lo in range(0, len(x), batch):
+        yb = np.asarray(y[lo:lo + batch])
+        m, d = sequences(predict(x[lo:lo + batch], None if mask is None else mask[lo:lo + batch]), yb, ignore)
+        n = int((yb != ignore).sum())
+        tokens, hits, nll = tokens + n, hits + m["token_accuracy"] * n, nll + m["loss"] * n
+        exact += int(d["correct"].sum())
+        correct.append(d["correct"])
+    metrics = {"token_accuracy": hits / tokens if tokens else 0.0,
+               "sequence_accuracy": exact / len(x) if len(x) else 0.0,
+               "loss": nll / tokens if tokens else 0.0}
+    metrics["perplexity"] = math.exp(min(metrics["loss"], 50.0))
+    metrics["accuracy"] = metrics["token_accuracy"]
+    metrics["error"] = 1.0 - metrics["accuracy"]
+    return metrics, {"correct": np.concatenate(correct) if correct else np.zeros(0, bool)}

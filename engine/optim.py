@@ -136,6 +136,18 @@ class Optimizer:
         self.upd_sq = np.zeros(n)
         self.p_sq = np.zeros(n)
         self.delta = np.zeros_like(params.flat)     # the change each step applied, for |dW|
+        self.spans = [(0, params.size)]             # flat ranges that train (`freeze` cuts holes)
+
+    def freeze(self, names) -> None:
+        """Tensors that never change: no gradient (so none in the clipping norm, as torch leaves
+        `requires_grad=False` parameters out of clip_grad_norm_), no update, no weight decay."""
+        ps, frozen = self.params, set(names)
+        self.frozen = np.zeros(ps.size, bool)
+        for i, name in enumerate(ps.names):
+            if name in frozen:
+                self.frozen[ps.offsets[i]:ps.offsets[i + 1]] = True
+        edges = np.flatnonzero(np.diff(np.concatenate([[True], self.frozen, [True]]).astype(np.int8)))
+        self.spans = [(int(lo), int(hi)) for lo, hi in zip(edges[::2], edges[1::2])]
 
     def set(self, **changes) -> None:
         for key, value in changes.items():
@@ -148,6 +160,9 @@ class Optimizer:
 
         A non-finite gradient norm skips the update (t, weights and slots unchanged)."""
         c, ps = self.config, self.params
+        if len(self.spans) != 1 or self.spans[0] != (0, ps.size):
+            ps.grad[self.frozen] = 0.0
+            self.delta[...] = 0.0
         segment_sumsq(ps.grad, ps.offsets, self.grad_sq)
         norm = math.sqrt(sum(self.grad_sq.tolist()))
         if not math.isfinite(norm):
@@ -157,19 +172,22 @@ class Optimizer:
             scale = min(1.0, c.clip_norm / (norm + 1e-6))
         self.clip_scale = scale
         self.t += 1
-        st = self.state
-        if c.kind == "sgd":
-            sgd_kernel(ps.flat, ps.grad, st["momentum"], self.delta, c.lr, c.momentum, c.nesterov,
-                       c.weight_decay, scale, self.t == 1)
-        elif c.kind == "rmsprop":
-            rmsprop_kernel(ps.flat, ps.grad, st["square_avg"], st["momentum"], self.delta, c.lr, c.alpha,
-                           c.eps, c.momentum, c.weight_decay, scale)
-        else:
-            adam_kernel(ps.flat, ps.grad, st["exp_avg"], st["exp_avg_sq"], self.delta, c.lr, c.beta1,
-                        c.beta2, c.eps, c.weight_decay, c.kind == "adamw", self.t, scale)
+        for lo, hi in self.spans:
+            self._update(c, ps.flat[lo:hi], ps.grad[lo:hi], {k: v[lo:hi] for k, v in self.state.items()},
+                         self.delta[lo:hi], scale)
         segment_sumsq(self.delta, ps.offsets, self.upd_sq)
         segment_sumsq(ps.flat, ps.offsets, self.p_sq)
         return norm
+
+    def _update(self, c, p, g, st, delta, scale) -> None:
+        if c.kind == "sgd":
+            sgd_kernel(p, g, st["momentum"], delta, c.lr, c.momentum, c.nesterov, c.weight_decay, scale, self.t == 1)
+        elif c.kind == "rmsprop":
+            rmsprop_kernel(p, g, st["square_avg"], st["momentum"], delta, c.lr, c.alpha, c.eps, c.momentum,
+                           c.weight_decay, scale)
+        else:
+            adam_kernel(p, g, st["exp_avg"], st["exp_avg_sq"], delta, c.lr, c.beta1, c.beta2, c.eps,
+                        c.weight_decay, c.kind == "adamw", self.t, scale)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         return {f"optim.{k}": v for k, v in self.state.items()} | {"optim.t": np.array(self.t)}

@@ -27,13 +27,14 @@ from .backend import make_trainer, warm_up
 from .errors import DescentError, SpecError
 from .lesson_metrics import lesson_extras
 from .inside import inside_the_cell, sample_index
-from .metrics import accuracy_by_group, classification, probabilities, regression
+from .metrics import accuracy_by_group, classification, probabilities, regression, sequences_batched
 from .model import fill_from_data
 from .names import LIVE_SETTINGS
 from .optim import OptimConfig
 from .records import Compiling, Diverged, Evaluation, Finished, KnobChanged, Step, Stopped, to_json
 from .rundir import RunFolder
 from .session_files import RunFiles
+from .transfer import Transfer
 from .schedules import lr_at
 
 INSIDE_BATCH = 64                 # test samples the gate and attention curves average over
@@ -77,6 +78,7 @@ class Session(RunFiles):
         self.first_loss: float | None = None
         self.clipped_steps = 0
         self.last_eval: Evaluation | None = None
+        self.transfer = Transfer(self)
         self._pending: queue.SimpleQueue = queue.SimpleQueue()
         self.steering = None                       # engine.control.Steering: control.jsonl, with a run folder
         self._lock = threading.Lock()
@@ -125,6 +127,8 @@ class Session(RunFiles):
             warm_up(self.layers, ds.in_shape, self.loss, self.x_train[:n], ds.y_train[:n],
                     None if ds.mask_train is None else ds.mask_train[:n], self.dtype, t.optimizer)
             self.compile_seconds = time.perf_counter() - t0
+        for message in self.transfer.prepare():
+            yield Compiling(message)
         self.total_steps = self.schedule_steps = self._budget()
         if self.out_dir:
             self._open_run_dir()
@@ -262,6 +266,7 @@ class Session(RunFiles):
             mask = None if ds.mask_train is None else ds.mask_train[idx]
             with self._lock:
                 stats = self.trainer.step(self.x_train[idx], ds.y_train[idx], mask, time_grads=log_now)
+                self.transfer.step(self.x_train[idx], ds.y_train[idx], mask, stats.loss)
             self.step += 1
             window_steps += 1
             self.clipped_steps += stats.clip_scale < 1.0
@@ -369,6 +374,10 @@ class Session(RunFiles):
             metrics, details = regression(out, y)
             more, extra = lesson_extras(self.scenario.data.source, ds, out, n, self.trainer, self.base_lr)
             metrics, details = metrics | more, details | extra
+        elif self.scenario.task == "sequence":
+            with self._lock:
+                metrics, details = sequences_batched(self.trainer.predict, x, y, mask)
+            details.pop("correct")
         else:
             probs = self.predict_proba(x, mask)
             metrics, details = classification(probs, y, ds.class_names)
@@ -381,6 +390,11 @@ class Session(RunFiles):
                 worst = wrong[np.argsort(-np.abs(probs[wrong, 1] - 0.5))][:8]
                 details["mistakes"] = [{"text": ds.texts_test[i], "label": ds.class_names[int(y[i])],
                                         "p_positive": float(probs[i, 1])} for i in worst]
+        scratch, tuned_loss = self.transfer.evaluate(x, y, mask)
+        if scratch:
+            details["scratch"] = scratch
+            if tuned_loss is not None:
+                metrics["train_loss"] = tuned_loss
         inside = self._inside(x, mask)
         if inside:
             details["inside"] = inside

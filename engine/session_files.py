@@ -29,9 +29,9 @@ class RunFiles:
         folder alone rebuilds the model."""
         from dataclasses import replace
 
-        from .scenario.schema import ModelConfig, freeze
+        from .scenario.schema import freeze
 
-        return replace(self.scenario, model=ModelConfig(freeze(self.layers)))
+        return replace(self.scenario, model=replace(self.scenario.model, layers=freeze(self.layers)))
 
     def close(self) -> None:
         if self.folder:
@@ -43,7 +43,9 @@ class RunFiles:
                 "steps": self.step, "epochs": round(self.epoch, 4), "wall_time_s": round(self.elapsed, 3),
                 "steps_per_s": round(self.step / self.elapsed, 2) if self.elapsed > 0 else 0.0,
                 "compile_s": round(self.compile_seconds, 3), "clipped_steps": self.clipped_steps, "metrics": final,
-                "format": FORMAT, "threads": getattr(self, "threads", None), "versions": versions()}
+                "format": FORMAT, "threads": getattr(self, "threads", None), "versions": versions(),
+                **({"transfer": self.transfer.report} if getattr(self, "transfer", None) and self.transfer.report else {}),
+                **({"scratch": self.last_eval.details.get("scratch")} if self.last_eval and "scratch" in self.last_eval.details else {})}
 
     def _write_summary(self, status: str) -> None:
         if self.out_dir:
@@ -67,7 +69,8 @@ class RunFiles:
     def _state(self) -> tuple[dict, dict]:
         """A copy of everything a checkpoint holds, taken now."""
         with self._lock:
-            arrays = {k: np.array(v, copy=True) for k, v in self.trainer.state_arrays().items()}
+            arrays = {k: np.array(v, copy=True) for k, v in (self.trainer.state_arrays()
+                                                                | self.transfer.state_arrays()).items()}
             arrays["session.perm"] = self._perm.copy()
             meta = {"step": self.step, "pos": self._pos, "epoch_index": self._epoch_index,
                     "data_rng": self._data_rng.bit_generator.state, "trainer_rng": self.trainer.rng_state(),
@@ -96,6 +99,7 @@ class RunFiles:
         with self._lock:
             try:
                 self.trainer.load_state_arrays(arrays)
+                self.transfer.load_state_arrays(arrays)
             except (KeyError, ValueError) as e:
                 raise DescentError(f"{path}: does not fit this model ({e})") from None
             self.step = int(meta.get("step", 0))

@@ -275,7 +275,7 @@ def test_shape_errors_come_keyed_and_located(monkeypatch):
         S.load(path, ["training.dtype=float64"])
     assert str(info.value) == f"{path}:16: model.layers[1].units: dense expects a flat input"
     assert seen["data"] == ("sms_spam", {"test_fraction": 0.3, "seed": 0, "features": "sequence",
-                                         "vocab_size": 3000, "max_len": 40, "dedupe": True}, DATA.resolve())
+                                         "vocab_size": 3000, "max_len": 40, "dedupe": True, "labelled": 0}, DATA.resolve())
     # embeddings without `vocab` take the data's vocabulary size before the shape check
     expected = S.load(path, check_shapes=False).model.spec()
     expected[0]["vocab"] = 3000

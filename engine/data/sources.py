@@ -22,8 +22,8 @@ from descent.engine.data.options import Option
 from descent.engine.data.series import SERIES_OPTIONS, load_series, series_feature_count
 from descent.engine.data.tables import (CSV_OPTIONS, SPAMBASE_FEATURES, SPAMBASE_OPTIONS, csv_feature_count,
                                         load_csv, load_spambase)
-from descent.engine.data.text import (SMS_SPAM_OPTIONS, TEXT_CSV_OPTIONS, check_text_options, load_sms_spam,
-                                      load_text_csv)
+from descent.engine.data.text import (SMS_SPAM_OPTIONS, SMS_WORDS_OPTIONS, TEXT_CSV_OPTIONS, check_text_options,
+                                      load_sms_spam, load_sms_words, load_text_csv)
 from descent.engine.data.toy2d import TOY2D_OPTIONS, load_toy2d
 from descent.engine.errors import DataMissing, SpecError
 
@@ -33,6 +33,7 @@ _LOADERS: dict[str, tuple[Callable[..., Dataset], str, dict[str, Option]]] = {
     "mnist": (load_mnist, "root", MNIST_OPTIONS),
     "digits8x8": (load_digits8x8, "", DIGITS8X8_OPTIONS),
     "sms_spam": (load_sms_spam, "root", SMS_SPAM_OPTIONS),
+    "sms_words": (load_sms_words, "root", SMS_WORDS_OPTIONS),
     "spambase": (load_spambase, "root", SPAMBASE_OPTIONS),
     "nile": (make_nile, "", NILE_OPTIONS),
     "csv": (load_csv, "path", CSV_OPTIONS),
@@ -44,6 +45,7 @@ _LOADERS: dict[str, tuple[Callable[..., Dataset], str, dict[str, Option]]] = {
 }
 SOURCES = tuple(_LOADERS)
 REGRESSION_SOURCES = ("line", "adding", "series")     # their targets are numbers (csv: its `task` option)
+SEQUENCE_SOURCES = ("sms_words",)                      # a class label per time step
 DATA_PREFIX = "data:"
 
 
@@ -100,6 +102,8 @@ def input_shape(source: str, options: dict, base_dir: Path, root: Path | None = 
         features = kwargs["features"]
         path = resolve_path(kwargs["path"], base_dir, root) if features is None else Path(str(kwargs["path"]))
         return (kwargs["window"], series_feature_count(path, kwargs["time"], features, kwargs["delimiter"]))
+    if source == "sms_words":
+        return (kwargs["max_len"],)
     check_text_options(kwargs["features"], kwargs["vocab_size"], kwargs["max_len"])   # sms_spam, text
     return (kwargs["max_len"],) if kwargs["features"] == "sequence" else (kwargs["vocab_size"],)
 
@@ -110,7 +114,7 @@ def vocab_size(source: str, options: dict) -> int | None:
               **_checked(source, options)}
     if source == "nile":
         return len(nile_vocab(kwargs["facts"]))
-    if source in ("sms_spam", "text") and kwargs["features"] == "sequence":
+    if source in ("sms_spam", "text") and kwargs["features"] == "sequence" or source == "sms_words":
         return kwargs["vocab_size"]
     return None
 
@@ -122,6 +126,8 @@ def class_count(source: str, options: dict) -> int | None:
               **_checked(source, options)}
     if source == "nile":
         return int(kwargs["facts"])
+    if source == "sms_words":
+        return int(kwargs["vocab_size"])
     return {"mnist": 10, "digits8x8": 10, "sms_spam": 2, "spambase": 2}.get(source)
 
 

@@ -115,19 +115,21 @@ def check_text_options(features: str, vocab_size: int, max_len: int) -> None:
 
 def text_dataset(name: str, texts: list[str], y: np.ndarray, class_names: list[str], *,
                  test_fraction: float, seed: int, features: str, vocab_size: int, max_len: int,
-                 dedupe: bool) -> Dataset:
+                 dedupe: bool, labelled: int = 0) -> Dataset:
     """Split labelled texts (stratified), build the vocabulary on the training split only,
-    and encode both splits."""
+    and encode both splits. `labelled` > 0 keeps that many training labels (a stratified draw):
+    the vocabulary still comes from every training text, labelled or not, as in semi-supervised
+    learning, so a model pretrained on those texts (`load_sms_words`) shares its token ids."""
     check_text_options(features, vocab_size, max_len)
-    if dedupe:
-        first = {}
-        for i, t in enumerate(texts):
-            first.setdefault(t, i)
-        keep = np.array(sorted(first.values()), dtype=np.int64)
-        texts, y = [texts[i] for i in keep], y[keep]
+    texts, y = _deduped(texts, y) if dedupe else (texts, y)
     train, test = stratified_split(y, test_fraction, seed)
     tokens = [tokenize(t) for t in texts]
     vocab = build_vocab([tokens[i] for i in train], vocab_size)
+    if labelled and labelled < len(train):
+        if labelled > len(train):
+            raise SpecError("data.labelled", f"must be at most the {len(train)} training messages, got {labelled}")
+        keep, _ = stratified_split(y[train], 1.0 - labelled / len(train), seed + 1)
+        train = train[np.sort(keep)][:labelled]
     encoder = TextEncoder(vocab, features, max_len)
     x_train, mask_train = encoder.encode_tokens([tokens[i] for i in train])
     x_test, mask_test = encoder.encode_tokens([tokens[i] for i in test])
@@ -137,6 +139,23 @@ def text_dataset(name: str, texts: list[str], y: np.ndarray, class_names: list[s
                    mask_train=mask_train, mask_test=mask_test, vocab=vocab,
                    texts_test=[texts[i] for i in test], encode=encoder,
                    prep={"vocab": vocab, "features": features, "max_len": max_len})
+
+
+def _deduped(texts: list[str], y: np.ndarray):
+    first = {}
+    for i, t in enumerate(texts):
+        first.setdefault(t, i)
+    keep = np.array(sorted(first.values()), dtype=np.int64)
+    return [texts[i] for i in keep], y[keep]
+
+
+def next_word_targets(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """y[:, t] = x[:, t + 1] where that is a real token, else IGNORE: a language model's labels."""
+    from descent.engine.losses import IGNORE
+
+    y = np.full_like(x, IGNORE)
+    y[:, :-1] = np.where(mask[:, 1:], x[:, 1:], IGNORE)
+    return y
 
 
 def read_sms(path: Path) -> tuple[list[str], list[str]]:
@@ -161,21 +180,35 @@ def read_sms(path: Path) -> tuple[list[str], list[str]]:
 
 TEXT_OPTIONS = {"features": Option("choice", choices=FEATURES), "vocab_size": Option("int", ge=10),
                 "max_len": Option("int", ge=1), "dedupe": Option("bool")}
-SMS_SPAM_OPTIONS = {**SPLIT, **TEXT_OPTIONS}
+SMS_SPAM_OPTIONS = {**SPLIT, **TEXT_OPTIONS, "labelled": Option("int", ge=0)}
+SMS_WORDS_OPTIONS = {**SPLIT, "vocab_size": Option("int", ge=10), "max_len": Option("int", ge=2),
+                     "dedupe": Option("bool")}
 
 
 def load_sms_spam(root: str | os.PathLike, test_fraction: float = 0.3, seed: int = 0,
                   features: str = "bow", vocab_size: int = 2000, max_len: int = 50,
-                  dedupe: bool = False) -> Dataset:
+                  dedupe: bool = False, labelled: int = 0) -> Dataset:
     """The SMS Spam Collection (5,574 messages; class 1 = spam), stratified split.
     `dedupe` keeps only the first copy of each repeated message (5,171 remain), so that no
-    test message also appears in training."""
+    test message also appears in training; `labelled` > 0 keeps only that many training labels."""
     path = require("sms_spam", Path(root)) / "SMSSpamCollection"
     labels, texts = read_sms(path)
     y = np.array([label == "spam" for label in labels], dtype=np.int64)
     return text_dataset("sms_spam", texts, y, ["ham", "spam"], test_fraction=test_fraction,
                         seed=seed, features=features, vocab_size=vocab_size, max_len=max_len,
-                        dedupe=dedupe)
+                        dedupe=dedupe, labelled=labelled)
+
+
+def load_sms_words(root: str | os.PathLike, test_fraction: float = 0.3, seed: int = 0,
+                   vocab_size: int = 2000, max_len: int = 50, dedupe: bool = False) -> Dataset:
+    """The SMS messages without their labels, as a next-word task: the pretraining stage of
+    fine-tuning. The split, the vocabulary and the token ids are those `load_sms_spam` gives
+    with the same options, so the classifier can start from this model's tensors."""
+    ds = load_sms_spam(root, test_fraction, seed, "sequence", vocab_size, max_len, dedupe)
+    ds.name, ds.task = "sms_words", "sequence"
+    ds.y_train, ds.y_test = next_word_targets(ds.x_train, ds.mask_train), next_word_targets(ds.x_test, ds.mask_test)
+    ds.n_classes, ds.class_names = len(ds.vocab), list(ds.vocab)
+    return ds
 
 
 TEXT_CSV_OPTIONS = {"path": Option("str"), "text_column": Option("str"), "label": Option("str"),

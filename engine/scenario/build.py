@@ -17,7 +17,7 @@ from .hints import listing, show, unknown
 from .knobs import check_knob
 from .locate import locate, parse_toml
 from .overrides import MISSING, apply_overrides, format_key, parse_key, set_path
-from .schema import (REQUIRED, SCENARIO_RULES, SECTION_RULES, SECTIONS, DataConfig,
+from .schema import (MODEL_RULES, REQUIRED, SCENARIO_RULES, SECTION_RULES, SECTIONS, DataConfig,
                      EvaluationConfig, FrozenDict, ModelConfig, Scenario, TrainingConfig, choice_rule,
                      check_table, data_options, freeze, plain, rules_of, thaw)
 
@@ -166,13 +166,22 @@ def _data(table: dict, base_dir: Path) -> DataConfig:
 
 def _model(table: dict) -> ModelConfig:
     for name in table:
-        if name != "layers":
-            raise unknown(f"model.{name}", name, ["layers"])
+        if name != "layers" and name not in MODEL_RULES:
+            raise unknown(f"model.{name}", name, ["layers", *MODEL_RULES])
     if "layers" not in table:
         raise SpecError("model.layers", 'missing required key: an array like [{ type = "dense", units = 10 }]')
     check_nesting(table["layers"])          # before anything that recurses into the layers
     _check_layer_list("model.layers", table["layers"])
-    return ModelConfig(freeze(table["layers"]))
+    rest = check_table("model", {k: v for k, v in table.items() if k != "layers"}, MODEL_RULES)
+    layers = table["layers"]
+    ok = isinstance(rest["freeze"], (list, tuple)) and all(
+        isinstance(v, int) and not isinstance(v, bool) and 0 <= v < len(layers) for v in rest["freeze"])
+    if not ok:
+        raise SpecError("model.freeze", f"must be an array of positions in model.layers (0 to {len(layers) - 1}), "
+                                        f"got {show(rest['freeze'])}")
+    if rest["compare"] != "none" and not rest["init_from"]:
+        raise SpecError("model.compare", '"scratch" compares against a pretrained start: set model.init_from too')
+    return ModelConfig(freeze(layers), rest["init_from"], tuple(rest["freeze"]), rest["compare"])
 
 
 def _check_layer_list(key: str, layers) -> None:

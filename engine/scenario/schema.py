@@ -110,7 +110,7 @@ def rules_of(cls) -> dict[str, Rule]:
 
 
 
-PANELS = ("spam", "digits", "nile", "generic", "neuron", "activations", "exploding", "weather")
+PANELS = ("spam", "digits", "nile", "generic", "neuron", "activations", "exploding", "weather", "finetune")
 LOSSES = ("auto", "cross_entropy", "bce", "mse")
 KNOB_TYPES = ("float", "int", "choice", "bool")
 SECTIONS = ("scenario", "data", "model", "training", "evaluation", "knobs")
@@ -220,6 +220,11 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     layers: tuple                  # read-only layer mappings; a residual's `layers` likewise
+    # transfer (engine/transfer.py): start from another run's tensors, keep layers fixed, and
+    # train the same model from scratch beside it for comparison
+    init_from: str = _cfg(str_rule(""))
+    freeze: tuple = _cfg(Rule("array", ()))
+    compare: str = _cfg(choice_rule("none", ("none", "scratch")))
 
     def spec(self) -> list[dict]:
         """The layers as plain dicts and lists, for `engine.model.build_layers`."""
@@ -277,11 +282,13 @@ class Scenario:
 
     @property
     def task(self) -> str:
-        """"classification" or "regression"."""
-        from descent.engine.data.sources import REGRESSION_SOURCES
+        """"classification", "regression" or "sequence" (a class per time step)."""
+        from descent.engine.data.sources import REGRESSION_SOURCES, SEQUENCE_SOURCES
 
         if self.data.source in REGRESSION_SOURCES:
             return "regression"
+        if self.data.source in SEQUENCE_SOURCES:
+            return "sequence"
         return self.data.options.get("task", "classification") if self.data.source == "csv" else "classification"
 
     def to_dict(self) -> dict:
@@ -289,7 +296,8 @@ class Scenario:
         return {
             "scenario": {"name": self.name, "description": self.description, "panel": self.panel},
             "data": {"source": self.data.source, **thaw(self.data.options)},
-            "model": {"layers": thaw(self.model.layers)},
+            "model": {"layers": thaw(self.model.layers),
+                      **{k: thaw(getattr(self.model, k)) for k in MODEL_KEYS if getattr(self.model, k) != MODEL_DEFAULTS[k]}},
             "training": asdict(self.training),
             "evaluation": asdict(self.evaluation),
             "knobs": [k.to_dict() for k in self.knobs],
@@ -297,7 +305,11 @@ class Scenario:
 
 
 
-SECTION_RULES = {"scenario": SCENARIO_RULES, "training": rules_of(TrainingConfig),
+MODEL_RULES = {f.name: f.metadata["rule"] for f in fields(ModelConfig) if "rule" in f.metadata}
+MODEL_KEYS = tuple(MODEL_RULES)
+MODEL_DEFAULTS = {k: r.default for k, r in MODEL_RULES.items()}
+
+SECTION_RULES = {"scenario": SCENARIO_RULES, "model": MODEL_RULES, "training": rules_of(TrainingConfig),
                   "evaluation": rules_of(EvaluationConfig)}
 
 

@@ -326,6 +326,7 @@ def make_panel(kind: str) -> ScenarioPanel:
         from descent.tui.app.digits_panel import DigitsPanel
 
         return DigitsPanel(id="panel")
+    from descent.tui.app.finetune_panel import FinetunePanel
     from descent.tui.app.lesson_panels import LESSON_PANELS      # they build on ScenarioPanel above
 
-    return {**PANELS, **LESSON_PANELS}.get(kind, GenericPanel)(id="panel")
+    return {**PANELS, **LESSON_PANELS, "finetune": FinetunePanel}.get(kind, GenericPanel)(id="panel")
