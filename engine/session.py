@@ -88,8 +88,9 @@ class Session(RunFiles):
         self._epoch_index = 0
 
     # ---- setup -------------------------------------------------------------------------------
-    def prepare(self) -> Iterator[Compiling]:
-        """Load the data, build the model, compile kernels. Raises DescentError on bad input."""
+    def prepare(self, stop: threading.Event | None = None) -> Iterator[Compiling]:
+        """Load the data, build the model, compile kernels; `stop` ends a pretraining stage
+        (model.init_from = "scenario:NAME") early. Raises DescentError on bad input."""
         from .data import data_dir, load_dataset
         from .threads import configure
 
@@ -127,7 +128,7 @@ class Session(RunFiles):
             warm_up(self.layers, ds.in_shape, self.loss, self.x_train[:n], ds.y_train[:n],
                     None if ds.mask_train is None else ds.mask_train[:n], self.dtype, t.optimizer)
             self.compile_seconds = time.perf_counter() - t0
-        for message in self.transfer.prepare():
+        for message in self.transfer.prepare(stop):
             yield Compiling(message)
         self.total_steps = self.schedule_steps = self._budget()
         if self.out_dir:

@@ -76,8 +76,9 @@ def resolve(init_from: str, base_dir: Path):
     return p, None
 
 
-def pretrain(scenario, data_root):
-    """Train `scenario` into its pretrained_dir, yielding (step, total); returns the checkpoint."""
+def pretrain(scenario, data_root, stop=None):
+    """Train `scenario` into its pretrained_dir, yielding (step, total); returns the checkpoint.
+    `stop` (a threading.Event) ends it early, keeping its checkpoint to go on from next time."""
     from .records import Step
     from .session import Session
 
@@ -95,11 +96,14 @@ def pretrain(scenario, data_root):
     try:
         for _ in session.prepare():
             pass
-        for record in session.run():
+        for record in session.run(stop):
             if isinstance(record, Step):
                 yield record.step, session.total_steps
     finally:
         session.close()
+    if stop is not None and stop.is_set() and not finished(run):
+        raise DescentError(f"model.init_from: pretraining stopped at step {session.step}; it goes on from "
+                           f"there next time ({run})")
     if not finished(run):
         raise DescentError(f"model.init_from: the pretraining run {run} did not finish")
     return run / CHECKPOINT
@@ -143,9 +147,9 @@ class Transfer:
         self._losses: list[float] = []       # the comparison model's training losses since the last evaluation
         self._tuned: list[float] = []        # and the session's own model's
 
-    def prepare(self):
-        """Yields progress messages (the pretraining stage, if it has to run); then copies, freezes
-        and builds the comparison model."""
+    def prepare(self, stop=None):
+        """Yields progress messages (the pretraining stage, if it has to run, which `stop` ends);
+        then copies, freezes and builds the comparison model."""
         from .backend import make_trainer
         from .optim import OptimConfig
 
@@ -156,15 +160,16 @@ class Transfer:
         if m.init_from:
             path, stage = resolve(m.init_from, s.scenario.base_dir)
             if path is None:
-                gen = pretrain(stage, s.data_root)
+                name = stage.path.stem if stage.path else "the first stage"
+                yield f"pretraining {name} first (once: it is kept for the next run)"
+                gen = pretrain(stage, s.data_root, stop)
                 while True:
                     try:
                         step, total = next(gen)
                     except StopIteration as done:
                         path = done.value
                         break
-                    if step % 50 == 0 or step == total:
-                        yield f"pretraining {stage.path.stem if stage.path else 'the first stage'}: step {step}/{total}"
+                    yield f"pretraining {name}: step {step}/{total}"
             self.report = {"from": str(path), **copy_matching(s.trainer, load_arrays(path))}
             yield (f"init_from: {len(self.report['copied'])} tensors copied from {path}"
                    + (f"; fresh: {', '.join(self.report['skipped'])}" if self.report["skipped"] else ""))

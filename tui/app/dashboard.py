@@ -164,7 +164,7 @@ class DashboardScreen(FileActions, ViewActions, Screen):
 
         try:
             if job == "prepare":
-                for rec in session.prepare():
+                for rec in session.prepare(stop):
                     post(Preparing(rec.message))
                 post(Prepared(session.dataset.summary()))
             else:
