@@ -517,7 +517,7 @@ class ScriptedSession:
         self.out_dir = None
         self.alarms = GradMonitor()
 
-    def prepare(self):
+    def prepare(self, stop=None):
         yield Compiling("compiling kernels")
         self.trainer = object()
         self.dataset = type("D", (), {"summary": lambda self: "scripted data"})()

@@ -151,7 +151,7 @@ class SlowToCompile(ScriptedSession):
         self.gate = gate
         self.runs = 0
 
-    def prepare(self):
+    def prepare(self, stop=None):
         yield Compiling("compiling kernels")
         self.gate.wait(30)
         yield from super().prepare()
