@@ -20,7 +20,6 @@ import shlex
 import shutil
 import subprocess
 import tempfile
-from pathlib import Path
 
 from .tail import CHUNK, FileState, WatchError
 
@@ -61,6 +60,8 @@ def env_options() -> list[str]:
 
 
 class SshTransport:
+    remote = True
+
     def __init__(self, host: str, path: str, options: list[str] = (), ssh: str = "ssh") -> None:
         self.host, self.path = host, path
         self.label = f"{host}:{path}"
@@ -140,10 +141,6 @@ class SshTransport:
         except (OSError, subprocess.TimeoutExpired):
             pass
         shutil.rmtree(self.control_dir, ignore_errors=True)
-
-    @property
-    def master_alive(self) -> bool:
-        return any(Path(self.control_dir).iterdir()) if os.path.isdir(self.control_dir) else False
 
 
 def last_line(stderr: bytes) -> str:

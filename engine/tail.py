@@ -50,6 +50,7 @@ class Transport(Protocol):
     """Reads one run folder (local or remote); `label` names it in messages and legends."""
 
     label: str
+    remote: bool            # a round trip per call (poll less often)
 
     def check(self) -> None:
         """Raise WatchError unless the folder is there and holds a run (scenario or metrics)."""
@@ -69,6 +70,8 @@ class Transport(Protocol):
 
 
 class LocalTransport:
+    remote = False
+
     def __init__(self, run_dir) -> None:
         self.path = Path(run_dir)
         self.label = str(run_dir)

@@ -157,3 +157,40 @@ def test_unreachable_host_fails_fast_in_one_line(tmp_path):
             t.check()
     finally:
         t.close()
+
+
+def test_watch_view_over_ssh_steers_the_remote_folder(sshd, tmp_path):
+    """The view on host:DIR: records arrive over the connection, space and a knob edit land in
+    the remote control.jsonl."""
+    import asyncio
+
+    from descent.tui.app.watch import make_watch_app
+    from descent.tui.cli.watch import open_runs
+    from test_watch import line, requests, run_folder, step, until
+
+    _, options = sshd
+    folder = run_folder(tmp_path / "r", [step(10), step(20)])
+    os.environ["DESCENT_SSH_OPTIONS"] = " ".join(options)
+    try:
+        runs = open_runs([f"localhost:{folder}"])
+    finally:
+        del os.environ["DESCENT_SSH_OPTIONS"]
+
+    async def watch():
+        app = make_watch_app(runs)
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = app.screen
+            await until(pilot, lambda: screen.status.info.step == 20, "the records over ssh")
+            with (folder / "metrics.jsonl").open("a") as f:
+                f.write(line(step(30)))
+            await until(pilot, lambda: screen.status.info.step == 30, "an appended record")
+            await pilot.press("space")
+            await until(pilot, lambda: requests(folder) == [("pause", None, None)], "the pause request")
+            await pilot.press("q")
+        return app.return_code
+
+    try:
+        assert asyncio.run(watch()) == 0
+    finally:
+        for run in runs:
+            run.close()

@@ -130,8 +130,7 @@ class WatchScreen(DashboardScreen, inherit_bindings=False):
     # ---- the poll worker ------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="watch", exit_on_error=False)
     def follow(self, stop: threading.Event) -> None:
-        remote = any(not hasattr(run.transport, "path") for run in self.runs)
-        every = REMOTE_POLL_SECONDS if remote else LOCAL_POLL_SECONDS
+        every = REMOTE_POLL_SECONDS if any(run.transport.remote for run in self.runs) else LOCAL_POLL_SECONDS
         lost: dict[str, str] = {}
         first = True
         while not stop.is_set():
@@ -318,8 +317,7 @@ def coerce(knob, value):
 
 def short_label(run) -> str:
     """A legend's name for a run: its folder's name (host:name when remote)."""
-    label = run.label.rstrip("/")
-    host, colon, path = label.rpartition(":") if not hasattr(run.transport, "path") else ("", "", label)
-    name = path.rsplit("/", 1)[-1] or path
-    return f"{host}:{name}" if colon else name
+    t = run.transport
+    name = str(t.path).rstrip("/").rsplit("/", 1)[-1] or str(t.path)
+    return f"{t.host}:{name}" if t.remote else name
 
