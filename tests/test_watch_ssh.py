@@ -159,7 +159,7 @@ def test_unreachable_host_fails_fast_in_one_line(tmp_path):
         t.close()
 
 
-def test_watch_view_over_ssh_steers_the_remote_folder(sshd, tmp_path):
+def test_watch_view_over_ssh_steers_the_remote_folder(sshd, tmp_path, monkeypatch):
     """The view on host:DIR: records arrive over the connection, space and a knob edit land in
     the remote control.jsonl."""
     import asyncio
@@ -170,11 +170,8 @@ def test_watch_view_over_ssh_steers_the_remote_folder(sshd, tmp_path):
 
     _, options = sshd
     folder = run_folder(tmp_path / "r", [step(10), step(20)])
-    os.environ["DESCENT_SSH_OPTIONS"] = " ".join(options)
-    try:
-        runs = open_runs([f"localhost:{folder}"])
-    finally:
-        del os.environ["DESCENT_SSH_OPTIONS"]
+    monkeypatch.setenv("DESCENT_SSH_OPTIONS", " ".join(options))
+    runs = open_runs([f"localhost:{folder}"])
 
     async def watch():
         app = make_watch_app(runs)
