@@ -313,8 +313,8 @@ async def test_watch_view_of_a_folder_without_a_scenario(tmp_path):
         assert app.screen.query("#tab-time")                        # a stand-in shows the time tab
         assert app.screen.history.heat_rows(5) == [(2, {"1": [0.1, 0.2, 0.4]})]
         assert not app.screen.query("KnobRow")
-        await pilot.press("q")
-    assert app.return_code == 0
+        await pilot.press("ctrl+c")
+    assert app.return_code == 130
 
 
 def test_a_bad_ssh_option_list_is_one_line(tmp_path, monkeypatch):

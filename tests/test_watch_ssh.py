@@ -191,3 +191,28 @@ def test_watch_view_over_ssh_steers_the_remote_folder(sshd, tmp_path, monkeypatc
     finally:
         for run in runs:
             run.close()
+
+
+def test_once_over_ssh_while_a_headless_run_trains(sshd, tmp_path):
+    """Watched mid-run: running with a step, then stopped once the run is interrupted."""
+    import signal
+
+    _, options = sshd
+    out = tmp_path / "live"
+    proc = subprocess.Popen([sys.executable, "-m", "descent.tui.cli", "run", "digits8x8", "--steps", "10000000",
+                             "--set", "training.log_every=200", "--out", str(out)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        metrics = out / "metrics.jsonl"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (metrics.exists() and b'"step"' in metrics.read_bytes()[:4096]):
+            time.sleep(0.2)
+        p = descent("watch", "--once", f"localhost:{out}", env=ssh_env(options))
+        assert p.returncode == 0, p.stderr
+        assert "[running]" in p.stdout and "  step " in p.stdout and "steps/s" in p.stdout
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    p = descent("watch", "--once", f"localhost:{out}", env=ssh_env(options))
+    assert p.returncode == 0 and "[stopped]" in p.stdout, p.stdout + p.stderr
