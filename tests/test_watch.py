@@ -323,3 +323,17 @@ def test_a_bad_ssh_option_list_is_one_line(tmp_path, monkeypatch):
 
     with pytest.raises(WatchError, match="DESCENT_SSH_OPTIONS"):
         open_runs(["gpu:runs/a"])
+
+
+@sync
+async def test_space_on_a_stopped_run_asks_it_to_resume(tmp_path):
+    from descent.tui.app.watch import make_watch_app
+    from descent.tui.cli.watch import open_runs
+
+    folder = run_folder(tmp_path / "s", [step(10), Stopped(10)])
+    app = make_watch_app(open_runs([str(folder)]))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.screen.state == "stopped", "the stopped state")
+        await pilot.press("space")
+        await until(pilot, lambda: requests(folder) == [("resume", None, None)], "the resume request")
+        await pilot.press("q")

@@ -256,10 +256,14 @@ class WatchScreen(DashboardScreen, inherit_bindings=False):
     def action_toggle_run(self) -> None:
         if self.ended():
             return
-        op = "resume" if self.pause_asked or self.state == "paused" else "pause"
+        op = "resume" if self.pause_asked or self.state in ("paused", "stopped") else "pause"
         self.pause_asked = op == "pause"
         self.status.show(detail="pause asked" if self.pause_asked else "resume asked")
-        self.send(op, said=f"Asked the run to {op}" + (" after its current step" if op == "pause" else ""))
+        said = {"pause": "Asked the run to pause after its current step",
+                "resume": "Asked the run to resume" + (f" (if its process has ended, `descent resume "
+                                                      f"{self.run.label}` continues it)"
+                                                      if self.state == "stopped" else "")}[op]
+        self.send(op, said=said)
 
     def action_save(self) -> None:
         if not self.ended():
