@@ -118,6 +118,10 @@ def build_parser() -> Parser:
 
     sub.add_parser("list", help="list bundled and user scenarios")
 
+    from .watch import add_parser as add_watch
+
+    add_watch(sub)
+
     d = sub.add_parser("data", help="datasets: where they are looked for, and download")
     dsub = d.add_subparsers(dest="data_command", parser_class=Parser, metavar="ACTION", required=True)
     f = dsub.add_parser("fetch", help="download a dataset with checksum checks")
@@ -147,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         if command == "tui":
             return cmd_tui(args)
         return {"run": cmd_run, "resume": cmd_resume, "predict": cmd_predict, "validate": cmd_validate, "list": cmd_list,
-                "data": cmd_data, "runs": cmd_runs, "snapshot": cmd_snapshot, "control": cmd_control}[command](args)
+                "data": cmd_data, "runs": cmd_runs, "snapshot": cmd_snapshot, "control": cmd_control,
+                "watch": cmd_watch}[command](args)
     except DescentError as e:
         return fail(str(blame_set(e, getattr(args, "overrides", []))), e.exit_code)
     except KeyboardInterrupt:
@@ -268,6 +273,12 @@ def cmd_control(args) -> int:
     from .control import cmd_control as control
 
     return control(args)
+
+
+def cmd_watch(args) -> int:
+    from .watch import cmd_watch as watch
+
+    return watch(args)
 
 
 def cmd_runs(args) -> int:

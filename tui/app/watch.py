@@ -1,0 +1,87 @@
+"""The app of `descent watch`: one `WatchScreen` (tui.app.watch_screen) on opened run folders.
+
+    make_watch_app(runs).run()          # runs: engine.tail.WatchedRun, opened (checked) already
+
+The view is built from the first run's scenario.toml; a folder without one (metrics written by
+something other than a descent session) gets a stand-in: no knobs, the time-gradient tab on.
+q quits (exit 0; nothing of the run is touched), Ctrl-C quits with 130.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from types import SimpleNamespace
+
+from textual.app import App
+from textual.binding import Binding
+
+from descent.tui.app.dialogs import HelpScreen
+from descent.tui.app.watch_screen import WatchScreen
+
+
+class WatchApp(App):
+    CSS_PATH = "descent.tcss"
+    TITLE = "descent watch"
+    BINDINGS = [Binding("question_mark", "help", "Help", show=False),
+                Binding("ctrl+c", "interrupt", show=False, priority=True)]
+
+    def __init__(self, runs, scenario):
+        super().__init__()
+        self.runs, self.scenario = runs, scenario
+
+    def get_default_screen(self) -> WatchScreen:
+        return WatchScreen(self.runs, self.scenario, id="dashboard")
+
+    def on_mount(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGHUP, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self.action_interrupt)
+            except (NotImplementedError, RuntimeError, ValueError):   # not the main thread (tests)
+                pass
+
+    def action_interrupt(self) -> None:
+        self.exit(return_code=130)
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def _handle_exception(self, error: Exception) -> None:
+        """As the dashboard app: one line naming the crash report, never a Rich traceback."""
+        from descent.tui.app import crash_line
+
+        self.crash_message = crash_line(error)
+        self._return_code = 1
+        if self._exception is None:    # Textual's own bookkeeping: tests (run_test) re-raise it
+            self._exception = error
+            self._exception_event.set()
+        self._close_messages_no_wait()
+
+    def _print_error_renderables(self) -> None:
+        message = getattr(self, "crash_message", None)
+        if message is None:
+            return super()._print_error_renderables()
+        self._exit_renderables.clear()
+        print(message, file=sys.stderr, flush=True)
+
+
+def scenario_of(run):
+    """The run's Scenario from its scenario.toml, or a stand-in with what the view reads."""
+    from descent.engine.errors import DescentError
+    from descent.engine.scenario import loads
+
+    if run.scenario_text:
+        try:
+            return loads(run.scenario_text, name=f"{run.label}/scenario.toml", check_shapes=False)
+        except DescentError:
+            pass
+    return SimpleNamespace(name=run.label, knobs=(), panel="generic",
+                           model=SimpleNamespace(layers=({"type": "lstm"},)),
+                           data=SimpleNamespace(source="", options={}))
+
+
+def make_watch_app(runs) -> WatchApp:
+    return WatchApp(list(runs), scenario_of(runs[0]))
