@@ -54,6 +54,7 @@ class Session(RunFiles):
         self.scenario = scenario
         t = scenario.training
         self.backend = backend or t.backend
+        self.device = t.device                     # training.device, until prepare() resolves it
         self.seed = t.seed if seed is None else seed
         self.data_root = data_root
         self.out_dir = Path(out_dir) if out_dir else None
@@ -92,8 +93,13 @@ class Session(RunFiles):
 
         if self.folder:
             self.folder.preflight(resume=self._resume_step is not None, force=self.force)
-        self.threads = configure()
         sc = self.scenario
+        from .torch_backend import resolve_device
+
+        self.device = resolve_device(self.device, self.backend, sc.training.dtype)
+        if self.backend == "torch":
+            yield Compiling(f"torch backend on {self.device}")
+        self.threads = configure()
         self.state = "compiling"
         yield Compiling(f"loading {sc.data.source} data")
         root = data_dir(self.data_root)
@@ -109,7 +115,7 @@ class Session(RunFiles):
         self.optim = OptimConfig.from_training(t)
         try:
             self.trainer = make_trainer(self.layers, ds.in_shape, self.loss, self.optim, self.seed,
-                                        self.dtype, self.backend)
+                                        self.dtype, self.backend, self.device)
         except SpecError as e:
             raise e.at("model.layers", file=str(sc.path) if sc.path else None) from None
         except ImportError:
