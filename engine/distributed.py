@@ -194,8 +194,12 @@ def leave() -> None:
 
 
 def first_line(e: BaseException) -> str:
+    """A collective's error, short: gloo's opens with its source position and closes with advice."""
+    import re
+
     text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
+    line = re.sub(r"^\[[^\]]*\]\s*", "", text[0]) if text else ""
+    return line.split(". ")[0].rstrip(".") or type(e).__name__
 
 
 class AgreedStop:
