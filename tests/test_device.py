@@ -100,3 +100,10 @@ def test_a_device_that_is_no_device_is_refused_by_the_parser():
     assert p.returncode == 2
     assert p.stderr.strip() == ("descent run: argument --device: expected one of cpu, cuda, mps, auto or cuda:N, "
                                 "got 'gpu' (see `descent run --help`)")
+
+
+def test_the_dashboard_takes_no_device_with_resume(tmp_path):
+    p = descent("tui", "--resume", tmp_path, "--device", "cpu")
+    assert p.returncode == 2
+    assert p.stderr.strip() == ("descent: --device: the dashboard resumes on the run's own training.device "
+                                "(a headless `descent resume DIR --device ...` takes another)")
