@@ -151,7 +151,7 @@ def test_a_rank_that_dies_fails_the_run_in_one_line_and_keeps_the_checkpoint(tmp
                  stderr=subprocess.PIPE, start_new_session=True)
     _until_first_step(p)
     while not (run / "checkpoint.npz").exists():       # the first checkpoint_every
-        p.stdout.readline()
+        assert p.poll() is None, p.stderr.read()[-3000:]
         time.sleep(0.05)
     os.kill(_workers(p.pid)[1], signal.SIGKILL)
     _, err = p.communicate(timeout=240)                # well inside DESCENT_DIST_TIMEOUT: no hang
