@@ -95,13 +95,14 @@ class Trainer:
 
 
 def make_trainer(layers, in_shape, loss="cross_entropy", optim: OptimConfig | None = None, seed=0,
-                 dtype="float32", backend="numba"):
+                 dtype="float32", backend="numba", device: str = "cpu"):
+    """`device` as `torch_backend.resolve_device` gives it; our engine runs on the CPU only."""
     if backend == "numba":
         return Trainer(layers, in_shape, loss, optim, seed, dtype)
     if backend == "torch":
         from .torch_backend import TorchTrainer
 
-        return TorchTrainer(layers, in_shape, loss, optim, seed, dtype)
+        return TorchTrainer(layers, in_shape, loss, optim, seed, dtype, device)
     raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
 
 

@@ -205,6 +205,10 @@ class Steering:
         if isinstance(item, Malformed):
             return Control(session.step, item.id, None, False, f"malformed control line: {item.reason}")
         done = session.step
+        if getattr(session, "world", None) is not None and item.op in ("set", "pause", "resume"):
+            # only rank 0 reads this file: a change or a hold there alone would split the processes
+            return Control(done, item.id, item.op, False, f"a torchrun run takes checkpoint and stop only, "
+                                                          f"not {item.op}")
         try:
             if item.op == "set":
                 key, value = check_set(session.scenario, item.key, item.value)

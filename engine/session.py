@@ -55,6 +55,7 @@ class Session(RunFiles):
         self.scenario = scenario
         t = scenario.training
         self.backend = backend or t.backend
+        self.device = t.device                     # training.device, until prepare() resolves it
         self.seed = t.seed if seed is None else seed
         self.data_root = data_root
         self.out_dir = Path(out_dir) if out_dir else None
@@ -99,8 +100,13 @@ class Session(RunFiles):
             from .control import Steering
 
             self.steering = Steering(self.out_dir)    # from the file's size now: older requests are not ours
-        self.threads = configure()
         sc = self.scenario
+        from .torch_backend import resolve_device
+
+        self.device = resolve_device(self.device, self.backend, sc.training.dtype)
+        if self.backend == "torch":
+            yield Compiling(f"torch backend on {self.device}")
+        self.threads = configure()
         self.state = "compiling"
         yield Compiling(f"loading {sc.data.source} data")
         root = data_dir(self.data_root)
@@ -116,7 +122,7 @@ class Session(RunFiles):
         self.optim = OptimConfig.from_training(t)
         try:
             self.trainer = make_trainer(self.layers, ds.in_shape, self.loss, self.optim, self.seed,
-                                        self.dtype, self.backend)
+                                        self.dtype, self.backend, self.device)
         except SpecError as e:
             raise e.at("model.layers", file=str(sc.path) if sc.path else None) from None
         except ImportError:

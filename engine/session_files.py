@@ -39,8 +39,8 @@ class RunFiles:
 
     def _summary(self, status: str) -> dict:
         final = self.last_eval.metrics if self.last_eval else {}
-        return {"status": status, "scenario": self.scenario.name, "backend": self.backend, "seed": self.seed,
-                "steps": self.step, "epochs": round(self.epoch, 4), "wall_time_s": round(self.elapsed, 3),
+        return {"status": status, "scenario": self.scenario.name, "backend": self.backend, "device": self.device,
+                "seed": self.seed, "steps": self.step, "epochs": round(self.epoch, 4), "wall_time_s": round(self.elapsed, 3),
                 "steps_per_s": round(self.step / self.elapsed, 2) if self.elapsed > 0 else 0.0,
                 "compile_s": round(self.compile_seconds, 3), "clipped_steps": self.clipped_steps, "metrics": final,
                 "format": FORMAT, "threads": getattr(self, "threads", None), "versions": versions(),
@@ -128,8 +128,9 @@ class RunFiles:
         return path
 
     @classmethod
-    def resume(cls, run_dir, *, data_root=None):
-        """A session that continues the run in `run_dir` exactly where its checkpoint left it."""
+    def resume(cls, run_dir, *, data_root=None, device: str | None = None):
+        """A session that continues the run in `run_dir` exactly where its checkpoint left it,
+        on `device` if given (else the run's training.device)."""
         from .scenario import loads
 
         run_dir = Path(run_dir)
@@ -147,6 +148,10 @@ class RunFiles:
         check_format(meta.get("format"), ckpt)
         scenario = loads(resolved.read_text(encoding="utf-8"), name=str(resolved),
                          base_dir=Path(meta.get("base_dir", run_dir)))
+        if device is not None:
+            from .scenario import with_values
+
+            scenario = with_values(scenario, {"training.device": device}, check_shapes=False)
         session = cls(scenario, data_root=data_root, out_dir=run_dir, backend=meta.get("backend"),
                       seed=meta.get("seed"))
         session._resume_from = ckpt

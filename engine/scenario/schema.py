@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from descent.engine.errors import SpecError
-from descent.engine.names import BACKENDS, LIVE_SETTINGS, OPTIMIZERS
+from descent.engine.names import BACKENDS, DEVICES, LIVE_SETTINGS, OPTIMIZERS
 from descent.engine.schedules import SCHEDULES
 
 from .hints import did_you_mean, listing, show, unknown
@@ -89,6 +89,19 @@ def int_rule(default=REQUIRED, **bounds) -> Rule:
 
 def choice_rule(default, choices: Sequence[str]) -> Rule:
     return Rule("choice", default, choices=tuple(choices))
+
+
+@dataclass(frozen=True)
+class DeviceRule(Rule):
+    """training.device: one of DEVICES, or "cuda:N" for one GPU of several."""
+
+    def check(self, key: str, v):
+        if isinstance(v, str) and v.startswith("cuda:") and v[5:].isdigit():
+            return v
+        try:
+            return super().check(key, v)
+        except SpecError as e:
+            raise SpecError(key, e.message.replace(", got", ' or "cuda:N", got', 1)) from None
 
 
 def bool_rule(default) -> Rule:
@@ -255,6 +268,8 @@ class TrainingConfig:
     seed: int = _cfg(int_rule(0, ge=0))
     dtype: str = _cfg(choice_rule("float32", ("float32", "float64")))
     backend: str = _cfg(choice_rule("numba", BACKENDS))
+    # cpu by default, so a file that names no device trains exactly where it did before
+    device: str = _cfg(DeviceRule("choice", "cpu", choices=DEVICES))
     log_every: int = _cfg(int_rule(10, ge=1))
     checkpoint_every: int = _cfg(int_rule(0, ge=0))
     diverge_factor: float = _cfg(float_rule(1e3, gt=1))

@@ -49,6 +49,39 @@ def positive(kind):
     return parse
 
 
+def device_arg(text: str) -> str:
+    """An argparse type: a training.device value (the schema checks it again in the scenario)."""
+    from descent.engine.names import DEVICES
+
+    if text in DEVICES or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(f"expected one of {', '.join(DEVICES)} or cuda:N, got {text!r}")
+
+
+def torchrun_world():
+    """The World torchrun started this process in, or None (a plain run)."""
+    if "WORLD_SIZE" not in os.environ:
+        return None
+    from descent.engine.distributed import World
+
+    return World.from_env()
+
+
+def drive_here(session, world, **how) -> int:
+    """`headless.drive`, as one of torchrun's processes when `world` is given."""
+    from .headless import drive
+
+    if world is None:
+        return drive(session, **how)
+    from descent.engine.distributed import leave, start
+
+    try:
+        start(world, session)
+        return drive(session, quiet=world.rank != 0, **how)
+    finally:
+        leave()
+
+
 def build_parser() -> Parser:
     p = Parser(prog="descent", description="Train neural networks in the terminal and watch them learn. "
                "`descent SCENARIO` is short for `descent tui SCENARIO`.")
@@ -60,6 +93,8 @@ def build_parser() -> Parser:
                             help="override a scenario key, e.g. --set training.lr=0.01 (repeatable)")
             sp.add_argument("--seed", type=int, help="seed for init, data order and dropout")
             sp.add_argument("--backend", choices=["numba", "torch"], help="engine backend (default: the scenario's)")
+        sp.add_argument("--device", type=device_arg, help="where the torch backend trains: cpu, cuda, cuda:N, mps "
+                                                          "or auto (default: the scenario's training.device)")
         sp.add_argument("--data", metavar="DIR", help="data folder (default: $DESCENT_DATA or ~/.local/share/descent/data)")
 
     runs_help = "folder of run folders (default: $DESCENT_RUNS or ~/.local/share/descent/runs)"
@@ -193,10 +228,17 @@ def cmd_tui(args) -> int:
     from descent.engine.scenario import load, resolve_name
 
     name = getattr(args, "scenario", None)
-    overrides = getattr(args, "overrides", [])
+    overrides = list(getattr(args, "overrides", []))
     resume = getattr(args, "resume", None)
     if resume and name:
         return fail("give a scenario or --resume RUN_DIR, not both")
+    if torchrun_world() is not None:
+        return fail("the dashboard is one process: under torchrun, train headless with `run` or `resume`")
+    if getattr(args, "device", None):
+        if resume:
+            return fail("--device: the dashboard resumes on the run's own training.device "
+                        "(a headless `descent resume DIR --device ...` takes another)")
+        overrides.append(f"training.device={args.device}")
     path = resolve_name(name) if name else None
     seed = checked_seed(getattr(args, "seed", None), path)
     scenario = load(path, overrides=overrides, check_data=True) if name else None
@@ -229,17 +271,20 @@ def cmd_run(args) -> int:
         overrides.append(f"training.steps={args.steps}")
     if args.epochs is not None:
         overrides += [f"training.epochs={args.epochs}", "training.steps=0"]
+    if args.device:
+        overrides.append(f"training.device={args.device}")
     checked_seed(args.seed, path)
     scenario = load(path, overrides=overrides, check_data=True)
     from descent.engine.runs import run_dir_for, runs_home
     from descent.engine.session import Session
 
+    world = torchrun_world()
+    if world is not None:
+        from descent.engine.distributed import DistributedSession as Session
     out = Path(args.out) if args.out else run_dir_for(scenario, runs_home())
     session = Session(scenario, data_root=args.data, out_dir=out, backend=args.backend, seed=args.seed)
     session.force = args.force
-    from .headless import drive
-
-    return drive(session, steps=None, own_folder=args.out is None)
+    return drive_here(session, world, steps=None, own_folder=args.out is None)
 
 
 def cmd_snapshot(args) -> int:
@@ -248,7 +293,8 @@ def cmd_snapshot(args) -> int:
 
     size = parse_size(args.size)            # bad input fails before anything loads or trains
     check_out(args.out)
-    scenario = load(resolve_name(args.scenario), overrides=args.overrides)
+    overrides = args.overrides + ([f"training.device={args.device}"] if args.device else [])
+    scenario = load(resolve_name(args.scenario), overrides=overrides)
     from descent.tui.app.snapshot import snapshot
 
     out = snapshot(scenario, args.out, steps=args.steps, view=args.view, size=size, data_dir=args.data,
@@ -263,10 +309,11 @@ def cmd_resume(args) -> int:
     if args.tui:
         args.resume, args.scenario, args.runs = args.run_dir, None, None
         return cmd_tui(args)
-    from .headless import drive
-
-    session = Session.resume(args.run_dir, data_root=args.data)
-    return drive(session, steps=args.steps)
+    world = torchrun_world()
+    if world is not None:
+        from descent.engine.distributed import DistributedSession as Session
+    session = Session.resume(args.run_dir, data_root=args.data, device=args.device)
+    return drive_here(session, world, steps=args.steps)
 
 
 def cmd_control(args) -> int:

@@ -27,11 +27,12 @@ PLAIN_SECONDS = 2.0         # a plain progress line at most this often (and at t
 BAR = 24                    # the bar's width in columns
 
 
-def drive(session, steps: int | None, own_folder: bool = False) -> int:
+def drive(session, steps: int | None, own_folder: bool = False, quiet: bool = False) -> int:
     """Train `session` to `steps` more steps (None: its budget). A run folder named here
     (`own_folder`, not the user's --out) is removed again if it was stopped before its first
     step: nothing in it is worth resuming. SIGINT, SIGTERM and SIGHUP (a closed terminal, a dropped
-    SSH session) all stop after the current step with a checkpoint saved, exit 130."""
+    SSH session) all stop after the current step with a checkpoint saved, exit 130. `quiet`
+    (torchrun's ranks but 0, which repeat what rank 0 says) prints nothing; errors still raise."""
     stop = threading.Event()
 
     def on_signal(signum, frame):
@@ -40,7 +41,7 @@ def drive(session, steps: int | None, own_folder: bool = False) -> int:
         stop.set()
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    printer = BarPrinter() if sys.stdout.isatty() else PlainPrinter()
+    printer = QuietPrinter() if quiet else BarPrinter() if sys.stdout.isatty() else PlainPrinter()
     outcome = EXIT_OK
     asked_stop = False          # a control request stopped the run, not a signal
     try:
@@ -67,12 +68,13 @@ def drive(session, steps: int | None, own_folder: bool = False) -> int:
                 printer.clear()
                 where = (f"; last good checkpoint (step {session.kept_step}) kept in {session.out_dir}"
                          if session.kept_step is not None else "")
-                print(f"descent: training failed: {rec.reason}; {rec.hint}{where}", file=sys.stderr)
+                if not quiet:
+                    print(f"descent: training failed: {rec.reason}; {rec.hint}{where}", file=sys.stderr)
                 outcome = EXIT_FAILED
             elif isinstance(rec, Stopped):
                 printer.clear()
                 outcome = EXIT_OK if asked_stop else EXIT_INTERRUPTED
-                if own_folder and session.step == 0:
+                if (own_folder and session.step == 0) or quiet:
                     break
                 how = "stopped by a control request" if asked_stop else "interrupted"
                 print(f"descent: {how} at step {rec.step}; checkpoint and metrics saved in "
@@ -145,6 +147,24 @@ class PlainPrinter:
     def finished(self, rec: Finished, session) -> None:
         print(f"done: {rec.step} steps in {rec.elapsed:.1f} s "
               f"({rec.summary.get('steps_per_s', 0):.0f} steps/s); results in {session.out_dir}")
+
+
+class QuietPrinter(PlainPrinter):
+    """Prints nothing."""
+
+    def note(self, text: str) -> None:
+        pass
+
+    warn = note
+
+    def step(self, rec: Step, last_eval) -> None:
+        pass
+
+    def evaluation(self, rec: Evaluation) -> None:
+        pass
+
+    def finished(self, rec: Finished, session) -> None:
+        pass
 
 
 class BarPrinter(PlainPrinter):
