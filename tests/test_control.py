@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from descent.engine.control import (FILE, MAX_LINE, Control, ControlReader, Malformed, Request, append_request,
-                                    check_set, parse_line, request_line)
+from descent.engine.control import (FILE, MAX_LINE, Control, ControlReader, Malformed, Request, Steering,
+                                    append_request, check_set, parse_line, request_line)
 from descent.engine.errors import SpecError
 from descent.engine.records import KnobChanged, Step, Stopped
 from descent.engine.scenario import load, resolve_name
@@ -295,3 +295,19 @@ def test_the_progress_bar_says_paused_and_refusals_go_to_stderr(capsys):
     said = capsys.readouterr()
     assert said.err == "descent: control request refused: training.optimizer: applies only on reset\n"
     assert said.out == "control: checkpoint.npz written at step 7\n"
+
+
+def test_a_torchrun_session_takes_checkpoint_and_stop_only(tmp_path):
+    """Only rank 0 reads control.jsonl: a knob change or a pause there alone would split the
+    processes, so they are refused; stop goes through the agreed stop, checkpoint is rank 0's."""
+    from types import SimpleNamespace
+
+    steering = Steering(tmp_path)
+    session = SimpleNamespace(step=7, world=object(), save=lambda: tmp_path / "checkpoint.npz")
+    stop = threading.Event()
+    for op, key in (("set", "training.lr"), ("pause", None), ("resume", None)):
+        out = steering._act(Request("a" + op, op, key, 0.1 if key else None), session, stop)
+        assert not out.ok and "checkpoint and stop only" in out.message
+    assert not steering.paused
+    assert steering._act(Request("c", "checkpoint"), session, stop).ok
+    assert steering._act(Request("s", "stop"), session, stop).ok and stop.is_set()
