@@ -31,7 +31,7 @@ METRICS, SCENARIO, SUMMARY = "metrics.jsonl", "scenario.toml", "summary.json"
 
 CHUNK = 4 << 20             # at most this many bytes a poll: a huge metrics file is read in slices
 KINDS = {cls.__name__.lower(): cls for cls in (Compiling, Step, Evaluation, KnobChanged, Alarm, Diverged,
-                                               Finished, Stopped)}
+                                               Finished, Stopped, control.Control)}
 
 
 class WatchError(DescentError):
@@ -189,6 +189,8 @@ class WatchedRun:
         self.knob_changes: list[KnobChanged] = []
         self.alarms: list[Alarm] = []
         self.end = None             # the newest Finished / Stopped / Diverged, unless steps came after
+        self.paused = False         # the run answered a pause request and no resume since
+        self.answers: list[control.Control] = []
         self.count = 0
 
     def open(self) -> None:
@@ -213,7 +215,11 @@ class WatchedRun:
             elif isinstance(r, Alarm):
                 self.alarms.append(r)
             elif isinstance(r, (Finished, Stopped, Diverged)):
-                self.end = r
+                self.end, self.paused = r, False
+            elif isinstance(r, control.Control):
+                self.answers.append(r)
+                if r.ok and r.op in ("pause", "resume"):
+                    self.paused = r.op == "pause"
         return restarted, records
 
     def catch_up(self) -> None:
@@ -230,6 +236,8 @@ class WatchedRun:
             return "diverged"
         if isinstance(self.end, Stopped):
             return "stopped"
+        if self.paused:
+            return "paused"
         return "running" if self.last_step is not None else "starting"
 
     def summary(self) -> dict | None:

@@ -216,3 +216,70 @@ def test_once_over_ssh_while_a_headless_run_trains(sshd, tmp_path):
     assert proc.returncode == 130
     p = descent("watch", "--once", f"localhost:{out}", env=ssh_env(options))
     assert p.returncode == 0 and "[stopped]" in p.stdout, p.stdout + p.stderr
+
+
+def test_a_headless_run_is_watched_and_steered_over_ssh(sshd, tmp_path, monkeypatch):
+    """The issue's done-when: `descent run` in one process, the watch view on localhost:DIR in
+    another; space pauses the run (it stops stepping and says so), a live knob edit reaches it
+    (its metrics record the change), space resumes it, and `x` stops it, exit 0."""
+    import asyncio
+    import signal
+
+    from descent.tui.app.messages import KnobEdited
+    from descent.tui.app.watch import make_watch_app
+    from descent.tui.cli.watch import open_runs
+    from test_watch import until
+
+    _, options = sshd
+    out = tmp_path / "steered"
+    proc = subprocess.Popen([sys.executable, "-m", "descent.tui.cli", "run", "digits8x8", "--steps", "10000000",
+                             "--set", "training.log_every=50", "--out", str(out)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = out / "metrics.jsonl"
+
+    def records(kind):
+        lines = metrics.read_text().split("\n")[:-1] if metrics.exists() else []    # whole lines only
+        return [d for d in map(json.loads, lines) if d.get("kind") == kind]
+
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not records("step"):
+            time.sleep(0.2)
+        monkeypatch.setenv("DESCENT_SSH_OPTIONS", " ".join(options))
+        runs = open_runs([f"localhost:{out}"])
+
+        async def watch():
+            app = make_watch_app(runs)
+            async with app.run_test(size=(120, 40)) as pilot:
+                screen = app.screen
+                await until(pilot, lambda: screen.status.info.step > 0, "the run's steps over ssh")
+                await pilot.press("space")
+                await until(pilot, lambda: screen.state == "paused", "the run to answer the pause")
+                held = len(records("step"))
+                screen.post_message(KnobEdited("training.lr", 0.0005, True))
+                await until(pilot, lambda: any(c["op"] == "set" and c["ok"] for c in records("control")),
+                            "the run to accept the knob")
+                assert len(records("step")) == held            # paused: no step while it was held
+                await pilot.press("space")
+                await until(pilot, lambda: screen.state == "running", "the run to resume")
+                await until(pilot, lambda: records("knobchanged"), "the knob change in its metrics")
+                await pilot.press("x")
+                await pilot.pause(0.5)
+                await pilot.press("y")
+                await until(pilot, lambda: screen.state == "stopped", "the run to stop")
+                await pilot.press("q")
+            return app.return_code
+
+        try:
+            assert asyncio.run(watch()) == 0
+        finally:
+            for run in runs:
+                run.close()
+        assert proc.wait(timeout=60) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.communicate(timeout=60)
+    changed = records("knobchanged")
+    assert changed[0]["key"] == "training.lr" and changed[0]["value"] == 0.0005
+    assert [c["op"] for c in records("control") if c["ok"]][:3] == ["pause", "set", "resume"]

@@ -25,6 +25,7 @@ from textual.message import Message
 from textual.widgets import Checkbox, Footer, Input, Select, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
+from descent.engine.control import Control
 from descent.engine.tail import WatchError
 from descent.tui.app.charts import AccuracyChart, LossChart, TensorChart
 from descent.tui.app.dashboard import DashboardScreen
@@ -164,6 +165,9 @@ class WatchScreen(DashboardScreen, inherit_bindings=False):
             return
         newest: dict[type, Message] = {}
         for rec in records:
+            if isinstance(rec, Control) and not replay:           # the run's answer to a request
+                self.app.call_from_thread(self.say, f"{self.run.label}: {rec.message}",
+                                          severity="information" if rec.ok else "warning", timeout=5)
             for message in route(rec, history, threading.Event(), self.recurrent):
                 if isinstance(message, LATEST_ONLY):
                     newest[type(message)] = message
@@ -176,6 +180,8 @@ class WatchScreen(DashboardScreen, inherit_bindings=False):
 
     # ---- what the worker posts --------------------------------------------------------------------
     def on_followed(self, message: Followed) -> None:
+        if message.state == "paused":
+            self.pause_asked = False
         detail = "pause asked" if self.pause_asked and message.state == "running" else ""
         if message.state != self.state or detail != self.status.info.detail:
             self.set_state(message.state, detail)
