@@ -51,9 +51,10 @@ def load(path) -> tuple[dict[str, np.ndarray], dict]:
 
 
 def parameters(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The model parameters of a checkpoint's arrays: not the optimizer slots (`optim.*`) nor the
-    session's data order (`session.*`), so a strict torch `load_state_dict` takes them."""
-    return {k: v for k, v in arrays.items() if not k.startswith(("optim.", "session."))}
+    """The model parameters of a checkpoint's arrays: not the optimizer slots (`optim.*`), the
+    session's data order (`session.*`) nor a from-scratch comparison model (`scratch.*`,
+    engine/transfer.py), so a strict torch `load_state_dict` takes them."""
+    return {k: v for k, v in arrays.items() if not k.startswith(("optim.", "session.", "scratch."))}
 
 
 def torch_state_dict(path):

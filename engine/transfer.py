@@ -114,7 +114,7 @@ def load_arrays(path: Path) -> dict[str, np.ndarray]:
         arrays, _ = checkpoint.load(path)
     except (OSError, ValueError, KeyError) as e:
         raise DescentError(f"model.init_from: {path}: not a readable checkpoint ({e})") from None
-    return {k: v for k, v in arrays.items() if not k.startswith(("optim.", "session."))}
+    return checkpoint.parameters(arrays)
 
 
 def copy_matching(trainer, arrays: dict) -> dict:
