@@ -38,8 +38,8 @@ from .dense import Buffers, uniform_fan_in
 from .errors import SpecError
 from .init import RECURRENT_INITS, recurrent_weight
 from .layer import Layer, SpecReader
-from .recurrent_kernels import (GATES, GRU_CELL, LSTM_CELL, RNN_CELL, gate_coefficients, id_range,
-                                recurrent_backward, recurrent_forward, scatter_add_rows)
+from .recurrent_kernels import (GATES, GRU_CELL, LSTM_CELL, RNN_CELL, gate_coefficients, id_range, lstm_backward,
+                                lstm_forward, recurrent_backward, recurrent_forward, scatter_add_rows)
 
 
 # Batch rows are independent through time, so the BPTT kernels (which release the GIL) run a
@@ -274,8 +274,12 @@ class Recurrent(Layer):
                 cw.s[T if d else 0] = 0.0
                 if self.cell == LSTM_CELL:
                     cw.c[T if d else 0] = 0.0
-                run_rows(recurrent_forward, (self.cell, cw.z, cw.whh_t, cw.bias, b_hh[2 * H:], self.coef, cw.s, cw.c,
-                                             cw.tc, cw.hn, cw.q, ws.y[k], d * H, lengths, bool(d), fast), B)
+                if self.cell == LSTM_CELL:                                   # the four gates in one pass
+                    run_rows(lstm_forward, (cw.z, cw.whh_t, cw.bias, cw.s, cw.c, cw.tc, cw.q, ws.y[k], d * H, lengths,
+                                            bool(d), fast), B)
+                else:
+                    run_rows(recurrent_forward, (self.cell, cw.z, cw.whh_t, cw.bias, b_hh[2 * H:], self.coef, cw.s,
+                                                 cw.c, cw.tc, cw.hn, cw.q, ws.y[k], d * H, lengths, bool(d), fast), B)
             inp = ws.y[k]
         self.ws, self.lengths = ws, lengths
         if self.output == "all":
@@ -313,14 +317,21 @@ class Recurrent(Layer):
                 else:
                     cw.dh[...] = 0.0
                 cw.dc[...] = 0.0
-                run_rows(recurrent_backward, (self.cell, cw.z, w_hh, cw.s, cw.c, cw.tc, cw.hn, dseq, d * H, cw.dh,
-                                              cw.dc, cw.dq, cw.dg, cw.dgh, lengths, bool(d), self.truncate, norms), B)
+                if self.cell == LSTM_CELL:
+                    run_rows(lstm_backward, (cw.z, w_hh, cw.c, cw.tc, dseq, d * H, cw.dh, cw.dc, cw.dq, cw.dg, lengths,
+                                             bool(d), self.truncate, norms), B)
+                else:
+                    run_rows(recurrent_backward, (self.cell, cw.z, w_hh, cw.s, cw.c, cw.tc, cw.hn, dseq, d * H, cw.dh,
+                                                  cw.dc, cw.dq, cw.dg, cw.dgh, lengths, bool(d), self.truncate, norms), B)
                 dg2, dgh2 = cw.dg.reshape(T * B, -1), cw.dgh.reshape(T * B, -1)      # (T*B, GH)
                 np.dot(dg2.T, inp.reshape(T * B, -1), out=gw_ih)                    # (GH, in)
                 prev = cw.s[1:] if d else cw.s[:T]                                  # (T, B, H) states before each step
                 np.dot(dgh2.T, prev.reshape(T * B, H), out=gw_hh)                   # (GH, H)
                 np.dot(ws.ones, dg2, out=gb_ih)                                     # column sums (GH,)
-                np.dot(ws.ones, dgh2, out=gb_hh)
+                if cw.dgh is cw.dg:                                                 # RNN, LSTM: the same sums
+                    np.copyto(gb_hh, gb_ih)
+                else:
+                    np.dot(ws.ones, dgh2, out=gb_hh)
                 if need_dx:
                     target = dx if d == 0 else ws.dxr[k]
                     np.dot(dg2, w_ih, out=target.reshape(T * B, -1))                    # (T*B, in)

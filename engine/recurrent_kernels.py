@@ -308,3 +308,109 @@ def id_range(ids):
         lo = min(lo, v)
         hi = max(hi, v)
     return lo, hi
+
+
+@jit
+def sigmoid_exact(x):
+    """1 / (1 + e^-x) without overflow (the exact mode of `activate`)."""
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+@jit
+def lstm_forward(z, whh_t, bias, s, c, tc, q, y, y_off, lengths, reverse, fast, b0, b1):
+    """The LSTM's `recurrent_forward`, rows b0..b1-1, with every gate of a step in one pass.
+
+    Same arrays and slots as `recurrent_forward` (no hn, no coef: i, f, o are sigmoids, g tanh).
+    Per real step and row, one loop over j < H reads the four pre-activations z + q + bias,
+    activates them, and writes i, f, g, o back into z, c_t, tanh(c_t), h_t and the output; each
+    value is the same expression as in `activate` and the cell loops, so the bits are the same.
+    Indexing is by (t, b, j) on the whole arrays, not through per-row views: a view costs a
+    reference count update, which at H = 64 cost as much as the arithmetic."""
+    T = z.shape[0]
+    H = s.shape[2]
+    half = z.dtype.type(0.5)
+    for step in range(T):
+        t = T - 1 - step if reverse else step
+        prev = t + 1 if reverse else t
+        cur = t if reverse else t + 1
+        np.dot(s[prev, b0:b1], whh_t, q[b0:b1])                    # (rows, 4H) = (rows, H) @ (H, 4H), BLAS
+        for b in range(b0, b1):
+            if t >= lengths[b]:                                    # padding: carry the state, output 0
+                for j in range(H):
+                    s[cur, b, j] = s[prev, b, j]
+                    c[cur, b, j] = c[prev, b, j]
+                    y[t, b, y_off + j] = 0.0
+                continue
+            if fast:
+                for j in range(H):
+                    gi = half * tanh_fast(half * (z[t, b, j] + q[b, j] + bias[j])) + half
+                    gf = half * tanh_fast(half * (z[t, b, H + j] + q[b, H + j] + bias[H + j])) + half
+                    gg = tanh_fast(z[t, b, 2 * H + j] + q[b, 2 * H + j] + bias[2 * H + j])
+                    go = half * tanh_fast(half * (z[t, b, 3 * H + j] + q[b, 3 * H + j] + bias[3 * H + j])) + half
+                    cc = gf * c[prev, b, j] + gi * gg
+                    th = tanh_fast(cc)
+                    z[t, b, j], z[t, b, H + j], z[t, b, 2 * H + j], z[t, b, 3 * H + j] = gi, gf, gg, go
+                    c[cur, b, j] = cc
+                    tc[t, b, j] = th
+                    s[cur, b, j] = go * th
+                    y[t, b, y_off + j] = go * th
+            else:
+                for j in range(H):
+                    gi = sigmoid_exact(z[t, b, j] + q[b, j] + bias[j])
+                    gf = sigmoid_exact(z[t, b, H + j] + q[b, H + j] + bias[H + j])
+                    gg = math.tanh(z[t, b, 2 * H + j] + q[b, 2 * H + j] + bias[2 * H + j])
+                    go = sigmoid_exact(z[t, b, 3 * H + j] + q[b, 3 * H + j] + bias[3 * H + j])
+                    cc = gf * c[prev, b, j] + gi * gg
+                    th = math.tanh(cc)
+                    z[t, b, j], z[t, b, H + j], z[t, b, 2 * H + j], z[t, b, 3 * H + j] = gi, gf, gg, go
+                    c[cur, b, j] = cc
+                    tc[t, b, j] = th
+                    s[cur, b, j] = go * th
+                    y[t, b, y_off + j] = go * th
+
+
+@jit
+def lstm_backward(z, whh, c, tc, dy, y_off, dh, dc, dq, dg, lengths, reverse, truncate, norms, b0, b1):
+    """The LSTM's `recurrent_backward`, rows b0..b1-1, one pass over the four gates per row and
+    step (same arrays; dg is also what W_hh sees). dh on entry: the final state's gradient; the
+    next step's dL/dh is written as dq + dy in one pass (the old kernel's 0 + dq + dy, the same
+    value)."""
+    T = z.shape[0]
+    H = dh.shape[1]
+    one = z.dtype.type(1.0)
+    has_dy = dy.shape[0] > 0
+    want_norms = norms.shape[0] > 0
+    for step in range(T):
+        t = step if reverse else T - 1 - step
+        prev = t + 1 if reverse else t
+        for b in range(b0, b1):
+            if t >= lengths[b]:                                    # padding: the state passed through
+                for j in range(4 * H):
+                    dg[t, b, j] = 0.0
+                continue
+            if has_dy:
+                for j in range(H):
+                    dh[b, j] += dy[t, b, y_off + j]
+            if want_norms:
+                norms[t, b] += sumsq(dh[b])
+            for j in range(H):
+                i, f, gv, o, th = z[t, b, j], z[t, b, H + j], z[t, b, 2 * H + j], z[t, b, 3 * H + j], tc[t, b, j]
+                d = dh[b, j]
+                dct = dc[b, j] + d * o * (one - th * th)
+                dg[t, b, j] = dct * gv * i * (one - i)
+                dg[t, b, H + j] = dct * c[prev, b, j] * f * (one - f)
+                dg[t, b, 2 * H + j] = dct * i * (one - gv * gv)
+                dg[t, b, 3 * H + j] = d * th * o * (one - o)
+                dc[b, j] = dct * f
+        np.dot(dg[t, b0:b1], whh, dq[b0:b1])                       # (rows, H) = (rows, 4H) @ (4H, H); 0 for padding
+        for b in range(b0, b1):
+            n_real = lengths[b]
+            if truncate > 0 and t < n_real and ((t + 1) % truncate == 0 if reverse else (n_real - t) % truncate == 0):
+                for j in range(H):
+                    dh[b, j] = 0.0
+                    dc[b, j] = 0.0
+            elif t < n_real:                                           # a padded step leaves dL/dh as it was
+                for j in range(H):
+                    dh[b, j] = dq[b, j]
