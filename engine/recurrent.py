@@ -47,7 +47,7 @@ from .recurrent_kernels import (GATES, GRU_CELL, LSTM_CELL, RNN_CELL, gate_coeff
 # DESCENT_THREADS); every row gets the same arithmetic however the batch is cut (chunks of at
 # least 8 rows, see recurrent_kernels), so the result is bit-identical for any thread count.
 _pool: ThreadPoolExecutor | None = None
-EVAL_ROW_STEPS = 32768       # evaluation forward in slices of at most this many rows x time steps
+EVAL_ROW_STEPS = 8192        # evaluation forward in slices of at most this many rows x time steps
 _pool_size = 0
 
 
@@ -224,7 +224,8 @@ class Recurrent(Layer):
 
     def _workspace(self, T: int, B: int, train: bool) -> "_Work":
         if not train:                       # evaluation batches can be large: don't keep their arrays
-            return _Work(self, T, B)
+            self.ws = None                  # nor the previous slice's while this one's are allocated
+            return _Work(self, T, B, backward=False)
         w = self._work.get((T, B))
         if w is None:
             if len(self._work) >= 4:
@@ -384,30 +385,32 @@ class Recurrent(Layer):
 
 
 class _Work:
-    """Every array one pass of a recurrent stack needs for one (T, B), allocated once and reused."""
+    """Every array one pass of a recurrent stack needs for one (T, B), allocated once and reused;
+    with backward=False (evaluation) only the forward pass's: about half the memory."""
 
-    def __init__(self, layer: Recurrent, T: int, B: int):
+    def __init__(self, layer: Recurrent, T: int, B: int, backward: bool = True):
         dt, H, D, GH = layer.dtype, layer.hidden, layer.dirs, layer.gh
-        e = lambda *shape: np.empty(shape, dt)  # noqa: E731
         empty3 = np.zeros((0, 0, 0), dt)
+        f = lambda *shape: np.empty(shape, dt)  # noqa: E731
+        b = f if backward else (lambda *shape: empty3)  # noqa: E731
         self.T, self.B = T, B
         self.empty3, self.empty2 = empty3, np.zeros((0, 0))
-        self.x = e(T, B, layer.in_size)                                   # input, time-major
-        self.y = [e(T, B, D * H) for _ in range(layer.layers)]            # each layer's output sequence
-        self.out = e(B, T, D * H) if layer.output == "all" else e(B, D * H)
-        self.dy = e(T, B, D * H) if layer.output == "all" else empty3
+        self.x = f(T, B, layer.in_size)                                   # input, time-major
+        self.y = [f(T, B, D * H) for _ in range(layer.layers)]            # each layer's output sequence
+        self.out = f(B, T, D * H) if layer.output == "all" else f(B, D * H)
+        self.dy = b(T, B, D * H) if layer.output == "all" else empty3
         ins = [layer.in_size] + [D * H] * (layer.layers - 1)
-        self.dx = [e(T, B, n) for n in ins]                               # gradient of each layer's input
-        self.dxr = [e(T, B, n) for n in ins] if D == 2 else []
-        self.dx_out = e(B, T, layer.in_size)
-        self.norms = np.zeros((layer.layers, T, B))
-        self.ones = np.ones(T * B, dt)
+        self.dx = [b(T, B, n) for n in ins]                               # gradient of each layer's input
+        self.dxr = [b(T, B, n) for n in ins] if D == 2 else []
+        self.dx_out = b(B, T, layer.in_size)
+        self.norms = np.zeros((layer.layers, T, B) if backward else (0, 0, 0))
+        self.ones = np.ones(T * B if backward else 0, dt)
         lstm, gru = layer.cell == LSTM_CELL, layer.cell == GRU_CELL
         self.cells = [[SimpleNamespace(
-            z=e(T, B, GH), bias=e(GH), whh_t=e(H, GH), s=e(T + 1, B, H),
-            c=e(T + 1, B, H) if lstm else empty3, tc=e(T, B, H) if lstm else empty3,
-            hn=e(T, B, H) if gru else empty3, q=e(B, GH), dh=e(B, H), dc=e(B, H), dq=e(B, H),
-            dg=(dg := e(T, B, GH)), dgh=e(T, B, GH) if gru else dg,
+            z=f(T, B, GH), bias=f(GH), whh_t=f(H, GH), s=f(T + 1, B, H),
+            c=f(T + 1, B, H) if lstm else empty3, tc=f(T, B, H) if lstm else empty3,
+            hn=f(T, B, H) if gru else empty3, q=f(B, GH), dh=b(B, H), dc=b(B, H), dq=b(B, H),
+            dg=(dg := b(T, B, GH)), dgh=b(T, B, GH) if gru else dg,
         ) for _ in range(D)] for _ in range(layer.layers)]
 
 
