@@ -27,7 +27,6 @@ the same aligned on each sample's answer into ctx.time_grad_ratio.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import numpy as np
@@ -46,9 +45,9 @@ from .recurrent_kernels import (GATES, GRU_CELL, LSTM_CELL, RNN_CELL, gate_coeff
 # batch as chunks of rows on up to threads.count() threads (the engine's one thread setting,
 # DESCENT_THREADS); every row gets the same arithmetic however the batch is cut (chunks of at
 # least 8 rows, see recurrent_kernels), so the result is bit-identical for any thread count.
-_pool: ThreadPoolExecutor | None = None
+# With more than one thread the layer's big products are cut the same way (by rows of their
+# output: time steps, or gate rows of a weight gradient) with BLAS on one thread (threads.py).
 EVAL_ROW_STEPS = 8192        # evaluation forward in slices of at most this many rows x time steps
-_pool_size = 0
 
 
 def row_chunks(B: int, n: int) -> list[tuple[int, int]]:
@@ -61,30 +60,31 @@ def row_chunks(B: int, n: int) -> list[tuple[int, int]]:
 
 
 def run_rows(kernel, args, B: int) -> None:
-    """kernel(*args, b0, b1) over batch rows 0..B-1. With more than one thread the rows go in
-    chunks to whichever thread is free, so a helper thread that the OS schedules late (a busy
-    machine) costs little: the calling thread takes its chunks."""
-    global _pool, _pool_size
+    """kernel(*args, b0, b1) over batch rows 0..B-1, in row chunks on the engine's threads."""
     threads.cover_kernel_blas()
     n = min(threads.count(), B // 8)
     if n < 2:
         kernel(*args, 0, B)
         return
-    if _pool_size < n - 1:                                              # first use, or the setting grew
-        if _pool is not None:
-            _pool.shutdown(wait=False)
-        _pool = ThreadPoolExecutor(n - 1, thread_name_prefix="descent-bptt")
-        _pool_size = n - 1
-    chunks = iter(row_chunks(B, n))
+    threads.parallel(lambda lo, hi: kernel(*args, lo, hi), row_chunks(B, n))
 
-    def work():
-        for lo, hi in chunks:                                           # next() on a shared iterator: GIL-atomic
-            kernel(*args, lo, hi)
 
-    futures = [_pool.submit(work) for _ in range(n - 1)]
-    work()
-    for f in futures:
-        f.result()
+def dot_all(jobs) -> None:
+    """out = a @ b for every (a, b, out), independent products; on more than one thread several at
+    once, each whole (a weight gradient cut by its rows would change bits: OpenBLAS picks another
+    kernel for a block of gate rows)."""
+    threads.parallel(lambda i, _: np.dot(jobs[i][0], jobs[i][1], out=jobs[i][2]), [(i, i + 1) for i in range(len(jobs))])
+
+
+def dot_rows(a, b, out, unit: int = 1) -> None:
+    """out = a @ b, on more than one thread as row blocks of `unit` rows (a time step's B rows):
+    each output row is its own sum, so the bits are those of the one product."""
+    n = threads.count()
+    if n < 2:
+        np.dot(a, b, out=out)
+        return
+    chunks = [(lo * unit, hi * unit) for lo, hi in row_chunks(len(a) // unit, n)]
+    threads.parallel(lambda lo, hi: np.dot(a[lo:hi], b, out=out[lo:hi]), chunks)
 
 
 class Embedding(Layer):
@@ -235,6 +235,10 @@ class Recurrent(Layer):
 
     # forward ---------------------------------------------------------------------------------
     def forward(self, x, ctx):
+        with threads.blas_single():          # the layer splits its own work between threads
+            return self._forward_sliced(x, ctx)
+
+    def _forward_sliced(self, x, ctx):
         x = np.asarray(x)
         if x.ndim != 3 or x.shape[2] != self.in_size:
             raise ValueError(f"{self.kind} expects (batch, T, {self.in_size}), got {x.shape}")
@@ -267,7 +271,7 @@ class Recurrent(Layer):
             for d in range(D):
                 w_ih, w_hh, b_ih, b_hh = self.pv[k][d]
                 cw = ws.cells[k][d]
-                np.dot(inp.reshape(T * B, -1), w_ih.T, out=cw.z.reshape(T * B, -1))   # (T*B, GH) all steps at once
+                dot_rows(inp.reshape(T * B, -1), w_ih.T, cw.z.reshape(T * B, -1), B)   # (T*B, GH) all steps at once
                 np.add(b_ih, b_hh, out=cw.bias)
                 if self.cell == GRU_CELL:                                # b_hn stays inside r * (...)
                     cw.bias[2 * H:] = b_ih[2 * H:]
@@ -292,6 +296,10 @@ class Recurrent(Layer):
 
     # backward --------------------------------------------------------------------------------
     def backward(self, dy, ctx):
+        with threads.blas_single():
+            return self._backward(dy, ctx)
+
+    def _backward(self, dy, ctx):
         ws, lengths = self.ws, self.lengths
         T, B = ws.T, ws.B
         H, D = self.hidden, self.dirs
@@ -325,19 +333,18 @@ class Recurrent(Layer):
                     run_rows(recurrent_backward, (self.cell, cw.z, w_hh, cw.s, cw.c, cw.tc, cw.hn, dseq, d * H, cw.dh,
                                                   cw.dc, cw.dq, cw.dg, cw.dgh, lengths, bool(d), self.truncate, norms), B)
                 dg2, dgh2 = cw.dg.reshape(T * B, -1), cw.dgh.reshape(T * B, -1)      # (T*B, GH)
-                np.dot(dg2.T, inp.reshape(T * B, -1), out=gw_ih)                    # (GH, in)
                 prev = cw.s[1:] if d else cw.s[:T]                                  # (T, B, H) states before each step
-                np.dot(dgh2.T, prev.reshape(T * B, H), out=gw_hh)                   # (GH, H)
+                target = dx if d == 0 else ws.dxr[k]
+                dot_all([(dgh2.T, prev.reshape(T * B, H), gw_hh),                   # (GH, H), the largest first
+                         (dg2.T, inp.reshape(T * B, -1), gw_ih)]                    # (GH, in)
+                        + [(dg2, w_ih, target.reshape(T * B, -1))] * need_dx)       # (T*B, in)
                 np.dot(ws.ones, dg2, out=gb_ih)                                     # column sums (GH,)
                 if cw.dgh is cw.dg:                                                 # RNN, LSTM: the same sums
                     np.copyto(gb_hh, gb_ih)
                 else:
                     np.dot(ws.ones, dgh2, out=gb_hh)
-                if need_dx:
-                    target = dx if d == 0 else ws.dxr[k]
-                    np.dot(dg2, w_ih, out=target.reshape(T * B, -1))                    # (T*B, in)
-                    if d:
-                        dx += target
+                if need_dx and d:
+                    dx += target
             if want:
                 out = np.empty(T)
                 masked_mean_norms(norms, lengths, out)
