@@ -284,7 +284,7 @@ class Recurrent(Layer):
                                             bool(d), fast), B)
                 else:
                     run_rows(recurrent_forward, (self.cell, cw.z, cw.whh_t, cw.bias, b_hh[2 * H:], self.coef, cw.s,
-                                                 cw.c, cw.tc, cw.hn, cw.q, ws.y[k], d * H, lengths, bool(d), fast), B)
+                                                 cw.hn, cw.q, ws.y[k], d * H, lengths, bool(d), fast), B)
             inp = ws.y[k]
         self.ws, self.lengths = ws, lengths
         if self.output == "all":
@@ -330,8 +330,8 @@ class Recurrent(Layer):
                     run_rows(lstm_backward, (cw.z, w_hh, cw.c, cw.tc, dseq, d * H, cw.dh, cw.dc, cw.dq, cw.dg, lengths,
                                              bool(d), self.truncate, norms), B)
                 else:
-                    run_rows(recurrent_backward, (self.cell, cw.z, w_hh, cw.s, cw.c, cw.tc, cw.hn, dseq, d * H, cw.dh,
-                                                  cw.dc, cw.dq, cw.dg, cw.dgh, lengths, bool(d), self.truncate, norms), B)
+                    run_rows(recurrent_backward, (self.cell, cw.z, w_hh, cw.s, cw.hn, dseq, d * H, cw.dh, cw.dq,
+                                                  cw.dg, cw.dgh, lengths, bool(d), self.truncate, norms), B)
                 dg2, dgh2 = cw.dg.reshape(T * B, -1), cw.dgh.reshape(T * B, -1)      # (T*B, GH)
                 prev = cw.s[1:] if d else cw.s[:T]                                  # (T, B, H) states before each step
                 target = dx if d == 0 else ws.dxr[k]
