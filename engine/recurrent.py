@@ -73,6 +73,10 @@ def dot_all(jobs) -> None:
     """out = a @ b for every (a, b, out), independent products; on more than one thread several at
     once, each whole (a weight gradient cut by its rows would change bits: OpenBLAS picks another
     kernel for a block of gate rows)."""
+    if threads.count() < 2:
+        for a, b, out in jobs:
+            np.dot(a, b, out=out)
+        return
     threads.parallel(lambda i, _: np.dot(jobs[i][0], jobs[i][1], out=jobs[i][2]), [(i, i + 1) for i in range(len(jobs))])
 
 
@@ -235,6 +239,8 @@ class Recurrent(Layer):
 
     # forward ---------------------------------------------------------------------------------
     def forward(self, x, ctx):
+        if threads.count() < 2:
+            return self._forward_sliced(x, ctx)
         with threads.blas_single():          # the layer splits its own work between threads
             return self._forward_sliced(x, ctx)
 
@@ -296,6 +302,8 @@ class Recurrent(Layer):
 
     # backward --------------------------------------------------------------------------------
     def backward(self, dy, ctx):
+        if threads.count() < 2:
+            return self._backward(dy, ctx)
         with threads.blas_single():
             return self._backward(dy, ctx)
 
