@@ -2,7 +2,8 @@
 
 One setting, DESCENT_THREADS (default 1), read by everything that runs on more than one core:
   - BLAS (NumPy's OpenBLAS and SciPy's, the one Numba kernels call) is limited to it;
-  - the recurrent kernels split a batch's rows across that many threads of their own.
+  - the recurrent layers split their work (kernel rows, products) across that many threads of
+    the engine's own pool (`parallel`), with BLAS on one thread meanwhile (`blas_single`).
 One by default: a second OpenBLAS thread gains little at the batch sizes descent trains at and
 collapses when the other core is busy (workload 1: 725 steps/s on one thread, 11 on two with the
 machine loaded; see bench/README.md), and the dashboard's event loop needs that core.
