@@ -77,7 +77,8 @@ def dot_all(jobs) -> None:
         for a, b, out in jobs:
             np.dot(a, b, out=out)
         return
-    threads.parallel(lambda i, _: np.dot(jobs[i][0], jobs[i][1], out=jobs[i][2]), [(i, i + 1) for i in range(len(jobs))])
+    threads.parallel(lambda i, _: np.dot(jobs[i][0], jobs[i][1], out=jobs[i][2]),
+                     [(i, i + 1) for i in range(len(jobs))])
 
 
 def dot_rows(a, b, out, unit: int = 1) -> None:
