@@ -27,7 +27,6 @@ the same aligned on each sample's answer into ctx.time_grad_ratio.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import numpy as np
@@ -38,17 +37,17 @@ from .dense import Buffers, uniform_fan_in
 from .errors import SpecError
 from .init import RECURRENT_INITS, recurrent_weight
 from .layer import Layer, SpecReader
-from .recurrent_kernels import (GATES, GRU_CELL, LSTM_CELL, RNN_CELL, gate_coefficients, id_range,
-                                recurrent_backward, recurrent_forward, scatter_add_rows)
+from .recurrent_kernels import (GATES, GRU_CELL, LSTM_CELL, RNN_CELL, gate_coefficients, id_range, lstm_backward,
+                                lstm_forward, recurrent_backward, recurrent_forward, scatter_add_rows)
 
 
 # Batch rows are independent through time, so the BPTT kernels (which release the GIL) run a
 # batch as chunks of rows on up to threads.count() threads (the engine's one thread setting,
 # DESCENT_THREADS); every row gets the same arithmetic however the batch is cut (chunks of at
 # least 8 rows, see recurrent_kernels), so the result is bit-identical for any thread count.
-_pool: ThreadPoolExecutor | None = None
-EVAL_ROW_STEPS = 32768       # evaluation forward in slices of at most this many rows x time steps
-_pool_size = 0
+# With more than one thread the layer's big products are cut the same way (by rows of their
+# output: time steps, or gate rows of a weight gradient) with BLAS on one thread (threads.py).
+EVAL_ROW_STEPS = 8192        # evaluation forward in slices of at most this many rows x time steps
 
 
 def row_chunks(B: int, n: int) -> list[tuple[int, int]]:
@@ -61,30 +60,36 @@ def row_chunks(B: int, n: int) -> list[tuple[int, int]]:
 
 
 def run_rows(kernel, args, B: int) -> None:
-    """kernel(*args, b0, b1) over batch rows 0..B-1. With more than one thread the rows go in
-    chunks to whichever thread is free, so a helper thread that the OS schedules late (a busy
-    machine) costs little: the calling thread takes its chunks."""
-    global _pool, _pool_size
+    """kernel(*args, b0, b1) over batch rows 0..B-1, in row chunks on the engine's threads."""
     threads.cover_kernel_blas()
     n = min(threads.count(), B // 8)
     if n < 2:
         kernel(*args, 0, B)
         return
-    if _pool_size < n - 1:                                              # first use, or the setting grew
-        if _pool is not None:
-            _pool.shutdown(wait=False)
-        _pool = ThreadPoolExecutor(n - 1, thread_name_prefix="descent-bptt")
-        _pool_size = n - 1
-    chunks = iter(row_chunks(B, n))
+    threads.parallel(lambda lo, hi: kernel(*args, lo, hi), row_chunks(B, n))
 
-    def work():
-        for lo, hi in chunks:                                           # next() on a shared iterator: GIL-atomic
-            kernel(*args, lo, hi)
 
-    futures = [_pool.submit(work) for _ in range(n - 1)]
-    work()
-    for f in futures:
-        f.result()
+def dot_all(jobs) -> None:
+    """out = a @ b for every (a, b, out), independent products; on more than one thread several at
+    once, each whole (a weight gradient cut by its rows would change bits: OpenBLAS picks another
+    kernel for a block of gate rows)."""
+    if threads.count() < 2:
+        for a, b, out in jobs:
+            np.dot(a, b, out=out)
+        return
+    threads.parallel(lambda i, _: np.dot(jobs[i][0], jobs[i][1], out=jobs[i][2]),
+                     [(i, i + 1) for i in range(len(jobs))])
+
+
+def dot_rows(a, b, out, unit: int = 1) -> None:
+    """out = a @ b, on more than one thread as row blocks of `unit` rows (a time step's B rows):
+    each output row is its own sum, so the bits are those of the one product."""
+    n = threads.count()
+    if n < 2:
+        np.dot(a, b, out=out)
+        return
+    chunks = [(lo * unit, hi * unit) for lo, hi in row_chunks(len(a) // unit, n)]
+    threads.parallel(lambda lo, hi: np.dot(a[lo:hi], b, out=out[lo:hi]), chunks)
 
 
 class Embedding(Layer):
@@ -224,7 +229,8 @@ class Recurrent(Layer):
 
     def _workspace(self, T: int, B: int, train: bool) -> "_Work":
         if not train:                       # evaluation batches can be large: don't keep their arrays
-            return _Work(self, T, B)
+            self.ws = None                  # nor the previous slice's while this one's are allocated
+            return _Work(self, T, B, backward=False)
         w = self._work.get((T, B))
         if w is None:
             if len(self._work) >= 4:
@@ -234,6 +240,12 @@ class Recurrent(Layer):
 
     # forward ---------------------------------------------------------------------------------
     def forward(self, x, ctx):
+        if threads.count() < 2:
+            return self._forward_sliced(x, ctx)
+        with threads.blas_single():          # the layer splits its own work between threads
+            return self._forward_sliced(x, ctx)
+
+    def _forward_sliced(self, x, ctx):
         x = np.asarray(x)
         if x.ndim != 3 or x.shape[2] != self.in_size:
             raise ValueError(f"{self.kind} expects (batch, T, {self.in_size}), got {x.shape}")
@@ -266,7 +278,7 @@ class Recurrent(Layer):
             for d in range(D):
                 w_ih, w_hh, b_ih, b_hh = self.pv[k][d]
                 cw = ws.cells[k][d]
-                np.dot(inp.reshape(T * B, -1), w_ih.T, out=cw.z.reshape(T * B, -1))   # (T*B, GH) all steps at once
+                dot_rows(inp.reshape(T * B, -1), w_ih.T, cw.z.reshape(T * B, -1), B)   # (T*B, GH) all steps at once
                 np.add(b_ih, b_hh, out=cw.bias)
                 if self.cell == GRU_CELL:                                # b_hn stays inside r * (...)
                     cw.bias[2 * H:] = b_ih[2 * H:]
@@ -274,8 +286,12 @@ class Recurrent(Layer):
                 cw.s[T if d else 0] = 0.0
                 if self.cell == LSTM_CELL:
                     cw.c[T if d else 0] = 0.0
-                run_rows(recurrent_forward, (self.cell, cw.z, cw.whh_t, cw.bias, b_hh[2 * H:], self.coef, cw.s, cw.c,
-                                             cw.tc, cw.hn, cw.q, ws.y[k], d * H, lengths, bool(d), fast), B)
+                if self.cell == LSTM_CELL:                                   # the four gates in one pass
+                    run_rows(lstm_forward, (cw.z, cw.whh_t, cw.bias, cw.s, cw.c, cw.tc, cw.q, ws.y[k], d * H, lengths,
+                                            bool(d), fast), B)
+                else:
+                    run_rows(recurrent_forward, (self.cell, cw.z, cw.whh_t, cw.bias, b_hh[2 * H:], self.coef, cw.s,
+                                                 cw.hn, cw.q, ws.y[k], d * H, lengths, bool(d), fast), B)
             inp = ws.y[k]
         self.ws, self.lengths = ws, lengths
         if self.output == "all":
@@ -287,6 +303,12 @@ class Recurrent(Layer):
 
     # backward --------------------------------------------------------------------------------
     def backward(self, dy, ctx):
+        if threads.count() < 2:
+            return self._backward(dy, ctx)
+        with threads.blas_single():
+            return self._backward(dy, ctx)
+
+    def _backward(self, dy, ctx):
         ws, lengths = self.ws, self.lengths
         T, B = ws.T, ws.B
         H, D = self.hidden, self.dirs
@@ -313,19 +335,25 @@ class Recurrent(Layer):
                 else:
                     cw.dh[...] = 0.0
                 cw.dc[...] = 0.0
-                run_rows(recurrent_backward, (self.cell, cw.z, w_hh, cw.s, cw.c, cw.tc, cw.hn, dseq, d * H, cw.dh,
-                                              cw.dc, cw.dq, cw.dg, cw.dgh, lengths, bool(d), self.truncate, norms), B)
+                if self.cell == LSTM_CELL:
+                    run_rows(lstm_backward, (cw.z, w_hh, cw.c, cw.tc, dseq, d * H, cw.dh, cw.dc, cw.dq, cw.dg, lengths,
+                                             bool(d), self.truncate, norms), B)
+                else:
+                    run_rows(recurrent_backward, (self.cell, cw.z, w_hh, cw.s, cw.hn, dseq, d * H, cw.dh, cw.dq,
+                                                  cw.dg, cw.dgh, lengths, bool(d), self.truncate, norms), B)
                 dg2, dgh2 = cw.dg.reshape(T * B, -1), cw.dgh.reshape(T * B, -1)      # (T*B, GH)
-                np.dot(dg2.T, inp.reshape(T * B, -1), out=gw_ih)                    # (GH, in)
                 prev = cw.s[1:] if d else cw.s[:T]                                  # (T, B, H) states before each step
-                np.dot(dgh2.T, prev.reshape(T * B, H), out=gw_hh)                   # (GH, H)
+                target = dx if d == 0 else ws.dxr[k]
+                dot_all([(dgh2.T, prev.reshape(T * B, H), gw_hh),                   # (GH, H), the largest first
+                         (dg2.T, inp.reshape(T * B, -1), gw_ih)]                    # (GH, in)
+                        + [(dg2, w_ih, target.reshape(T * B, -1))] * need_dx)       # (T*B, in)
                 np.dot(ws.ones, dg2, out=gb_ih)                                     # column sums (GH,)
-                np.dot(ws.ones, dgh2, out=gb_hh)
-                if need_dx:
-                    target = dx if d == 0 else ws.dxr[k]
-                    np.dot(dg2, w_ih, out=target.reshape(T * B, -1))                    # (T*B, in)
-                    if d:
-                        dx += target
+                if cw.dgh is cw.dg:                                                 # RNN, LSTM: the same sums
+                    np.copyto(gb_hh, gb_ih)
+                else:
+                    np.dot(ws.ones, dgh2, out=gb_hh)
+                if need_dx and d:
+                    dx += target
             if want:
                 out = np.empty(T)
                 masked_mean_norms(norms, lengths, out)
@@ -373,30 +401,32 @@ class Recurrent(Layer):
 
 
 class _Work:
-    """Every array one pass of a recurrent stack needs for one (T, B), allocated once and reused."""
+    """Every array one pass of a recurrent stack needs for one (T, B), allocated once and reused;
+    with backward=False (evaluation) only the forward pass's: about half the memory."""
 
-    def __init__(self, layer: Recurrent, T: int, B: int):
+    def __init__(self, layer: Recurrent, T: int, B: int, backward: bool = True):
         dt, H, D, GH = layer.dtype, layer.hidden, layer.dirs, layer.gh
-        e = lambda *shape: np.empty(shape, dt)  # noqa: E731
         empty3 = np.zeros((0, 0, 0), dt)
+        f = lambda *shape: np.empty(shape, dt)  # noqa: E731
+        b = f if backward else (lambda *shape: empty3)  # noqa: E731
         self.T, self.B = T, B
         self.empty3, self.empty2 = empty3, np.zeros((0, 0))
-        self.x = e(T, B, layer.in_size)                                   # input, time-major
-        self.y = [e(T, B, D * H) for _ in range(layer.layers)]            # each layer's output sequence
-        self.out = e(B, T, D * H) if layer.output == "all" else e(B, D * H)
-        self.dy = e(T, B, D * H) if layer.output == "all" else empty3
+        self.x = f(T, B, layer.in_size)                                   # input, time-major
+        self.y = [f(T, B, D * H) for _ in range(layer.layers)]            # each layer's output sequence
+        self.out = f(B, T, D * H) if layer.output == "all" else f(B, D * H)
+        self.dy = b(T, B, D * H) if layer.output == "all" else empty3
         ins = [layer.in_size] + [D * H] * (layer.layers - 1)
-        self.dx = [e(T, B, n) for n in ins]                               # gradient of each layer's input
-        self.dxr = [e(T, B, n) for n in ins] if D == 2 else []
-        self.dx_out = e(B, T, layer.in_size)
-        self.norms = np.zeros((layer.layers, T, B))
-        self.ones = np.ones(T * B, dt)
+        self.dx = [b(T, B, n) for n in ins]                               # gradient of each layer's input
+        self.dxr = [b(T, B, n) for n in ins] if D == 2 else []
+        self.dx_out = b(B, T, layer.in_size)
+        self.norms = np.zeros((layer.layers, T, B) if backward else (0, 0, 0))
+        self.ones = np.ones(T * B if backward else 0, dt)
         lstm, gru = layer.cell == LSTM_CELL, layer.cell == GRU_CELL
         self.cells = [[SimpleNamespace(
-            z=e(T, B, GH), bias=e(GH), whh_t=e(H, GH), s=e(T + 1, B, H),
-            c=e(T + 1, B, H) if lstm else empty3, tc=e(T, B, H) if lstm else empty3,
-            hn=e(T, B, H) if gru else empty3, q=e(B, GH), dh=e(B, H), dc=e(B, H), dq=e(B, H),
-            dg=(dg := e(T, B, GH)), dgh=e(T, B, GH) if gru else dg,
+            z=f(T, B, GH), bias=f(GH), whh_t=f(H, GH), s=f(T + 1, B, H),
+            c=f(T + 1, B, H) if lstm else empty3, tc=f(T, B, H) if lstm else empty3,
+            hn=f(T, B, H) if gru else empty3, q=f(B, GH), dh=b(B, H), dc=b(B, H), dq=b(B, H),
+            dg=(dg := b(T, B, GH)), dgh=b(T, B, GH) if gru else dg,
         ) for _ in range(D)] for _ in range(layer.layers)]
 
 

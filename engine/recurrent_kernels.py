@@ -145,13 +145,14 @@ def sumsq(v):
 
 
 @jit
-def recurrent_forward(cell, z, whh_t, bias, b_hn, coef, s, c, tc, hn, q, y, y_off, lengths, reverse, fast, b0, b1):
-    """One direction of one layer, rows b0..b1-1 (see the module docstring for the layouts).
+def recurrent_forward(cell, z, whh_t, bias, b_hn, coef, s, hn, q, y, y_off, lengths, reverse, fast, b0, b1):
+    """One direction of one RNN or GRU layer, rows b0..b1-1 (see the module docstring for the
+    layouts; the LSTM has its own `lstm_forward`).
 
     z holds x W_ih^T on entry; bias (G*H,) b_ih + b_hh (GRU's n block: b_in only); whh_t (H, G*H)
     = W_hh^T; b_hn (H,) GRU's b_hn; coef from gate_coefficients; q (B, G*H) scratch;
     y (T, B, Dy) the layer's output, this direction in columns y_off..y_off+H (0 at padded
-    steps); lengths (B,) real steps per sample. s[init slot] (and c's) must hold zeros on entry.
+    steps); lengths (B,) real steps per sample. s[init slot] must hold zeros on entry.
     Loops index whole 1-D views from 0 (v[j], j in range(len)) so that LLVM vectorises them."""
     T = z.shape[0]
     H = s.shape[2]
@@ -168,55 +169,39 @@ def recurrent_forward(cell, z, whh_t, bias, b_hn, coef, s, c, tc, hn, q, y, y_of
             if t >= lengths[b]:                                    # padding: carry the state, output 0
                 copy_into(hb, hp)
                 fill(yb, 0.0)
-                if cell == LSTM_CELL:
-                    copy_into(c[cur, b], c[prev, b])
                 continue
             g = z[t, b]                                            # (GH,) pre-activations
             na = coef.shape[1]                                     # GRU keeps W_hn h apart: r multiplies it
-            activate(g[:na], q[b, :na], bias[:na], coef, fast)     # RNN h; LSTM i, f, g, o; GRU r, z
+            activate(g[:na], q[b, :na], bias[:na], coef, fast)     # RNN h; GRU r, z
             if cell == RNN_CELL:
                 for j in range(H):
                     hb[j] = g[j]
                     yb[j] = g[j]
                 continue
-            if cell == LSTM_CELL:
-                gi, gf, gg = g[:H], g[H:2 * H], g[2 * H:3 * H]     # (H,) each
-                cp, cc, tv = c[prev, b], c[cur, b], tc[t, b]       # (H,)
-                for j in range(H):
-                    cc[j] = gf[j] * cp[j] + gi[j] * gg[j]
-                    tv[j] = cc[j]
-            else:
-                gr, tv = g[:H], g[2 * H:]                          # r, n (H,)
-                hnb, qn, b_in = hn[t, b], q[b, 2 * H:], bias[2 * H:]   # (H,)
-                for j in range(H):
-                    hnb[j] = qn[j] + b_hn[j]
-                    tv[j] += b_in[j] + gr[j] * hnb[j]
-            tanh_inplace(tv, fast)                                 # LSTM tanh(c_t); GRU n
-            if cell == LSTM_CELL:
-                go = g[3 * H:]
-                for j in range(H):
-                    hb[j] = go[j] * tv[j]
-                    yb[j] = hb[j]
-            else:
-                gz = g[H:2 * H]
-                for j in range(H):
-                    hb[j] = (one - gz[j]) * tv[j] + gz[j] * hp[j]
-                    yb[j] = hb[j]
+            gr, tv = g[:H], g[2 * H:]                              # r, n (H,)
+            hnb, qn, b_in = hn[t, b], q[b, 2 * H:], bias[2 * H:]   # (H,)
+            for j in range(H):
+                hnb[j] = qn[j] + b_hn[j]
+                tv[j] += b_in[j] + gr[j] * hnb[j]
+            tanh_inplace(tv, fast)                                 # GRU n
+            gz = g[H:2 * H]
+            for j in range(H):
+                hb[j] = (one - gz[j]) * tv[j] + gz[j] * hp[j]
+                yb[j] = hb[j]
 
 
 @jit
-def recurrent_backward(cell, z, whh, s, c, tc, hn, dy, y_off, dh, dc, dq, dg, dgh, lengths, reverse, truncate,
-                       norms, b0, b1):
-    """Backward through time for what `recurrent_forward` did, rows b0..b1-1.
+def recurrent_backward(cell, z, whh, s, hn, dy, y_off, dh, dq, dg, dgh, lengths, reverse, truncate, norms, b0, b1):
+    """Backward through time for what `recurrent_forward` did, rows b0..b1-1 (RNN, GRU).
 
     dy (T, B, Dy): gradient of the layer output (this direction at y_off), or shape (0, 0, 0) when
-    only the final state has one. dh, dc (B, H): on entry the gradient of the final state (slot T
-    forward, slot 0 reverse) and zeros; scratch afterwards. dq (B, H) scratch.
+    only the final state has one. dh (B, H): on entry the gradient of the final state (slot T
+    forward, slot 0 reverse); scratch afterwards. dq (B, H) scratch.
     Out: dg (T, B, GH) gradient of the gate pre-activations, for W_ih, b_ih and the input;
     dgh (T, B, GH) the same as seen by W_hh h + b_hh (differs from dg in GRU's n block only; pass
-    dg itself for RNN and LSTM); norms (T, B) += ||dL/dh_t||^2 at real steps (skipped when empty).
-    truncate k > 0 cuts the recurrent gradient (h and c) every k real steps counted back from the
-    last step a direction processes: forward into step t when (length - t) % k == 0, reverse into
+    dg itself for RNN); norms (T, B) += ||dL/dh_t||^2 at real steps (skipped when empty).
+    truncate k > 0 cuts the recurrent gradient (h; the LSTM's kernel c too) every k real steps
+    counted back from the last step a direction processes: forward into step t when (length - t) % k == 0, reverse into
     step t when (t + 1) % k == 0."""
     T = z.shape[0]
     H = s.shape[2]
@@ -244,19 +229,6 @@ def recurrent_backward(cell, z, whh, s, c, tc, hn, dy, y_off, dh, dc, dq, dg, dg
                 for j in range(H):
                     a[j] = d[j] * (one - g[j] * g[j])
                     d[j] = 0.0
-            elif cell == LSTM_CELL:
-                gi, gf, gg, go = g[:H], g[H:2 * H], g[2 * H:3 * H], g[3 * H:]   # (H,) each
-                ai, af, ag, ao = a[:H], a[H:2 * H], a[2 * H:3 * H], a[3 * H:]
-                cp, tcb, dcb = c[prev, b], tc[t, b], dc[b]         # (H,)
-                for j in range(H):
-                    i, f, gv, o, th = gi[j], gf[j], gg[j], go[j], tcb[j]
-                    dct = dcb[j] + d[j] * o * (one - th * th)
-                    ai[j] = dct * gv * i * (one - i)
-                    af[j] = dct * cp[j] * f * (one - f)
-                    ag[j] = dct * i * (one - gv * gv)
-                    ao[j] = d[j] * th * o * (one - o)
-                    dcb[j] = dct * f
-                    d[j] = 0.0
             else:
                 gr, gz, gn = g[:H], g[H:2 * H], g[2 * H:]          # (H,) each
                 ar, az, an = a[:H], a[H:2 * H], a[2 * H:]
@@ -277,8 +249,6 @@ def recurrent_backward(cell, z, whh, s, c, tc, hn, dy, y_off, dh, dc, dq, dg, dg
             n_real = lengths[b]
             if truncate > 0 and t < n_real and ((t + 1) % truncate == 0 if reverse else (n_real - t) % truncate == 0):
                 fill(dh[b], 0.0)
-                if cell == LSTM_CELL:
-                    fill(dc[b], 0.0)
             else:
                 d, db = dh[b], dq[b]                               # (H,)
                 for j in range(H):
@@ -308,3 +278,110 @@ def id_range(ids):
         lo = min(lo, v)
         hi = max(hi, v)
     return lo, hi
+
+
+@jit
+def sigmoid_exact(x):
+    """1 / (1 + e^-x) without overflow (the exact mode of `activate`)."""
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+@jit
+def lstm_forward(z, whh_t, bias, s, c, tc, q, y, y_off, lengths, reverse, fast, b0, b1):
+    """The LSTM's `recurrent_forward`, rows b0..b1-1, with every gate of a step in one pass.
+
+    Same arrays and slots as `recurrent_forward` (no hn, no coef: i, f, o are sigmoids, g tanh).
+    Per real step and row, one loop over j < H reads the four pre-activations z + q + bias,
+    activates them, and writes i, f, g, o back into z, c_t, tanh(c_t), h_t and the output; each
+    value is the expression `activate` computes (sigmoid as 0.5 tanh(x/2) + 0.5 with `fast`), so
+    the bits are those of the generic kernel this replaced (which ran one loop per gate block).
+    Indexing is by (t, b, j) on the whole arrays, not through per-row views: a view costs a
+    reference count update, which at H = 64 cost as much as the arithmetic."""
+    T = z.shape[0]
+    H = s.shape[2]
+    half = z.dtype.type(0.5)
+    for step in range(T):
+        t = T - 1 - step if reverse else step
+        prev = t + 1 if reverse else t
+        cur = t if reverse else t + 1
+        np.dot(s[prev, b0:b1], whh_t, q[b0:b1])                    # (rows, 4H) = (rows, H) @ (H, 4H), BLAS
+        for b in range(b0, b1):
+            if t >= lengths[b]:                                    # padding: carry the state, output 0
+                for j in range(H):
+                    s[cur, b, j] = s[prev, b, j]
+                    c[cur, b, j] = c[prev, b, j]
+                    y[t, b, y_off + j] = 0.0
+                continue
+            if fast:
+                for j in range(H):
+                    gi = half * tanh_fast(half * (z[t, b, j] + q[b, j] + bias[j])) + half
+                    gf = half * tanh_fast(half * (z[t, b, H + j] + q[b, H + j] + bias[H + j])) + half
+                    gg = tanh_fast(z[t, b, 2 * H + j] + q[b, 2 * H + j] + bias[2 * H + j])
+                    go = half * tanh_fast(half * (z[t, b, 3 * H + j] + q[b, 3 * H + j] + bias[3 * H + j])) + half
+                    cc = gf * c[prev, b, j] + gi * gg
+                    th = tanh_fast(cc)
+                    z[t, b, j], z[t, b, H + j], z[t, b, 2 * H + j], z[t, b, 3 * H + j] = gi, gf, gg, go
+                    c[cur, b, j] = cc
+                    tc[t, b, j] = th
+                    s[cur, b, j] = go * th
+                    y[t, b, y_off + j] = go * th
+            else:
+                for j in range(H):
+                    gi = sigmoid_exact(z[t, b, j] + q[b, j] + bias[j])
+                    gf = sigmoid_exact(z[t, b, H + j] + q[b, H + j] + bias[H + j])
+                    gg = math.tanh(z[t, b, 2 * H + j] + q[b, 2 * H + j] + bias[2 * H + j])
+                    go = sigmoid_exact(z[t, b, 3 * H + j] + q[b, 3 * H + j] + bias[3 * H + j])
+                    cc = gf * c[prev, b, j] + gi * gg
+                    th = math.tanh(cc)
+                    z[t, b, j], z[t, b, H + j], z[t, b, 2 * H + j], z[t, b, 3 * H + j] = gi, gf, gg, go
+                    c[cur, b, j] = cc
+                    tc[t, b, j] = th
+                    s[cur, b, j] = go * th
+                    y[t, b, y_off + j] = go * th
+
+
+@jit
+def lstm_backward(z, whh, c, tc, dy, y_off, dh, dc, dq, dg, lengths, reverse, truncate, norms, b0, b1):
+    """The LSTM's `recurrent_backward`, rows b0..b1-1, one pass over the four gates per row and
+    step (same arrays; dg is also what W_hh sees). dh on entry: the final state's gradient; the
+    next step's dL/dh is written as dq + dy in one pass (the old kernel's 0 + dq + dy, the same
+    value)."""
+    T = z.shape[0]
+    H = dh.shape[1]
+    one = z.dtype.type(1.0)
+    has_dy = dy.shape[0] > 0
+    want_norms = norms.shape[0] > 0
+    for step in range(T):
+        t = step if reverse else T - 1 - step
+        prev = t + 1 if reverse else t
+        for b in range(b0, b1):
+            if t >= lengths[b]:                                    # padding: the state passed through
+                for j in range(4 * H):
+                    dg[t, b, j] = 0.0
+                continue
+            if has_dy:
+                for j in range(H):
+                    dh[b, j] += dy[t, b, y_off + j]
+            if want_norms:
+                norms[t, b] += sumsq(dh[b])
+            for j in range(H):
+                i, f, gv, o, th = z[t, b, j], z[t, b, H + j], z[t, b, 2 * H + j], z[t, b, 3 * H + j], tc[t, b, j]
+                d = dh[b, j]
+                dct = dc[b, j] + d * o * (one - th * th)
+                dg[t, b, j] = dct * gv * i * (one - i)
+                dg[t, b, H + j] = dct * c[prev, b, j] * f * (one - f)
+                dg[t, b, 2 * H + j] = dct * i * (one - gv * gv)
+                dg[t, b, 3 * H + j] = d * th * o * (one - o)
+                dc[b, j] = dct * f
+        np.dot(dg[t, b0:b1], whh, dq[b0:b1])                       # (rows, H) = (rows, 4H) @ (4H, H); 0 for padding
+        for b in range(b0, b1):
+            n_real = lengths[b]
+            if truncate > 0 and t < n_real and ((t + 1) % truncate == 0 if reverse else (n_real - t) % truncate == 0):
+                for j in range(H):
+                    dh[b, j] = 0.0
+                    dc[b, j] = 0.0
+            elif t < n_real:                                           # a padded step leaves dL/dh as it was
+                for j in range(H):
+                    dh[b, j] = dq[b, j]

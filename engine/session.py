@@ -31,6 +31,7 @@ from .metrics import accuracy_by_group, classification, probabilities, regressio
 from .model import fill_from_data
 from .names import LIVE_SETTINGS
 from .optim import OptimConfig
+from .recordlog import RecordLog
 from .records import Compiling, Diverged, Evaluation, Finished, KnobChanged, Step, Stopped, to_json
 from .rundir import RunFolder
 from .session_files import RunFiles
@@ -73,7 +74,7 @@ class Session(RunFiles):
         self.batch_size = t.batch_size
         self.base_lr = t.lr
         self.live: dict[str, object] = {}          # live knob values that differ from the file
-        self.records: list = []
+        self.records = RecordLog()                 # the newest records (metrics.jsonl has all)
         self.elapsed = 0.0
         self.compile_seconds = 0.0
         self.first_loss: float | None = None

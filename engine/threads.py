@@ -2,7 +2,8 @@
 
 One setting, DESCENT_THREADS (default 1), read by everything that runs on more than one core:
   - BLAS (NumPy's OpenBLAS and SciPy's, the one Numba kernels call) is limited to it;
-  - the recurrent kernels split a batch's rows across that many threads of their own.
+  - the recurrent layers split their work (kernel rows, products) across that many threads of
+    the engine's own pool (`parallel`), with BLAS on one thread meanwhile (`blas_single`).
 One by default: a second OpenBLAS thread gains little at the batch sizes descent trains at and
 collapses when the other core is busy (workload 1: 725 steps/s on one thread, 11 on two with the
 machine loaded; see bench/README.md), and the dashboard's event loop needs that core.
@@ -76,3 +77,72 @@ def using(threads: int):
         _threads = before
         if limit is not None:
             limit.restore_original_limits()
+
+
+# ---- the engine's own threads ------------------------------------------------------------------
+# OpenBLAS's own second thread collapses when the other core is busy (a 32 k x 32 x 256 product:
+# 0.6 ms on one thread, 32 ms on two with the machine loaded) and keeps spinning on that core after
+# each product, in the way of the engine's row threads. So where the engine splits work itself
+# (the recurrent layers), BLAS runs on one thread and the engine's pool hands out the pieces.
+_pool = None
+_pool_size = 0
+_blas_libs: list | None = None      # threadpoolctl's controllers of every BLAS, found once
+
+
+def _blas_controllers() -> list:
+    global _blas_libs
+    if _blas_libs is None:
+        cover_kernel_blas()
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _blas_libs = []
+        else:
+            _blas_libs = list(ThreadpoolController().select(user_api="blas").lib_controllers)
+    return _blas_libs
+
+
+@contextlib.contextmanager
+def blas_single():
+    """BLAS on one thread inside the block when the engine may use more (a no-op on one thread):
+    set on the libraries directly, about 1 us, where a threadpoolctl limit costs 50 us."""
+    n = count()
+    libs = _blas_controllers() if n > 1 else []
+    for lib in libs:
+        lib.set_num_threads(1)
+    try:
+        yield n
+    finally:
+        for lib in libs:
+            lib.set_num_threads(n)
+
+
+def parallel(fn, chunks) -> None:
+    """fn(lo, hi) for every (lo, hi) in chunks, on up to count() threads, the caller among them.
+    The chunks go to whichever thread is free, so a helper thread that the OS schedules late (a
+    busy machine) costs little: the calling thread takes its chunks. fn must release the GIL to
+    gain (Numba nogil kernels, NumPy products)."""
+    global _pool, _pool_size
+    from concurrent.futures import ThreadPoolExecutor
+
+    chunks = list(chunks)
+    n = min(count(), len(chunks))
+    if n < 2:
+        for lo, hi in chunks:
+            fn(lo, hi)
+        return
+    if _pool_size < n - 1:                                              # first use, or the setting grew
+        if _pool is not None:
+            _pool.shutdown(wait=False)
+        _pool = ThreadPoolExecutor(n - 1, thread_name_prefix="descent-rows")
+        _pool_size = n - 1
+    todo = iter(chunks)
+
+    def work():
+        for lo, hi in todo:                                             # next() on a shared iterator: GIL-atomic
+            fn(lo, hi)
+
+    futures = [_pool.submit(work) for _ in range(n - 1)]
+    work()
+    for f in futures:
+        f.result()

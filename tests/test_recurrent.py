@@ -458,3 +458,26 @@ def test_evaluation_in_row_slices_gives_the_same_bits(kind, monkeypatch):
     monkeypatch.setattr(rec, "EVAL_ROW_STEPS", 10 * T)             # slices of 10 rows, then 15
     sliced = net.forward(x, mask_ctx).copy()
     assert sliced.shape == whole.shape and np.array_equal(sliced, whole)
+
+
+@pytest.mark.parametrize("kind", CELLS)
+def test_threads_give_the_same_bits_at_bench_sizes(kind):
+    """Long enough for the input projection to be cut by time steps and the weight-gradient
+    products to run side by side (threads.parallel) with BLAS on one thread: still every bit."""
+    from descent.engine import threads
+
+    net = Net([{"type": kind, "hidden": 24, "layers": 2, "bidirectional": True, "output": "all"}],
+              (30, 7), np.float32, 3)
+    net.layers[0].need_dx = True
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((33, 30, 7)).astype(np.float32)
+    lengths = rng.integers(1, 31, size=33)
+    dout = rng.standard_normal((33, 30, 48)).astype(np.float32)
+    results = []
+    for n in (1, 2, 3):
+        with threads.using(n):
+            results.append(run_ours(net, x, lengths, dout))
+    for out, grads, dx, norms in results[1:]:
+        assert np.array_equal(out, results[0][0]) and np.array_equal(dx, results[0][2])
+        assert all(np.array_equal(grads[k], results[0][1][k]) for k in grads)
+        assert all(np.array_equal(norms[k], results[0][3][k]) for k in norms)
