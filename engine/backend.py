@@ -45,12 +45,14 @@ class Trainer:
             return StepStats(loss, math.nan, math.nan, {}, {}, None)
         self.net.backward(dout, ctx)
         opt = self.optimizer
-        grad_norm = opt.step()
+        grad_norm = opt.step(diagnostics=time_grads)
         sqrt = math.sqrt
         if not math.isfinite(grad_norm):
             # the optimizer skipped the update; the session reports divergence
             grads = {name: sqrt(v) for name, v in zip(self.names, opt.grad_sq.tolist())}
             return StepStats(loss, grad_norm, math.nan, grads, {}, dict(ctx.time_grad_norms) or None)
+        if not time_grads:           # a step the session does not log: its loss, norm and clipping only
+            return StepStats(loss, grad_norm, math.nan, {}, {}, None, clip_scale=opt.clip_scale)
         # per-tensor figures for the dashboard, from the optimizer's per-segment sums of squares
         g_sq, u_sq, p_sq = opt.grad_sq.tolist(), opt.upd_sq.tolist(), opt.p_sq.tolist()
         return StepStats(
