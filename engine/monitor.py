@@ -42,7 +42,7 @@ from pathlib import Path
 
 from .alarms import GradMonitor
 from .errors import DescentError
-from .monitor_taps import InputTaps, recurrent_modules, time_stats, unscaled
+from .monitor_taps import InputTaps, norms, recurrent_modules, stat_dtype, time_stats, unscaled
 from .records import Evaluation, Finished, Step, Stopped, to_json
 from .rundir import CHECKPOINT, FORMAT, SCENARIO, SUMMARY, RunFolder, versions
 from .runlock import RunExists
@@ -191,13 +191,13 @@ class Monitor:
             named = [(n, p) for n, p in self.named if p.grad is not None]
             params = [p for _, p in named]
             grad_factor, input_factor = unscaled(self.scaler, optimizer)
-            grads = _norms([p.grad for p in params], self.device)
+            grads = norms([p.grad for p in params], self.device)
             if grad_factor is not None:
                 grads = grads * grad_factor
             snapshot = [p.detach().clone() for p in params] if self.update_ratios else None
             times = {}
-            for module, (norms, lengths) in self.taps.take().items():
-                mean, ratio = time_stats(norms, lengths)
+            for module, (per_step, lengths) in self.taps.take().items():
+                mean, ratio = time_stats(per_step, lengths)
                 times[module] = (mean if input_factor is None else mean * input_factor, ratio)
         if isinstance(loss, torch.Tensor):
             loss = loss.detach().reshape(-1)[:1]
@@ -211,21 +211,20 @@ class Monitor:
         p, self._pending = self._pending, None
         with torch.no_grad():
             params = [q.detach() for q in p["params"]]
-            parts = [p["grads"], _norms(params, self.device)]
-            measured_update = p["snapshot"] is not None
+            parts = [p["grads"], norms(params, self.device)]
+            measured_update = bool(p["snapshot"])
             if measured_update:
                 torch._foreach_sub_(p["snapshot"], params)        # in place: no second copy
-                parts.append(_norms(p["snapshot"], self.device))
+                parts.append(norms(p["snapshot"], self.device))
                 p["snapshot"] = None
             if isinstance(p["loss"], torch.Tensor):
                 parts.append(p["loss"])
             for mean, ratio in p["times"].values():
                 parts += [mean, ratio]
-            dtype = _stat_dtype(self.device)
-            flat = (torch.cat([t.reshape(-1).to(self.device, dtype) for t in parts]).cpu().tolist()
-                    if parts and self.device is not None else [])
+            device = self.device if self.device is not None else torch.device("cpu")
+            flat = torch.cat([t.reshape(-1).to(device, stat_dtype(device)) for t in parts]).cpu().tolist()
         k = len(p["names"])
-        grads, norms = flat[:k], flat[k:2 * k]
+        grads, weights = flat[:k], flat[k:2 * k]
         pos = 2 * k
         updates = None
         if measured_update:
@@ -240,17 +239,17 @@ class Monitor:
         if self.scaler is not None and not all(math.isfinite(g) for g in grads):
             self.skipped_steps += 1          # the scaler skips this update and lowers its scale
             return
-        self._record(p, loss, grads, norms, updates, times, ratios)
+        self._record(p, loss, grads, weights, updates, times, ratios)
 
-    def _record(self, p, loss, grads, norms, updates, times, ratios) -> None:
+    def _record(self, p, loss, grads, weights, updates, times, ratios) -> None:
         now = time.perf_counter()
         last_step, last_time = self._window
         self._window = (p["step"], now)
         names = p["names"]
         step = Step(step=p["step"], epoch=round(p["epoch"], 4), loss=loss, lr=p["lrs"][0] if p["lrs"] else math.nan,
-                    grad_norm=math.sqrt(sum(g * g for g in grads)), param_norm=math.sqrt(sum(w * w for w in norms)),
+                    grad_norm=math.sqrt(sum(g * g for g in grads)), param_norm=math.sqrt(sum(w * w for w in weights)),
                     grad_norms=dict(zip(names, grads)),
-                    update_ratios={n: u / max(w, 1e-12) for n, u, w in zip(names, updates, norms)} if updates else {},
+                    update_ratios={n: u / max(w, 1e-12) for n, u, w in zip(names, updates, weights)} if updates else {},
                     time_grad_norms=times or None, steps_per_s=(p["step"] - last_step) / max(now - last_time, 1e-9),
                     elapsed=now - self._start, time_grad_ratio=ratios or None)
         line = to_json(step)
@@ -269,33 +268,6 @@ class Monitor:
     def _check_open(self) -> None:
         if self.closed:
             raise DescentError(f"Monitor for {self.folder.path} is closed")
-
-
-def _stat_dtype(device):
-    import torch
-
-    return torch.float32 if device is not None and device.type == "mps" else torch.float64   # MPS has no float64
-
-
-def _norms(tensors: list, device):
-    """||t|| of each tensor as one 1-D tensor on `device` (no sync); half precision summed in float32."""
-    import torch
-
-    if not tensors:
-        return torch.zeros(0, device=device, dtype=_stat_dtype(device))
-    plain = all(not t.is_sparse and t.dtype not in (torch.float16, torch.bfloat16) for t in tensors)
-    found = None
-    if plain:
-        try:
-            found = torch._foreach_norm(tensors)      # one fused pass, as clip_grad_norm_ does
-        except (RuntimeError, TypeError, AttributeError):
-            found = None
-    if found is None:
-        found = [torch.linalg.vector_norm(t.coalesce().values() if t.is_sparse else t,
-                                          dtype=torch.float32 if t.dtype in (torch.float16, torch.bfloat16) else None)
-                 for t in tensors]
-    dtype = _stat_dtype(device)
-    return torch.stack([v.to(device, dtype) for v in found])
 
 
 def describe(model, name: str, every: int, optimizer=None) -> dict:

@@ -160,3 +160,30 @@ def unscaled(scaler, optimizer) -> tuple:
     state = getattr(scaler, "_per_optimizer_states", {}).get(id(optimizer)) or {}
     stage = getattr(state.get("stage"), "name", None)
     return (None if stage in ("UNSCALED", "STEPPED") else factor), factor
+
+
+def stat_dtype(device):
+    import torch
+
+    return torch.float32 if device is not None and device.type == "mps" else torch.float64   # MPS has no float64
+
+
+def norms(tensors: list, device):
+    """||t|| of each tensor as one 1-D tensor on `device` (no sync); half precision summed in float32."""
+    import torch
+
+    if not tensors:
+        return torch.zeros(0, device=device, dtype=stat_dtype(device))
+    plain = all(not t.is_sparse and t.dtype not in (torch.float16, torch.bfloat16) for t in tensors)
+    found = None
+    if plain:
+        try:
+            found = torch._foreach_norm(tensors)      # one fused pass, as clip_grad_norm_ does
+        except (RuntimeError, TypeError, AttributeError):
+            found = None
+    if found is None:
+        found = [torch.linalg.vector_norm(t.coalesce().values() if t.is_sparse else t,
+                                          dtype=torch.float32 if t.dtype in (torch.float16, torch.bfloat16) else None)
+                 for t in tensors]
+    dtype = stat_dtype(device)
+    return torch.stack([v.to(device, dtype) for v in found])
