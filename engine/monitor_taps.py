@@ -95,15 +95,12 @@ class InputTaps:
 
 
 def _full(norms, batch_first: bool) -> tuple:
-    """Norms of a plain input, (T,) unbatched, (B, T) or (T, B), as ((B, T), lengths all T)."""
-    import torch
-
+    """Norms of a plain input, (T,) unbatched, (B, T) or (T, B), as ((B, T), None: all T real)."""
     if norms.dim() == 1:
         norms = norms[None, :]
     elif not batch_first:
         norms = norms.t()
-    B, T = norms.shape
-    return norms, torch.full((B,), T, dtype=torch.int64, device=norms.device)
+    return norms, None            # every step real: time_stats takes its shorter path
 
 
 def _unpack(row_norms, packed) -> tuple:
@@ -124,22 +121,30 @@ def _combine(items: list[tuple]) -> tuple:
     if len(items) == 1:
         return items[0]
     T = max(n.shape[1] for n, _ in items)
+    if all(lengths is None for _, lengths in items) and all(n.shape[1] == T for n, _ in items):
+        return torch.cat([n for n, _ in items]), None
     return (torch.cat([F.pad(n, (0, T - n.shape[1])) for n, _ in items]),
-            torch.cat([lengths for _, lengths in items]))
+            torch.cat([torch.full((n.shape[0],), n.shape[1], dtype=torch.int64, device=n.device)
+                       if lengths is None else lengths for n, lengths in items]))
 
 
 def time_stats(norms, lengths) -> tuple:
-    """From per-sample, per-step norms (B, T) and real lengths (B,), on their device:
+    """From per-sample, per-step norms (B, T) and real lengths (B,) (None: all T), on their device:
     `mean` (T,), the mean over samples with step t real of ||dL/dx_t|| (0 where none), as
     engine.arrays.masked_mean_norms; `ratio` (T,), by distance d back from each sample's last
     real step, the mean of ||dL/dx_{L-1-d}|| / ||dL/dx_{L-1}|| over the samples longer than d
     whose last step's norm is not 0, as engine.arrays.aligned_ratio."""
     import torch
 
+    zero = torch.zeros((), dtype=norms.dtype, device=norms.device)
+    if lengths is None:               # (B, T) all real: the same numbers in fewer operations
+        last = norms[:, -1:]
+        use = last > 0                                                     # (B, 1)
+        ratio = torch.where(use, norms.flip(1) / torch.where(use, last, 1.0), zero).sum(0) / use.sum().clamp(min=1)
+        return norms.mean(0), ratio
     B, T = norms.shape
     t = torch.arange(T, device=norms.device)
     real = t[None, :] < lengths[:, None]                                   # (B, T)
-    zero = torch.zeros((), dtype=norms.dtype, device=norms.device)
     mean = torch.where(real, norms, zero).sum(0) / real.sum(0).clamp(min=1)
     last = norms.gather(1, (lengths - 1).clamp(min=0)[:, None])           # (B, 1)
     back = norms.gather(1, (lengths[:, None] - 1 - t[None, :]).clamp(min=0))   # (B, T) by distance
@@ -185,5 +190,6 @@ def norms(tensors: list, device):
         found = [torch.linalg.vector_norm(t.coalesce().values() if t.is_sparse else t,
                                           dtype=torch.float32 if t.dtype in (torch.float16, torch.bfloat16) else None)
                  for t in tensors]
-    dtype = stat_dtype(device)
-    return torch.stack([v.to(device, dtype) for v in found])
+    if all(v.device == found[0].device for v in found):
+        return torch.stack(found).to(device, stat_dtype(device))
+    return torch.stack([v.to(device) for v in found]).to(stat_dtype(device))

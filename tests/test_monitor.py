@@ -400,3 +400,28 @@ def test_the_example_script_records_the_lstm_time_grads(tmp_path):
     assert logged[0]["time_grad_ratio"]["lstm"][0] == pytest.approx(1.0)
     assert [r["kind"] for r in records(out)][-2:] == ["evaluation", "finished"]
     assert (out / "checkpoint.npz").exists()
+
+
+def test_two_forward_passes_in_a_step_pool_their_samples(torch, tmp_path):
+    """Micro-batches of different lengths before one optimizer step: one batch, each sample its
+    own real steps."""
+    from descent import Monitor
+
+    rnn = torch.nn.GRU(5, 6, batch_first=True).double()
+    ref = copy.deepcopy(rnn)
+    opt = torch.optim.SGD(rnn.parameters(), lr=0.1)
+    xs = [torch.randn(2, 4, 5, dtype=torch.float64), torch.randn(3, 6, 5, dtype=torch.float64)]
+    grads = []
+    for x in xs:
+        xr = x.clone().requires_grad_(True)
+        ref(xr)[0][:, -1].sum().backward()
+        grads.append(np.pad(xr.grad.numpy(), ((0, 0), (0, 6 - x.shape[1]), (0, 0))))
+    mean, ratio = direct_time_stats(np.concatenate(grads), np.array([4, 4, 6, 6, 6]))
+    with Monitor(rnn, tmp_path / "run", every=1) as monitor:
+        loss = sum(rnn(x)[0][:, -1].sum() for x in xs)
+        loss.backward()
+        monitor.step(loss, opt)
+        opt.step()
+    r = steps(tmp_path / "run")[0]
+    np.testing.assert_allclose(r["time_grad_norms"]["gru"], mean, rtol=1e-10)
+    np.testing.assert_allclose(r["time_grad_ratio"]["gru"], ratio, rtol=1e-10)
