@@ -7,8 +7,10 @@ and the LSTM T30, Adam, random data). Variants: the plain loop, and the same loo
 `monitor.step(loss, opt)` before `opt.step()` with every=10 and every=1 (each its own model,
 optimizer and run folder in a temporary directory). They take turns block by block, so a change in
 machine load hits all of them; the figure is the median steps/s over the blocks, and the overhead
-is the extra time per step against the plain loop. The load average (`uptime`) is printed at start
-and end: on a shared machine the figures are only as steady as it is.
+is the extra time per step against the plain loop. Time is the training thread's CPU time
+(`time.thread_time`; torch runs on that one thread with --threads 1, the default), so other
+processes on a shared machine shift the figures less than they shift wall time (they still share
+caches and memory bandwidth). The load average (`uptime`) is printed at start and end.
 """
 
 from __future__ import annotations
@@ -54,13 +56,14 @@ class Loop:
 
 
 def timed(loop: Loop, seconds: float) -> float:
-    n, start = 0, time.perf_counter()
+    """Steps per second of this thread's CPU time over a block of about `seconds` of it."""
+    n, start = 0, time.thread_time()
     while True:
         loop.step()
         n += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return n / elapsed
+        used = time.thread_time() - start
+        if used >= seconds:
+            return n / used
 
 
 def run_workload(key: str, repeats: int, block_s: float, tmp: Path) -> dict[str, float]:
@@ -93,8 +96,8 @@ def uptime() -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workloads", default="2a,4b", help="keys of bench/speed.py's WORKLOADS")
-    ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--block", type=float, default=1.0, help="seconds per variant per repeat")
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--block", type=float, default=0.5, help="CPU seconds per variant per repeat")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     args = ap.parse_args(argv)
     keys = args.workloads.split(",")
@@ -107,7 +110,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     print(f"start: {uptime()}; torch {torch.__version__}, {args.threads} thread(s), "
           f"{args.repeats} x {args.block:g} s blocks")
-    print("| workload | plain steps/s | every=10 | overhead | every=1 | overhead |")
+    print("| workload | plain steps/CPU-s | every=10 | overhead | every=1 | overhead |")
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="descent-bench-monitor-") as tmp:
         for key in keys:

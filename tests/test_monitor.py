@@ -425,3 +425,19 @@ def test_two_forward_passes_in_a_step_pool_their_samples(torch, tmp_path):
     r = steps(tmp_path / "run")[0]
     np.testing.assert_allclose(r["time_grad_norms"]["gru"], mean, rtol=1e-10)
     np.testing.assert_allclose(r["time_grad_ratio"]["gru"], ratio, rtol=1e-10)
+
+
+def test_step_lines_are_the_sessions_serialization(torch, tmp_path):
+    """Monitor writes Step lines without asdict's copy; they are what records.to_json gives."""
+    from descent import Monitor
+    from descent.engine.records import to_json
+
+    model = Seq.make(torch, "RNN", tokens=True)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with Monitor(model, tmp_path / "run", every=1) as monitor:
+        model(torch.randint(0, 7, (2, 3))).sum().backward()
+        monitor.step(torch.tensor(0.5), opt)
+        opt.step()
+    line = steps(tmp_path / "run")[0]
+    rebuilt = Step(**{k: v for k, v in line.items() if k != "kind"})
+    assert json.loads(json.dumps(to_json(rebuilt))) == line
