@@ -7,10 +7,12 @@ and the LSTM T30, Adam, random data). Variants: the plain loop, and the same loo
 `monitor.step(loss, opt)` before `opt.step()` with every=10 and every=1 (each its own model,
 optimizer and run folder in a temporary directory). They take turns block by block, so a change in
 machine load hits all of them; the figure is the median steps/s over the blocks, and the overhead
-is the extra time per step against the plain loop. Time is the training thread's CPU time
-(`time.thread_time`; torch runs on that one thread with --threads 1, the default), so other
-processes on a shared machine shift the figures less than they shift wall time (they still share
-caches and memory bandwidth). The load average (`uptime`) is printed at start and end.
+is the extra time per step against the plain loop. `--clock cpu` (the default) counts the
+process's CPU time, all threads (`time.process_time`: torch's one thread with --threads 1, and
+Monitor's metrics.jsonl writer thread), so other processes on a shared machine shift the figures
+less than they shift wall time (they still share caches and memory bandwidth); `--clock wall`
+is what a user waits, where the writer thread overlaps torch's work on a free core. The load
+average (`uptime`) is printed at start and end.
 """
 
 from __future__ import annotations
@@ -55,18 +57,21 @@ class Loop:
         self.opt.step()
 
 
-def timed(loop: Loop, seconds: float) -> float:
-    """Steps per second of this thread's CPU time over a block of about `seconds` of it."""
-    n, start = 0, time.thread_time()
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+
+
+def timed(loop: Loop, seconds: float, clock=time.process_time) -> float:
+    """Steps per second of `clock` over a block of about `seconds` of it."""
+    n, start = 0, clock()
     while True:
         loop.step()
         n += 1
-        used = time.thread_time() - start
+        used = clock() - start
         if used >= seconds:
             return n / used
 
 
-def run_workload(key: str, repeats: int, block_s: float, tmp: Path) -> dict[str, float]:
+def run_workload(key: str, repeats: int, block_s: float, tmp: Path, clock) -> dict[str, float]:
     import torch
 
     from descent.engine.torch_backend import build_torch_model
@@ -77,11 +82,11 @@ def run_workload(key: str, repeats: int, block_s: float, tmp: Path) -> dict[str,
     loops = {name: Loop(torch, copy.deepcopy(base), data, None if name == "plain" else int(name.split("=")[1]),
                         tmp / f"{key}-{name.replace('=', '')}") for name in VARIANTS}
     for loop in loops.values():            # warm-up: allocator, first Adam state, first records
-        timed(loop, block_s / 2)
+        timed(loop, block_s / 2, clock)
     rates: dict[str, list[float]] = {name: [] for name in VARIANTS}
     for _ in range(repeats):
         for name, loop in loops.items():
-            rates[name].append(timed(loop, block_s))
+            rates[name].append(timed(loop, block_s, clock))
     for loop in loops.values():
         if loop.monitor is not None:
             loop.monitor.close()
@@ -97,8 +102,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workloads", default="2a,4b", help="keys of bench/speed.py's WORKLOADS")
     ap.add_argument("--repeats", type=int, default=15)
-    ap.add_argument("--block", type=float, default=0.5, help="CPU seconds per variant per repeat")
+    ap.add_argument("--block", type=float, default=0.5, help="seconds (of --clock) per variant per repeat")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    ap.add_argument("--clock", choices=tuple(CLOCKS), default="cpu", help="process CPU time or wall time")
     args = ap.parse_args(argv)
     keys = args.workloads.split(",")
     unknown = [k for k in keys if k not in WORKLOADS]
@@ -109,12 +115,12 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     print(f"start: {uptime()}; torch {torch.__version__}, {args.threads} thread(s), "
-          f"{args.repeats} x {args.block:g} s blocks")
-    print("| workload | plain steps/CPU-s | every=10 | overhead | every=1 | overhead |")
+          f"{args.repeats} x {args.block:g} s blocks of {args.clock} time")
+    print(f"| workload | plain steps/{args.clock}-s | every=10 | overhead | every=1 | overhead |")
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="descent-bench-monitor-") as tmp:
         for key in keys:
-            med = run_workload(key, args.repeats, args.block, Path(tmp))
+            med = run_workload(key, args.repeats, args.block, Path(tmp), CLOCKS[args.clock])
             cells = []
             for name in VARIANTS[1:]:
                 cells += [f"{med[name]:.0f}", f"{100 * (med['plain'] / med[name] - 1):+.1f}%"]

@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import json
 import math
+import queue
 import sys
+import threading
 import time
 import weakref
 from dataclasses import fields
@@ -78,7 +80,8 @@ class Monitor:
                                f"or force=True to replace it") from None
         self._start = time.perf_counter()
         self._window = (0, self._start)
-        self._finalizer = weakref.finalize(self, self.folder.close)   # the lock goes with the process
+        self._lines = Lines(self.folder)
+        self._finalizer = weakref.finalize(self, _shut, self._lines, self.folder)   # at exit: lines out, lock off
 
     # ---- the training loop's calls -------------------------------------------------------------
     def step(self, loss, optimizer, *, epoch: float | None = None) -> None:
@@ -143,9 +146,11 @@ class Monitor:
             elapsed = time.perf_counter() - self._start
             end = Finished(self.step_count, elapsed, summary) if status == "finished" else Stopped(self.step_count)
             self._write(to_json(end))
+            self._lines.stop()
             self.folder.write_text(SUMMARY, json.dumps(summary, indent=2, default=float) + "\n")
         finally:
             self.closed = True
+            self._lines.stop(check=False)
             self.taps.remove()
             for handle in self._hooks.values():
                 handle.remove()
@@ -212,12 +217,11 @@ class Monitor:
         p, self._pending = self._pending, None
         with torch.no_grad():
             params = [q.detach() for q in p["params"]]
-            parts = [p["grads"], norms(params, self.device)]
             measured_update = bool(p["snapshot"])
             if measured_update:
                 torch._foreach_sub_(p["snapshot"], params)        # in place: no second copy
-                parts.append(norms(p["snapshot"], self.device))
-                p["snapshot"] = None
+            parts = [p["grads"], norms(params + (p["snapshot"] or []), self.device)]   # weights, then updates
+            p["snapshot"] = None
             if isinstance(p["loss"], torch.Tensor):
                 parts.append(p["loss"])
             for mean, ratio in p["times"].values():
@@ -264,11 +268,52 @@ class Monitor:
             print(f"descent: warning: {alarm.text}", file=sys.stderr)
 
     def _write(self, record: dict) -> None:
-        self.folder.record(json.dumps(record, default=float) + "\n")
+        self._lines.put(record)
 
     def _check_open(self) -> None:
         if self.closed:
             raise DescentError(f"Monitor for {self.folder.path} is closed")
+
+
+class Lines(threading.Thread):
+    """metrics.jsonl written off the training thread: JSON and the file write (flushed per record,
+    as the session does) cost a small model's loop more than its numbers do, and here they run
+    while torch computes the next step without the GIL. An error writing (a full disk) is raised
+    in the training thread at its next record or at close."""
+
+    def __init__(self, folder: RunFolder):
+        super().__init__(name="descent-monitor-lines", daemon=True)
+        self.folder, self.queue, self.error = folder, queue.SimpleQueue(), None
+        self.start()
+
+    def run(self) -> None:
+        while (record := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.folder.record(json.dumps(record, default=float) + "\n")
+                except BaseException as e:   # noqa: BLE001 - handed to the training thread
+                    self.error = e
+
+    def put(self, record: dict) -> None:
+        self.raise_error()
+        self.queue.put(record)
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+    def stop(self, check: bool = True) -> None:
+        if self.is_alive():
+            self.queue.put(None)
+            self.join()
+        if check:
+            self.raise_error()
+
+
+def _shut(lines: Lines, folder: RunFolder) -> None:
+    lines.stop(check=False)
+    folder.close()
 
 
 def _shallow_json(record) -> dict:

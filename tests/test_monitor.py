@@ -367,6 +367,11 @@ def test_run_folder_reads_like_a_sessions(torch, tmp_path):
     for p, q in zip(model.parameters(), fresh.parameters()):
         assert torch.equal(p, q)
 
+    from descent.engine.session import Session
+
+    with pytest.raises(DescentError, match="recorded by descent.Monitor from your own training script"):
+        Session.resume(run)
+
     again = Monitor(model, run, force=True)
     again.close("stopped")
     assert records(run)[-1]["kind"] == "stopped"
@@ -441,3 +446,10 @@ def test_step_lines_are_the_sessions_serialization(torch, tmp_path):
     line = steps(tmp_path / "run")[0]
     rebuilt = Step(**{k: v for k, v in line.items() if k != "kind"})
     assert json.loads(json.dumps(to_json(rebuilt))) == line
+
+
+def test_importing_monitor_loads_neither_torch_nor_textual():
+    code = ("import sys; from descent import Monitor; import descent.engine.monitor; "
+            "print(sorted(m for m in ('torch', 'textual') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "[]", done.stderr
