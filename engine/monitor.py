@@ -283,16 +283,16 @@ class Lines(threading.Thread):
 
     def __init__(self, folder: RunFolder):
         super().__init__(name="descent-monitor-lines", daemon=True)
-        self.folder, self.queue, self.error = folder, queue.SimpleQueue(), None
+        self.folder, self.queue, self.error, self.failed = folder, queue.SimpleQueue(), None, False
         self.start()
 
     def run(self) -> None:
         while (record := self.queue.get()) is not None:
-            if self.error is None:
+            if not self.failed:          # after a failure nothing more is written: the error says why
                 try:
                     self.folder.record(json.dumps(record, default=float) + "\n")
                 except BaseException as e:   # noqa: BLE001 - handed to the training thread
-                    self.error = e
+                    self.error, self.failed = e, True
 
     def put(self, record: dict) -> None:
         self.raise_error()

@@ -453,3 +453,25 @@ def test_importing_monitor_loads_neither_torch_nor_textual():
             "print(sorted(m for m in ('torch', 'textual') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "[]", done.stderr
+
+
+def test_a_run_folder_removed_mid_run_is_a_one_line_error(torch, tmp_path):
+    """metrics.jsonl is written by Monitor's own thread; its error reaches the training loop."""
+    import shutil
+
+    from descent import Monitor
+    from descent.engine.ioerrors import IOFailure
+
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    monitor = Monitor(model, tmp_path / "run", every=1)
+    shutil.rmtree(tmp_path / "run")
+    with pytest.raises(IOFailure, match="was removed"):
+        for _ in range(50):
+            model(torch.randn(3, 2)).sum().backward()
+            monitor.step(1.0, opt)
+            opt.step()
+        monitor.close()
+    with pytest.raises(IOFailure, match="was removed"):
+        monitor.close()
+    assert monitor.closed and not monitor._lines.is_alive()
