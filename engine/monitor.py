@@ -51,6 +51,7 @@ from .rundir import CHECKPOINT, FORMAT, SCENARIO, SUMMARY, RunFolder, versions
 from .runlock import RunExists
 
 DESCRIBE_CHARS = 4000            # repr(model) kept in scenario.toml up to this length
+FLUSH_S = 0.25                   # the most a record waits to be written to metrics.jsonl
 
 
 class Monitor:
@@ -276,23 +277,36 @@ class Monitor:
 
 
 class Lines(threading.Thread):
-    """metrics.jsonl written off the training thread: JSON and the file write (flushed per record,
-    as the session does) cost a small model's loop more than its numbers do, and here they run
-    while torch computes the next step without the GIL. An error writing (a full disk) is raised
-    in the training thread at its next record or at close."""
+    """metrics.jsonl written off the training thread, a batch at a time: JSON and the file's
+    system calls cost a small model's loop more than its numbers do, so they run here while torch
+    computes, every record in the file within FLUSH_S of its step (a watcher polls slower). An
+    error writing (a full disk) is raised in the training thread at its next record or at close;
+    nothing more is written after it."""
 
     def __init__(self, folder: RunFolder):
         super().__init__(name="descent-monitor-lines", daemon=True)
         self.folder, self.queue, self.error, self.failed = folder, queue.SimpleQueue(), None, False
+        self._closing = threading.Event()
         self.start()
 
     def run(self) -> None:
-        while (record := self.queue.get()) is not None:
-            if not self.failed:          # after a failure nothing more is written: the error says why
+        while True:
+            batch = [self.queue.get()]               # asleep until there is a record
+            if batch[0] is not None:
+                self._closing.wait(FLUSH_S)          # what comes meanwhile joins the same write
+            while batch[-1] is not None:
                 try:
-                    self.folder.record(json.dumps(record, default=float) + "\n")
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            records = [r for r in batch if r is not None]
+            if records and not self.failed:
+                try:
+                    self.folder.record("".join(json.dumps(r, default=float) + "\n" for r in records))
                 except BaseException as e:   # noqa: BLE001 - handed to the training thread
                     self.error, self.failed = e, True
+            if batch[-1] is None:
+                return
 
     def put(self, record: dict) -> None:
         self.raise_error()
@@ -305,6 +319,7 @@ class Lines(threading.Thread):
 
     def stop(self, check: bool = True) -> None:
         if self.is_alive():
+            self._closing.set()
             self.queue.put(None)
             self.join()
         if check:
