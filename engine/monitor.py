@@ -17,9 +17,13 @@ Call `step` once per optimizer step, after the backward pass and before `optimiz
 gradients (per tensor, unscaled when `scaler=` is given), keeps one copy of the parameters it
 measured and arms a hook on the optimizer; when `optimizer.step()` returns, the hook measures
 |W_new - W_old| / |W_new| per tensor, drops the copy, reads every number of the step from the
-device in one transfer (the one sync of a logged step) and appends a `Step` record to
-metrics.jsonl. A step the GradScaler skips (non-finite gradients) leaves no record; it is
-counted in summary.json's `skipped_steps`. `update_ratios=False` never copies the parameters.
+device in one transfer (the one sync of a logged step) and hands a `Step` record to the writer
+thread (`Lines`: metrics.jsonl within FLUSH_S). A step the GradScaler skips (non-finite
+gradients) leaves no record; it is counted in summary.json's `skipped_steps`.
+`update_ratios=False` never copies the parameters. Called after `optimizer.step()` instead,
+`step` would pair this step's gradients with the next step's update: keep the order above.
+Gradients are measured before any clipping the loop does after `step` (as the session reports
+the norm before clipping).
 
 Unlogged steps cost one counter and the recurrent taps' early return (engine/monitor_taps.py);
 nothing is kept between steps but numbers. The records are engine.records' `Step`, `Evaluation`,
