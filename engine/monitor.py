@@ -18,7 +18,7 @@ gradients (per tensor, unscaled when `scaler=` is given), keeps one copy of the 
 measured and arms a hook on the optimizer; when `optimizer.step()` returns, the hook measures
 |W_new - W_old| / |W_new| per tensor, drops the copy, reads every number of the step from the
 device in one transfer (the one sync of a logged step) and hands a `Step` record to the writer
-thread (`Lines`: metrics.jsonl within FLUSH_S). A step the GradScaler skips (non-finite
+thread (engine/monitor_files.py: metrics.jsonl within a quarter second). A step the GradScaler skips (non-finite
 gradients) leaves no record; it is counted in summary.json's `skipped_steps`.
 `update_ratios=False` never copies the parameters. Called after `optimizer.step()` instead,
 `step` would pair this step's gradients with the next step's update: keep the order above.
@@ -39,9 +39,7 @@ from __future__ import annotations
 
 import json
 import math
-import queue
 import sys
-import threading
 import time
 import weakref
 from dataclasses import fields
@@ -49,13 +47,12 @@ from pathlib import Path
 
 from .alarms import GradMonitor
 from .errors import DescentError
-from .monitor_taps import InputTaps, norms, recurrent_modules, stat_dtype, time_stats, unscaled
+from .monitor_files import Lines, describe, shut, toml
+from .monitor_taps import InputTaps, norms, stat_dtype, time_stats, unscaled
 from .records import Evaluation, Finished, Step, Stopped, to_json
 from .rundir import CHECKPOINT, FORMAT, SCENARIO, SUMMARY, RunFolder, versions
 from .runlock import RunExists
 
-DESCRIBE_CHARS = 4000            # repr(model) kept in scenario.toml up to this length
-FLUSH_S = 0.25                   # the most a record waits to be written to metrics.jsonl
 
 
 class Monitor:
@@ -79,14 +76,14 @@ class Monitor:
         self.closed = False
         self.folder = RunFolder(run_dir)
         try:
-            self.folder.open(_toml(describe(model, self.name, every)), force=force)
+            self.folder.open(toml(describe(model, self.name, every)), force=force)
         except RunExists:
             raise DescentError(f"{self.folder.path}: already holds a run; give Monitor another run_dir, "
                                f"or force=True to replace it") from None
         self._start = time.perf_counter()
         self._window = (0, self._start)
         self._lines = Lines(self.folder)
-        self._finalizer = weakref.finalize(self, _shut, self._lines, self.folder)   # at exit: lines out, lock off
+        self._finalizer = weakref.finalize(self, shut, self._lines, self.folder)   # at exit: lines out, lock off
 
     # ---- the training loop's calls -------------------------------------------------------------
     def step(self, loss, optimizer, *, epoch: float | None = None) -> None:
@@ -189,7 +186,7 @@ class Monitor:
         if id(optimizer) in self._hooks:
             return
         self._hooks[id(optimizer)] = optimizer.register_step_post_hook(self._after_update)
-        self.folder.write_text(SCENARIO, _toml(describe(self.model, self.name, self.every, optimizer)))
+        self.folder.write_text(SCENARIO, toml(describe(self.model, self.name, self.every, optimizer)))
 
     def _after_update(self, optimizer, _args, _kwargs) -> None:
         if self._pending is not None and self._pending["optimizer"] is optimizer:
@@ -280,99 +277,7 @@ class Monitor:
             raise DescentError(f"Monitor for {self.folder.path} is closed")
 
 
-class Lines(threading.Thread):
-    """metrics.jsonl written off the training thread, a batch at a time: JSON and the file's
-    system calls cost a small model's loop more than its numbers do, so they run here while torch
-    computes, every record in the file within FLUSH_S of its step (a watcher polls slower). An
-    error writing (a full disk) is raised in the training thread at its next record or at close;
-    nothing more is written after it."""
-
-    def __init__(self, folder: RunFolder):
-        super().__init__(name="descent-monitor-lines", daemon=True)
-        self.folder, self.queue, self.error, self.failed = folder, queue.SimpleQueue(), None, False
-        self._closing = threading.Event()
-        self.start()
-
-    def run(self) -> None:
-        while True:
-            batch = [self.queue.get()]               # asleep until there is a record
-            if batch[0] is not None:
-                self._closing.wait(FLUSH_S)          # what comes meanwhile joins the same write
-            while batch[-1] is not None:
-                try:
-                    batch.append(self.queue.get_nowait())
-                except queue.Empty:
-                    break
-            records = [r for r in batch if r is not None]
-            if records and not self.failed:
-                try:
-                    self.folder.record("".join(json.dumps(r, default=float) + "\n" for r in records))
-                except BaseException as e:   # noqa: BLE001 - handed to the training thread
-                    self.error, self.failed = e, True
-            if batch[-1] is None:
-                return
-
-    def put(self, record: dict) -> None:
-        self.raise_error()
-        self.queue.put(record)
-
-    def raise_error(self) -> None:
-        if self.error is not None:
-            error, self.error = self.error, None
-            raise error
-
-    def stop(self, check: bool = True) -> None:
-        if self.is_alive():
-            self._closing.set()
-            self.queue.put(None)
-            self.join()
-        if check:
-            self.raise_error()
-
-
-def _shut(lines: Lines, folder: RunFolder) -> None:
-    lines.stop(check=False)
-    folder.close()
-
-
 def _shallow_json(record) -> dict:
     """`records.to_json` without `asdict`'s deep copy of every list (a third of a logged step's
     cost on a small model): the same dict for a record holding plain values, as a Step does."""
     return {"kind": type(record).__name__.lower(), **{f.name: getattr(record, f.name) for f in fields(record)}}
-
-
-def describe(model, name: str, every: int, optimizer=None) -> dict:
-    """What scenario.toml says about a monitored model: its class, tensors and optimizer."""
-    params = list(model.named_parameters())
-    first = params[0][1] if params else None
-    info = {"model": type(model).__qualname__, "module": type(model).__module__, "every": every,
-            "parameters": sum(p.numel() for _, p in params),
-            "trainable": sum(p.numel() for _, p in params if p.requires_grad),
-            "device": str(first.device) if first is not None else "none",
-            "dtype": str(first.dtype).removeprefix("torch.") if first is not None else "none",
-            "recurrent": [n for n, _ in recurrent_modules(model)],
-            "tensors": {n: list(p.shape) for n, p in params}, "text": repr(model)[:DESCRIBE_CHARS]}
-    if optimizer is not None:
-        settings = {k: _toml_value(v) for k, v in optimizer.defaults.items()}
-        info["optimizer"] = {"kind": type(optimizer).__name__, "groups": len(optimizer.param_groups),
-                             **{k: v for k, v in settings.items() if v is not None}}
-    return {"scenario": {"name": name, "description": f"{type(model).__name__}, a PyTorch model trained by its "
-                                                      f"own script, recorded by descent.Monitor"},
-            "monitor": info}
-
-
-def _toml_value(v):
-    """A setting as TOML can write it, or None (left out)."""
-    if isinstance(v, bool) or isinstance(v, (int, float, str)):
-        return v
-    if hasattr(v, "item") and getattr(v, "numel", lambda: 0)() == 1:
-        return float(v.item())
-    if isinstance(v, (list, tuple)) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
-        return list(v)
-    return None
-
-
-def _toml(d: dict) -> str:
-    import tomli_w
-
-    return tomli_w.dumps(d)
