@@ -4,7 +4,7 @@ The repository's folders install as subpackages: `engine/` is `descent.engine`, 
 `descent.tui`, `scenarios/` is `descent.scenarios` (see pyproject.toml). The public API is
 importable from here; each name loads its module on first use, so `import descent` stays light:
 
-    from descent import Session, load_scenario, load_checkpoint
+    from descent import Session, load_scenario, load_checkpoint, Monitor
 """
 
 from importlib import import_module
@@ -18,6 +18,7 @@ _EXPORTS = {
     "load_checkpoint": "descent.engine.checkpoint:load",
     "torch_state_dict": "descent.engine.checkpoint:torch_state_dict",
     "DescentError": "descent.engine.errors:DescentError",
+    "Monitor": "descent.engine.monitor:Monitor",
 }
 
 __all__ = ["__version__", *_EXPORTS]

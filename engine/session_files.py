@@ -146,6 +146,9 @@ class RunFiles:
         except (OSError, ValueError, KeyError) as e:
             raise DescentError(f"{ckpt}: not a readable checkpoint ({e})") from None
         check_format(meta.get("format"), ckpt)
+        if meta.get("source") == "monitor":
+            raise DescentError(f"{run_dir}: recorded by descent.Monitor from your own training script; "
+                               f"run that script to train on (`descent watch {run_dir}` shows the run)")
         scenario = loads(resolved.read_text(encoding="utf-8"), name=str(resolved),
                          base_dir=Path(meta.get("base_dir", run_dir)))
         if device is not None:
