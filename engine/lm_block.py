@@ -38,6 +38,7 @@ class Block:
         self.pre, self.gelu, self.bias = norm == "pre", activation == "gelu", bias
         self.scale = 1.0 / math.sqrt(dim // heads)
         self.dtype = np.dtype(dtype)
+        self.fast = self.dtype == np.float32
         self.buf = Buffers(self.dtype, WORK_ARRAYS)
         self._empty = np.zeros(0, self.dtype)
         self._zeros = np.zeros(dim, self.dtype)              # the bias of a bias-free layer norm
@@ -111,7 +112,7 @@ class Block:
         if self.gelu:
             bias_act_forward(u, self._b("mlp.c_fc.bias"), IDENTITY, 0.0)
             hid = w.get("hid", (n, f))
-            gelu_forward(u, hid)
+            gelu_forward(u, hid, self.fast)
             s["u"] = u
         else:
             bias_act_forward(u, self._b("mlp.c_fc.bias"), RELU, 0.0)
@@ -146,7 +147,7 @@ class Block:
         du = w.get("du", (n, f))
         np.dot(dr2, p["mlp.c_proj.weight"], out=du)                                      # (N, F)
         if self.gelu:
-            gelu_backward(s["u"], du, du)
+            gelu_backward(s["u"], du, du, self.fast)
         else:
             act_backward(s["hid"], du, RELU, 0.0, du)
         np.dot(du.T, s["m"], out=g["mlp.c_fc.weight"])                                   # (F, D)

@@ -37,6 +37,7 @@ class OptimConfig:
     eps: float = _T.eps
     alpha: float = _T.alpha
     weight_decay: float = _T.weight_decay
+    decay_on: str = _T.decay_on
     clip_norm: float = _T.clip_norm
 
     @classmethod
@@ -136,6 +137,20 @@ class Optimizer:
         self.upd_sq = np.zeros(n)
         self.p_sq = np.zeros(n)
         self.delta = np.zeros_like(params.flat)     # the change each step applied, for |dW|
+        self.runs = decay_runs(params)
+
+    def _update(self, lo: int, hi: int, wd: float, scale: float) -> None:
+        c, ps, st = self.config, self.params, self.state
+        s = slice(lo, hi)
+        if c.kind == "sgd":
+            sgd_kernel(ps.flat[s], ps.grad[s], st["momentum"][s], self.delta[s], c.lr, c.momentum, c.nesterov,
+                       wd, scale, self.t == 1)
+        elif c.kind == "rmsprop":
+            rmsprop_kernel(ps.flat[s], ps.grad[s], st["square_avg"][s], st["momentum"][s], self.delta[s], c.lr,
+                           c.alpha, c.eps, c.momentum, wd, scale)
+        else:
+            adam_kernel(ps.flat[s], ps.grad[s], st["exp_avg"][s], st["exp_avg_sq"][s], self.delta[s], c.lr,
+                        c.beta1, c.beta2, c.eps, wd, c.kind == "adamw", self.t, scale)
 
     def set(self, **changes) -> None:
         for key, value in changes.items():
@@ -157,16 +172,11 @@ class Optimizer:
             scale = min(1.0, c.clip_norm / (norm + 1e-6))
         self.clip_scale = scale
         self.t += 1
-        st = self.state
-        if c.kind == "sgd":
-            sgd_kernel(ps.flat, ps.grad, st["momentum"], self.delta, c.lr, c.momentum, c.nesterov,
-                       c.weight_decay, scale, self.t == 1)
-        elif c.kind == "rmsprop":
-            rmsprop_kernel(ps.flat, ps.grad, st["square_avg"], st["momentum"], self.delta, c.lr, c.alpha,
-                           c.eps, c.momentum, c.weight_decay, scale)
+        if c.decay_on == "matrices" and c.weight_decay:
+            for lo, hi, decays in self.runs:     # nanoGPT's two groups: no decay on biases, norms
+                self._update(lo, hi, c.weight_decay if decays else 0.0, scale)
         else:
-            adam_kernel(ps.flat, ps.grad, st["exp_avg"], st["exp_avg_sq"], self.delta, c.lr, c.beta1,
-                        c.beta2, c.eps, c.weight_decay, c.kind == "adamw", self.t, scale)
+            self._update(0, ps.size, c.weight_decay, scale)
         segment_sumsq(self.delta, ps.offsets, self.upd_sq)
         segment_sumsq(ps.flat, ps.offsets, self.p_sq)
         return norm
@@ -183,11 +193,28 @@ class Optimizer:
         self.t = int(arrays["optim.t"])
 
 
+def decay_runs(params: ParamSet) -> list[tuple[int, int, bool]]:
+    """(start, end, has 2+ dimensions) over the flat buffer, neighbours of one kind merged."""
+    runs = []
+    for i, name in enumerate(params.names):
+        lo, hi, decays = int(params.offsets[i]), int(params.offsets[i + 1]), len(params.shapes[name]) >= 2
+        if runs and runs[-1][2] == decays:
+            runs[-1] = (runs[-1][0], hi, decays)
+        else:
+            runs.append((lo, hi, decays))
+    return runs
+
+
 def torch_optimizer(config: OptimConfig, parameters):
-    """The torch.optim equivalent of `config` (used by the torch backend and the tests)."""
+    """The torch.optim equivalent of `config` (used by the torch backend and the tests); with
+    decay_on = "matrices" two groups, as nanoGPT's configure_optimizers (a group's "decay" says which)."""
     import torch
 
     c = config
+    if c.decay_on == "matrices":
+        parameters = list(parameters)
+        parameters = [{"params": [p for p in parameters if p.dim() >= 2], "decay": True},
+                      {"params": [p for p in parameters if p.dim() < 2], "weight_decay": 0.0, "decay": False}]
     if c.kind == "sgd":
         return torch.optim.SGD(parameters, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov,
                                weight_decay=c.weight_decay)
