@@ -57,9 +57,8 @@ class Block:
     def bind(self, p: dict, g: dict) -> None:
         self.p, self.g = p, g
 
-    def _b(self, name: str, grads: bool = False) -> np.ndarray:
-        src = self.g if grads else self.p
-        return src[name] if self.bias else self._empty
+    def _b(self, name: str) -> np.ndarray:
+        return self.p[name] if self.bias else self._empty
 
     def _ln(self, x, name, out, xhat, rstd):
         beta = self.p[f"{name}.bias"] if self.bias else self._zeros
@@ -94,7 +93,8 @@ class Block:
         np.matmul(att, v4, out=split_heads(o, self.h))                                  # (B, H, T, Dh)
         r = w.get("r1", (n, d))
         np.dot(o.reshape(n, d), p["attn.c_proj.weight"].T, out=r)                       # (N, D)
-        bias_act_forward(r, self._b("attn.c_proj.bias"), IDENTITY, 0.0)
+        if self.bias:
+            bias_act_forward(r, p["attn.c_proj.bias"], IDENTITY, 0.0)
         np.add(r, x, out=r)                                                              # residual
         x1 = r
         if not self.pre:
@@ -110,7 +110,8 @@ class Block:
         u = w.get("u", (n, f))
         np.dot(m, p["mlp.c_fc.weight"].T, out=u)                                         # (N, F)
         if self.gelu:
-            bias_act_forward(u, self._b("mlp.c_fc.bias"), IDENTITY, 0.0)
+            if self.bias:
+                bias_act_forward(u, p["mlp.c_fc.bias"], IDENTITY, 0.0)
             hid = w.get("hid", (n, f))
             gelu_forward(u, hid, self.fast)
             s["u"] = u
@@ -120,7 +121,8 @@ class Block:
         s["hid"] = hid
         r2 = w.get("r2", (n, d))
         np.dot(hid, p["mlp.c_proj.weight"].T, out=r2)                                   # (N, D)
-        bias_act_forward(r2, self._b("mlp.c_proj.bias"), IDENTITY, 0.0)
+        if self.bias:
+            bias_act_forward(r2, p["mlp.c_proj.bias"], IDENTITY, 0.0)
         np.add(r2, x1, out=r2)
         y = r2
         if not self.pre:

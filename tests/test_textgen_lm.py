@@ -76,3 +76,27 @@ def test_bad_spec_names_the_key(extra, key):
     with pytest.raises(SpecError) as e:
         Net(spec_of(**extra), (T,), np.float64)
     assert e.value.key.endswith(key)
+
+
+@pytest.mark.parametrize("decay_on", ["all", "matrices"])
+def test_adamw_decay_groups_train_like_torch(decay_on):
+    """nanoGPT's optimizer: AdamW with weight decay on the 2-D tensors only, clipping, both backends."""
+    need_torch()
+    from descent.engine.backend import make_trainer
+    from descent.engine.optim import OptimConfig
+
+    spec = spec_of(bias=True)
+    rng = np.random.default_rng(5)
+    batches = [(rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))) for _ in range(4)]
+    trainers = [make_trainer(spec, (T,), "cross_entropy",
+                             OptimConfig(kind="adamw", lr=0.01, beta2=0.99, weight_decay=0.5, decay_on=decay_on,
+                                         clip_norm=0.5), seed=2, dtype="float64", backend=b)
+                for b in ("numba", "torch")]
+    for x, y in batches:
+        losses = [t.step(x, y).loss for t in trainers]
+        assert abs(losses[0] - losses[1]) < 1e-10
+    ours, theirs = (t.state_dict() for t in trainers)
+    for name in ours:
+        assert np.abs(ours[name] - np.asarray(theirs[name])).max() < 1e-9, name
+    if decay_on == "matrices":   # a bias never decays: with zero gradient it would stay exactly where it was
+        assert trainers[0].optimizer.runs[0][2] is True and any(not r[2] for r in trainers[0].optimizer.runs)
