@@ -1,14 +1,15 @@
 """descent's text-generation defaults against the nanoGPT anchor, in one table.
 
     DESCENT_DATA=../shared/data .venv/bin/python bench/textgen.py [--models gru,transformer]
-        [--threads 1,2] [--anchor] [--steps N]
+        [--threads 1,2] [--anchor] [--ratio] [--steps N]
 
 Each run is descent's bundled scenario as it ships (textgen = the GRU, textgen_transformer =
 nanoGPT's CPU recipe), trained through `Session` with the evaluation only at the end: the
 validation loss on 200 batches of 12 windows (nanoGPT's estimate_loss), and the training time
 the session counts (steps only: no evaluation, no compiling, no sampling), as the anchor's
 train time does. `--anchor` also runs ../shared/bench/nanogpt-anchor/nanogpt_anchor.py (torch,
-the same recipe) for the same thread counts, one process at a time. `uptime` is printed before
+the same recipe) for the same thread counts, one process at a time. `--ratio` times single
+steps of both engines interleaved in one process (same shapes, AdamW, clipping). `uptime` is printed before
 and after: the table means something only on a quiet machine (a load average near 0).
 """
 
@@ -75,12 +76,71 @@ def run_anchor(model: str, threads: int, data: Path) -> dict:
     return {"loss": d["evals"][-1]["val"], "train_s": d["train_time_s"], "steps": d["iters"], "threads": threads}
 
 
+RATIO_CODE = """
+import json, time, numpy as np, torch
+from descent.engine.backend import Trainer
+from descent.engine.model import Net
+from descent.engine.optim import OptimConfig
+from descent.engine.threads import configure
+threads = configure(); torch.set_num_threads(threads)
+V, T, B = 65, 64, 12
+rng = np.random.default_rng(0)
+x, y = rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
+specs = {"transformer": [{"type": "transformer", "vocab": V}],
+         "gru": [{"type": "embedding", "dim": 64, "vocab": V}, {"type": "gru", "hidden": 256, "output": "all"},
+                 {"type": "dense", "units": V}]}
+class GRU(torch.nn.Module):
+    def __init__(s):
+        super().__init__()
+        s.e, s.g, s.o = torch.nn.Embedding(V, 64), torch.nn.GRU(64, 256, batch_first=True), torch.nn.Linear(256, V)
+    def forward(s, ids):
+        return s.o(s.g(s.e(ids))[0])
+out = {"threads": threads}
+for name, spec in specs.items():
+    ours = Trainer(spec, (T,), "cross_entropy", OptimConfig(kind="adamw", weight_decay=0.1, decay_on="matrices",
+                                                           clip_norm=1.0))
+    m = Net(spec, (T,), np.float32).torch_module() if name == "transformer" else GRU()
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    def torch_step():
+        loss = torch.nn.functional.cross_entropy(m(tx).view(-1, V), ty.view(-1))
+        opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0); opt.step()
+    def our_step():
+        ours.step(x, y, time_grads=False)
+    a, b = [], []
+    for f in (torch_step, our_step):
+        for _ in range(3):
+            f()
+    for _ in range(6):            # interleaved, so both see the same load
+        for f, acc in ((torch_step, a), (our_step, b)):
+            t0 = time.perf_counter()
+            for _ in range(10):
+                f()
+            acc.append((time.perf_counter() - t0) / 10 * 1e3)
+    out[name] = {"torch_ms": float(np.median(a)), "ours_ms": float(np.median(b)),
+                 "ratio": float(np.median(np.array(b) / np.array(a)))}
+print(json.dumps(out))
+"""
+
+
+def step_ratio(threads: int) -> dict:
+    """Median ms per training step, ours and torch (the same model shapes and optimizer),
+    interleaved in one process: a ratio that holds even on a loaded machine."""
+    env = os.environ | {"DESCENT_THREADS": str(threads)}
+    p = subprocess.run([sys.executable, "-c", RATIO_CODE], capture_output=True, text=True, env=env, cwd=ROOT)
+    if p.returncode:
+        raise SystemExit(f"ratio run failed:\n{p.stderr[-2000:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="gru,transformer")
     p.add_argument("--threads", default="1,2")
     p.add_argument("--anchor", action="store_true", help="also run the torch anchor script")
     p.add_argument("--steps", type=int, default=None, help="override the scenarios' step budget (a quick look)")
+    p.add_argument("--ratio", action="store_true",
+                   help="also time single steps, ours against torch, interleaved (a ratio that survives load)")
     args = p.parse_args()
     from descent.engine.data import data_dir
 
@@ -88,7 +148,7 @@ def main() -> None:
     before = uptime()
     rows = []
     t0 = time.time()
-    for model in args.models.split(","):
+    for model in [m for m in args.models.split(",") if m]:      # --models "" --ratio: the ratio alone
         for threads in (int(t) for t in args.threads.split(",")):
             r = run_descent(model, threads, args.steps)
             rows.append(("descent", model, r))
@@ -97,6 +157,7 @@ def main() -> None:
                 a = run_anchor(model, threads, data)
                 rows.append(("torch anchor", model, a))
                 print(f"anchor {model} {threads} thr: val {a['loss']:.4f} in {a['train_s']:.1f} s", file=sys.stderr)
+    ratios = [step_ratio(int(t)) for t in args.threads.split(",")] if args.ratio else []
     after = uptime()
     print(f"uptime before: {before}")
     print(f"uptime after:  {after}  ({time.time() - t0:.0f} s in all)")
@@ -106,6 +167,13 @@ def main() -> None:
     for engine, model, r in rows:
         print(f"| {engine} | {model} | {r['steps']} | {r['threads']} | {r['loss']:.4f} | {r['train_s']:.1f} | "
               f"{ANCHOR_FIGURES[model]} |")
+    if ratios:
+        print("\n| threads | model | torch ms/step | descent ms/step | descent / torch |")
+        print("|---|---|---|---|---|")
+        for r in ratios:
+            for model in ("gru", "transformer"):
+                m = r[model]
+                print(f"| {r['threads']} | {model} | {m['torch_ms']:.1f} | {m['ours_ms']:.1f} | {m['ratio']:.2f} |")
     for engine, model, r in rows:
         if r.get("sample"):
             print(f"\n{engine} {model} sample: {r['sample']!r}")
