@@ -149,7 +149,8 @@ class Block:
         du = w.get("du", (n, f))
         np.dot(dr2, p["mlp.c_proj.weight"], out=du)                                      # (N, F)
         if self.gelu:
-            gelu_backward(s["u"], du, du, self.fast)
+            dhid, du = du, w.get("du2", (n, f))
+            gelu_backward(s["u"], dhid, du, self.fast)   # out of place: in place it did not vectorise (7x slower)
         else:
             act_backward(s["hid"], du, RELU, 0.0, du)
         np.dot(du.T, s["m"], out=g["mlp.c_fc.weight"])                                   # (F, D)

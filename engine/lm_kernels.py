@@ -31,7 +31,7 @@ def gelu_forward(u, h, fast):
 
 @jit
 def gelu_backward(u, dh, du, fast):
-    """du = dh * gelu'(u); u, dh, du (N, F); du may alias dh."""
+    """du = dh * gelu'(u); u, dh, du (N, F), du a separate array (aliasing stops vectorising)."""
     n, f = u.shape
     one = u.dtype.type(1.0)
     half, c, a, a3 = u.dtype.type(0.5), u.dtype.type(GELU_C), u.dtype.type(0.044715), u.dtype.type(3 * 0.044715)
