@@ -33,6 +33,7 @@ REGISTRY = {
     "gru": "recurrent:GRU",
     "attention": "attention:SelfAttention",
     "layernorm": "layernorm:LayerNorm",
+    "transformer": "lm:TransformerLM",
 }
 
 
@@ -99,10 +100,13 @@ def _expanded(spec) -> list[tuple[int, dict]]:
 
 
 def fill_from_data(layers: list, vocab_size: int | None) -> list:
-    """Embedding layers without `vocab` take the dataset's vocabulary size."""
+    """Embedding and transformer layers without `vocab` take the dataset's vocabulary size, and
+    a dense layer with units = "vocab" (a language model's output) one unit per token."""
     for layer in layers:
-        if layer.get("type") == "embedding" and "vocab" not in layer and vocab_size:
+        if layer.get("type") in ("embedding", "transformer") and "vocab" not in layer and vocab_size:
             layer["vocab"] = vocab_size
+        if layer.get("type") == "dense" and layer.get("units") == "vocab" and vocab_size:
+            layer["units"] = vocab_size
         if layer.get("type") == "residual":
             fill_from_data(layer.get("layers", []), vocab_size)
     return layers

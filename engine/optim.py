@@ -37,6 +37,7 @@ class OptimConfig:
     eps: float = _T.eps
     alpha: float = _T.alpha
     weight_decay: float = _T.weight_decay
+    decay_on: str = _T.decay_on
     clip_norm: float = _T.clip_norm
 
     @classmethod
@@ -137,6 +138,7 @@ class Optimizer:
         self.p_sq = np.zeros(n)
         self.delta = np.zeros_like(params.flat)     # the change each step applied, for |dW|
         self.spans = [(0, params.size)]             # flat ranges that train (`freeze` cuts holes)
+        self.runs = decay_runs(params)
 
     def freeze(self, names) -> None:
         """Tensors that never change: no gradient (so none in the clipping norm, as torch leaves
@@ -148,6 +150,31 @@ class Optimizer:
                 self.frozen[ps.offsets[i]:ps.offsets[i + 1]] = True
         edges = np.flatnonzero(np.diff(np.concatenate([[True], self.frozen, [True]]).astype(np.int8)))
         self.spans = [(int(lo), int(hi)) for lo, hi in zip(edges[::2], edges[1::2])]
+
+    def _pieces(self) -> list[tuple[int, int, float]]:
+        """(start, end, weight decay) of the flat ranges that train: the decay runs cut to the
+        unfrozen spans. Without either it is the whole buffer, one piece."""
+        c = self.config
+        runs = self.runs if c.decay_on == "matrices" and c.weight_decay else [(0, self.params.size, True)]
+        out = []
+        for lo, hi, decays in runs:
+            for a, b in self.spans:
+                if max(lo, a) < min(hi, b):
+                    out.append((max(lo, a), min(hi, b), c.weight_decay if decays else 0.0))
+        return out
+
+    def _update(self, lo: int, hi: int, wd: float, scale: float) -> None:
+        c, ps, st = self.config, self.params, self.state
+        s = slice(lo, hi)
+        if c.kind == "sgd":
+            sgd_kernel(ps.flat[s], ps.grad[s], st["momentum"][s], self.delta[s], c.lr, c.momentum, c.nesterov,
+                       wd, scale, self.t == 1)
+        elif c.kind == "rmsprop":
+            rmsprop_kernel(ps.flat[s], ps.grad[s], st["square_avg"][s], st["momentum"][s], self.delta[s], c.lr,
+                           c.alpha, c.eps, c.momentum, wd, scale)
+        else:
+            adam_kernel(ps.flat[s], ps.grad[s], st["exp_avg"][s], st["exp_avg_sq"][s], self.delta[s], c.lr,
+                        c.beta1, c.beta2, c.eps, wd, c.kind == "adamw", self.t, scale)
 
     def set(self, **changes) -> None:
         for key, value in changes.items():
@@ -174,23 +201,12 @@ class Optimizer:
             scale = min(1.0, c.clip_norm / (norm + 1e-6))
         self.clip_scale = scale
         self.t += 1
-        for lo, hi in self.spans:
-            self._update(c, ps.flat[lo:hi], ps.grad[lo:hi], {k: v[lo:hi] for k, v in self.state.items()},
-                         self.delta[lo:hi], scale)
+        for lo, hi, wd in self._pieces():     # decay_on = "matrices": nanoGPT's two groups
+            self._update(lo, hi, wd, scale)
         if diagnostics:
             segment_sumsq(self.delta, ps.offsets, self.upd_sq)
             segment_sumsq(ps.flat, ps.offsets, self.p_sq)
         return norm
-
-    def _update(self, c, p, g, st, delta, scale) -> None:
-        if c.kind == "sgd":
-            sgd_kernel(p, g, st["momentum"], delta, c.lr, c.momentum, c.nesterov, c.weight_decay, scale, self.t == 1)
-        elif c.kind == "rmsprop":
-            rmsprop_kernel(p, g, st["square_avg"], st["momentum"], delta, c.lr, c.alpha, c.eps, c.momentum,
-                           c.weight_decay, scale)
-        else:
-            adam_kernel(p, g, st["exp_avg"], st["exp_avg_sq"], delta, c.lr, c.beta1, c.beta2, c.eps,
-                        c.weight_decay, c.kind == "adamw", self.t, scale)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         return {f"optim.{k}": v for k, v in self.state.items()} | {"optim.t": np.array(self.t)}
@@ -204,11 +220,28 @@ class Optimizer:
         self.t = int(arrays["optim.t"])
 
 
+def decay_runs(params: ParamSet) -> list[tuple[int, int, bool]]:
+    """(start, end, has 2+ dimensions) over the flat buffer, neighbours of one kind merged."""
+    runs = []
+    for i, name in enumerate(params.names):
+        lo, hi, decays = int(params.offsets[i]), int(params.offsets[i + 1]), len(params.shapes[name]) >= 2
+        if runs and runs[-1][2] == decays:
+            runs[-1] = (runs[-1][0], hi, decays)
+        else:
+            runs.append((lo, hi, decays))
+    return runs
+
+
 def torch_optimizer(config: OptimConfig, parameters):
-    """The torch.optim equivalent of `config` (used by the torch backend and the tests)."""
+    """The torch.optim equivalent of `config` (used by the torch backend and the tests); with
+    decay_on = "matrices" two groups, as nanoGPT's configure_optimizers (a group's "decay" says which)."""
     import torch
 
     c = config
+    if c.decay_on == "matrices":
+        parameters = list(parameters)
+        parameters = [{"params": [p for p in parameters if p.dim() >= 2], "decay": True},
+                      {"params": [p for p in parameters if p.dim() < 2], "weight_decay": 0.0, "decay": False}]
     if c.kind == "sgd":
         return torch.optim.SGD(parameters, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov,
                                weight_decay=c.weight_decay)

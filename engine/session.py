@@ -24,6 +24,7 @@ import numpy as np
 
 from .alarms import GradMonitor, is_recurrent
 from .backend import make_trainer, warm_up
+from .data.text_lm import is_lm
 from .errors import DescentError, SpecError
 from .lesson_metrics import lesson_extras
 from .inside import inside_the_cell, sample_index
@@ -158,6 +159,11 @@ class Session(RunFiles):
             out = build_layers(self.layers, ds.in_shape, np.float64)[-1].out_shape
         except SpecError as e:
             raise e.at("model.layers", file=file) from None
+        if is_lm(ds):
+            from .lm_session import check_lm_output
+
+            self.loss = check_lm_output(out, ds, sc.training.loss, output_layer_key(self.layers), file)
+            return
         width = ds.y_train.shape[-1] if sc.task == "regression" else 1
         self.loss = check_output_fits(out, sc.task, ds.n_classes, sc.training.loss, output_layer_key(self.layers),
                                       width, file)
@@ -373,6 +379,11 @@ class Session(RunFiles):
 
     def evaluate(self) -> Evaluation:
         ds, ev = self.dataset, self.scenario.evaluation
+        if is_lm(ds):
+            from .lm_session import lm_evaluation
+
+            self.last_eval = lm_evaluation(self)
+            return self.last_eval
         n = len(self.x_test) if not ev.max_samples else min(ev.max_samples, len(self.x_test))
         x, y = self.x_test[:n], ds.y_test[:n]
         mask = None if ds.mask_test is None else ds.mask_test[:n]
@@ -409,6 +420,15 @@ class Session(RunFiles):
         record = Evaluation(self.step, round(self.epoch, 4), "test", metrics, details)
         self.last_eval = record
         return record
+
+    def generate(self, prompt: str = "", chars: int = 200, temperature: float = 0.8, top_k: int | None = None,
+                 seed: int = 0, stop: threading.Event | None = None) -> str:
+        """A character language model's continuation of `prompt`; safe from another thread."""
+        from .lm_session import session_generate
+
+        if not is_lm(self.dataset):
+            raise DescentError("this scenario's model is not a language model; nothing to sample")
+        return session_generate(self, prompt, chars, temperature, top_k, seed, stop)
 
     def _inside(self, x, mask) -> dict:
         """{"layers": engine.inside curves on the first INSIDE_BATCH test samples, "words": the chosen

@@ -118,7 +118,7 @@ class TorchTrainer:
         c = self._config
         for group in self.opt.param_groups:
             group["lr"] = c.lr
-            group["weight_decay"] = c.weight_decay
+            group["weight_decay"] = c.weight_decay if group.get("decay", True) else 0.0
             if "momentum" in group:
                 group["momentum"] = c.momentum
             if "betas" in group:

@@ -38,12 +38,14 @@ CASES = {
               {"type": "dense", "units": 3}], (T,), "cross_entropy", "sgd"),
     "gru": ([{"type": "embedding", "dim": 3, "vocab": 9}, {"type": "gru", "hidden": 3, "output": "all"},
              {"type": "flatten"}, {"type": "dense", "units": 2}], (T,), "mse", "adam"),
+    "transformer": ([{"type": "transformer", "vocab": 9, "layers": 2, "dim": 4, "heads": 2, "bias": True},
+                     {"type": "flatten"}, {"type": "dense", "units": 2}], (T,), "mse", "adamw"),
 }
 
 
 def batch(name, in_shape, loss, rng):
     mask = None
-    if CASES[name][0][0]["type"] == "embedding":
+    if CASES[name][0][0]["type"] in ("embedding", "transformer"):
         mask = np.arange(T)[None, :] < np.array(LENS)[:, None]
         x = np.where(mask, rng.integers(1, 9, size=(B, T)), 0).astype(np.int64)
     elif name == "sparse_dense":

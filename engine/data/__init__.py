@@ -13,6 +13,7 @@ Nile memory test. NumPy and the standard library only (scikit-learn lazily, for 
 | `nile.py` | `make_nile`, `nile_sentence` |
 | `toy2d.py`, `line.py`, `adding.py` | generated lesson data: Playground's 2-D sets, y = x, the adding problem |
 | `series.py` | `load_series` (windows of a time-ordered CSV, chronological split), persistence, `to_raw` |
+| `text_lm.py` | `load_text_lm`: a character LM's windows (Tiny Shakespeare 90/10, SMS messages), fixed alphabets, `CharCodec` |
 | `sources.py` | `load_dataset`, `input_shape`: the entry point from a scenario's `[data]` table |
 """
 

@@ -24,6 +24,7 @@ from descent.engine.data.tables import (CSV_OPTIONS, SPAMBASE_FEATURES, SPAMBASE
                                         load_csv, load_spambase)
 from descent.engine.data.text import (SMS_SPAM_OPTIONS, SMS_WORDS_OPTIONS, TEXT_CSV_OPTIONS, check_text_options,
                                       load_sms_spam, load_sms_words, load_text_csv)
+from descent.engine.data.text_lm import TEXT_LM_OPTIONS, alphabet, load_text_lm
 from descent.engine.data.toy2d import TOY2D_OPTIONS, load_toy2d
 from descent.engine.errors import DataMissing, SpecError
 
@@ -42,6 +43,7 @@ _LOADERS: dict[str, tuple[Callable[..., Dataset], str, dict[str, Option]]] = {
     "line": (load_line, "", LINE_OPTIONS),
     "adding": (load_adding, "", ADDING_OPTIONS),
     "series": (load_series, "path", SERIES_OPTIONS),
+    "text_lm": (load_text_lm, "root", TEXT_LM_OPTIONS),
 }
 SOURCES = tuple(_LOADERS)
 REGRESSION_SOURCES = ("line", "adding", "series")     # their targets are numbers (csv: its `task` option)
@@ -98,6 +100,8 @@ def input_shape(source: str, options: dict, base_dir: Path, root: Path | None = 
         return (1,)
     if source == "adding":
         return (kwargs["length"], 2)
+    if source == "text_lm":
+        return (kwargs["context"],)
     if source == "series":
         features = kwargs["features"]
         path = resolve_path(kwargs["path"], base_dir, root) if features is None else Path(str(kwargs["path"]))
@@ -114,6 +118,8 @@ def vocab_size(source: str, options: dict) -> int | None:
               **_checked(source, options)}
     if source == "nile":
         return len(nile_vocab(kwargs["facts"]))
+    if source == "text_lm":
+        return len(alphabet(kwargs["corpus"]))
     if source in ("sms_spam", "text") and kwargs["features"] == "sequence" or source == "sms_words":
         return kwargs["vocab_size"]
     return None

@@ -123,8 +123,9 @@ def rules_of(cls) -> dict[str, Rule]:
 
 
 
-PANELS = ("spam", "digits", "nile", "generic", "neuron", "activations", "exploding", "weather", "finetune")
+PANELS = ("spam", "digits", "nile", "generic", "neuron", "activations", "exploding", "weather", "finetune", "textgen")
 LOSSES = ("auto", "cross_entropy", "bce", "mse")
+DECAY_ON = ("all", "matrices")     # weight decay on every tensor, or on those of 2+ dimensions only (nanoGPT)
 KNOB_TYPES = ("float", "int", "choice", "bool")
 SECTIONS = ("scenario", "data", "model", "training", "evaluation", "knobs")
 LIVE_KEYS = tuple(f"training.{k}" for k in LIVE_SETTINGS)
@@ -255,6 +256,7 @@ class TrainingConfig:
     eps: float = _cfg(float_rule(1e-8, gt=0))
     alpha: float = _cfg(float_rule(0.99, ge=0, lt=1))
     weight_decay: float = _cfg(float_rule(0.0, ge=0))
+    decay_on: str = _cfg(choice_rule("all", DECAY_ON))
     clip_norm: float = _cfg(float_rule(0.0, ge=0))
     batch_size: int = _cfg(int_rule(64, ge=1, le=65536))
     epochs: float = _cfg(float_rule(5.0, gt=0))

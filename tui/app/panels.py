@@ -326,6 +326,10 @@ def make_panel(kind: str) -> ScenarioPanel:
         from descent.tui.app.digits_panel import DigitsPanel
 
         return DigitsPanel(id="panel")
+    if kind == "textgen":
+        from descent.tui.app.textgen_panel import TextgenPanel
+
+        return TextgenPanel(id="panel")
     from descent.tui.app.finetune_panel import FinetunePanel
     from descent.tui.app.lesson_panels import LESSON_PANELS      # they build on ScenarioPanel above
 

@@ -152,6 +152,9 @@ def build_parser() -> Parser:
                    help="check the scenario files only, without reading their CSV/TSV data files")
 
     sub.add_parser("list", help="list bundled and user scenarios")
+    from .sample import add_parser as add_sample
+
+    add_sample(sub)
 
     from .watch import add_parser as add_watch
 
@@ -160,7 +163,7 @@ def build_parser() -> Parser:
     d = sub.add_parser("data", help="datasets: where they are looked for, and download")
     dsub = d.add_subparsers(dest="data_command", parser_class=Parser, metavar="ACTION", required=True)
     f = dsub.add_parser("fetch", help="download a dataset with checksum checks")
-    f.add_argument("name", choices=["mnist", "sms_spam", "spambase", "all"])
+    f.add_argument("name", choices=["mnist", "sms_spam", "spambase", "tinyshakespeare", "all"])
     f.add_argument("--data", metavar="DIR", help="data folder to download into")
     w = dsub.add_parser("where", help="print the data folder and which datasets it holds")
     w.add_argument("--data", metavar="DIR")
@@ -187,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_tui(args)
         return {"run": cmd_run, "resume": cmd_resume, "predict": cmd_predict, "validate": cmd_validate, "list": cmd_list,
                 "data": cmd_data, "runs": cmd_runs, "snapshot": cmd_snapshot, "control": cmd_control,
-                "watch": cmd_watch}[command](args)
+                "watch": cmd_watch, "sample": cmd_sample}[command](args)
     except DescentError as e:
         return fail(str(blame_set(e, getattr(args, "overrides", []))), e.exit_code)
     except KeyboardInterrupt:
@@ -341,6 +344,12 @@ def cmd_runs(args) -> int:
     for r in rows:
         print(f"{r['name']:<{width}}  {r['scenario']:<24.24} {r['steps']:>9,} steps  {r['status']:<9} {r['metric']}")
     return EXIT_OK
+
+
+def cmd_sample(args) -> int:
+    from .sample import cmd_sample as sample
+
+    return sample(args)
 
 
 def cmd_predict(args) -> int:
