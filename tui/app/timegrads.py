@@ -21,6 +21,7 @@ import os
 import time
 
 from rich.text import Text
+from textual.containers import Vertical
 from textual.widget import Widget
 
 from descent.tui.app.charts import COLORS, MARKERS, Chart, budget
@@ -189,7 +190,8 @@ class TimeGradients(Widget):
         marks = marks_line(t, cols, self.layout_marks)
         if marks:
             lines.append(Text(" " * label_w + pad + marks, style="bold"))
-            lines.append(Text("F fact (longest, shortest gap) · fillers"[:width], style="dim"))
+            min_gap, gap = self.layout_marks
+            lines.append(Text(f"F fact at gap {min_gap} and {gap} · fillers"[:width], style="dim"))
         lines.append(legend(colour))
         return Text("\n").join(lines)
 
@@ -223,7 +225,7 @@ class RatioChart(Chart):
     """||dL/dh_t|| / ||dL/dh_answer|| against words back (answer at the right), log y; pinned runs."""
 
     def draw(self, history: History, pinned: list[Pinned], layout: tuple[int, int] | None = None) -> None:
-        self.start("‖dL/dh‖ ÷ answer's, log", log=True)
+        self.start("‖dL/dh‖ ÷ answer's, log" + (" · g gates" if one_chart(self) else ""), log=True)
         current = recent_curve(history)
         drawn, names = False, []
         for i, pin in enumerate(pinned[-(len(MARKERS) - 1):]):
@@ -258,7 +260,8 @@ class GateChart(Chart):
     GRU), or attention weights over the sample sentence."""
 
     def draw(self, inside: dict | None, step: int | None = None, cell: str = "") -> None:
-        self.start("inside the cell" + (f", step {step}" if step is not None else ""))
+        self.start("inside the cell" + (f", step {step}" if step is not None else "")
+                   + (" · g back" if one_chart(self) else ""))
         layers = (inside or {}).get("layers") or {}
         if not layers:
             self.placeholder("a plain RNN has no gates" if cell == "rnn" else "gates: after an evaluation")
@@ -277,9 +280,13 @@ class GateChart(Chart):
             for i, (gate, values) in enumerate(curves.items()):
                 marker = MARKERS[i % len(MARKERS)]
                 self.line([-d for d in range(len(values))], values, marker=marker, color=COLORS[i % len(COLORS)])
-                names.append(f"{MARKER_GLYPHS.get(marker, marker)} {gate}")
-            self.plt.ylim(0, 1.05)
-            self.plt.yticks([0, 0.5, 1], ["0", "0.5", "1"])
+                # the mean over the fillers in the legend: lines within a row of each other
+                # (an LSTM's input and output gates) still read apart, colour or not
+                span = [v for v in values[1:gap + 1 if gap else None] if math.isfinite(v)] or values
+                names.append(f"{MARKER_GLYPHS.get(marker, marker)} {gate} {sum(span) / len(span):.2f}")
+            lo, hi = gate_range([v for values in curves.values() for v in values])
+            self.plt.ylim(lo, hi)
+            self.plt.yticks([lo, (lo + hi) / 2, hi], [f"{lo:.2f}", f"{(lo + hi) / 2:.3g}", f"{hi:.2f}"])
             xlabel = fit("  ".join(names) + ("  | fact" if gap is not None else ""), self.size.width - 8)
         if gap is not None:
             self.plt.vline(-(gap + 1), "red")                          # the sample's fact, last word
@@ -288,6 +295,56 @@ class GateChart(Chart):
         step_ = max(1, round((hi - lo) / 5 / 10) * 10 or 1)
         ticks = [x for x in range(int(lo), int(hi) + 1) if x % step_ == 0]
         self.plt.xticks(ticks, [str(-x) for x in ticks])
+
+
+def gate_range(values: list[float], pad: float = 0.02, least: float = 0.1) -> tuple[float, float]:
+    """The gate axis zoomed to the data, in steps of 0.05 within [0, 1], at least `least` wide:
+    an LSTM's gates sit at 0.75-0.9, and on a 0-1 axis their lines share the same few rows."""
+    finite_ = [v for v in values if math.isfinite(v)]
+    if not finite_:
+        return 0.0, 1.0
+    lo = max(0.0, math.floor((min(finite_) - pad) * 20) / 20)
+    hi = min(1.0, math.ceil((max(finite_) + pad) * 20) / 20)
+    if hi - lo < least:
+        lo, hi = (max(0.0, hi - least), hi) if hi - least >= 0 else (0.0, least)
+    return lo, hi
+
+
+def one_chart(chart: Widget) -> bool:
+    """Whether the time tab's chart column shows one chart at a time (see TimeCharts)."""
+    return isinstance(chart.parent, TimeCharts) and chart.parent.has_class("-one")
+
+
+class TimeCharts(Vertical):
+    """The ratio chart above the gate chart; where the two do not fit (80x24), one at a time,
+    the ratio chart first, and `g` swaps them (at any size, `g` gives the gates the column)."""
+
+    DEFAULT_CSS = """
+    TimeCharts.-one > GateChart { display: none; }
+    TimeCharts.-gates > GateChart { display: block; }
+    TimeCharts.-gates > RatioChart { display: none; }
+    """
+    BOTH_ROWS = 2 * 8              # each chart needs about 8 rows to show its curves apart
+
+    def on_resize(self, event) -> None:
+        one = event.size.height < self.BOTH_ROWS
+        if one != self.has_class("-one"):
+            self.set_class(one, "-one")
+            redraw = getattr(self.screen, "redraw", None)           # the titles name the g key
+            if redraw is not None:
+                self.call_after_refresh(redraw, True)
+
+    def swap(self) -> None:
+        self.toggle_class("-gates")
+
+
+def toggle_gates(screen) -> bool:
+    """The `g` key: the gate chart in place of the ratio chart, or back. False without a time tab."""
+    charts = screen.query(TimeCharts)
+    if not charts:
+        return False
+    charts.first().swap()
+    return True
 
 
 def has_time_view(layers) -> bool:
@@ -305,10 +362,10 @@ def nile_layout(scenario) -> tuple[int, int] | None:
 
 def time_widgets():
     """The time-gradient tab: the heatmap at the left, the ratio and gate charts at the right."""
-    from textual.containers import Horizontal, Vertical
+    from textual.containers import Horizontal
 
-    return Horizontal(TimeGradients(id="heatmap"), Vertical(RatioChart(id="ratio-curve"), GateChart(id="gates"),
-                                                            id="time-charts"), id="time-view")
+    return Horizontal(TimeGradients(id="heatmap"), TimeCharts(RatioChart(id="ratio-curve"), GateChart(id="gates"),
+                                                              id="time-charts"), id="time-view")
 
 
 def time_draws(screen, history: History, pins: tuple) -> list:
