@@ -10,11 +10,25 @@ from __future__ import annotations
 import math
 import time
 
+import plotext._utility
 from rich.text import Text
 from textual_plotext import PlotextPlot
 
 from descent.tui.app.history import History, Pinned, smooth
 from descent.tui.app.throttle import Throttle
+
+
+def _brush(*lists):
+    """plotext's `brush` (drop repeated (tick, label) pairs) keeping the first-seen order."""
+    n = min(map(len, lists))
+    pairs = list(dict.fromkeys(zip(*(values[:n] for values in lists))))
+    return [[pair[i] for pair in pairs] for i in range(len(lists))]
+
+
+# plotext drops repeated ticks through a set of (tick, label) tuples, whose order follows the
+# strings' hashes, which change with every process (PYTHONHASHSEED); where two ticks share a
+# row, which label shows changed from one run to the next, and so did the snapshots' pixels
+plotext._utility.brush = _brush
 
 # markers tell curves apart without colour (NO_COLOR, 16-colour terminals); each chart's legend
 # names them. The current run's training curve is braille, validation "•", pinned runs the rest.

@@ -221,6 +221,22 @@ def floored(ratios) -> list[float]:
     return [max(v, 10.0 ** -FLOOR_DECADES) if math.isfinite(v) else v for v in ratios]
 
 
+RATIO_YLIM = (-FLOOR_DECADES - 0.3, 2.0)
+
+
+def decade_ticks(rows: int, lim: tuple[float, float] = RATIO_YLIM) -> tuple[list[float], list[str]]:
+    """Ticks every 3, 4, 6 or 12 decades from 1 down to the floor: the densest whose ticks land
+    on distinct rows of a `rows`-row plot (two on one row draw one label over the other)."""
+    def row(t: float) -> int:                              # plotext's mapping of a value to a row
+        return math.floor(round(0.5 + (max(1, rows) - 1) * (t - lim[0]) / (lim[1] - lim[0]), 8))
+
+    for k in (3, 4, 6, 12):
+        ticks = [float(-e) for e in range(FLOOR_DECADES, -1, -k)]
+        if len({row(t) for t in ticks}) == len(ticks):
+            break
+    return ticks, ["1e0" if t == 0 else f"1e-{int(-t)}" for t in ticks]
+
+
 class RatioChart(Chart):
     """||dL/dh_t|| / ||dL/dh_answer|| against words back (answer at the right), log y; pinned runs."""
 
@@ -244,12 +260,13 @@ class RatioChart(Chart):
             self.finish()
             return
         self.y_seen += [2.0, -FLOOR_DECADES]                             # a fixed scale, headroom for the legend
-        self.plt.ylim(-FLOOR_DECADES - 0.3, 2.0)
+        self.plt.ylim(*RATIO_YLIM)
         if layout:
             self.plt.vline(-(layout[1] + 1), "red")                    # the fact's last word, longest gap
         # the legend goes under the plot: inside it would cover the curves, which fill the top
         # (plotext drops a label wider than the plot, so it is cut to fit)
         self.finish(fit("  ".join(names) + ("  | fact" if layout else ""), self.size.width - 8))
+        self.plt.yticks(*decade_ticks(self.size.height - 5))            # rows between title and x axis
         lo, hi = min(self.x_seen), max(self.x_seen)
         ticks = [x for x in range(int(lo), int(hi) + 1) if x % max(1, round((hi - lo) / 5 / 10) * 10 or 1) == 0]
         self.plt.xticks(ticks, [str(-x) for x in ticks])
@@ -276,18 +293,23 @@ class GateChart(Chart):
             xlabel = fit("attention: " + " ".join(words[:OPENING]) + (f" … {gap} fillers … ?" if gap else ""),
                          self.size.width - 8)
         else:
-            names = []
+            names, short = [], []
             for i, (gate, values) in enumerate(curves.items()):
                 marker = MARKERS[i % len(MARKERS)]
                 self.line([-d for d in range(len(values))], values, marker=marker, color=COLORS[i % len(COLORS)])
                 # the mean over the fillers in the legend: lines within a row of each other
                 # (an LSTM's input and output gates) still read apart, colour or not
                 span = [v for v in values[1:gap + 1 if gap else None] if math.isfinite(v)] or values
-                names.append(f"{MARKER_GLYPHS.get(marker, marker)} {gate} {sum(span) / len(span):.2f}")
+                glyph, mean = MARKER_GLYPHS.get(marker, marker), f"{sum(span) / len(span):.2f}"
+                names.append(f"{glyph} {gate} {mean}")
+                short.append(f"{glyph} {gate[0]} {mean.lstrip('0')}")           # 80x24: f .84
             lo, hi = gate_range([v for values in curves.values() for v in values])
             self.plt.ylim(lo, hi)
             self.plt.yticks([lo, (lo + hi) / 2, hi], [f"{lo:.2f}", f"{(lo + hi) / 2:.3g}", f"{hi:.2f}"])
-            xlabel = fit("  ".join(names) + ("  | fact" if gap is not None else ""), self.size.width - 8)
+            fact, room = ("  | fact" if gap is not None else ""), self.size.width - 8
+            xlabel = "  ".join(names) + fact
+            if len(xlabel) > room:
+                xlabel = fit(" ".join(short) + fact.replace("  ", " "), room)
         if gap is not None:
             self.plt.vline(-(gap + 1), "red")                          # the sample's fact, last word
         self.finish(xlabel)
