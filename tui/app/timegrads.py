@@ -334,7 +334,7 @@ def gate_range(values: list[float], pad: float = 0.02, least: float = 0.1) -> tu
 
 def one_chart(chart: Widget) -> bool:
     """Whether the time tab's chart column shows one chart at a time (see TimeCharts)."""
-    return isinstance(chart.parent, TimeCharts) and chart.parent.has_class("-one")
+    return isinstance(chart.parent, TimeCharts) and (chart.parent.has_class("-one") or chart.parent.has_class("-gates"))
 
 
 class TimeCharts(Vertical):
