@@ -17,7 +17,7 @@ from descent.engine.session import Session
 
 STEPS = 200                 # about 200 training steps (a few seconds per cell)
 MIN_GAP = 50                # test sentences with at least this many filler words
-ACC_STEPS = 400             # the RNN has learned the short sentences by then (99% measured)
+ACC_STEPS = 300             # the RNN has learned the short sentences by then (100% measured at 250)
 
 
 def trained(cell: str, steps: int = STEPS):
@@ -62,8 +62,8 @@ def test_the_two_time_gradient_views_differ(runs):
         view = TimeGradients()
         view.draw(history, nile_layout(session.scenario))
         texts[cell] = str(view.render_rows(100, 20, colour=False))
-        gap = nile_layout(session.scenario)[1]
-        far[cell] = level(steps[-1].time_grad_ratio["1"][gap + OPENING_LEN])   # the fact's first word
+        min_gap = nile_layout(session.scenario)[0]           # every long sentence reaches this far back
+        far[cell] = level(steps[-1].time_grad_ratio["1"][min_gap + OPENING_LEN])   # the fact's first word at min_gap
     assert texts["rnn"] != texts["lstm"]
     assert "F" in texts["rnn"].splitlines()[-3]                                # the fact is marked
     assert far["rnn"] < far["lstm"]
@@ -81,6 +81,6 @@ def accuracy_short_long(session) -> tuple[float, float]:
 def test_rnn_is_right_on_short_gaps_only_lstm_on_long_ones_too():
     rnn_short, rnn_long = accuracy_short_long(trained("rnn", ACC_STEPS)[0])
     _, lstm_long = accuracy_short_long(trained("lstm", ACC_STEPS)[0])
-    # measured: RNN 0.99 short, 0.25 long (chance 0.125); LSTM 1.00 long
+    # measured at 250 steps: RNN 1.00 short, 0.25 long (chance 0.125); LSTM 1.00 long
     assert rnn_short >= 0.9 and rnn_long <= 0.45, (rnn_short, rnn_long)
     assert lstm_long >= 0.9 and lstm_long > rnn_long + 0.4, (lstm_long, rnn_long)
