@@ -391,7 +391,14 @@ class GapChart(Chart):
         if not by_gap or not by_gap.get("gap"):
             self.placeholder("after the first evaluation")
         else:
-            self.line(list(by_gap["gap"]), [100 * y for y in by_gap["accuracy"]], marker="braille", color=COLORS[0])
+            # one line per run of gaps with sentences: none is drawn across gaps the data leaves out
+            run: list[tuple[float, float]] = []
+            for g, acc in [*zip(by_gap["gap"], by_gap["accuracy"]), (None, math.nan)]:
+                if math.isfinite(acc):
+                    run.append((g, 100 * acc))
+                elif run:
+                    self.line([x for x, _ in run], [y for _, y in run], marker="braille", color=COLORS[0])
+                    run = []
             if chance:
                 self.plt.hline(100 * chance, "red")
             self.plt.ylim(0, 100)
