@@ -88,6 +88,7 @@ def test_nile_sentence_compresses_the_filler_run(nile):
 
 @pytest.mark.parametrize("options, key", [({"gap": 5, "min_gap": 6}, "data.min_gap"),
                                           ({"facts": 1}, "data.facts"),
+                                          ({"short_share": 1.5}, "data.short_share"),
                                           ({"facts": len(FACTS) + 1}, "data.facts"),
                                           ({"gap": -1}, "data.gap"),
                                           ({"train_size": 0}, "data.train_size")])
@@ -95,3 +96,21 @@ def test_bad_options_name_the_key(options, key):
     with pytest.raises(SpecError) as e:
         make_nile(**options)
     assert e.value.key == key
+
+
+def test_short_share_mixes_short_and_long_gaps():
+    d = make_nile(gap=30, min_gap=20, short_gap=2, short_share=0.25, facts=4, train_size=800, test_size=140)
+    train_gaps = d.mask_train.sum(axis=1) - 7
+    assert (train_gaps <= 2).sum() == 200 and ((train_gaps >= 20) | (train_gaps <= 2)).all()
+    assert set(train_gaps.tolist()) == {0, 1, 2, *range(20, 31)}
+    counts = np.bincount(d.extra_test["gap"], minlength=31)
+    assert counts[[0, 1, 2, *range(20, 31)]].tolist() == [10] * 14 and not counts[3:20].any()   # the same gaps
+    capped = make_nile(gap=1, short_gap=5, short_share=1.0, facts=2, train_size=50, test_size=4)
+    assert (capped.mask_train.sum(axis=1) - 7).max() <= 1
+
+
+def test_no_short_share_keeps_the_old_draws():
+    a = make_nile(gap=12, min_gap=4, facts=3, train_size=60, test_size=9, seed=3)
+    b = make_nile(gap=12, min_gap=4, short_gap=7, short_share=0.0, facts=3, train_size=60, test_size=9, seed=3)
+    assert np.array_equal(a.x_train, b.x_train) and np.array_equal(a.x_test, b.x_test)
+    assert a.extra_test["gap"].min() == 4

@@ -74,8 +74,10 @@ def test_mnist_cnn_ci_sized():
 
 
 def nile(cell: str, gap: int, steps: int, *extra: str):
-    return train("nile", f"model.layers[1].type={cell}", f"data.gap={gap}", "data.train_size=4000",
-                 "data.test_size=800", f"training.steps={steps}", f"evaluation.every={steps}", *extra)
+    # uniform gaps 0..gap (no short/long mix, tests/test_nile_lesson.py checks the bundled one)
+    return train("nile", f"model.layers[1].type={cell}", f"data.gap={gap}", "data.min_gap=0", "data.short_share=0",
+                 "data.train_size=4000", "data.test_size=800", f"training.steps={steps}", f"evaluation.every={steps}",
+                 *extra)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

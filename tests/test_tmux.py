@@ -58,8 +58,9 @@ def test_dashboard_in_tmux(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "xterm-256color",
            "XDG_CONFIG_HOME": str(tmp_path / "config"), "DESCENT_RUNS": str(tmp_path / "runs")}
     env.pop("TMUX", None)
-    cmd = " ".join(["env", f"PYTHONPATH={ROOT}"] + descent_command() + ["tui", "nile", "--set", "data.gap=5", "--set", "data.train_size=500",
-                                         "--set", "data.test_size=200"])
+    cmd = " ".join(["env", f"PYTHONPATH={ROOT}"] + descent_command()
+                   + ["tui", "nile", "--set", "data.gap=8", "--set", "data.min_gap=4", "--set", "data.train_size=500",
+                      "--set", "data.test_size=200", "--set", "evaluation.every=20"])
     tmux = Tmux(f"descent-test-{os.getpid()}", tmp_path, env)
     tmux.run("new-session", "-d", "-s", tmux.name, "-x", "120", "-y", "40",
              f"{cmd}; echo DESCENT-EXIT=$?; sleep 60")
@@ -77,6 +78,13 @@ def test_dashboard_in_tmux(tmp_path):
             time.sleep(0.3)
         else:
             raise AssertionError(f"training did not show progress:\n{tmux.screen()}")
+        tmux.keys("2")                                     # the time-gradient tab
+        tmux.wait_for(r"words back", 10)
+        screen = tmux.wait_for(r"F fact at gap 4 and 8", 10).string
+        assert "1e-12" in screen and "this run" in screen, screen     # the log legend, the ratio chart
+        tmux.keys("g")                                     # the gates in place of the ratio chart
+        tmux.wait_for(r"inside the cell.*g back", 10)
+        tmux.wait_for(r"f(orget)? 0?\.\d\d", 30)              # an LSTM's forget gate, its mean
         tmux.keys("q")
         tmux.wait_for(r"keep this run\?", 10)
         tmux.keys("k")
@@ -86,6 +94,49 @@ def test_dashboard_in_tmux(tmp_path):
     runs = list((tmp_path / "runs").glob("nile-*"))
     assert len(runs) == 1, runs
     assert (runs[0] / "checkpoint.npz").exists() and (runs[0] / "metrics.jsonl").stat().st_size > 0
+
+
+def seven(size: int) -> list[str]:
+    """tmux key names for tests/test_digits.py's keyed 7 (shift+arrows draw)."""
+    from tests.test_digits import seven_keys
+
+    names = {"left": "Left", "right": "Right", "up": "Up", "down": "Down", "space": "Space"}
+    return [("S-" + names[k[6:]]) if k.startswith("shift+") else names[k] for k in seven_keys(size)]
+
+
+def test_a_seven_drawn_with_keys_in_tmux(tmp_path):
+    """The 8x8 digits trained at full speed, then a 7 drawn on the canvas with the arrow keys:
+    the model's first guess, read off the screen, is 7."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "xterm-256color",
+           "XDG_CONFIG_HOME": str(tmp_path / "config"), "DESCENT_RUNS": str(tmp_path / "runs")}
+    env.pop("TMUX", None)
+    scenario = ROOT / "tests" / "data" / "tui_digits.toml"
+    cmd = " ".join(["env", f"PYTHONPATH={ROOT}"] + descent_command()
+                   + ["tui", str(scenario), "--set", "data.standardize=true"])
+    tmux = Tmux(f"descent-draw-{os.getpid()}", tmp_path, env)
+    tmux.run("new-session", "-d", "-s", tmux.name, "-x", "120", "-y", "40", f"{cmd}; sleep 60")
+    try:
+        tmux.wait_for(r"ready", 120)
+        tmux.keys("space")
+        tmux.keys("f")                                     # full speed: the whole budget in seconds
+        tmux.wait_for(r"budget of [\d,]+ steps done", 120)
+        tmux.keys("2")                                     # the Digits tab
+        tmux.keys("d")                                     # the canvas
+        tmux.wait_for(r"guesses appear as you", 10)
+        tmux.keys(*seven(32))                              # the 8x8 set's canvas is 32 pixels (tui.app.draw)
+        tmux.wait_for(r"the model's guesses", 20)
+        screen, end = tmux.screen(), time.monotonic() + 20
+        while time.monotonic() < end:                      # every key handled: the screen settles
+            time.sleep(1.0)
+            now, screen = screen, tmux.screen()
+            if now == screen:
+                break
+        first = re.search(r"the model's guesses.*\n.*?\b(\d) █+ +[\d.]+%", screen)
+        assert first and first.group(1) == "7", screen
+        tmux.keys("Escape")
+        tmux.wait_for(r"budget of [\d,]+ steps done", 10)
+    finally:
+        tmux.run("kill-server")
 
 
 def test_a_dropped_terminal_keeps_the_run(tmp_path):

@@ -42,6 +42,7 @@ COMMANDS = (
     ("Smooth loss", "Toggle smoothing of the training loss (m)", "toggle_smooth"),
     ("Accuracy or error %", "Toggle zoomed accuracy / error % on a log axis (a)", "toggle_error"),
     ("Hide knobs", "Hide or show the knobs panel (h)", "hide_knobs"),
+    ("Gate chart", "Time tab: the gate chart in place of the gradient curve, or back (g)", "gates"),
     ("Slower", "Fewer steps per second ([)", "slower"),
     ("Faster", "More steps per second (])", "faster"),
     ("Full speed", "Full speed, or back to the pace (f)", "full_speed"),

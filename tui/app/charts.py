@@ -10,11 +10,25 @@ from __future__ import annotations
 import math
 import time
 
+import plotext._utility
 from rich.text import Text
 from textual_plotext import PlotextPlot
 
 from descent.tui.app.history import History, Pinned, smooth
 from descent.tui.app.throttle import Throttle
+
+
+def _brush(*lists):
+    """plotext's `brush` (drop repeated (tick, label) pairs) keeping the first-seen order."""
+    n = min(map(len, lists))
+    pairs = list(dict.fromkeys(zip(*(values[:n] for values in lists))))
+    return [[pair[i] for pair in pairs] for i in range(len(lists))]
+
+
+# plotext drops repeated ticks through a set of (tick, label) tuples, whose order follows the
+# strings' hashes, which change with every process (PYTHONHASHSEED); where two ticks share a
+# row, which label shows changed from one run to the next, and so did the snapshots' pixels
+plotext._utility.brush = _brush
 
 # markers tell curves apart without colour (NO_COLOR, 16-colour terminals); each chart's legend
 # names them. The current run's training curve is braille, validation "•", pinned runs the rest.
@@ -377,7 +391,14 @@ class GapChart(Chart):
         if not by_gap or not by_gap.get("gap"):
             self.placeholder("after the first evaluation")
         else:
-            self.line(list(by_gap["gap"]), [100 * y for y in by_gap["accuracy"]], marker="braille", color=COLORS[0])
+            # one line per run of gaps with sentences: none is drawn across gaps the data leaves out
+            run: list[tuple[float, float]] = []
+            for g, acc in [*zip(by_gap["gap"], by_gap["accuracy"]), (None, math.nan)]:
+                if math.isfinite(acc):
+                    run.append((g, 100 * acc))
+                elif run:
+                    self.line([x for x, _ in run], [y for _, y in run], marker="braille", color=COLORS[0])
+                    run = []
             if chance:
                 self.plt.hline(100 * chance, "red")
             self.plt.ylim(0, 100)

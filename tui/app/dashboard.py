@@ -66,6 +66,7 @@ class DashboardScreen(FileActions, ViewActions, Screen):
         Binding("m", "toggle_smooth", "Smooth", show=False),
         Binding("a", "toggle_error", "Error %", show=False),
         Binding("h", "hide_knobs", "Hide knobs", show=False),
+        Binding("g", "gates", "Gates", show=False),
         Binding("left_square_bracket", "slower", "Slower", show=False),
         Binding("right_square_bracket", "faster", "Faster", show=False),
         Binding("f", "full_speed", "Full speed", show=False),

@@ -116,6 +116,7 @@ HELP = """\
   [b]a[/b]      accuracy: zoomed % or error % on a log axis
   [b][ ][/b]    slower / faster (1, 10, 100 steps/s, max)   [b]f[/b]  full speed or back
   [b]h[/b]      hide / show the knobs: the charts get the width
+  [b]g[/b]      time tab: the gates in place of the gradient curve
   [b]p[/b]      back to the scenario picker (keep or discard the run)
   [b]1-4[/b]    switch tabs          [b]← →[/b] browse test samples
   [b]tab[/b]    next control         [b]esc[/b] leave a field: the keys above work again

@@ -14,7 +14,7 @@ MIN_SIZE = (80, 24)
 SHORTCUTS = frozenset({
     "toggle_run", "one_step", "reset", "pin", "save", "open", "export", "knobs", "toggle_log",
     "toggle_smooth", "quit", "tab", "slower", "faster", "full_speed", "hide_knobs", "picker",
-    "toggle_error",
+    "toggle_error", "gates",
 })
 
 

@@ -21,6 +21,7 @@ import os
 import time
 
 from rich.text import Text
+from textual.containers import Vertical
 from textual.widget import Widget
 
 from descent.tui.app.charts import COLORS, MARKERS, Chart, budget
@@ -189,7 +190,8 @@ class TimeGradients(Widget):
         marks = marks_line(t, cols, self.layout_marks)
         if marks:
             lines.append(Text(" " * label_w + pad + marks, style="bold"))
-            lines.append(Text("F fact (longest, shortest gap) · fillers"[:width], style="dim"))
+            min_gap, gap = self.layout_marks
+            lines.append(Text(f"F fact at gap {min_gap} and {gap} · fillers"[:width], style="dim"))
         lines.append(legend(colour))
         return Text("\n").join(lines)
 
@@ -219,11 +221,27 @@ def floored(ratios) -> list[float]:
     return [max(v, 10.0 ** -FLOOR_DECADES) if math.isfinite(v) else v for v in ratios]
 
 
+RATIO_YLIM = (-FLOOR_DECADES - 0.3, 2.0)
+
+
+def decade_ticks(rows: int, lim: tuple[float, float] = RATIO_YLIM) -> tuple[list[float], list[str]]:
+    """Ticks every 3, 4, 6 or 12 decades from 1 down to the floor: the densest whose ticks land
+    on distinct rows of a `rows`-row plot (two on one row draw one label over the other)."""
+    def row(t: float) -> int:                              # plotext's mapping of a value to a row
+        return math.floor(round(0.5 + (max(1, rows) - 1) * (t - lim[0]) / (lim[1] - lim[0]), 8))
+
+    for k in (3, 4, 6, 12):
+        ticks = [float(-e) for e in range(FLOOR_DECADES, -1, -k)]
+        if len({row(t) for t in ticks}) == len(ticks):
+            break
+    return ticks, ["1e0" if t == 0 else f"1e-{int(-t)}" for t in ticks]
+
+
 class RatioChart(Chart):
     """||dL/dh_t|| / ||dL/dh_answer|| against words back (answer at the right), log y; pinned runs."""
 
     def draw(self, history: History, pinned: list[Pinned], layout: tuple[int, int] | None = None) -> None:
-        self.start("‖dL/dh‖ ÷ answer's, log", log=True)
+        self.start("‖dL/dh‖ ÷ answer's, log" + (" · g gates" if one_chart(self) else ""), log=True)
         current = recent_curve(history)
         drawn, names = False, []
         for i, pin in enumerate(pinned[-(len(MARKERS) - 1):]):
@@ -242,12 +260,13 @@ class RatioChart(Chart):
             self.finish()
             return
         self.y_seen += [2.0, -FLOOR_DECADES]                             # a fixed scale, headroom for the legend
-        self.plt.ylim(-FLOOR_DECADES - 0.3, 2.0)
+        self.plt.ylim(*RATIO_YLIM)
         if layout:
             self.plt.vline(-(layout[1] + 1), "red")                    # the fact's last word, longest gap
         # the legend goes under the plot: inside it would cover the curves, which fill the top
         # (plotext drops a label wider than the plot, so it is cut to fit)
         self.finish(fit("  ".join(names) + ("  | fact" if layout else ""), self.size.width - 8))
+        self.plt.yticks(*decade_ticks(self.size.height - 5))            # rows between title and x axis
         lo, hi = min(self.x_seen), max(self.x_seen)
         ticks = [x for x in range(int(lo), int(hi) + 1) if x % max(1, round((hi - lo) / 5 / 10) * 10 or 1) == 0]
         self.plt.xticks(ticks, [str(-x) for x in ticks])
@@ -258,7 +277,8 @@ class GateChart(Chart):
     GRU), or attention weights over the sample sentence."""
 
     def draw(self, inside: dict | None, step: int | None = None, cell: str = "") -> None:
-        self.start("inside the cell" + (f", step {step}" if step is not None else ""))
+        self.start("inside the cell" + (f", step {step}" if step is not None else "")
+                   + (" · g back" if one_chart(self) else ""))
         layers = (inside or {}).get("layers") or {}
         if not layers:
             self.placeholder("a plain RNN has no gates" if cell == "rnn" else "gates: after an evaluation")
@@ -273,14 +293,23 @@ class GateChart(Chart):
             xlabel = fit("attention: " + " ".join(words[:OPENING]) + (f" … {gap} fillers … ?" if gap else ""),
                          self.size.width - 8)
         else:
-            names = []
+            names, short = [], []
             for i, (gate, values) in enumerate(curves.items()):
                 marker = MARKERS[i % len(MARKERS)]
                 self.line([-d for d in range(len(values))], values, marker=marker, color=COLORS[i % len(COLORS)])
-                names.append(f"{MARKER_GLYPHS.get(marker, marker)} {gate}")
-            self.plt.ylim(0, 1.05)
-            self.plt.yticks([0, 0.5, 1], ["0", "0.5", "1"])
-            xlabel = fit("  ".join(names) + ("  | fact" if gap is not None else ""), self.size.width - 8)
+                # the mean over the fillers in the legend: lines within a row of each other
+                # (an LSTM's input and output gates) still read apart, colour or not
+                span = [v for v in values[1:gap + 1 if gap else None] if math.isfinite(v)] or values
+                glyph, mean = MARKER_GLYPHS.get(marker, marker), f"{sum(span) / len(span):.2f}"
+                names.append(f"{glyph} {gate} {mean}")
+                short.append(f"{glyph} {gate[0]} {mean.lstrip('0')}")           # 80x24: f .84
+            lo, hi = gate_range([v for values in curves.values() for v in values])
+            self.plt.ylim(lo, hi)
+            self.plt.yticks([lo, (lo + hi) / 2, hi], [f"{lo:.2f}", f"{(lo + hi) / 2:.3g}", f"{hi:.2f}"])
+            fact, room = ("  | fact" if gap is not None else ""), self.size.width - 8
+            xlabel = "  ".join(names) + fact
+            if len(xlabel) > room:
+                xlabel = fit(" ".join(short) + fact.replace("  ", " "), room)
         if gap is not None:
             self.plt.vline(-(gap + 1), "red")                          # the sample's fact, last word
         self.finish(xlabel)
@@ -288,6 +317,56 @@ class GateChart(Chart):
         step_ = max(1, round((hi - lo) / 5 / 10) * 10 or 1)
         ticks = [x for x in range(int(lo), int(hi) + 1) if x % step_ == 0]
         self.plt.xticks(ticks, [str(-x) for x in ticks])
+
+
+def gate_range(values: list[float], pad: float = 0.02, least: float = 0.1) -> tuple[float, float]:
+    """The gate axis zoomed to the data, in steps of 0.05 within [0, 1], at least `least` wide:
+    an LSTM's gates sit at 0.75-0.9, and on a 0-1 axis their lines share the same few rows."""
+    finite_ = [v for v in values if math.isfinite(v)]
+    if not finite_:
+        return 0.0, 1.0
+    lo = max(0.0, math.floor((min(finite_) - pad) * 20) / 20)
+    hi = min(1.0, math.ceil((max(finite_) + pad) * 20) / 20)
+    if hi - lo < least:
+        lo, hi = (max(0.0, hi - least), hi) if hi - least >= 0 else (0.0, least)
+    return lo, hi
+
+
+def one_chart(chart: Widget) -> bool:
+    """Whether the time tab's chart column shows one chart at a time (see TimeCharts)."""
+    return isinstance(chart.parent, TimeCharts) and (chart.parent.has_class("-one") or chart.parent.has_class("-gates"))
+
+
+class TimeCharts(Vertical):
+    """The ratio chart above the gate chart; where the two do not fit (80x24), one at a time,
+    the ratio chart first, and `g` swaps them (at any size, `g` gives the gates the column)."""
+
+    DEFAULT_CSS = """
+    TimeCharts.-one > GateChart { display: none; }
+    TimeCharts.-gates > GateChart { display: block; }
+    TimeCharts.-gates > RatioChart { display: none; }
+    """
+    BOTH_ROWS = 2 * 8              # each chart needs about 8 rows to show its curves apart
+
+    def on_resize(self, event) -> None:
+        one = event.size.height < self.BOTH_ROWS
+        if one != self.has_class("-one"):
+            self.set_class(one, "-one")
+            redraw = getattr(self.screen, "redraw", None)           # the titles name the g key
+            if redraw is not None:
+                self.call_after_refresh(redraw, True)
+
+    def swap(self) -> None:
+        self.toggle_class("-gates")
+
+
+def toggle_gates(screen) -> bool:
+    """The `g` key: the gate chart in place of the ratio chart, or back. False without a time tab."""
+    charts = screen.query(TimeCharts)
+    if not charts:
+        return False
+    charts.first().swap()
+    return True
 
 
 def has_time_view(layers) -> bool:
@@ -305,10 +384,10 @@ def nile_layout(scenario) -> tuple[int, int] | None:
 
 def time_widgets():
     """The time-gradient tab: the heatmap at the left, the ratio and gate charts at the right."""
-    from textual.containers import Horizontal, Vertical
+    from textual.containers import Horizontal
 
-    return Horizontal(TimeGradients(id="heatmap"), Vertical(RatioChart(id="ratio-curve"), GateChart(id="gates"),
-                                                            id="time-charts"), id="time-view")
+    return Horizontal(TimeGradients(id="heatmap"), TimeCharts(RatioChart(id="ratio-curve"), GateChart(id="gates"),
+                                                              id="time-charts"), id="time-view")
 
 
 def time_draws(screen, history: History, pins: tuple) -> list:

@@ -9,6 +9,7 @@ from descent.tui.app.charts import AccuracyChart
 from descent.tui.app.guard import SHORTCUTS, typing
 from descent.tui.app.knobs import KnobsPanel
 from descent.tui.app.pace import label
+from descent.tui.app.timegrads import toggle_gates
 
 
 class ViewActions:
@@ -46,6 +47,11 @@ class ViewActions:
         self.set_class(not hidden, "-hide-knobs")
         self.set_class(hidden and self.has_class("-narrow"), "-show-knobs")
         self.call_after_refresh(self.redraw, True)
+
+    def action_gates(self) -> None:
+        """The time tab's gate chart in place of its ratio chart, or back."""
+        if toggle_gates(self):
+            self.call_after_refresh(self.redraw, True)
 
     def action_toggle_error(self) -> None:
         chart = self.query_one(AccuracyChart)

@@ -1,0 +1,83 @@
+"""The time tab's chart column: one chart at a time where two do not fit (80x24), `g` swaps
+them; the gate axis zoomed to the data; ratio ticks on distinct rows; ticks in a fixed order."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+
+from descent.engine.scenario import load
+from tests.test_tui_snapshots import DATA, isolated, make, trained  # noqa: F401  (isolated: autouse)
+
+
+def test_gate_range_zooms_to_the_data():
+    from descent.tui.app.timegrads import gate_range
+
+    assert gate_range([0.77, 0.84, 0.9]) == (0.75, 0.95)
+    assert gate_range([0.5, 0.51]) == (0.45, 0.55)                  # at least 0.1 wide
+    assert gate_range([0.0, 1.0]) == (0.0, 1.0)
+    assert gate_range([0.99, 1.0]) == (0.9, 1.0)
+    assert gate_range([]) == (0.0, 1.0)
+
+
+def test_ratio_ticks_land_on_distinct_rows():
+    from descent.tui.app.timegrads import decade_ticks
+
+    assert decade_ticks(3)[1] == ["1e-12", "1e-6", "1e0"]
+    assert decade_ticks(12)[1] == ["1e-12", "1e-9", "1e-6", "1e-3", "1e0"]
+    assert decade_ticks(1)[1] == ["1e-12", "1e0"]
+
+
+def test_tick_labels_do_not_depend_on_the_hash_seed():
+    """Two ticks on one row: the label shown is the same in every process (plotext dedupes
+    ticks through a set; tui.app.charts keeps their order)."""
+    code = ("import descent.tui.app.charts\n"
+            "from textual_plotext.plot import Plot\n"
+            "p = Plot(); p.plot([0, 1], [0, 1]); p.ylim(0, 1); p.plotsize(20, 6); p._set_size(20, 6)\n"
+            "p.yticks([0, 0.1, 0.2, 0.9], ['aa', 'bb', 'cc', 'dd']); print(p.build())\n")
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in range(6)}
+    assert len(outs) == 1
+
+
+def test_80x24_shows_one_chart_and_g_swaps_in_the_gates(tmp_path):
+    from descent.tui.app.timegrads import GateChart, RatioChart, TimeCharts
+
+    async def run():
+        app = make(load(DATA / "tui_nile.toml", overrides=["model.layers[1].type=lstm"]), tmp_path)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await trained(50, "2")(pilot)
+            screen = app.screen
+            column, ratio, gates = screen.query_one(TimeCharts), screen.query_one(RatioChart), screen.query_one(GateChart)
+            assert column.has_class("-one") and ratio.display and not gates.display
+            assert "g gates" in ratio.plt.build()
+            await pilot.press("g")
+            await app.workers.wait_for_complete()
+            for _ in range(5):
+                await pilot.pause(0.05)
+            assert gates.display and not ratio.display and gates.size.height >= 8
+            built = gates.plt.build()
+            assert re.search(r"f \.\d\d .*i \.\d\d .*o \.\d\d", built) and "g back" in built
+            await pilot.press("g")
+            await pilot.pause(0.1)
+            assert ratio.display and not gates.display
+
+    asyncio.run(run())
+
+
+def test_120x40_shows_both_charts(tmp_path):
+    from descent.tui.app.timegrads import GateChart, RatioChart, TimeCharts
+
+    async def run():
+        app = make(load(DATA / "tui_nile.toml", overrides=["model.layers[1].type=gru"]), tmp_path)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await trained(30, "2")(pilot)
+            screen = app.screen
+            assert not screen.query_one(TimeCharts).has_class("-one")
+            assert screen.query_one(RatioChart).display and screen.query_one(GateChart).display
+            assert "update 0." in screen.query_one(GateChart).plt.build()
+
+    asyncio.run(run())
