@@ -33,6 +33,7 @@ REGISTRY = {
     "gru": "recurrent:GRU",
     "attention": "attention:SelfAttention",
     "layernorm": "layernorm:LayerNorm",
+    "seq2seq": "seq2seq:Seq2Seq",
 }
 
 
@@ -99,9 +100,9 @@ def _expanded(spec) -> list[tuple[int, dict]]:
 
 
 def fill_from_data(layers: list, vocab_size: int | None) -> list:
-    """Embedding layers without `vocab` take the dataset's vocabulary size."""
+    """Embedding (and seq2seq) layers without `vocab` take the dataset's vocabulary size."""
     for layer in layers:
-        if layer.get("type") == "embedding" and "vocab" not in layer and vocab_size:
+        if layer.get("type") in ("embedding", "seq2seq") and "vocab" not in layer and vocab_size:
             layer["vocab"] = vocab_size
         if layer.get("type") == "residual":
             fill_from_data(layer.get("layers", []), vocab_size)
