@@ -19,6 +19,7 @@ from descent.engine.data.images import DIGITS8X8_OPTIONS, MNIST_OPTIONS, load_di
 from descent.engine.data.nile import NILE_OPTIONS, make_nile, nile_length, nile_vocab
 from descent.engine.data.line import LINE_OPTIONS, load_line
 from descent.engine.data.options import Option
+from descent.engine.data.reverse import REVERSE_OPTIONS, VOCAB as REVERSE_VOCAB, load_reverse
 from descent.engine.data.series import SERIES_OPTIONS, load_series, series_feature_count
 from descent.engine.data.tables import (CSV_OPTIONS, SPAMBASE_FEATURES, SPAMBASE_OPTIONS, csv_feature_count,
                                         load_csv, load_spambase)
@@ -41,9 +42,11 @@ _LOADERS: dict[str, tuple[Callable[..., Dataset], str, dict[str, Option]]] = {
     "line": (load_line, "", LINE_OPTIONS),
     "adding": (load_adding, "", ADDING_OPTIONS),
     "series": (load_series, "path", SERIES_OPTIONS),
+    "reverse": (load_reverse, "", REVERSE_OPTIONS),
 }
 SOURCES = tuple(_LOADERS)
 REGRESSION_SOURCES = ("line", "adding", "series")     # their targets are numbers (csv: its `task` option)
+PER_TOKEN_SOURCES = ("reverse",)                      # a label per output step (seq2seq)
 DATA_PREFIX = "data:"
 
 
@@ -96,6 +99,8 @@ def input_shape(source: str, options: dict, base_dir: Path, root: Path | None = 
         return (1,)
     if source == "adding":
         return (kwargs["length"], 2)
+    if source == "reverse":
+        return (2 * kwargs["max_len"] + 1,)
     if source == "series":
         features = kwargs["features"]
         path = resolve_path(kwargs["path"], base_dir, root) if features is None else Path(str(kwargs["path"]))
@@ -110,6 +115,8 @@ def vocab_size(source: str, options: dict) -> int | None:
               **_checked(source, options)}
     if source == "nile":
         return len(nile_vocab(kwargs["facts"]))
+    if source == "reverse":
+        return len(REVERSE_VOCAB)
     if source in ("sms_spam", "text") and kwargs["features"] == "sequence":
         return kwargs["vocab_size"]
     return None
@@ -122,7 +129,7 @@ def class_count(source: str, options: dict) -> int | None:
               **_checked(source, options)}
     if source == "nile":
         return int(kwargs["facts"])
-    return {"mnist": 10, "digits8x8": 10, "sms_spam": 2, "spambase": 2}.get(source)
+    return {"mnist": 10, "digits8x8": 10, "sms_spam": 2, "spambase": 2, "reverse": len(REVERSE_VOCAB)}.get(source)
 
 
 def _loader(source: str) -> tuple[Callable[..., Dataset], str, dict[str, Option]]:

@@ -110,7 +110,7 @@ def rules_of(cls) -> dict[str, Rule]:
 
 
 
-PANELS = ("spam", "digits", "nile", "generic", "neuron", "activations", "exploding", "weather")
+PANELS = ("spam", "digits", "nile", "generic", "neuron", "activations", "exploding", "weather", "seq2seq")
 LOSSES = ("auto", "cross_entropy", "bce", "mse")
 KNOB_TYPES = ("float", "int", "choice", "bool")
 SECTIONS = ("scenario", "data", "model", "training", "evaluation", "knobs")
