@@ -326,6 +326,10 @@ def make_panel(kind: str) -> ScenarioPanel:
         from descent.tui.app.digits_panel import DigitsPanel
 
         return DigitsPanel(id="panel")
+    if kind == "seq2seq":
+        from descent.tui.app.seq2seq_panel import Seq2SeqPanel
+
+        return Seq2SeqPanel(id="panel")
     from descent.tui.app.lesson_panels import LESSON_PANELS      # they build on ScenarioPanel above
 
     return {**PANELS, **LESSON_PANELS}.get(kind, GenericPanel)(id="panel")
