@@ -165,3 +165,27 @@ def test_scenario_runs_and_reports(tmp_path):
     att = ev.details["attention"]
     assert len(att["weights"]) == min(len(att["output"]) + 1, 7) and len(att["weights"][0]) == len(att["source"])
     assert (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+def test_attention_beats_the_bottleneck_at_long_lengths():
+    """The lesson's direction on a CI budget: after the same short seeded run, attention is far
+    ahead of the encoder-decoder without it on the longest sentences (bench/seq2seq.py measures
+    the full scenario)."""
+    from descent.engine.scenario import load
+    from descent.engine.scenario.discovery import bundled_dir
+    from descent.engine.session import Session
+
+    longest = {}
+    for attention in ("dot", "none"):
+        sc = load(bundled_dir() / "seq2seq.toml",
+                  [f"model.layers[0].attention={attention}", "data.max_len=10", "data.train_size=4000",
+                   "data.test_size=400", "model.layers[0].hidden=32", "model.layers[0].embed=16",
+                   "training.lr=0.01", "evaluation.every=100000"])
+        session = Session(sc)
+        for _ in session.prepare():
+            pass
+        ev = [r for r in session.run(steps=400) if type(r).__name__ == "Evaluation"][-1]
+        by = ev.details["by_length"]
+        assert by["length"][-3:] == [8, 9, 10]
+        longest[attention] = float(np.mean(by["accuracy"][-3:]))
+    assert longest["dot"] >= longest["none"] + 0.3, longest

@@ -41,12 +41,13 @@ class LengthChart(Chart):
                                    **pin_style(i))
         if by_length and by_length.get("length"):
             drawn += self.line(list(by_length["length"]), [100 * a for a in by_length["accuracy"]],
-                               label="this run", marker=MARKERS[0], color=COLORS[1])
+                               label="this run", marker=MARKERS[1], color=COLORS[1])
             self.legend = self.legend[-1:] + self.legend[:-1]                    # this run first
         if not drawn:
             self.placeholder("after the first evaluation")
         else:
-            self.plt.ylim(0, 100)
+            self.plt.ylim(-4, 104)                  # 0 and 100 off the frame, where plotext would hide them
+            self.plt.yticks([0, 50, 100] if self.size.height < 12 else [0, 25, 50, 75, 100])
         self.finish("source length (words)")
 
 
@@ -59,8 +60,9 @@ def render_attention(att: dict | None, width: int, height: int, colour: bool = T
     src, out, weights = att["source"], list(att["output"]) + ["</s>"], att["weights"]
     cell = 3 if LABEL + 1 + 3 * len(src) <= width else 2
     cols = max(1, min(len(src), (width - LABEL - 1) // cell))
-    rows = max(1, min(len(weights), height - 2))
-    text = Text("attention: rows wrote, columns read\n", style="bold")
+    cut = cols < len(src) or len(weights) + 2 > height                        # a line says what is cut
+    rows = max(1, min(len(weights), height - 2 - cut))
+    text = Text("attention: rows wrote, columns read\n", style="bold", no_wrap=True, overflow="crop")
     text.append(" " * (LABEL + 1))
     for j in range(cols):
         text.append(f"{src[j][:cell - 1]:<{cell}}", style="dim" if j % 2 else "")
@@ -86,7 +88,7 @@ def render_samples(samples: list | None, width: int, rows: int) -> Text:
     """One line per sample: its length, ✓/✗ for the whole sentence, the words written."""
     if not samples:
         return Text("Sample outputs appear after the first evaluation.", style="italic")
-    text = Text("samples (green = the right word at that place)\n", style="bold")
+    text = Text("samples  green right · red wrong\n", style="bold", no_wrap=True, overflow="ellipsis")
     for s in samples[-max(1, rows - 1):]:
         right = s["right"]
         exact = all(right) and len(s["output"]) == len(s["target"])
