@@ -134,9 +134,9 @@ class Seq2Seq(Layer):
         return K, c, last, sub
 
     def forward(self, x, ctx):
-        src, tin, smask, lengths = self._split(x, ctx.mask)
         if not ctx.train:
             return self.decode(x, ctx.mask)[1]
+        src, tin, smask, lengths = self._split(x, ctx.mask)
         B, T, E = len(src), self.T, self.embed
         K, c, last, enc_ctx = self._encode(src, smask, lengths, ctx)
         din = np.empty((B, T, E + self.hidden), self.dtype)
