@@ -88,7 +88,8 @@ def render_samples(samples: list | None, width: int, rows: int) -> Text:
     """One line per sample: its length, ✓/✗ for the whole sentence, the words written."""
     if not samples:
         return Text("Sample outputs appear after the first evaluation.", style="italic")
-    text = Text("samples  green right · red wrong\n", style="bold", no_wrap=True, overflow="ellipsis")
+    text = Text(no_wrap=True, overflow="ellipsis")                          # a sentence never wraps
+    text.append("samples  green right · red wrong\n", style="bold")
     for s in samples[-max(1, rows - 1):]:
         right = s["right"]
         exact = all(right) and len(s["output"]) == len(s["target"])
@@ -101,7 +102,7 @@ def render_samples(samples: list | None, width: int, rows: int) -> Text:
             line.append(" ")
         if len(s["output"]) < len(s["target"]):
             line.append(f"(+{len(s['target']) - len(s['output'])} missing)", style="red")
-        line.truncate(max(8, width), overflow="ellipsis")
+        line.truncate(max(8, width - 1), overflow="ellipsis")
         text.append_text(line)
         text.append("\n")
     return text
