@@ -18,7 +18,8 @@ from descent.engine.errors import DescentError, SpecError
 MAX_NESTING = 32    # residual blocks inside residual blocks; far deeper than any real model
 # panel -> the data sources it can show (a missing panel means every source)
 PANEL_SOURCES = {"digits": ("digits8x8", "mnist"), "nile": ("nile",), "spam": ("sms_spam", "text"),
-                 "finetune": ("sms_spam", "text")}
+                 "finetune": ("sms_spam", "text"),
+                 "seq2seq": ("reverse",)}
 
 
 def resolved_loss(loss_name: str, task: str, units: int) -> str:
@@ -31,12 +32,13 @@ def resolved_loss(loss_name: str, task: str, units: int) -> str:
 
 
 def check_output_fits(out_shape: tuple, task: str, n_classes: int, loss_name: str, last_layer_key: str,
-                      target_width: int = 1, file: str | None = None) -> str:
+                      target_width: int = 1, file: str | None = None, per_token: bool = False) -> str:
     """Raise unless a model whose last layer (`last_layer_key`, e.g. "model.layers[2]") gives
     `out_shape` per sample can be trained with `loss_name` on the task; return the loss used.
 
     Classification needs one unit per class (cross_entropy), or one unit and two classes (bce);
-    regression needs `target_width` units and mse."""
+    regression needs `target_width` units and mse. With `per_token` (a label per output step) an
+    output (T, K) is checked as K units."""
     units_key = f"{last_layer_key}.units"
     if task == "sequence":
         if len(out_shape) != 2 or loss_name not in ("auto", "cross_entropy"):
@@ -46,6 +48,8 @@ def check_output_fits(out_shape: tuple, task: str, n_classes: int, loss_name: st
             raise SpecError(units_key, f"the model gives {out_shape[1]} values per step but there are {n_classes} "
                                        f"classes; set units = {n_classes}", file)
         return "cross_entropy"
+    if per_token and len(out_shape) == 2:
+        out_shape = tuple(out_shape[1:])
     if len(out_shape) != 1:
         raise SpecError(last_layer_key, f"the model's output has shape {tuple(out_shape)}; it must be flat "
                                         f"(end with a dense layer, after a flatten)", file)

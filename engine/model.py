@@ -34,6 +34,7 @@ REGISTRY = {
     "attention": "attention:SelfAttention",
     "layernorm": "layernorm:LayerNorm",
     "transformer": "lm:TransformerLM",
+    "seq2seq": "seq2seq:Seq2Seq",
 }
 
 
@@ -103,7 +104,7 @@ def fill_from_data(layers: list, vocab_size: int | None) -> list:
     """Embedding and transformer layers without `vocab` take the dataset's vocabulary size, and
     a dense layer with units = "vocab" (a language model's output) one unit per token."""
     for layer in layers:
-        if layer.get("type") in ("embedding", "transformer") and "vocab" not in layer and vocab_size:
+        if layer.get("type") in ("embedding", "transformer", "seq2seq") and "vocab" not in layer and vocab_size:
             layer["vocab"] = vocab_size
         if layer.get("type") == "dense" and layer.get("units") == "vocab" and vocab_size:
             layer["units"] = vocab_size

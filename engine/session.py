@@ -166,7 +166,7 @@ class Session(RunFiles):
             return
         width = ds.y_train.shape[-1] if sc.task == "regression" else 1
         self.loss = check_output_fits(out, sc.task, ds.n_classes, sc.training.loss, output_layer_key(self.layers),
-                                      width, file)
+                                      width, file, per_token=sc.task != "regression" and ds.y_train.ndim == 2)
 
     def _budget(self) -> int:
         t = self.scenario.training
@@ -387,7 +387,11 @@ class Session(RunFiles):
         n = len(self.x_test) if not ev.max_samples else min(ev.max_samples, len(self.x_test))
         x, y = self.x_test[:n], ds.y_test[:n]
         mask = None if ds.mask_test is None else ds.mask_test[:n]
-        if self.scenario.task == "regression":
+        if self.scenario.task != "regression" and ds.y_test.ndim == 2:   # a class per output step (seq2seq)
+            from .seq2seq_eval import evaluate_seq2seq
+
+            metrics, details = evaluate_seq2seq(self, x, y, mask)
+        elif self.scenario.task == "regression":
             with self._lock:
                 out = self.trainer.predict(x, mask)
             metrics, details = regression(out, y)

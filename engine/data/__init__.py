@@ -12,6 +12,7 @@ Nile memory test. NumPy and the standard library only (scikit-learn lazily, for 
 | `tables.py` | `load_spambase`, `load_csv` and the CSV reading shared with `text.py` |
 | `nile.py` | `make_nile`, `nile_sentence` |
 | `toy2d.py`, `line.py`, `adding.py` | generated lesson data: Playground's 2-D sets, y = x, the adding problem |
+| `reverse.py` | `load_reverse`: sentences of distinct words and their reversal, laid out for the seq2seq layer |
 | `series.py` | `load_series` (windows of a time-ordered CSV, chronological split), persistence, `to_raw` |
 | `text_lm.py` | `load_text_lm`: a character LM's windows (Tiny Shakespeare 90/10, SMS messages), fixed alphabets, `CharCodec` |
 | `sources.py` | `load_dataset`, `input_shape`: the entry point from a scenario's `[data]` table |

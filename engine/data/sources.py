@@ -19,6 +19,7 @@ from descent.engine.data.images import DIGITS8X8_OPTIONS, MNIST_OPTIONS, load_di
 from descent.engine.data.nile import NILE_OPTIONS, make_nile, nile_length, nile_vocab
 from descent.engine.data.line import LINE_OPTIONS, load_line
 from descent.engine.data.options import Option
+from descent.engine.data.reverse import REVERSE_OPTIONS, VOCAB as REVERSE_VOCAB, load_reverse
 from descent.engine.data.series import SERIES_OPTIONS, load_series, series_feature_count
 from descent.engine.data.tables import (CSV_OPTIONS, SPAMBASE_FEATURES, SPAMBASE_OPTIONS, csv_feature_count,
                                         load_csv, load_spambase)
@@ -44,10 +45,12 @@ _LOADERS: dict[str, tuple[Callable[..., Dataset], str, dict[str, Option]]] = {
     "adding": (load_adding, "", ADDING_OPTIONS),
     "series": (load_series, "path", SERIES_OPTIONS),
     "text_lm": (load_text_lm, "root", TEXT_LM_OPTIONS),
+    "reverse": (load_reverse, "", REVERSE_OPTIONS),
 }
 SOURCES = tuple(_LOADERS)
 REGRESSION_SOURCES = ("line", "adding", "series")     # their targets are numbers (csv: its `task` option)
 SEQUENCE_SOURCES = ("sms_words",)                      # a class label per time step
+PER_TOKEN_SOURCES = ("reverse",)                      # a label per output step (seq2seq)
 DATA_PREFIX = "data:"
 
 
@@ -102,6 +105,8 @@ def input_shape(source: str, options: dict, base_dir: Path, root: Path | None = 
         return (kwargs["length"], 2)
     if source == "text_lm":
         return (kwargs["context"],)
+    if source == "reverse":
+        return (2 * kwargs["max_len"] + 1,)
     if source == "series":
         features = kwargs["features"]
         path = resolve_path(kwargs["path"], base_dir, root) if features is None else Path(str(kwargs["path"]))
@@ -120,6 +125,8 @@ def vocab_size(source: str, options: dict) -> int | None:
         return len(nile_vocab(kwargs["facts"]))
     if source == "text_lm":
         return len(alphabet(kwargs["corpus"]))
+    if source == "reverse":
+        return len(REVERSE_VOCAB)
     if source in ("sms_spam", "text") and kwargs["features"] == "sequence" or source == "sms_words":
         return kwargs["vocab_size"]
     return None
@@ -134,7 +141,7 @@ def class_count(source: str, options: dict) -> int | None:
         return int(kwargs["facts"])
     if source == "sms_words":
         return int(kwargs["vocab_size"])
-    return {"mnist": 10, "digits8x8": 10, "sms_spam": 2, "spambase": 2}.get(source)
+    return {"mnist": 10, "digits8x8": 10, "sms_spam": 2, "spambase": 2, "reverse": len(REVERSE_VOCAB)}.get(source)
 
 
 def _loader(source: str) -> tuple[Callable[..., Dataset], str, dict[str, Option]]:

@@ -232,7 +232,10 @@ def _check_shapes(scenario: Scenario, check_data: bool = False) -> None:
         raise err.at("model.layers" if err.key.startswith("[") or not err.key else "model.layers.") from None
     task, loss = scenario.task, scenario.training.loss
     if task == "regression" or classes is not None:
-        check_output_fits(out_shape, task, classes or 0, loss, output_layer_key(spec))
+        from descent.engine.data.sources import PER_TOKEN_SOURCES
+
+        check_output_fits(out_shape, task, classes or 0, loss, output_layer_key(spec),
+                          per_token=scenario.data.source in PER_TOKEN_SOURCES)
     elif loss == "mse":     # the user's classes are counted when the data is read; mse never fits them
         raise SpecError("training.loss", '"mse" is for regression, and this is a classification task; '
                                          'use "cross_entropy" or "auto" (or data.task = "regression")')

@@ -123,7 +123,7 @@ def rules_of(cls) -> dict[str, Rule]:
 
 
 
-PANELS = ("spam", "digits", "nile", "generic", "neuron", "activations", "exploding", "weather", "finetune", "textgen")
+PANELS = ("spam", "digits", "nile", "generic", "neuron", "activations", "exploding", "weather", "finetune", "textgen", "seq2seq")
 LOSSES = ("auto", "cross_entropy", "bce", "mse")
 DECAY_ON = ("all", "matrices")     # weight decay on every tensor, or on those of 2+ dimensions only (nanoGPT)
 KNOB_TYPES = ("float", "int", "choice", "bool")

@@ -76,6 +76,7 @@ class Pinned:
     val_acc: tuple[list, list]
     # ||dL/dh|| / ||dL/dh_answer|| by words back, first sequence layer, latest logged step (or ())
     time_ratio: tuple = ()
+    by_length: dict | None = None   # seq2seq: the last evaluation's exact accuracy by input length
 
 
 class History:
@@ -97,6 +98,7 @@ class History:
         self.ratio_rows_: deque[tuple[int, dict[str, list[float]]]] = deque(maxlen=HEATMAP_ROWS)
         self.inside: dict | None = None                # the last evaluation's details["inside"]
         self.inside_step: int | None = None
+        self.by_length: dict | None = None             # seq2seq: the last evaluation's, for pinning
         self.markers: list[tuple[int, str]] = []       # (step, "lr=0.01")
         self.diverged_at: int | None = None
 
@@ -121,6 +123,8 @@ class History:
                     self.val_acc.add(record.step, record.metrics["accuracy"])
                 if "r2" in record.metrics:
                     self.val_r2.add(record.step, record.metrics["r2"])
+                if record.details.get("by_length"):
+                    self.by_length = record.details["by_length"]
                 if record.details.get("inside"):
                     self.inside, self.inside_step = record.details["inside"], record.step
                 self.eval_version += 1
@@ -174,7 +178,7 @@ class History:
         scores = "val_acc" if len(self.val_acc) or not len(self.val_r2) else "val_r2"
         rows = self.ratio_rows(1)
         ratio = tuple(next(iter(rows[-1][1].values()))) if rows and rows[-1][1] else ()
-        return Pinned(label, self.curve("loss"), self.curve("val_loss"), self.curve(scores), ratio)
+        return Pinned(label, self.curve("loss"), self.curve("val_loss"), self.curve(scores), ratio, self.by_length)
 
 
 def short_key(key: str) -> str:

@@ -326,6 +326,10 @@ def make_panel(kind: str) -> ScenarioPanel:
         from descent.tui.app.digits_panel import DigitsPanel
 
         return DigitsPanel(id="panel")
+    if kind == "seq2seq":
+        from descent.tui.app.seq2seq_panel import Seq2SeqPanel
+
+        return Seq2SeqPanel(id="panel")
     if kind == "textgen":
         from descent.tui.app.textgen_panel import TextgenPanel
 
