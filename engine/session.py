@@ -387,7 +387,7 @@ class Session(RunFiles):
         n = len(self.x_test) if not ev.max_samples else min(ev.max_samples, len(self.x_test))
         x, y = self.x_test[:n], ds.y_test[:n]
         mask = None if ds.mask_test is None else ds.mask_test[:n]
-        if self.scenario.task != "regression" and ds.y_test.ndim == 2:   # a class per output step (seq2seq)
+        if self.scenario.task == "classification" and ds.y_test.ndim == 2:   # a class per output step (seq2seq)
             from .seq2seq_eval import evaluate_seq2seq
 
             metrics, details = evaluate_seq2seq(self, x, y, mask)
