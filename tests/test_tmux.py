@@ -155,6 +155,7 @@ def test_a_dropped_terminal_keeps_the_run(tmp_path):
         tmux.keys("space")
         tmux.wait_for(r"running", 30)
         time.sleep(1)
+        pids = tree(int(tmux.run("display-message", "-p", "-t", tmux.name, "#{pane_pid}").strip()))
     finally:
         tmux.run("kill-server")
     end = time.monotonic() + 60
@@ -169,3 +170,25 @@ def test_a_dropped_terminal_keeps_the_run(tmp_path):
         time.sleep(0.3)
     assert json.loads(summaries[0].read_text())["status"] == "stopped"
     assert (run / "checkpoint.npz").exists() and not (run / ".descent.lock").exists()
+    deadline = time.monotonic() + 30          # and the process ends: no dashboard left behind
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.3)
+    assert not any(alive(p) for p in pids), f"still running after the hang-up: {[p for p in pids if alive(p)]}"
+
+
+def tree(pid: int) -> list[int]:
+    """pid and its descendants (the pane's shell may or may not exec the dashboard)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            todo += [int(c) for c in task.read_text().split()]
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        return open(f"/proc/{pid}/stat").read().split(") ", 1)[1][:1] != "Z"
+    except OSError:
+        return False

@@ -51,6 +51,21 @@ COMMANDS = (
 )
 
 
+def leave_soon(grace: float = 3.0) -> None:
+    """After a hang-up, once the run is kept: end the process if Textual's own exit has not within
+    `grace` seconds. Restoring a terminal that is gone can block its writer thread for ever (seen
+    with tmux's server killed mid-run), and nobody is left to see anything."""
+    import os
+    import threading
+    import time
+
+    def leave():
+        time.sleep(grace)
+        os._exit(130)
+
+    threading.Thread(target=leave, name="descent-hangup", daemon=True).start()
+
+
 class DescentApp(App):
     CSS_PATH = "descent.tcss"
     TITLE = "descent"
@@ -90,9 +105,14 @@ class DescentApp(App):
         dash = next((s for s in self.screen_stack if isinstance(s, DashboardScreen)), None)
         if dash is None:
             self.exit()
+            leave_soon()
         else:
             dash.quitting = False
-            self.run_worker(dash.finish("keep"), group="hangup")
+            self.run_worker(self._keep_and_leave(dash), group="hangup")
+
+    async def _keep_and_leave(self, dash) -> None:
+        await dash.finish("keep")
+        leave_soon()
 
     def exit(self, result=None, return_code: int = 0, message=None) -> None:
         if self.hung_up:            # nobody is there to read a message
