@@ -69,13 +69,18 @@ class WatchApp(App):
 
 
 def scenario_of(run):
-    """The run's Scenario from its scenario.toml, or a stand-in with what the view reads."""
+    """The run's Scenario from its scenario.toml, or a stand-in with what the view reads. Either
+    way its panel is the generic one (metrics, confusion matrix): the scenario panels predict with
+    a model in memory, and a watcher has none."""
+    from dataclasses import replace
+
     from descent.engine.errors import DescentError
     from descent.engine.scenario import loads
 
     if run.scenario_text:
         try:
-            return loads(run.scenario_text, name=f"{run.label}/scenario.toml", check_shapes=False)
+            return replace(loads(run.scenario_text, name=f"{run.label}/scenario.toml", check_shapes=False),
+                           panel="generic")
         except DescentError:
             pass
     return SimpleNamespace(name=run.label, knobs=(), panel="generic",

@@ -18,25 +18,20 @@ import threading
 from dataclasses import dataclass
 
 from textual import work
-from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Checkbox, Footer, Input, Select, Static, TabbedContent, TabPane
+from textual.widgets import Checkbox, Input, Select
 from textual.worker import Worker, WorkerState
 
 from descent.engine.control import Control
 from descent.engine.tail import WatchError
-from descent.tui.app.charts import AccuracyChart, LossChart, TensorChart
+from descent.tui.app.charts import AccuracyChart, LossChart
 from descent.tui.app.dashboard import DashboardScreen
 from descent.tui.app.dialogs import ConfirmDialog
-from descent.tui.app.guard import MIN_SIZE, too_small_text
 from descent.tui.app.history import History, format_value
 from descent.tui.app.knobs import KnobsPanel
 from descent.tui.app.messages import AlertRaised, Evaluated, KnobApplied, KnobEdited, Progress, RunEnded
-from descent.tui.app.panels import GenericPanel
-from descent.tui.app.status import StatusLine
-from descent.tui.app.timegrads import RatioChart, has_time_view, time_widgets
+from descent.tui.app.timegrads import RatioChart
 from descent.tui.app.training import route
 
 LOCAL_POLL_SECONDS = 0.5
@@ -98,29 +93,6 @@ class WatchScreen(DashboardScreen, inherit_bindings=False):
     @property
     def run(self):
         return self.runs[0]
-
-    def compose(self) -> ComposeResult:
-        """The dashboard's layout; the panel is the generic one (metrics, confusion matrix): the
-        scenario panels predict with a model in memory, and here there is none."""
-        yield StatusLine(id="status")
-        yield Static(too_small_text(*MIN_SIZE), id="too-small")
-        with Horizontal(id="body"):
-            yield KnobsPanel(self.scenario.knobs, id="knobs")
-            with Vertical(id="main"):
-                with Horizontal(id="curves"):
-                    yield LossChart(id="loss-chart")
-                    yield AccuracyChart(id="acc-chart")
-                with TabbedContent(id="tabs"):
-                    with TabPane("Gradients", id="tab-grads"):
-                        with Horizontal():
-                            yield TensorChart("grad_norms", "gradient norm", id="grad-chart")
-                            yield TensorChart("update_ratios", "update/weight", id="ratio-chart")
-                    if has_time_view(self.scenario.model.layers):
-                        with TabPane("Time gradients", id="tab-time"):
-                            yield time_widgets()
-                    with TabPane("Results", id="tab-panel"):
-                        yield GenericPanel(id="panel")
-        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self, event) -> None:
         event.prevent_default()
