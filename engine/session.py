@@ -136,8 +136,11 @@ class Session(RunFiles):
             warm_up(self.layers, ds.in_shape, self.loss, self.x_train[:n], ds.y_train[:n],
                     None if ds.mask_train is None else ds.mask_train[:n], self.dtype, t.optimizer)
             self.compile_seconds = time.perf_counter() - t0
-        for message in self.transfer.prepare(stop):
-            yield Compiling(message)
+        try:
+            for message in self.transfer.prepare(stop):
+                yield Compiling(message)
+        except SpecError as e:
+            raise e.at(file=str(sc.path) if sc.path else None) from None
         self.total_steps = self.schedule_steps = self._budget()
         if self.out_dir:
             self._open_run_dir()

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint
-from .errors import DescentError
+from .errors import DescentError, SpecError
 from .rundir import CHECKPOINT
 
 PRETRAINED = "pretrained"          # the runs home's folder of pretraining stages
@@ -64,7 +64,7 @@ def resolve(init_from: str, base_dir: Path):
         try:
             scenario = load(sibling if sibling.is_file() else resolve_name(name))
         except DescentError as e:
-            raise DescentError(f"model.init_from: {e}") from None
+            raise SpecError("model.init_from", f"{e}") from None
         run = pretrained_dir(scenario)
         return (run / CHECKPOINT if finished(run) else None), scenario
     p = Path(init_from).expanduser()
@@ -72,12 +72,13 @@ def resolve(init_from: str, base_dir: Path):
     if p.is_dir():
         p = p / CHECKPOINT
     if not p.is_file():
-        raise DescentError(f"model.init_from: {init_from}: no such run folder or checkpoint")
+        raise SpecError("model.init_from", f"{init_from}: no such run folder or checkpoint")
     return p, None
 
 
-def pretrain(scenario, data_root, stop=None):
-    """Train `scenario` into its pretrained_dir, yielding (step, total); returns the checkpoint.
+def pretrain(scenario, data_root, stop=None, name: str = ""):
+    """Train `scenario` into its pretrained_dir, yielding a progress line per logged step;
+    returns the checkpoint.
     `stop` (a threading.Event) ends it early, keeping its checkpoint to go on from next time."""
     from .records import Step
     from .session import Session
@@ -98,14 +99,14 @@ def pretrain(scenario, data_root, stop=None):
             pass
         for record in session.run(stop):
             if isinstance(record, Step):
-                yield record.step, session.total_steps
+                yield f"pretraining {name}: step {record.step}/{session.total_steps}"
     finally:
         session.close()
     if stop is not None and stop.is_set() and not finished(run):
-        raise DescentError(f"model.init_from: pretraining stopped at step {session.step}; it goes on from "
+        raise SpecError("model.init_from", f"pretraining stopped at step {session.step}; it goes on from "
                            f"there next time ({run})")
     if not finished(run):
-        raise DescentError(f"model.init_from: the pretraining run {run} did not finish")
+        raise SpecError("model.init_from", f"the pretraining run {run} did not finish")
     return run / CHECKPOINT
 
 
@@ -113,7 +114,7 @@ def load_arrays(path: Path) -> dict[str, np.ndarray]:
     try:
         arrays, _ = checkpoint.load(path)
     except (OSError, ValueError, KeyError) as e:
-        raise DescentError(f"model.init_from: {path}: not a readable checkpoint ({e})") from None
+        raise SpecError("model.init_from", f"{path}: not a readable checkpoint ({e})") from None
     return checkpoint.parameters(arrays)
 
 
@@ -132,7 +133,7 @@ def copy_matching(trainer, arrays: dict) -> dict:
             state[name] = np.asarray(src, dtype=value.dtype)
             copied.append(name)
     if not copied:
-        raise DescentError("model.init_from: no tensor of the checkpoint matches this model by name and shape")
+        raise SpecError("model.init_from", "no tensor of the checkpoint matches this model by name and shape")
     trainer.load_state_dict(state)
     return {"copied": copied, "skipped": skipped}
 
@@ -162,20 +163,13 @@ class Transfer:
             if path is None:
                 name = stage.path.stem if stage.path else "the first stage"
                 yield f"pretraining {name} first (once: it is kept for the next run)"
-                gen = pretrain(stage, s.data_root, stop)
-                while True:
-                    try:
-                        step, total = next(gen)
-                    except StopIteration as done:
-                        path = done.value
-                        break
-                    yield f"pretraining {name}: step {step}/{total}"
+                path = yield from pretrain(stage, s.data_root, stop, name)
             self.report = {"from": str(path), **copy_matching(s.trainer, load_arrays(path))}
             yield (f"init_from: {len(self.report['copied'])} tensors copied from {path}"
                    + (f"; fresh: {', '.join(self.report['skipped'])}" if self.report["skipped"] else ""))
         if m.freeze:
             if not hasattr(s.trainer, "optimizer"):
-                raise DescentError("model.freeze: only the numba backend freezes layers so far")
+                raise SpecError("model.freeze", "only the numba backend freezes layers so far")
             names = frozen_names(s.layers, list(m.freeze), s.trainer.names)
             s.trainer.optimizer.freeze(names)
             self.report["frozen"] = names
