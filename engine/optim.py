@@ -139,17 +139,20 @@ class Optimizer:
         self.delta = np.zeros_like(params.flat)     # the change each step applied, for |dW|
         self.spans = [(0, params.size)]             # flat ranges that train (`freeze` cuts holes)
         self.runs = decay_runs(params)
+        self.frozen_spans: list[tuple[int, int]] = []
 
     def freeze(self, names) -> None:
         """Tensors that never change: no gradient (so none in the clipping norm, as torch leaves
         `requires_grad=False` parameters out of clip_grad_norm_), no update, no weight decay."""
         ps, frozen = self.params, set(names)
-        self.frozen = np.zeros(ps.size, bool)
+        mask = np.zeros(ps.size, bool)
         for i, name in enumerate(ps.names):
             if name in frozen:
-                self.frozen[ps.offsets[i]:ps.offsets[i + 1]] = True
-        edges = np.flatnonzero(np.diff(np.concatenate([[True], self.frozen, [True]]).astype(np.int8)))
+                mask[ps.offsets[i]:ps.offsets[i + 1]] = True
+        edges = np.flatnonzero(np.diff(np.concatenate([[True], mask, [True]]).astype(np.int8)))
         self.spans = [(int(lo), int(hi)) for lo, hi in zip(edges[::2], edges[1::2])]
+        self.frozen_spans = [(int(ps.offsets[i]), int(ps.offsets[i + 1])) for i, n in enumerate(ps.names) if n in frozen]
+        self.delta[mask] = 0.0          # never written again: a frozen tensor's change stays 0
 
     def _pieces(self) -> list[tuple[int, int, float]]:
         """(start, end, weight decay) of the flat ranges that train: the decay runs cut to the
@@ -189,9 +192,8 @@ class Optimizer:
 
         A non-finite gradient norm skips the update (t, weights and slots unchanged)."""
         c, ps = self.config, self.params
-        if len(self.spans) != 1 or self.spans[0] != (0, ps.size):
-            ps.grad[self.frozen] = 0.0
-            self.delta[...] = 0.0
+        for lo, hi in self.frozen_spans:
+            ps.grad[lo:hi] = 0.0
         segment_sumsq(ps.grad, ps.offsets, self.grad_sq)
         norm = math.sqrt(sum(self.grad_sq.tolist()))
         if not math.isfinite(norm):
