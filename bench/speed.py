@@ -189,7 +189,9 @@ class Ours:
     def step(self):
         x, y = self.data[self.i % len(self.data)]
         self.i += 1
-        self.trainer.step(x, y)
+        # the step a session runs between logged steps: forward, backward, clipping norm, update.
+        # Like torch's variants, no per-tensor norms or update ratios (a logged step adds them)
+        self.trainer.step(x, y, time_grads=False)
 
 
 class Torch:

@@ -10,8 +10,9 @@ import numpy as np
 from .activation_kernels import CODES, IDENTITY, RELU
 from .activations import torch_activation
 from .arrays import Buffers
-from .conv_kernels import (col2im, conv_forward_direct, conv_grads_direct, dz_dense, dz_winners, im2col, pad_images,
-                           planes_act_backward, planes_bias_act)
+from . import threads
+from .conv_kernels import (col2im, conv_dx_direct, conv_forward_direct, conv_wgrads_direct, dz_dense, dz_winners,
+                           im2col, pad_images, planes_act_backward, planes_bias_act)
 from .dense import uniform_fan_in
 from .errors import SpecError
 from .layer import Layer, SpecReader
@@ -21,6 +22,14 @@ from .layer import Layer, SpecReader
 FORWARD_DIRECT_MAX_TAPS = 40
 BACKWARD_DIRECT_MAX_TAPS = 9
 GEMM_CHUNK = 1 << 22          # elements of the im2col buffer per batch chunk (16 MiB in float32)
+MIN_PIECE = 4                 # samples (or filters) per piece when the direct kernels are split
+
+
+def split(fn, total: int, least: int = MIN_PIECE) -> None:
+    """fn(lo, hi) over threads.pieces(total) on the engine's threads (the kernels release the GIL).
+    The direct kernels compute every sample (forward, dx) and every filter (weight gradients) on
+    its own, in the same order however they are cut: the bits do not depend on the thread count."""
+    threads.parallel(fn, threads.pieces(total, least))
 
 
 def conv_out_size(n: int, k: int, stride: int, padding: int) -> int:
@@ -53,7 +62,8 @@ def conv2d_forward(x, w, b, stride, padding, act=IDENTITY, slope=0.0, buf=None, 
     y = buf.get("y", (nb, nf, oh, ow))
     nk = nc * k * k
     if _direct(path, nk, FORWARD_DIRECT_MAX_TAPS):
-        conv_forward_direct(xf, w, b, stride, wp, act, slope, buf.get("acc", (nl,)), y)
+        split(lambda lo, hi: conv_forward_direct(xf[lo:hi], w, b, stride, wp, act, slope,
+                                                 buf.get(f"acc{lo}", (nl,)), y[lo:hi]), nb)
         return y, (xp, None)
     w2 = w.reshape(nf, nk)                                      # (F, C*K*K)
     cols = None
@@ -89,11 +99,14 @@ def conv2d_backward(saved, w, y, dy, stride, padding, act, slope, dw, db, need_d
         dzs = buf.get("dzs", (nb, nf, (oh + 2) * wp))
         if winners is not None and act in (IDENTITY, RELU):
             dyp, outp, arg = winners
-            dz_winners(dyp, outp, arg, act, ow, wp, dzs)
+            split(lambda lo, hi: dz_winners(dyp[lo:hi], outp[lo:hi], arg[lo:hi], act, ow, wp, dzs[lo:hi]), nb)
         else:
-            dz_dense(y, dy, act, slope, wp, dzs)
-        t = buf.get("t", (nk + 1, nl))
-        conv_grads_direct(xf, w, dzs, stride, wp, oh, ow, t, dw.reshape(nf, nk), db, dxf)
+            split(lambda lo, hi: dz_dense(y[lo:hi], dy[lo:hi], act, slope, wp, dzs[lo:hi]), nb)
+        dw2 = dw.reshape(nf, nk)
+        split(lambda lo, hi: conv_wgrads_direct(xf, dzs[:, lo:hi], stride, wp, oh, ow, k, buf.get(f"t{lo}", (nk + 1, nl)),
+                                                dw2[lo:hi], db[lo:hi] if db.size else db), nf, 1)
+        if need_dx:
+            split(lambda lo, hi: conv_dx_direct(w, dzs[lo:hi], stride, wp, oh, ow, dxf[lo:hi]), nb)
     else:
         w2, dw2 = w.reshape(nf, nk), dw.reshape(nf, nk)
         if need_dx:

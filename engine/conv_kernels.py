@@ -237,14 +237,15 @@ def dz_winners(dyp, outp, arg, act, ow, wp, dzs):
 
 
 @jit
-def conv_grads_direct(xf, w, dzs, s, wp, oh, ow, t, dw, db, dxf):
-    """Gradients of conv_forward_direct from dzs (dz_dense or dz_winners); OVERWRITES dw, db, dxf.
+def conv_wgrads_direct(xf, dzs, s, wp, oh, ow, k, t, dw, db):
+    """Weight gradients of conv_forward_direct from dzs (dz_dense or dz_winners); OVERWRITES dw, db.
 
-    xf (B, C, Hp*Wp) padded input; t (C*K*K + 1, L) scratch; dw (F, C*K*K); db (F,) or empty;
-    dxf (B, C, Hp*Wp), or empty when dx isn't needed.
+    xf (B, C, Hp*Wp) padded input; dzs (B, F', (OH+2)*wp) for F' filters (a block of them: each
+    filter's sum runs over the batch in the same order however the filters are cut);
+    t (C*K*K + 1, L) scratch; dw (F', C*K*K); db (F',) or empty.
     """
     nb, nc, _ = xf.shape
-    nf, _, k, _ = w.shape
+    nf = dzs.shape[1]
     nl = (oh - 1) * wp + ow
     nk = nc * k * k
     lanes = np.empty(CONV_LANES)                                # (CONV_LANES,) float64 partial sums
@@ -262,14 +263,21 @@ def conv_grads_direct(xf, w, dzs, s, wp, oh, ow, t, dw, db, dxf):
             dw[f, q] = lane_sum(t[q], lanes)
         if db.size > 0:
             db[f] = lane_sum(tb, lanes)
-    if dxf.size > 0:
-        for n in range(nb):
-            for c in range(nc):
-                dxc = dxf[n, c]                                 # (Hp*Wp,)
-                fill(dxc, 0.0)
-                for f in range(nf):
-                    for i in range(k):
-                        _taps_dx(dxc, dzs[n, f], i * wp, s, w[f, c, i], wp, nl)
+
+
+@jit
+def conv_dx_direct(w, dzs, s, wp, oh, ow, dxf):
+    """dxf (B', C, Hp*Wp) <- dL/dx of conv_forward_direct, padded, for the B' samples of dzs."""
+    nb, nc, _ = dxf.shape
+    nf, _, k, _ = w.shape
+    nl = (oh - 1) * wp + ow
+    for n in range(nb):
+        for c in range(nc):
+            dxc = dxf[n, c]                                     # (Hp*Wp,)
+            fill(dxc, 0.0)
+            for f in range(nf):
+                for i in range(k):
+                    _taps_dx(dxc, dzs[n, f], i * wp, s, w[f, c, i], wp, nl)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .arrays import Buffers
-from .conv import image_shape
+from .conv import image_shape, split
 from .errors import SpecError
 from .layer import Layer, SpecReader
 from .pooling_kernels import maxpool_backward, maxpool_forward
@@ -31,7 +31,7 @@ def maxpool2d_forward(x, size, stride, buf=None):
         raise ValueError(f"window {size} does not fit a {h}x{w} image")
     y = buf.get("y", (nb, nc, ph, pw))
     arg = buf.get("arg", (nb, nc, ph, pw), np.int32)
-    maxpool_forward(x, size, stride, y, arg)
+    split(lambda lo, hi: maxpool_forward(x[lo:hi], size, stride, y[lo:hi], arg[lo:hi]), nb)
     return y, arg
 
 
@@ -43,7 +43,8 @@ def maxpool2d_backward(dy, arg, x_shape, buf=None):
     buf = buf or Buffers(dy.dtype)
     nb, nc, h, w = x_shape
     dx = buf.get("dx", (nb, nc, h, w))
-    maxpool_backward(dy, arg, dx.reshape(nb, nc, h * w))
+    dxf = dx.reshape(nb, nc, h * w)
+    split(lambda lo, hi: maxpool_backward(dy[lo:hi], arg[lo:hi], dxf[lo:hi]), nb)
     return dx
 
 

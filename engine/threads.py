@@ -146,3 +146,14 @@ def parallel(fn, chunks) -> None:
     work()
     for f in futures:
         f.result()
+
+
+def pieces(total: int, least: int) -> list[tuple[int, int]]:
+    """0..total cut for `parallel`: two pieces per thread, so a thread the OS schedules late costs
+    little, none under `least` items; one piece on one thread."""
+    n = count()
+    k = min(2 * n, total // max(least, 1)) if n > 1 else 1
+    if k < 2:
+        return [(0, total)]
+    edges = [total * i // k for i in range(k + 1)]
+    return list(zip(edges[:-1], edges[1:]))
