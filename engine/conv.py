@@ -11,8 +11,9 @@ from .activation_kernels import CODES, IDENTITY, RELU
 from .activations import torch_activation
 from .arrays import Buffers
 from . import threads
-from .conv_kernels import (col2im, conv_dx_direct, conv_forward_direct, conv_wgrads_direct, dz_dense, dz_winners,
-                           im2col, pad_images, planes_act_backward, planes_bias_act)
+from .conv_kernels import (col2im, conv_dx_direct, conv_forward_direct, conv_forward_pieces, conv_grads_pieces,
+                           conv_wgrads_direct, dz_dense, dz_pieces, dz_winners, im2col, pad_images,
+                           planes_act_backward, planes_bias_act)
 from .dense import uniform_fan_in
 from .errors import SpecError
 from .layer import Layer, SpecReader
@@ -22,14 +23,7 @@ from .layer import Layer, SpecReader
 FORWARD_DIRECT_MAX_TAPS = 40
 BACKWARD_DIRECT_MAX_TAPS = 9
 GEMM_CHUNK = 1 << 22          # elements of the im2col buffer per batch chunk (16 MiB in float32)
-MIN_PIECE = 4                 # samples (or filters) per piece when the direct kernels are split
-
-
-def split(fn, total: int, least: int = MIN_PIECE) -> None:
-    """fn(lo, hi) over threads.pieces(total) on the engine's threads (the kernels release the GIL).
-    The direct kernels compute every sample (forward, dx) and every filter (weight gradients) on
-    its own, in the same order however they are cut: the bits do not depend on the thread count."""
-    threads.parallel(fn, threads.pieces(total, least))
+MIN_PIECE = 4                 # samples (or filters) per piece at least when the direct kernels are split
 
 
 def conv_out_size(n: int, k: int, stride: int, padding: int) -> int:
@@ -62,8 +56,12 @@ def conv2d_forward(x, w, b, stride, padding, act=IDENTITY, slope=0.0, buf=None, 
     y = buf.get("y", (nb, nf, oh, ow))
     nk = nc * k * k
     if _direct(path, nk, FORWARD_DIRECT_MAX_TAPS):
-        split(lambda lo, hi: conv_forward_direct(xf[lo:hi], w, b, stride, wp, act, slope,
-                                                 buf.get(f"acc{lo}", (nl,)), y[lo:hi]), nb)
+        # with DESCENT_THREADS >= 2, samples in pieces on Numba's threads (same bits: threads.py)
+        k = threads.numba_pieces(nb, MIN_PIECE)
+        if k > 1:
+            conv_forward_pieces(xf, w, b, stride, wp, act, slope, buf.get("accs", (k, nl)), y)
+        else:
+            conv_forward_direct(xf, w, b, stride, wp, act, slope, buf.get("acc", (nl,)), y)
         return y, (xp, None)
     w2 = w.reshape(nf, nk)                                      # (F, C*K*K)
     cols = None
@@ -97,16 +95,21 @@ def conv2d_backward(saved, w, y, dy, stride, padding, act, slope, dw, db, need_d
     dxf = dxp.reshape(nb, nc, hp * wp) if need_dx else buf.get("none", (0, 0, 0))
     if _direct(path, nk, BACKWARD_DIRECT_MAX_TAPS):
         dzs = buf.get("dzs", (nb, nf, (oh + 2) * wp))
-        if winners is not None and act in (IDENTITY, RELU):
-            dyp, outp, arg = winners
-            split(lambda lo, hi: dz_winners(dyp[lo:hi], outp[lo:hi], arg[lo:hi], act, ow, wp, dzs[lo:hi]), nb)
-        else:
-            split(lambda lo, hi: dz_dense(y[lo:hi], dy[lo:hi], act, slope, wp, dzs[lo:hi]), nb)
+        use_winners = winners is not None and act in (IDENTITY, RELU)
+        dyp, outp, arg = winners if use_winners else (y, y, buf.get("noarg", (0, 0, 0, 0), np.int32))
         dw2 = dw.reshape(nf, nk)
-        split(lambda lo, hi: conv_wgrads_direct(xf, dzs[:, lo:hi], stride, wp, oh, ow, k, buf.get(f"t{lo}", (nk + 1, nl)),
-                                                dw2[lo:hi], db[lo:hi] if db.size else db), nf, 1)
-        if need_dx:
-            split(lambda lo, hi: conv_dx_direct(w, dzs[lo:hi], stride, wp, oh, ow, dxf[lo:hi]), nb)
+        pieces = threads.numba_pieces(min(nb, nf * MIN_PIECE), MIN_PIECE)
+        if pieces > 1:
+            dz_pieces(use_winners, dyp, outp, arg, y, dy, act, slope, ow, wp, dzs, pieces)
+            conv_grads_pieces(xf, w, dzs, stride, wp, oh, ow, buf.get("ts", (pieces, nk + 1, nl)), dw2, db, dxf)
+        else:
+            if use_winners:
+                dz_winners(dyp, outp, arg, act, ow, wp, dzs)
+            else:
+                dz_dense(y, dy, act, slope, wp, dzs)
+            conv_wgrads_direct(xf, dzs, 0, nf, stride, wp, oh, ow, k, buf.get("t", (nk + 1, nl)), dw2, db)
+            if need_dx:
+                conv_dx_direct(w, dzs, stride, wp, oh, ow, dxf)
     else:
         w2, dw2 = w.reshape(nf, nk), dw.reshape(nf, nk)
         if need_dx:
@@ -195,6 +198,10 @@ class Conv2d(Layer):
         for view in p.values():
             view[...] = uniform_fan_in(rng, view.shape, self.fan_in, self.dtype)
 
+    def reads_winners(self) -> bool:
+        """Whether a max-pool right above makes its backward read the pool's winners, not dy."""
+        return self.act in (IDENTITY, RELU) and _direct("auto", self.fan_in, BACKWARD_DIRECT_MAX_TAPS)
+
     def forward(self, x, ctx):
         x = np.ascontiguousarray(x, dtype=self.dtype)
         b = self.p["bias"] if self.has_bias else self._no_bias
@@ -205,6 +212,8 @@ class Conv2d(Layer):
     def backward(self, dy, ctx):
         pool = getattr(dy, "pool", None)
         winners = (pool.dy, pool.y, pool.arg) if pool is not None and pool.x_in is self.y else None
+        if pool is not None and not dy.filled and (winners is None or not self.reads_winners()):
+            pool.fill(dy)                   # the pool left dy to the winners, and they don't apply here
         return conv2d_backward(self.saved, self.p["weight"], self.y, dy, self.stride, self.padding, self.act,
                                self.slope, self.g["weight"], self.g["bias"] if self.has_bias else self._empty,
                                self.need_dx, self.buf, winners=winners)

@@ -61,6 +61,10 @@ class Layer:
     def sublayers(self) -> list["Layer"]:
         return []
 
+    def after(self, prev: "Layer") -> None:
+        """build_layers names the layer before this one in its list: the only layer that reads
+        this one's dx, so a pair may agree on a shortcut (MaxPool2d under a Conv2d)."""
+
 
 def named_param_shapes(layers: list[Layer]) -> list[tuple[str, tuple]]:
     return [(f"{i}.{local}", shape) for i, layer in enumerate(layers) for local, shape in layer.param_shapes().items()]

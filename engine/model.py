@@ -79,6 +79,8 @@ def build_layers(spec, in_shape: tuple, dtype=np.float32, prefix: str = "") -> l
         except ValueError as e:   # a kernel wrapper's shape complaint
             raise SpecError(f"[{i}]", f"{kind} cannot take input of shape {shape}: {e}") from None
         layer.name = f"{prefix}{len(layers)}"
+        if layers:
+            layer.after(layers[-1])
         layers.append(layer)
         shape = layer.out_shape
     return layers

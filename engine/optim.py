@@ -13,14 +13,11 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from . import threads
 from .arrays import segment_sumsq
 from .jit import jit
 from .names import OPTIMIZERS
 from .params import ParamSet
 from .scenario.schema import TrainingConfig
-
-UPDATE_PIECE = 1 << 15       # parameters per piece when an update is split across threads (below: one call)
 
 _T = TrainingConfig()     # the schema holds every default once; a bare OptimConfig() takes them
 
@@ -207,9 +204,7 @@ class Optimizer:
         self.clip_scale = scale
         self.t += 1
         for lo, hi, wd in self._pieces():     # decay_on = "matrices": nanoGPT's two groups
-            # element-wise, so any cut gives the same bits: big ranges go to the engine's threads
-            threads.parallel(lambda a, b: self._update(a, b, wd, scale),
-                             [(lo + a, lo + b) for a, b in threads.pieces(hi - lo, UPDATE_PIECE)])
+            self._update(lo, hi, wd, scale)
         if diagnostics:
             segment_sumsq(self.delta, ps.offsets, self.upd_sq)
             segment_sumsq(ps.flat, ps.offsets, self.p_sq)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 from .arrays import Buffers
-from .conv import image_shape, split
+from . import threads
+from .conv import MIN_PIECE, Conv2d, image_shape
 from .errors import SpecError
 from .layer import Layer, SpecReader
-from .pooling_kernels import maxpool_backward, maxpool_forward
+from .pooling_kernels import maxpool_backward, maxpool_backward_pieces, maxpool_forward, maxpool_forward_pieces
 
 
 def maxpool2d_forward(x, size, stride, buf=None):
@@ -31,20 +32,29 @@ def maxpool2d_forward(x, size, stride, buf=None):
         raise ValueError(f"window {size} does not fit a {h}x{w} image")
     y = buf.get("y", (nb, nc, ph, pw))
     arg = buf.get("arg", (nb, nc, ph, pw), np.int32)
-    split(lambda lo, hi: maxpool_forward(x[lo:hi], size, stride, y[lo:hi], arg[lo:hi]), nb)
+    k = threads.numba_pieces(nb, MIN_PIECE)
+    if k > 1:
+        maxpool_forward_pieces(x, size, stride, y, arg, k)
+    else:
+        maxpool_forward(x, size, stride, y, arg)
     return y, arg
 
 
-def maxpool2d_backward(dy, arg, x_shape, buf=None):
-    """dL/dx (B, C, H, W) from dy (B, C, PH, PW): each window's gradient goes to its winner."""
+def maxpool2d_backward(dy, arg, x_shape, buf=None, out=None):
+    """dL/dx (B, C, H, W) from dy (B, C, PH, PW): each window's gradient goes to its winner
+    (into `out` when given)."""
     dy = np.ascontiguousarray(dy)
     if dy.shape != arg.shape:
         raise ValueError(f"maxpool2d backward: dy {dy.shape} for winners {arg.shape}")
     buf = buf or Buffers(dy.dtype)
     nb, nc, h, w = x_shape
-    dx = buf.get("dx", (nb, nc, h, w))
+    dx = buf.get("dx", (nb, nc, h, w)) if out is None else out
     dxf = dx.reshape(nb, nc, h * w)
-    split(lambda lo, hi: maxpool_backward(dy[lo:hi], arg[lo:hi], dxf[lo:hi]), nb)
+    k = threads.numba_pieces(nb, MIN_PIECE)
+    if k > 1:
+        maxpool_backward_pieces(dy, arg, dxf, k)
+    else:
+        maxpool_backward(dy, arg, dxf)
     return dx
 
 
@@ -58,6 +68,7 @@ class PoolGrad(np.ndarray):
     """
 
     pool = None
+    filled = True     # False: the pool left it empty for the Conv2d under it, which reads the winners
 
 
 class MaxPool2d(Layer):
@@ -74,6 +85,17 @@ class MaxPool2d(Layer):
             raise SpecError(".size", f"a {self.size}x{self.size} window does not fit a {h}x{w} image")
         self.out_shape = (c, ph, pw)
         self.buf = Buffers(self.dtype)
+        self.winners_only = False
+
+    def after(self, prev):
+        # a direct Conv2d with ReLU (or none) right below reads the winners, never the dense dx:
+        # don't build it (about 8% of a step of the bench's CNN)
+        self.winners_only = isinstance(prev, Conv2d) and prev.reads_winners()
+
+    def fill(self, dx) -> None:
+        """Write the dense gradient into a PoolGrad this pool left empty."""
+        maxpool2d_backward(self.dy, self.arg, self.x_shape, out=dx.view(np.ndarray))
+        dx.filled = True
 
     def forward(self, x, ctx):
         self.x_in = x                     # the object itself: Conv2d checks it is its own output
@@ -86,7 +108,11 @@ class MaxPool2d(Layer):
         if not self.need_dx:
             return None
         self.dy = np.ascontiguousarray(dy, dtype=self.dtype)
-        dx = maxpool2d_backward(self.dy, self.arg, self.x_shape, self.buf).view(PoolGrad)
+        if self.winners_only:
+            dx = self.buf.get("dx", self.x_shape).view(PoolGrad)
+            dx.filled = False
+        else:
+            dx = maxpool2d_backward(self.dy, self.arg, self.x_shape, self.buf).view(PoolGrad)
         dx.pool = self
         return dx
 

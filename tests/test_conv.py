@@ -326,14 +326,32 @@ def test_pool_winners_path_equals_dense_path(monkeypatch, rel_err, act):
     pool.forward(convl.forward(x, ctx), ctx)
     dpool = pool.backward(dy, ctx)
     assert isinstance(dpool, pooling.PoolGrad)
+    assert pool.winners_only and not dpool.filled                # left empty: the conv reads the winners
     dx_fast = np.array(convl.backward(dpool, ctx))
     g_fast = {k: np.array(v) for k, v in net.params.grads.items()}
     assert calls == [1]
-    dx_dense = np.array(convl.backward(np.array(dpool), ctx))        # a plain array: the dense path
+    dense = pooling.maxpool2d_backward(dy, pool.arg, pool.x_shape)
+    dx_dense = np.array(convl.backward(dense, ctx))                  # a plain array: the dense path
     assert calls == [1]
     assert rel_err(dx_fast, dx_dense) < 1e-12
     for k, v in net.params.grads.items():
         assert rel_err(g_fast[k], v) < 1e-12
+
+
+def test_pool_fills_its_dense_gradient_when_the_winners_do_not_apply(torch, rel_err):
+    """A pool that left dx empty for the conv below (winners_only) gets it filled by that conv
+    when the conv's backward reads dy after all (here: its activation made to be tanh)."""
+    specs = [{"type": "conv2d", "filters": 3, "kernel": 3, "activation": "relu"}, {"type": "maxpool2d"},
+             {"type": "flatten"}, {"type": "dense", "units": 2}]
+    net = net_of(specs, (1, 8, 8))
+    assert net.layers[1].winners_only
+    assert not net_of([dict(specs[0], activation="tanh")] + specs[1:], (1, 8, 8)).layers[1].winners_only
+    net.layers[0].act = CODES["tanh"]                                # now the winners don't apply
+    rng = np.random.default_rng(2)
+    x, dy = rng.standard_normal((4, 1, 8, 8)), rng.standard_normal((4, 2))
+    y, dx, grads = run(net, x, dy)
+    ty, tdx, tgrads = torch_run(torch, net, x, dy)
+    assert rel_err(dx, tdx) < 1e-10 and all(rel_err(grads[k], tgrads[k]) < 1e-10 for k in grads)
 
 
 def test_steady_state_reuses_buffers():
@@ -476,6 +494,8 @@ def test_threads_give_the_same_bits(act, pool):
     """The direct kernels and the pool are cut by samples (weight gradients by filters) on the
     engine's threads: every bit of y, dx and the gradients is that of one thread, winners path
     (ReLU under a pool), dense path (tanh) and no pool alike, an uneven batch included."""
+    import numba
+
     from descent.engine import threads
 
     specs = [{"type": "conv2d", "filters": 6, "kernel": 3, "activation": act}]
@@ -487,7 +507,7 @@ def test_threads_give_the_same_bits(act, pool):
     results = []
     for n in (1, 2, 3):
         with threads.using(n):
-            assert len(threads.pieces(37, conv.MIN_PIECE)) == (1 if n == 1 else 2 * n)
+            assert threads.numba_pieces(37, conv.MIN_PIECE) == min(n, numba.config.NUMBA_NUM_THREADS)
             results.append(run(net, x, dy))
     for y, dx, grads in results[1:]:
         assert np.array_equal(y, results[0][0]) and np.array_equal(dx, results[0][1])

@@ -350,24 +350,3 @@ def test_paramset_errors():
         ps.load_state_dict(good | {"extra": np.zeros(1)})
     with pytest.raises(ValueError, match=r"0.weight: shape \(5, 6\)"):
         ps.load_state_dict(good | {"0.weight": np.zeros((5, 6))})
-
-
-@pytest.mark.parametrize("name", ["adam", "adamw", "sgd_momentum", "rmsprop"])
-def test_threads_give_the_same_bits(name, monkeypatch):
-    """An update cut into pieces for the engine's threads is element-wise: the same bits as one call."""
-    from descent.engine import optim, threads
-
-    monkeypatch.setattr(optim, "UPDATE_PIECE", 8)          # the test's 90 parameters in several pieces
-    results = []
-    for n in (1, 2, 3):
-        ps, opt = make(CONFIGS[name], np.float32)
-        rng = np.random.default_rng(1)
-        with threads.using(n):
-            assert len(threads.pieces(ps.size, optim.UPDATE_PIECE)) == (1 if n == 1 else 2 * n)
-            for _ in range(3):
-                ps.grad[:] = grads_for(ps, rng)
-                opt.step()
-        results.append((ps.flat.copy(), opt.delta.copy(), opt.upd_sq.copy()))
-    for flat, delta, upd in results[1:]:
-        assert np.array_equal(flat, results[0][0]) and np.array_equal(delta, results[0][1])
-        assert np.array_equal(upd, results[0][2])
