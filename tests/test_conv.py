@@ -507,7 +507,10 @@ def test_threads_give_the_same_bits(act, pool):
     results = []
     for n in (1, 2, 3):
         with threads.using(n):
-            assert threads.numba_pieces(37, conv.MIN_PIECE) == min(n, numba.config.NUMBA_NUM_THREADS)
+            pieces = threads.numba_pieces(37, conv.MIN_PIECE)
+            if n > 1 and pieces == 1:
+                pytest.skip("Numba has no thread-safe threading layer (OpenMP or TBB) here: the kernels stay serial")
+            assert pieces == min(n, numba.config.NUMBA_NUM_THREADS)
             results.append(run(net, x, dy))
     for y, dx, grads in results[1:]:
         assert np.array_equal(y, results[0][0]) and np.array_equal(dx, results[0][1])
