@@ -26,9 +26,7 @@ from .alarms import GradMonitor, is_recurrent
 from .backend import make_trainer, warm_up
 from .data.text_lm import is_lm
 from .errors import DescentError, SpecError
-from .lesson_metrics import lesson_extras
-from .inside import inside_the_cell, sample_index
-from .metrics import accuracy_by_group, classification, probabilities, regression, sequences_batched
+from .metrics import probabilities
 from .model import fill_from_data
 from .names import LIVE_SETTINGS
 from .optim import OptimConfig
@@ -38,8 +36,6 @@ from .rundir import RunFolder
 from .session_files import RunFiles
 from .transfer import Transfer
 from .schedules import lr_at
-
-INSIDE_BATCH = 64                 # test samples the gate and attention curves average over
 
 
 def plain(value):
@@ -381,52 +377,11 @@ class Session(RunFiles):
         return self.predict_proba(x, mask)
 
     def evaluate(self) -> Evaluation:
-        ds, ev = self.dataset, self.scenario.evaluation
-        if is_lm(ds):
-            from .lm_session import lm_evaluation
+        """The test split's metrics and the panels' details now (engine/evaluate.py)."""
+        from .evaluate import evaluate
 
-            self.last_eval = lm_evaluation(self)
-            return self.last_eval
-        n = len(self.x_test) if not ev.max_samples else min(ev.max_samples, len(self.x_test))
-        x, y = self.x_test[:n], ds.y_test[:n]
-        mask = None if ds.mask_test is None else ds.mask_test[:n]
-        if self.scenario.task == "classification" and ds.y_test.ndim == 2:   # a class per output step (seq2seq)
-            from .seq2seq_eval import evaluate_seq2seq
-
-            metrics, details = evaluate_seq2seq(self, x, y, mask)
-        elif self.scenario.task == "regression":
-            with self._lock:
-                out = self.trainer.predict(x, mask)
-            metrics, details = regression(out, y)
-            more, extra = lesson_extras(self.scenario.data.source, ds, out, n, self.trainer, self.base_lr)
-            metrics, details = metrics | more, details | extra
-        elif self.scenario.task == "sequence":
-            with self._lock:
-                metrics, details = sequences_batched(self.trainer.predict, x, y, mask)
-            details.pop("correct")
-        else:
-            probs = self.predict_proba(x, mask)
-            metrics, details = classification(probs, y, ds.class_names)
-            pred = probs.argmax(axis=1)
-            if "gap" in ds.extra_test and ev.by_gap:
-                details["by_gap"] = accuracy_by_group(pred == y, ds.extra_test["gap"][:n])
-                details["chance"] = 1.0 / ds.n_classes
-            if ds.texts_test is not None and probs.shape[1] == 2:
-                wrong = np.flatnonzero(pred != y)
-                worst = wrong[np.argsort(-np.abs(probs[wrong, 1] - 0.5))][:8]
-                details["mistakes"] = [{"text": ds.texts_test[i], "label": ds.class_names[int(y[i])],
-                                        "p_positive": float(probs[i, 1])} for i in worst]
-        scratch, tuned_loss = self.transfer.evaluate(x, y, mask)
-        if scratch:
-            details["scratch"] = scratch
-            if tuned_loss is not None:
-                metrics["train_loss"] = tuned_loss
-        inside = self._inside(x, mask)
-        if inside:
-            details["inside"] = inside
-        record = Evaluation(self.step, round(self.epoch, 4), "test", metrics, details)
-        self.last_eval = record
-        return record
+        self.last_eval = evaluate(self)
+        return self.last_eval
 
     def generate(self, prompt: str = "", chars: int = 200, temperature: float = 0.8, top_k: int | None = None,
                  seed: int = 0, stop: threading.Event | None = None) -> str:
@@ -436,29 +391,6 @@ class Session(RunFiles):
         if not is_lm(self.dataset):
             raise DescentError("this scenario's model is not a language model; nothing to sample")
         return session_generate(self, prompt, chars, temperature, top_k, seed, stop)
-
-    def _inside(self, x, mask) -> dict:
-        """{"layers": engine.inside curves on the first INSIDE_BATCH test samples, "words": the chosen
-        sentence, "gap": its gap (Nile)}; {} without an LSTM, GRU or attention layer, or with the
-        torch backend."""
-        net = getattr(self.trainer, "net", None)
-        if net is None or not isinstance(x, np.ndarray) or x.dtype.kind not in "iu":
-            return {}
-        xs, ms = x[:INSIDE_BATCH], None if mask is None else mask[:INSIDE_BATCH]
-        with self._lock:
-            layers = inside_the_cell(net, xs, ms)
-        if not layers:
-            return {}
-        found = {"layers": layers}
-        vocab = self.dataset.vocab
-        if vocab:
-            pick = sample_index(ms, len(xs))
-            ids = xs[pick] if ms is None else xs[pick][ms[pick]]
-            found["words"] = [vocab[int(i)] if 0 <= i < len(vocab) else "?" for i in ids]
-            gaps = self.dataset.extra_test.get("gap")
-            if gaps is not None:
-                found["gap"] = int(gaps[pick])
-        return found
 
     # ---- persistence -------------------------------------------------------------------------------
     def _emit(self, record):
