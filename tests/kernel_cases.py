@@ -40,11 +40,18 @@ CASES = {
              {"type": "flatten"}, {"type": "dense", "units": 2}], (T,), "mse", "adam"),
     "transformer": ([{"type": "transformer", "vocab": 9, "layers": 2, "dim": 4, "heads": 2, "bias": True},
                      {"type": "flatten"}, {"type": "dense", "units": 2}], (T,), "mse", "adamw"),
+    # x = [source (T) | BOS + reversed source], a label per decoder step (IGNORE past the end)
+    "seq2seq_lstm": ([{"type": "seq2seq", "cell": "lstm", "hidden": 4, "embed": 3, "vocab": 9,
+                       "attention": "additive", "attention_dim": 3}], (2 * T + 1,), "cross_entropy", "adam"),
+    "seq2seq_gru": ([{"type": "seq2seq", "cell": "gru", "hidden": 3, "embed": 2, "vocab": 9, "attention": "none"}],
+                    (2 * T + 1,), "cross_entropy", "sgd"),
 }
 
 
 def batch(name, in_shape, loss, rng):
     mask = None
+    if name.startswith("seq2seq"):
+        return seq2seq_batch(rng)
     if CASES[name][0][0]["type"] in ("embedding", "transformer"):
         mask = np.arange(T)[None, :] < np.array(LENS)[:, None]
         x = np.where(mask, rng.integers(1, 9, size=(B, T)), 0).astype(np.int64)
@@ -58,6 +65,20 @@ def batch(name, in_shape, loss, rng):
         y = rng.integers(0, 2, (B, 1)).astype(np.float64)
     else:
         y = rng.standard_normal((B, CASES[name][0][-1]["units"]))
+    return x, y, mask
+
+
+def seq2seq_batch(rng):
+    from descent.engine.data.reverse import BOS, EOS, IGNORE
+
+    x = np.zeros((B, 2 * T + 1), np.int64)
+    mask = np.zeros_like(x, bool)
+    y = np.full((B, T + 1), IGNORE, np.int64)
+    for b, n in enumerate(LENS):
+        src = rng.integers(4, 9, n)
+        x[b, :n], x[b, T], x[b, T + 1:T + 1 + n] = src, BOS, src[::-1]
+        mask[b, :n] = mask[b, T:T + 1 + n] = True
+        y[b, :n], y[b, n] = src[::-1], EOS
     return x, y, mask
 
 
