@@ -10,10 +10,8 @@ import numpy as np
 from .activation_kernels import CODES, IDENTITY, RELU
 from .activations import torch_activation
 from .arrays import Buffers
-from . import threads
-from .conv_kernels import (col2im, conv_dx_direct, conv_forward_direct, conv_forward_pieces, conv_grads_pieces,
-                           conv_wgrads_direct, dz_dense, dz_pieces, dz_winners, im2col, pad_images,
-                           planes_act_backward, planes_bias_act)
+from .conv_kernels import (col2im, conv_dx_direct, conv_forward_direct, conv_wgrads_direct, dz_dense, dz_winners,
+                           im2col, pad_images, planes_act_backward, planes_bias_act)
 from .dense import uniform_fan_in
 from .errors import SpecError
 from .layer import Layer, SpecReader
@@ -23,7 +21,6 @@ from .layer import Layer, SpecReader
 FORWARD_DIRECT_MAX_TAPS = 40
 BACKWARD_DIRECT_MAX_TAPS = 9
 GEMM_CHUNK = 1 << 22          # elements of the im2col buffer per batch chunk (16 MiB in float32)
-MIN_PIECE = 4                 # samples (or filters) per piece at least when the direct kernels are split
 
 
 def conv_out_size(n: int, k: int, stride: int, padding: int) -> int:
@@ -56,12 +53,7 @@ def conv2d_forward(x, w, b, stride, padding, act=IDENTITY, slope=0.0, buf=None, 
     y = buf.get("y", (nb, nf, oh, ow))
     nk = nc * k * k
     if _direct(path, nk, FORWARD_DIRECT_MAX_TAPS):
-        # with DESCENT_THREADS >= 2, samples in pieces on Numba's threads (same bits: threads.py)
-        k = threads.numba_pieces(nb, MIN_PIECE)
-        if k > 1:
-            conv_forward_pieces(xf, w, b, stride, wp, act, slope, buf.get("accs", (k, nl)), y)
-        else:
-            conv_forward_direct(xf, w, b, stride, wp, act, slope, buf.get("acc", (nl,)), y)
+        conv_forward_direct(xf, w, b, stride, wp, act, slope, buf.get("acc", (nl,)), y)
         return y, (xp, None)
     w2 = w.reshape(nf, nk)                                      # (F, C*K*K)
     cols = None
@@ -95,21 +87,14 @@ def conv2d_backward(saved, w, y, dy, stride, padding, act, slope, dw, db, need_d
     dxf = dxp.reshape(nb, nc, hp * wp) if need_dx else buf.get("none", (0, 0, 0))
     if _direct(path, nk, BACKWARD_DIRECT_MAX_TAPS):
         dzs = buf.get("dzs", (nb, nf, (oh + 2) * wp))
-        use_winners = winners is not None and act in (IDENTITY, RELU)
-        dyp, outp, arg = winners if use_winners else (y, y, buf.get("noarg", (0, 0, 0, 0), np.int32))
-        dw2 = dw.reshape(nf, nk)
-        pieces = threads.numba_pieces(min(nb, nf * MIN_PIECE), MIN_PIECE)
-        if pieces > 1:
-            dz_pieces(use_winners, dyp, outp, arg, y, dy, act, slope, ow, wp, dzs, pieces)
-            conv_grads_pieces(xf, w, dzs, stride, wp, oh, ow, buf.get("ts", (pieces, nk + 1, nl)), dw2, db, dxf)
+        if winners is not None and act in (IDENTITY, RELU):
+            dyp, outp, arg = winners
+            dz_winners(dyp, outp, arg, act, ow, wp, dzs)
         else:
-            if use_winners:
-                dz_winners(dyp, outp, arg, act, ow, wp, dzs)
-            else:
-                dz_dense(y, dy, act, slope, wp, dzs)
-            conv_wgrads_direct(xf, dzs, 0, nf, stride, wp, oh, ow, k, buf.get("t", (nk + 1, nl)), dw2, db)
-            if need_dx:
-                conv_dx_direct(w, dzs, stride, wp, oh, ow, dxf)
+            dz_dense(y, dy, act, slope, wp, dzs)
+        conv_wgrads_direct(xf, dzs, 0, nf, stride, wp, oh, ow, k, buf.get("t", (nk + 1, nl)), dw.reshape(nf, nk), db)
+        if need_dx:
+            conv_dx_direct(w, dzs, stride, wp, oh, ow, dxf)
     else:
         w2, dw2 = w.reshape(nf, nk), dw.reshape(nf, nk)
         if need_dx:

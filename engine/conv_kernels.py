@@ -20,11 +20,10 @@ Two paths, chosen by the taps per output C*K*K (FORWARD_/BACKWARD_DIRECT_MAX_TAP
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
 from .activation_kernels import IDENTITY, RELU, SOFTMAX, act_backward, bias_act_forward
 from .arrays import CONV_LANES, fill, lane_sum
-from .jit import jit, jit_pieces
+from .jit import jit
 
 
 @jit
@@ -280,44 +279,6 @@ def conv_dx_direct(w, dzs, s, wp, oh, ow, dxf):
             for f in range(nf):
                 for i in range(k):
                     _taps_dx(dxc, dzs[n, f], i * wp, s, w[f, c, i], wp, nl)
-
-
-# ---------------------------------------------------------------------------------------------
-# the direct kernels on Numba's threads (threads.numba_pieces): samples, or filters, in pieces
-
-@jit_pieces
-def conv_forward_pieces(xf, w, b, s, wp, act, slope, accs, y):
-    """conv_forward_direct with the batch in len(accs) pieces; accs (pieces, L) scratch."""
-    nb, k = xf.shape[0], accs.shape[0]
-    for i in prange(k):
-        lo, hi = nb * i // k, nb * (i + 1) // k
-        conv_forward_direct(xf[lo:hi], w, b, s, wp, act, slope, accs[i], y[lo:hi])
-
-
-@jit_pieces
-def dz_pieces(winners, dyp, outp, arg, y, dy, act, slope, ow, wp, dzs, k):
-    """dz_winners (winners) or dz_dense with the batch in k pieces."""
-    nb = dzs.shape[0]
-    for i in prange(k):
-        lo, hi = nb * i // k, nb * (i + 1) // k
-        if winners:
-            dz_winners(dyp[lo:hi], outp[lo:hi], arg[lo:hi], act, ow, wp, dzs[lo:hi])
-        else:
-            dz_dense(y[lo:hi], dy[lo:hi], act, slope, wp, dzs[lo:hi])
-
-
-@jit_pieces
-def conv_grads_pieces(xf, w, dzs, s, wp, oh, ow, ts, dw, db, dxf):
-    """conv_wgrads_direct with the filters in len(ts) pieces (ts (pieces, C*K*K+1, L) scratch),
-    then conv_dx_direct with the batch in as many, when dxf is not empty."""
-    nf, k = w.shape[0], ts.shape[0]
-    for i in prange(k):
-        conv_wgrads_direct(xf, dzs, nf * i // k, nf * (i + 1) // k, s, wp, oh, ow, w.shape[2], ts[i], dw, db)
-    nb = dxf.shape[0]
-    if dxf.size > 0:
-        for i in prange(k):
-            lo, hi = nb * i // k, nb * (i + 1) // k
-            conv_dx_direct(w, dzs[lo:hi], s, wp, oh, ow, dxf[lo:hi])
 
 
 # ---------------------------------------------------------------------------------------------

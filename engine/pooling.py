@@ -10,11 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from .arrays import Buffers
-from . import threads
-from .conv import MIN_PIECE, Conv2d, image_shape
+from .conv import Conv2d, image_shape
 from .errors import SpecError
 from .layer import Layer, SpecReader
-from .pooling_kernels import maxpool_backward, maxpool_backward_pieces, maxpool_forward, maxpool_forward_pieces
+from .pooling_kernels import maxpool_backward, maxpool_forward
 
 
 def maxpool2d_forward(x, size, stride, buf=None):
@@ -32,11 +31,7 @@ def maxpool2d_forward(x, size, stride, buf=None):
         raise ValueError(f"window {size} does not fit a {h}x{w} image")
     y = buf.get("y", (nb, nc, ph, pw))
     arg = buf.get("arg", (nb, nc, ph, pw), np.int32)
-    k = threads.numba_pieces(nb, MIN_PIECE)
-    if k > 1:
-        maxpool_forward_pieces(x, size, stride, y, arg, k)
-    else:
-        maxpool_forward(x, size, stride, y, arg)
+    maxpool_forward(x, size, stride, y, arg)
     return y, arg
 
 
@@ -49,12 +44,7 @@ def maxpool2d_backward(dy, arg, x_shape, buf=None, out=None):
     buf = buf or Buffers(dy.dtype)
     nb, nc, h, w = x_shape
     dx = buf.get("dx", (nb, nc, h, w)) if out is None else out
-    dxf = dx.reshape(nb, nc, h * w)
-    k = threads.numba_pieces(nb, MIN_PIECE)
-    if k > 1:
-        maxpool_backward_pieces(dy, arg, dxf, k)
-    else:
-        maxpool_backward(dy, arg, dxf)
+    maxpool_backward(dy, arg, dx.reshape(nb, nc, h * w))
     return dx
 
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
 from .arrays import fill
-from .jit import jit, jit_pieces
+from .jit import jit
 
 
 @jit
@@ -76,21 +75,3 @@ def maxpool_backward(dy, arg, dx):
             for r in range(ph):
                 for q in range(pw):
                     dxc[a[r, q]] += g[r, q]
-
-
-@jit_pieces
-def maxpool_forward_pieces(x, size, s, y, arg, k):
-    """maxpool_forward with the batch in k pieces on Numba's threads."""
-    nb = x.shape[0]
-    for i in prange(k):
-        lo, hi = nb * i // k, nb * (i + 1) // k
-        maxpool_forward(x[lo:hi], size, s, y[lo:hi], arg[lo:hi])
-
-
-@jit_pieces
-def maxpool_backward_pieces(dy, arg, dx, k):
-    """maxpool_backward with the batch in k pieces on Numba's threads."""
-    nb = dy.shape[0]
-    for i in prange(k):
-        lo, hi = nb * i // k, nb * (i + 1) // k
-        maxpool_backward(dy[lo:hi], arg[lo:hi], dx[lo:hi])

@@ -3,9 +3,7 @@
 One setting, DESCENT_THREADS (default 1), read by everything that runs on more than one core:
   - BLAS (NumPy's OpenBLAS and SciPy's, the one Numba kernels call) is limited to it;
   - the recurrent layers split their work (kernel rows, products) across that many threads of
-    the engine's own pool (`parallel`), with BLAS on one thread meanwhile (`blas_single`);
-  - the direct convolution and max-pool kernels cut the batch into that many pieces on Numba's
-    threads (`numba_pieces`).
+    the engine's own pool (`parallel`), with BLAS on one thread meanwhile (`blas_single`).
 One by default: a second OpenBLAS thread gains little at the batch sizes descent trains at and
 collapses when the other core is busy (workload 1: 725 steps/s on one thread, 11 on two with the
 machine loaded; see bench/README.md), and the dashboard's event loop needs that core.
@@ -15,8 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-
-import numpy as np
 
 ENV = "DESCENT_THREADS"
 _threads: int | None = None          # None: not configured, read the environment
@@ -150,47 +146,3 @@ def parallel(fn, chunks) -> None:
     work()
     for f in futures:
         f.result()
-
-
-
-# ---- Numba's threads -----------------------------------------------------------------------------
-# Kernels that split a batch into independent pieces (the direct convolution, max-pool) do it
-# inside one parallel Numba driver (jit.jit_pieces) on Numba's own threads: no Python hand-off
-# (40-50 us each way here), so it gains on pieces of ~0.1 ms (bench CNN, 2 threads: 1.44x one
-# thread, where the Python pool gained 4%). Not the optimizer update: after a big two-thread
-# BLAS product OpenBLAS's thread keeps spinning on the other core, and an OpenMP region behind it
-# waits for a time slice (MLP 2000-64-2: 2100 -> 140 steps/s). Only a thread-safe threading
-# layer (OpenMP or TBB): the dashboard may predict in one thread while another trains, and
-# Numba's fallback layer aborts the process on concurrent launches. Without one, serial kernels.
-_numba_ok: bool | None = None
-
-
-def numba_pieces(total: int, least: int) -> int:
-    """How many pieces a jit_pieces driver should cut `total` items into (none under `least`),
-    with Numba's thread count set for this thread; 1 means: call the serial kernel."""
-    global _numba_ok
-    n = count()
-    if n < 2 or total < 2 * least:
-        return 1
-    if _numba_ok is None:
-        _numba_ok = _numba_threads_ready()
-    if not _numba_ok:
-        return 1
-    import numba
-
-    n = min(n, numba.config.NUMBA_NUM_THREADS, total // least)
-    numba.set_num_threads(n)          # per calling thread: set where the kernels run
-    return n
-
-
-def _numba_threads_ready() -> bool:
-    import numba
-
-    from .jit import probe_pieces
-
-    try:
-        numba.config.THREADING_LAYER = "threadsafe"
-        probe_pieces(np.zeros(2))
-        return numba.threading_layer() in ("omp", "tbb")
-    except Exception:  # noqa: BLE001 - no OpenMP or TBB runtime here: the serial kernels do the work
-        return False

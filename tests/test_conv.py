@@ -487,31 +487,3 @@ def test_spec_defaults():
     assert (c.kernel, c.stride, c.padding, c.act, c.has_bias) == (3, 1, 0, CODES["identity"], True)
     assert c.out_shape == (2, 7, 7) and (p.size, p.stride) == (2, 2) and p.out_shape == (2, 3, 3)
     assert d.p_drop == 0.5 and d.out_shape == (2, 3, 3)
-
-
-@pytest.mark.parametrize("act, pool", [("relu", True), ("tanh", True), ("relu", False)])
-def test_threads_give_the_same_bits(act, pool):
-    """The direct kernels and the pool are cut by samples (weight gradients by filters) on the
-    engine's threads: every bit of y, dx and the gradients is that of one thread, winners path
-    (ReLU under a pool), dense path (tanh) and no pool alike, an uneven batch included."""
-    import numba
-
-    from descent.engine import threads
-
-    specs = [{"type": "conv2d", "filters": 6, "kernel": 3, "activation": act}]
-    specs += [{"type": "maxpool2d", "size": 2}] if pool else []
-    net = net_of(specs + [{"type": "flatten"}, {"type": "dense", "units": 5}], (1, 12, 11), np.float32, 3)
-    rng = np.random.default_rng(5)
-    x = rng.standard_normal((37, 1, 12, 11)).astype(np.float32)
-    dy = rng.standard_normal((37, 5)).astype(np.float32)
-    results = []
-    for n in (1, 2, 3):
-        with threads.using(n):
-            pieces = threads.numba_pieces(37, conv.MIN_PIECE)
-            if n > 1 and pieces == 1:
-                pytest.skip("Numba has no thread-safe threading layer (OpenMP or TBB) here: the kernels stay serial")
-            assert pieces == min(n, numba.config.NUMBA_NUM_THREADS)
-            results.append(run(net, x, dy))
-    for y, dx, grads in results[1:]:
-        assert np.array_equal(y, results[0][0]) and np.array_equal(dx, results[0][1])
-        assert all(np.array_equal(grads[k], results[0][2][k]) for k in grads)
