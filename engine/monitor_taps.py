@@ -44,10 +44,11 @@ def _row_norms(g):
 class InputTaps:
     """Forward pre-hooks on the recurrent modules of a model. `active` says whether the forward
     passes now running belong to a logged step; `take()` hands over what the backward passes
-    measured since the last `take()`: {module name: (norms (B, T), lengths (B,))}."""
+    measured since the last `take()`: {module name: (norms (B, T), lengths (B,))}. `modules`,
+    (name, module) pairs, taps those instead (a module without `batch_first` is batch first)."""
 
-    def __init__(self, model):
-        self.modules = recurrent_modules(model)
+    def __init__(self, model, modules=None):
+        self.modules = recurrent_modules(model) if modules is None else list(modules)
         self.active = False
         self._found: dict[str, list] = {}
         self._handles = [m.register_forward_pre_hook(self._pre_hook(name, m), with_kwargs=True)
@@ -59,11 +60,12 @@ class InputTaps:
 
             if not self.active or not torch.is_grad_enabled():
                 return None
+            batch_first = getattr(module, "batch_first", True)
             if args:
-                tapped = self._tap(name, args[0], module.batch_first)
+                tapped = self._tap(name, args[0], batch_first)
                 return None if tapped is None else ((tapped, *args[1:]), kwargs)
             if "input" in kwargs:
-                tapped = self._tap(name, kwargs["input"], module.batch_first)
+                tapped = self._tap(name, kwargs["input"], batch_first)
                 return None if tapped is None else (args, {**kwargs, "input": tapped})
             return None
         return hook

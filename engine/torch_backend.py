@@ -9,10 +9,10 @@ back through `.cpu()`. Under torchrun, `distribute(world)` wraps the model in
 DistributedDataParallel and each step trains on this process's share of the global batch
 (engine/distributed.py).
 
-On logged steps (`step(..., time_grads=True)`) the recurrent layers' per-time-step gradient
-norms are measured at each layer's input, ||dL/dx_t|| (engine/torch_timegrads.py says how they
-compare with the numba engine's ||dL/dh_t||), under the numba engine's keys, and under torchrun
-combined over the processes.
+On logged steps (`step(..., time_grads=True)`) the recurrent and attention layers' per-time-step
+gradient norms are measured at each layer's input, ||dL/dx_t|| (engine/torch_timegrads.py says
+how they compare with the numba engine's ||dL/dh_t||), under the numba engine's keys, and under
+torchrun combined over the processes.
 """
 
 from __future__ import annotations
@@ -45,9 +45,18 @@ def build_torch_model(layers, in_shape, dtype="float32", seed: int = 0):
             return x
 
     model = TorchNet(*[layer.torch_module() for layer in net.layers])
+    # the layers the numba engine records per-time-step gradients of beside the recurrent ones
+    # (torch modules are named like our layers: "2", "1.block.0")
+    model.attention_layers = tuple(layer.name for layer in _walk(net.layers) if layer.kind == "attention")
     model.to(getattr(torch, np.dtype(dtype).name))
     model.load_state_dict({k: torch.from_numpy(v) for k, v in net.params.state_dict().items()})
     return model
+
+
+def _walk(layers):
+    for layer in layers:
+        yield layer
+        yield from _walk(layer.sublayers())
 
 
 def _torch_version(torch) -> str:
@@ -109,7 +118,7 @@ class TorchTrainer:
         self.forward = self.model           # the DistributedDataParallel wrapper once distributed
         self.world = None
         self.names = [n for n, _ in self.model.named_parameters()]
-        self.time_grads = TimeGrads(self.model)
+        self.time_grads = TimeGrads(self.model, self.model.attention_layers)
         self._config = optim or OptimConfig()
         self.opt = torch_optimizer(self._config, self.model.parameters())
         self.loss_name = loss

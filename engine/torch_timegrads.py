@@ -15,6 +15,10 @@ of ||dL/dx_{L-1-d}|| / ||dL/dx_{L-1}|| over the samples longer than d (engine.ar
 masked_mean_norms and aligned_ratio on the input gradient). The keys are the numba engine's
 layer names ("1", "2.block.0", "0.encoder"); a stacked layer (layers > 1) gives "{name}.l0"
 only, at its first layer's input: the fused module hides the sequences between its layers.
+An attention layer is tapped at its input too: the numba engine measures it at the block's
+input after the projection and positions (positions add nothing to the gradient), so the two
+engines' figures are the same where the layer has no projection (dim = input width), and
+W_proj^T times it otherwise.
 
 Under torchrun each process sees only its rows of the batch. The sums and counts behind the
 means are all-reduced (World.mean_arrays), so rank 0 logs the global batch's figures. A
@@ -30,17 +34,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from .monitor_taps import InputTaps, stat_dtype, time_means, time_sums
+from .monitor_taps import InputTaps, recurrent_modules, stat_dtype, time_means, time_sums
 
 
 class TimeGrads:
     """The taps on a torch model's recurrent modules: `arm(True)` before a logged step's
     forward pass, `take(...)` after its backward pass."""
 
-    def __init__(self, model):
-        self.taps = InputTaps(model)
-        self.keys = {name: f"{name}.l0" if m.num_layers > 1 else name for name, m in self.taps.modules}
-        # descent's own recurrent modules take (x, mask) and pack inside: their input is a padded
+    def __init__(self, model, also=()):
+        """`also`: names of other modules to tap at their input (the attention layers)."""
+        named = dict(model.named_modules())
+        self.taps = InputTaps(model, recurrent_modules(model) + [(name, named[name]) for name in also])
+        self.keys = {name: f"{name}.l0" if getattr(m, "num_layers", 1) > 1 else name for name, m in self.taps.modules}
+        # descent's own recurrent and attention modules take (x, mask): their input is a padded
         # tensor whose padding the mask says
         self.masked = {name for name, m in self.taps.modules if getattr(m, "takes_mask", False)}
 

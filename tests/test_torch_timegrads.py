@@ -99,3 +99,17 @@ def test_keys_are_the_numba_engines(torch, layers, expected):
     assert expected <= set(ours.time_grad_norms)            # a stacked layer: its first layer's only
     for key in expected:
         assert len(theirs.time_grad_norms[key]) == len(ours.time_grad_norms[key]) == T
+
+
+@pytest.mark.parametrize("output", ["last", "all"])
+def test_attention_without_projection_equals_the_numba_engine(torch, output):
+    # no projection (dim = the embedding's width): the layer's input gradient is the block
+    # input's, which the numba engine measures, so the two engines agree to rounding
+    layers = [EMBED, {"type": "attention", "heads": 1, "output": output, "ff": 4},
+              *([{"type": "rnn", "hidden": 3}] if output == "all" else []), HEAD]
+    x, y, mask = batch(2)
+    ours = Trainer(layers, (T,), seed=3, dtype="float64").step(x, y, mask, time_grads=True)
+    theirs = TorchTrainer(layers, (T,), seed=3, dtype="float64").step(x, y, mask, time_grads=True)
+    assert set(theirs.time_grad_norms) == set(ours.time_grad_norms) == {"1"} | ({"2"} if output == "all" else set())
+    np.testing.assert_allclose(theirs.time_grad_norms["1"], ours.time_grad_norms["1"], rtol=1e-9)
+    np.testing.assert_allclose(theirs.time_grad_ratio["1"], ours.time_grad_ratio["1"], rtol=1e-9)
