@@ -113,3 +113,36 @@ def test_attention_without_projection_equals_the_numba_engine(torch, output):
     assert set(theirs.time_grad_norms) == set(ours.time_grad_norms) == {"1"} | ({"2"} if output == "all" else set())
     np.testing.assert_allclose(theirs.time_grad_norms["1"], ours.time_grad_norms["1"], rtol=1e-9)
     np.testing.assert_allclose(theirs.time_grad_ratio["1"], ours.time_grad_ratio["1"], rtol=1e-9)
+
+
+class OneOfSeveral:
+    """A World for one of `size` processes run one after another in this process: `mean_arrays`
+    keeps each rank's sums and, at the last rank, answers their mean (what all_reduce / size
+    gives). No DDP: the time grads are taken in backward, before any weight differs."""
+
+    def __init__(self, rank, size, kept):
+        from descent.engine.distributed import World
+
+        self.real, self.kept = World(rank, size, rank), kept
+        self.rank, self.size, self.share = rank, size, self.real.share
+
+    def mean(self, value):
+        return float(value)
+
+    def mean_arrays(self, values):
+        self.kept.append({k: np.array(v) for k, v in values.items()})
+        return {k: sum(s[k] for s in self.kept) / self.size for k in values}
+
+
+@pytest.mark.parametrize("size, rows", [(2, 6), (4, 6), (4, 3)])      # (4, 3): one process has no row
+def test_the_processes_sums_give_the_whole_batchs_figures(torch, size, rows):
+    layers = [EMBED, {"type": "lstm", "hidden": 4, "output": "last"}, HEAD]
+    x, y, mask = (a[:rows] for a in batch(4))
+    whole = TorchTrainer(layers, (T,), seed=3, dtype="float64").step(x, y, mask)
+    kept, found = [], None
+    for rank in reversed(range(size)):                       # rank 0 last: it sees every rank's sums
+        trainer = TorchTrainer(layers, (T,), seed=3, dtype="float64")
+        trainer.world = OneOfSeveral(rank, size, kept)
+        found = trainer.step(x, y, mask)
+    for key in ("time_grad_norms", "time_grad_ratio"):
+        np.testing.assert_allclose(getattr(found, key)["1"], getattr(whole, key)["1"], rtol=1e-10, err_msg=key)
