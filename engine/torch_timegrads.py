@@ -38,8 +38,8 @@ from .monitor_taps import InputTaps, recurrent_modules, stat_dtype, time_means, 
 
 
 class TimeGrads:
-    """The taps on a torch model's recurrent modules: `arm(True)` before a logged step's
-    forward pass, `take(...)` after its backward pass."""
+    """The taps on a torch model's recurrent (and attention) modules: `arm(True)` before a
+    logged step's forward pass, `take(...)` after its backward pass."""
 
     def __init__(self, model, also=()):
         """`also`: names of other modules to tap at their input (the attention layers)."""
@@ -60,7 +60,7 @@ class TimeGrads:
 
     def take(self, mask=None, world=None, weight: float = 1.0) -> tuple[dict | None, dict | None]:
         """(time_grad_norms, time_grad_ratio), {key: (T,) float64 array} each, of the step just
-        run backward (None, None without recurrent layers). `mask` (B, T) is the batch's (this
+        run backward (None, None without tapped layers). `mask` (B, T) is the batch's (this
         process's rows) on the model's device; under `world` this is a collective."""
         self.taps.active = False
         found = self.taps.take()
@@ -76,17 +76,13 @@ class TimeGrads:
         import torch
 
         keys = list(sums)
-        flat = torch.cat([sums[k].reshape(-1) for k in keys]).cpu().numpy().astype(np.float64)   # one sync
-        arrays, lo = {}, 0
-        for k in keys:
-            n = sums[k].numel()
-            arrays[k] = flat[lo:lo + n].reshape(sums[k].shape)
-            lo += n
+        flat = torch.cat([sums[k] for k in keys], dim=1).cpu().numpy().astype(np.float64)   # (4, all T): one sync
         if world is not None:
-            for a in arrays.values():
-                a[0] /= world.size
-                if weight == 0:
-                    a[...] = 0.0
+            flat[0] /= world.size            # this process's input gradients: size x a one-process run's
+            if weight == 0:                  # the stand-in row of a process without rows
+                flat[...] = 0.0
+        arrays = dict(zip(keys, np.split(flat, np.cumsum([sums[k].shape[1] for k in keys])[:-1], axis=1)))
+        if world is not None:
             arrays = {k: a * world.size for k, a in world.mean_arrays(arrays).items()}   # the sums
         norms_out, ratio_out = {}, {}
         for k, a in arrays.items():
