@@ -44,10 +44,11 @@ def _row_norms(g):
 class InputTaps:
     """Forward pre-hooks on the recurrent modules of a model. `active` says whether the forward
     passes now running belong to a logged step; `take()` hands over what the backward passes
-    measured since the last `take()`: {module name: (norms (B, T), lengths (B,))}."""
+    measured since the last `take()`: {module name: (norms (B, T), lengths (B,))}. `modules`,
+    (name, module) pairs, taps those instead (a module without `batch_first` is batch first)."""
 
-    def __init__(self, model):
-        self.modules = recurrent_modules(model)
+    def __init__(self, model, modules=None):
+        self.modules = recurrent_modules(model) if modules is None else list(modules)
         self.active = False
         self._found: dict[str, list] = {}
         self._handles = [m.register_forward_pre_hook(self._pre_hook(name, m), with_kwargs=True)
@@ -59,11 +60,12 @@ class InputTaps:
 
             if not self.active or not torch.is_grad_enabled():
                 return None
+            batch_first = getattr(module, "batch_first", True)
             if args:
-                tapped = self._tap(name, args[0], module.batch_first)
+                tapped = self._tap(name, args[0], batch_first)
                 return None if tapped is None else ((tapped, *args[1:]), kwargs)
             if "input" in kwargs:
-                tapped = self._tap(name, kwargs["input"], module.batch_first)
+                tapped = self._tap(name, kwargs["input"], batch_first)
                 return None if tapped is None else (args, {**kwargs, "input": tapped})
             return None
         return hook
@@ -128,29 +130,46 @@ def _combine(items: list[tuple]) -> tuple:
                        if lengths is None else lengths for n, lengths in items]))
 
 
+def time_sums(norms, lengths):
+    """The sums behind `time_stats`, (4, T) on the norms' device: the sum over samples with step t
+    real of ||dL/dx_t||, their count, the sum of the answer-aligned ratios at distance t back,
+    their count. Sums add across batches and processes (the torch backend all-reduces them under
+    torchrun), means would not."""
+    import torch
+
+    zero = torch.zeros((), dtype=norms.dtype, device=norms.device)
+    B, T = norms.shape
+    if lengths is None:               # (B, T) all real: the same numbers in fewer operations
+        last = norms[:, -1:]
+        use = last > 0                                                     # (B, 1)
+        ratio = torch.where(use, norms.flip(1) / torch.where(use, last, 1.0), zero).sum(0)
+        return torch.stack([norms.sum(0), torch.full_like(ratio, B), ratio,
+                            use.sum().to(norms.dtype).expand(T)])
+    t = torch.arange(T, device=norms.device)
+    real = t[None, :] < lengths[:, None]                                   # (B, T)
+    last = norms.gather(1, (lengths - 1).clamp(min=0)[:, None])           # (B, 1)
+    back = norms.gather(1, (lengths[:, None] - 1 - t[None, :]).clamp(min=0))   # (B, T) by distance
+    use = real & (last > 0)
+    ratio = torch.where(use, back / torch.where(last > 0, last, 1.0), zero).sum(0)
+    return torch.stack([torch.where(real, norms, zero).sum(0), real.sum(0).to(norms.dtype), ratio,
+                        use.sum(0).to(norms.dtype)])
+
+
+def time_means(sums) -> tuple:
+    """(mean, ratio), each (T,), from `time_sums`' rows (0 where a count is 0)."""
+    import torch
+
+    return (sums[0] / torch.where(sums[1] > 0, sums[1], 1.0),
+            sums[2] / torch.where(sums[3] > 0, sums[3], 1.0))
+
+
 def time_stats(norms, lengths) -> tuple:
     """From per-sample, per-step norms (B, T) and real lengths (B,) (None: all T), on their device:
     `mean` (T,), the mean over samples with step t real of ||dL/dx_t|| (0 where none), as
     engine.arrays.masked_mean_norms; `ratio` (T,), by distance d back from each sample's last
     real step, the mean of ||dL/dx_{L-1-d}|| / ||dL/dx_{L-1}|| over the samples longer than d
     whose last step's norm is not 0, as engine.arrays.aligned_ratio."""
-    import torch
-
-    zero = torch.zeros((), dtype=norms.dtype, device=norms.device)
-    if lengths is None:               # (B, T) all real: the same numbers in fewer operations
-        last = norms[:, -1:]
-        use = last > 0                                                     # (B, 1)
-        ratio = torch.where(use, norms.flip(1) / torch.where(use, last, 1.0), zero).sum(0) / use.sum().clamp(min=1)
-        return norms.mean(0), ratio
-    B, T = norms.shape
-    t = torch.arange(T, device=norms.device)
-    real = t[None, :] < lengths[:, None]                                   # (B, T)
-    mean = torch.where(real, norms, zero).sum(0) / real.sum(0).clamp(min=1)
-    last = norms.gather(1, (lengths - 1).clamp(min=0)[:, None])           # (B, 1)
-    back = norms.gather(1, (lengths[:, None] - 1 - t[None, :]).clamp(min=0))   # (B, T) by distance
-    use = real & (last > 0)
-    ratio = torch.where(use, back / torch.where(last > 0, last, 1.0), zero).sum(0) / use.sum(0).clamp(min=1)
-    return mean, ratio
+    return time_means(time_sums(norms, lengths))
 
 
 def unscaled(scaler, optimizer) -> tuple:

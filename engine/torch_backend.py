@@ -8,6 +8,11 @@ is moved there as it is used, and every array that leaves (predictions, checkpoi
 back through `.cpu()`. Under torchrun, `distribute(world)` wraps the model in
 DistributedDataParallel and each step trains on this process's share of the global batch
 (engine/distributed.py).
+
+On logged steps (`step(..., time_grads=True)`) the recurrent and attention layers' per-time-step
+gradient norms are measured at each layer's input, ||dL/dx_t|| (engine/torch_timegrads.py says
+how they compare with the numba engine's ||dL/dh_t||), under the numba engine's keys, and under
+torchrun combined over the processes.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from .losses import loss_targets, torch_loss
 from .model import Net
 from .optim import OptimConfig, torch_optimizer
 from .stats import StepStats
+from .torch_timegrads import TimeGrads
 
 
 def build_torch_model(layers, in_shape, dtype="float32", seed: int = 0):
@@ -39,9 +45,18 @@ def build_torch_model(layers, in_shape, dtype="float32", seed: int = 0):
             return x
 
     model = TorchNet(*[layer.torch_module() for layer in net.layers])
+    # the layers the numba engine records per-time-step gradients of beside the recurrent ones
+    # (torch modules are named like our layers: "2", "1.block.0")
+    model.attention_layers = tuple(layer.name for layer in _walk(net.layers) if layer.kind == "attention")
     model.to(getattr(torch, np.dtype(dtype).name))
     model.load_state_dict({k: torch.from_numpy(v) for k, v in net.params.state_dict().items()})
     return model
+
+
+def _walk(layers):
+    for layer in layers:
+        yield layer
+        yield from _walk(layer.sublayers())
 
 
 def _torch_version(torch) -> str:
@@ -103,6 +118,7 @@ class TorchTrainer:
         self.forward = self.model           # the DistributedDataParallel wrapper once distributed
         self.world = None
         self.names = [n for n, _ in self.model.named_parameters()]
+        self.time_grads = TimeGrads(self.model, self.model.attention_layers)
         self._config = optim or OptimConfig()
         self.opt = torch_optimizer(self._config, self.model.parameters())
         self.loss_name = loss
@@ -159,18 +175,22 @@ class TorchTrainer:
             x, y, mask = x[rows], y[rows], None if mask is None else np.asarray(mask)[rows]
         params = list(self.model.parameters())
         before = [p.detach().clone() for p in params]
-        out = self.forward(self._tensor(x), None if mask is None else self._tensor(mask))
+        mask = None if mask is None else self._tensor(mask)
+        self.time_grads.arm(time_grads)
+        out = self.forward(self._tensor(x), mask)
         target = self._tensor(loss_targets(self.loss_name, y, self.dtype))
         loss = self.loss_fn(out, target.reshape(out.shape) if self.loss_name != "cross_entropy" else target)
         # under DDP the global batch's mean loss, the same on every process (so all of them
         # skip a non-finite step together, and none waits in backward for the others)
         value = loss.item() if self.world is None else self.world.mean(loss.detach() * weight)
         if not math.isfinite(value):
+            self.time_grads.disarm()
             return StepStats(value, math.nan, math.nan, {}, {}, None)
         self.opt.zero_grad(set_to_none=False)
         # weight = this share's rows x processes / the batch's rows: DDP's average of the shares'
         # gradients is then the gradient of the global batch's mean loss, as in one process
         (loss if self.world is None else loss * weight).backward()
+        times, ratios = self.time_grads.take(mask, self.world, weight) if time_grads else (None, None)
         grad_norms = self._norms([p.grad.detach() for p in params])     # after DDP's all-reduce
         total = math.sqrt(sum(g * g for g in grad_norms))
         clip_scale = 1.0
@@ -185,9 +205,7 @@ class TorchTrainer:
             loss=value, grad_norm=total, param_norm=math.sqrt(sum(v * v for v in p_norms)),
             grad_norms=dict(zip(self.names, grad_norms)),
             update_ratios={n: u / max(w, 1e-12) for n, u, w in zip(self.names, upd, p_norms)},
-            # torch's modules record no per-time-step norms; one that did would go through
-            # world.mean_arrays here, so that rank 0 logs the global batch's
-            time_grad_norms=None, clip_scale=clip_scale,
+            time_grad_norms=times, clip_scale=clip_scale, time_grad_ratio=ratios,
         )
 
     def predict(self, x, mask=None, batch_size: int = 1024) -> np.ndarray:
