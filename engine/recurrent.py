@@ -37,8 +37,9 @@ from .dense import Buffers, uniform_fan_in
 from .errors import SpecError
 from .init import RECURRENT_INITS, recurrent_weight
 from .layer import Layer, SpecReader
-from .recurrent_kernels import (GATES, GRU_CELL, LSTM_CELL, RNN_CELL, gate_coefficients, id_range, lstm_backward,
-                                lstm_forward, recurrent_backward, recurrent_forward, scatter_add_rows)
+from .lstm_kernels import lstm_backward, lstm_forward
+from .recurrent_kernels import (GATES, GRU_CELL, LSTM_CELL, RNN_CELL, gru_backward, gru_forward, id_range, rnn_backward,
+                                rnn_forward, scatter_add_rows)
 
 
 # Batch rows are independent through time, so the BPTT kernels (which release the GIL) run a
@@ -193,7 +194,6 @@ class Recurrent(Layer):
         width = self.hidden * self.dirs
         self.out_shape = (in_shape[0], width) if self.output == "all" else (width,)
         self.gh = GATES[self.cell] * self.hidden
-        self.coef = gate_coefficients(self.cell, self.hidden, self.dtype)
         self._work: dict[tuple, _Work] = {}
 
     # parameters ------------------------------------------------------------------------------
@@ -275,6 +275,7 @@ class Recurrent(Layer):
         np.copyto(ws.x, x.transpose(1, 0, 2))                            # (T, B, E) time-major
         inp = ws.x
         for k in range(self.layers):
+            y4 = ws.y[k].reshape(T, B, D, H)                             # this direction's output at [:, :, d]
             for d in range(D):
                 w_ih, w_hh, b_ih, b_hh = self.pv[k][d]
                 cw = ws.cells[k][d]
@@ -286,12 +287,15 @@ class Recurrent(Layer):
                 cw.s[T if d else 0] = 0.0
                 if self.cell == LSTM_CELL:
                     cw.c[T if d else 0] = 0.0
-                if self.cell == LSTM_CELL:                                   # the four gates in one pass
-                    run_rows(lstm_forward, (cw.z, cw.whh_t, cw.bias, cw.s, cw.c, cw.tc, cw.q, ws.y[k], d * H, lengths,
-                                            bool(d), fast), B)
+                rev = bool(d)
+                if self.cell == LSTM_CELL:
+                    run_rows(lstm_forward, (cw.z, cw.whh_t, cw.bias, cw.s, cw.c, cw.tc, cw.q, y4, d, lengths, rev,
+                                            fast), B)
+                elif self.cell == GRU_CELL:
+                    run_rows(gru_forward, (cw.z, cw.whh_t, cw.bias, b_hh[2 * H:], cw.s, cw.hn, cw.q, y4, d, lengths,
+                                           rev, fast), B)
                 else:
-                    run_rows(recurrent_forward, (self.cell, cw.z, cw.whh_t, cw.bias, b_hh[2 * H:], self.coef, cw.s,
-                                                 cw.hn, cw.q, ws.y[k], d * H, lengths, bool(d), fast), B)
+                    run_rows(rnn_forward, (cw.z, cw.whh_t, cw.bias, cw.s, cw.q, y4, d, lengths, rev, fast), B)
             inp = ws.y[k]
         self.ws, self.lengths = ws, lengths
         if self.output == "all":
@@ -324,6 +328,7 @@ class Recurrent(Layer):
             if want:
                 norms[...] = 0.0
             need_dx = k > 0 or self.need_dx
+            dy4 = dseq.reshape(T, B, D, H) if dseq.size else ws.empty4        # (T, B, D, H)
             dx = ws.dx[k]                                                # (T, B, in_k)
             inp = ws.x if k == 0 else ws.y[k - 1]
             for d in range(D):
@@ -335,12 +340,15 @@ class Recurrent(Layer):
                 else:
                     cw.dh[...] = 0.0
                 cw.dc[...] = 0.0
+                rev, cut = bool(d), self.truncate
                 if self.cell == LSTM_CELL:
-                    run_rows(lstm_backward, (cw.z, w_hh, cw.c, cw.tc, dseq, d * H, cw.dh, cw.dc, cw.dq, cw.dg, lengths,
-                                             bool(d), self.truncate, norms), B)
+                    run_rows(lstm_backward, (cw.z, w_hh, cw.c, cw.tc, dy4, d, cw.dh, cw.dc, cw.dq, cw.dg, lengths, rev,
+                                             cut, norms), B)
+                elif self.cell == GRU_CELL:
+                    run_rows(gru_backward, (cw.z, w_hh, cw.s, cw.hn, dy4, d, cw.dh, cw.dq, cw.dg, cw.dgh, lengths, rev,
+                                            cut, norms), B)
                 else:
-                    run_rows(recurrent_backward, (self.cell, cw.z, w_hh, cw.s, cw.hn, dseq, d * H, cw.dh, cw.dq,
-                                                  cw.dg, cw.dgh, lengths, bool(d), self.truncate, norms), B)
+                    run_rows(rnn_backward, (cw.z, w_hh, dy4, d, cw.dh, cw.dq, cw.dg, lengths, rev, cut, norms), B)
                 dg2, dgh2 = cw.dg.reshape(T * B, -1), cw.dgh.reshape(T * B, -1)      # (T*B, GH)
                 prev = cw.s[1:] if d else cw.s[:T]                                  # (T, B, H) states before each step
                 target = dx if d == 0 else ws.dxr[k]
@@ -410,7 +418,7 @@ class _Work:
         f = lambda *shape: np.empty(shape, dt)  # noqa: E731
         b = f if backward else (lambda *shape: empty3)  # noqa: E731
         self.T, self.B = T, B
-        self.empty3, self.empty2 = empty3, np.zeros((0, 0))
+        self.empty3, self.empty4, self.empty2 = empty3, np.zeros((0, 0, 0, 0), dt), np.zeros((0, 0))
         self.x = f(T, B, layer.in_size)                                   # input, time-major
         self.y = [f(T, B, D * H) for _ in range(layer.layers)]            # each layer's output sequence
         self.out = f(B, T, D * H) if layer.output == "all" else f(B, D * H)
