@@ -24,8 +24,10 @@ from .recurrent_kernels import sigmoid_exact, sumsq_row, tanh_fast
 
 
 @jit
-def lstm_forward(z, whh_t, bias, s, c, tc, q, y, d, lengths, reverse, fast, b0, b1):
-    """z (T, B, 4H) x W_ih^T on entry, the gates i, f, g, o on exit; whh_t (H, 4H) = W_hh^T; bias
+def lstm_forward(z, src, rows, whh_t, bias, s, c, tc, q, y, d, lengths, reverse, fast, b0, b1):
+    """z (T, B, 4H) out: the gates i, f, g, o; src[rows[t, b]] (4H,) the input part x_t W_ih^T of
+    row b at step t (src is z itself, rows its row numbers, or an embedding's vocabulary projected
+    once and rows the token ids: see recurrent.py); whh_t (H, 4H) = W_hh^T; bias
     (4H,) b_ih + b_hh; s, c (T+1, B, H) states by slot (the initial slot zero on entry); tc (T, B,
     H); q (B, 4H) scratch; y (T, B, D, H) the layer's output, this direction at d (0 at padded
     steps); lengths (B,) real steps per sample."""
@@ -44,12 +46,15 @@ def lstm_forward(z, whh_t, bias, s, c, tc, q, y, d, lengths, reverse, fast, b0, 
                     c[cur, b, j] = c[prev, b, j]
                     y[t, b, d, j] = 0.0
                 continue
+            xr = rows[t, b]
+            for j in range(4 * H):                                  # every gate: x + q + bias, in the old order
+                q[b, j] = src[xr, j] + q[b, j] + bias[j]
             if fast:
                 for j in range(H):
-                    gi = half * tanh_fast(half * (z[t, b, j] + q[b, j] + bias[j])) + half
-                    gf = half * tanh_fast(half * (z[t, b, H + j] + q[b, H + j] + bias[H + j])) + half
-                    gg = tanh_fast(z[t, b, 2 * H + j] + q[b, 2 * H + j] + bias[2 * H + j])
-                    go = half * tanh_fast(half * (z[t, b, 3 * H + j] + q[b, 3 * H + j] + bias[3 * H + j])) + half
+                    gi = half * tanh_fast(half * q[b, j]) + half
+                    gf = half * tanh_fast(half * q[b, H + j]) + half
+                    gg = tanh_fast(q[b, 2 * H + j])
+                    go = half * tanh_fast(half * q[b, 3 * H + j]) + half
                     cc = gf * c[prev, b, j] + gi * gg
                     th = tanh_fast(cc)
                     z[t, b, j], z[t, b, H + j], z[t, b, 2 * H + j], z[t, b, 3 * H + j] = gi, gf, gg, go
@@ -60,10 +65,10 @@ def lstm_forward(z, whh_t, bias, s, c, tc, q, y, d, lengths, reverse, fast, b0, 
                     y[t, b, d, j] = h
             else:
                 for j in range(H):
-                    gi = sigmoid_exact(z[t, b, j] + q[b, j] + bias[j])
-                    gf = sigmoid_exact(z[t, b, H + j] + q[b, H + j] + bias[H + j])
-                    gg = math.tanh(z[t, b, 2 * H + j] + q[b, 2 * H + j] + bias[2 * H + j])
-                    go = sigmoid_exact(z[t, b, 3 * H + j] + q[b, 3 * H + j] + bias[3 * H + j])
+                    gi = sigmoid_exact(q[b, j])
+                    gf = sigmoid_exact(q[b, H + j])
+                    gg = math.tanh(q[b, 2 * H + j])
+                    go = sigmoid_exact(q[b, 3 * H + j])
                     cc = gf * c[prev, b, j] + gi * gg
                     th = math.tanh(cc)
                     z[t, b, j], z[t, b, H + j], z[t, b, 2 * H + j], z[t, b, 3 * H + j] = gi, gf, gg, go

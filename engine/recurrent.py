@@ -129,6 +129,7 @@ class Embedding(Layer):
         y = self.buf.get("y", ids.shape + (self.dim,))                 # (B, T, dim)
         np.take(self.p["weight"], ids, axis=0, out=y, mode="clip")
         self.ids = ids
+        ctx.tokens = (y, ids, self.p["weight"])     # a recurrent layer reading y projects the vocabulary instead
         return y
 
     def backward(self, dy, ctx):
@@ -251,15 +252,17 @@ class Recurrent(Layer):
             raise ValueError(f"{self.kind} expects (batch, T, {self.in_size}), got {x.shape}")
         B, T, _ = x.shape
         lengths = lengths_from_mask(ctx.mask, B, T)
+        tok = ctx.tokens
+        ids, table = (tok[1], tok[2]) if tok is not None and tok[0] is x else (None, None)
         rows = max(8, EVAL_ROW_STEPS // max(T, 1))
         if ctx.train or B <= rows:
-            return self._forward(x, lengths, ctx.train)
+            return self._forward(x, lengths, ctx.train, ids, table)
         # evaluation: slices of rows (rows are independent), so that long sequences don't hold a
         # whole evaluation batch's gate and state arrays at once
         out = None
         for lo in range(0, B, rows):
             hi = B if B - lo < rows + 8 else lo + rows                   # no slice of under 8 rows
-            part = self._forward(x[lo:hi], lengths[lo:hi], False)
+            part = self._forward(x[lo:hi], lengths[lo:hi], False, None if ids is None else ids[lo:hi], table)
             if out is None:
                 out = np.empty((B,) + part.shape[1:], part.dtype)
             out[lo:hi] = part
@@ -267,19 +270,31 @@ class Recurrent(Layer):
                 break
         return out
 
-    def _forward(self, x, lengths, train: bool):
+    def _forward(self, x, lengths, train: bool, ids=None, table=None):
+        """ids (B, T), table (V, E): x = table[ids] (x is an embedding's output); with fewer words
+        than rows the first layer projects the vocabulary, (V, E) @ (E, GH), instead of x."""
         B, T, _ = x.shape
         H, D = self.hidden, self.dirs
         fast = self.dtype == np.float32
         ws = self._workspace(T, B, train)
         np.copyto(ws.x, x.transpose(1, 0, 2))                            # (T, B, E) time-major
+        lookup = ids is not None and len(table) < T * B
+        if lookup:
+            np.copyto(ws.ids, ids.T)                                     # (T, B) token ids, time-major
         inp = ws.x
         for k in range(self.layers):
             y4 = ws.y[k].reshape(T, B, D, H)                             # this direction's output at [:, :, d]
             for d in range(D):
                 w_ih, w_hh, b_ih, b_hh = self.pv[k][d]
                 cw = ws.cells[k][d]
-                dot_rows(inp.reshape(T * B, -1), w_ih.T, cw.z.reshape(T * B, -1), B)   # (T*B, GH) all steps at once
+                if k == 0 and lookup:                                    # the same bits as x @ W_ih^T
+                    if cw.table.shape[0] != len(table):
+                        cw.table = np.empty((len(table), self.gh), self.dtype)
+                    np.dot(table, w_ih.T, out=cw.table)                  # (V, GH)
+                    src, src_rows = cw.table, ws.ids
+                else:
+                    dot_rows(inp.reshape(T * B, -1), w_ih.T, cw.z.reshape(T * B, -1), B)   # (T*B, GH) all steps at once
+                    src, src_rows = cw.z.reshape(T * B, -1), ws.rows
                 np.add(b_ih, b_hh, out=cw.bias)
                 if self.cell == GRU_CELL:                                # b_hn stays inside r * (...)
                     cw.bias[2 * H:] = b_ih[2 * H:]
@@ -287,15 +302,13 @@ class Recurrent(Layer):
                 cw.s[T if d else 0] = 0.0
                 if self.cell == LSTM_CELL:
                     cw.c[T if d else 0] = 0.0
-                rev = bool(d)
+                rev, head = bool(d), (cw.z, src, src_rows, cw.whh_t, cw.bias)
                 if self.cell == LSTM_CELL:
-                    run_rows(lstm_forward, (cw.z, cw.whh_t, cw.bias, cw.s, cw.c, cw.tc, cw.q, y4, d, lengths, rev,
-                                            fast), B)
+                    run_rows(lstm_forward, head + (cw.s, cw.c, cw.tc, cw.q, y4, d, lengths, rev, fast), B)
                 elif self.cell == GRU_CELL:
-                    run_rows(gru_forward, (cw.z, cw.whh_t, cw.bias, b_hh[2 * H:], cw.s, cw.hn, cw.q, y4, d, lengths,
-                                           rev, fast), B)
+                    run_rows(gru_forward, head + (b_hh[2 * H:], cw.s, cw.hn, cw.q, y4, d, lengths, rev, fast), B)
                 else:
-                    run_rows(rnn_forward, (cw.z, cw.whh_t, cw.bias, cw.s, cw.q, y4, d, lengths, rev, fast), B)
+                    run_rows(rnn_forward, head + (cw.s, cw.q, y4, d, lengths, rev, fast), B)
             inp = ws.y[k]
         self.ws, self.lengths = ws, lengths
         if self.output == "all":
@@ -420,6 +433,8 @@ class _Work:
         self.T, self.B = T, B
         self.empty3, self.empty4, self.empty2 = empty3, np.zeros((0, 0, 0, 0), dt), np.zeros((0, 0))
         self.x = f(T, B, layer.in_size)                                   # input, time-major
+        self.rows = np.arange(T * B).reshape(T, B)                        # row numbers of (T*B, .) views
+        self.ids = np.empty((T, B), np.int64)                             # token ids, time-major
         self.y = [f(T, B, D * H) for _ in range(layer.layers)]            # each layer's output sequence
         self.out = f(B, T, D * H) if layer.output == "all" else f(B, D * H)
         self.dy = b(T, B, D * H) if layer.output == "all" else empty3
@@ -431,7 +446,7 @@ class _Work:
         self.ones = np.ones(T * B if backward else 0, dt)
         lstm, gru = layer.cell == LSTM_CELL, layer.cell == GRU_CELL
         self.cells = [[SimpleNamespace(
-            z=f(T, B, GH), bias=f(GH), whh_t=f(H, GH), s=f(T + 1, B, H),
+            z=f(T, B, GH), table=f(0, GH), bias=f(GH), whh_t=f(H, GH), s=f(T + 1, B, H),
             c=f(T + 1, B, H) if lstm else empty3, tc=f(T, B, H) if lstm else empty3,
             hn=f(T, B, H) if gru else empty3, q=f(B, GH), dh=b(B, H), dc=b(B, H), dq=b(B, H),
             dg=(dg := b(T, B, GH)), dgh=b(T, B, GH) if gru else dg,

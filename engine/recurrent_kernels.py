@@ -3,8 +3,11 @@ and backward through time (RNN and GRU here, the LSTM in lstm_kernels), plus the
 scatter-add.
 
 Layout. Everything inside is time-major so that one time step is one contiguous block:
-  z   (T, B, G*H)  the input projection x W_ih^T on entry to the forward kernel (one BLAS product
-                   over all steps, done by the caller), the gate activations on exit;
+  z   (T, B, G*H)  the gate activations, written by the forward kernel; it reads the input
+                   projection x W_ih^T of row b at step t from src[rows[t, b]]: z itself (one
+                   BLAS product over all steps, done by the caller) or, after an embedding, the
+                   vocabulary projected once (the same bits: OpenBLAS sums each element alike
+                   whatever the number of rows);
   s   (T+1, B, H)  hidden states by slot: the forward direction keeps h_t in slot t+1 and the
                    zero initial state in slot 0; the reverse direction keeps h_t in slot t and the
                    initial state in slot T. So "the state before step t" is slot t (forward) or
@@ -104,10 +107,11 @@ def sumsq_row(a, b):
 
 
 @jit
-def rnn_forward(z, whh_t, bias, s, q, y, d, lengths, reverse, fast, b0, b1):
-    """One direction of one tanh RNN layer, rows b0..b1-1: z (T, B, H) x W_ih^T on entry, h_t on
-    exit; whh_t (H, H) = W_hh^T; bias (H,) b_ih + b_hh; s (T+1, B, H) states by slot (the initial
-    slot zero on entry); q (B, H) scratch; y (T, B, D, H) the layer's output, this direction at d
+def rnn_forward(z, src, rows, whh_t, bias, s, q, y, d, lengths, reverse, fast, b0, b1):
+    """One direction of one tanh RNN layer, rows b0..b1-1: z (T, B, H) out: h_t; src[rows[t, b]]
+    (H,) the input part x_t W_ih^T of row b at step t (see lstm_kernels.lstm_forward); whh_t
+    (H, H) = W_hh^T; bias (H,) b_ih + b_hh; s (T+1, B, H) states by slot (the initial slot zero on
+    entry); q (B, H) scratch; y (T, B, D, H) the layer's output, this direction at d
     (0 at padded steps); lengths (B,) real steps per sample."""
     T = z.shape[0]
     H = s.shape[2]
@@ -123,26 +127,30 @@ def rnn_forward(z, whh_t, bias, s, q, y, d, lengths, reverse, fast, b0, b1):
                     s[cur, b, j] = s[prev, b, j]
                     y[t, b, d, j] = 0.0
                 continue
+            xr = rows[t, b]
+            for j in range(H):                                  # every gate: x + q + bias, in the old order
+                q[b, j] = src[xr, j] + q[b, j] + bias[j]
             if fast:
                 for j in range(H):
-                    h = tanh_fast(z[t, b, j] + q[b, j] + bias[j]) + zero     # + 0: the bits of the old beta*tanh+gamma
+                    h = tanh_fast(q[b, j]) + zero     # + 0: the bits of the old beta*tanh+gamma
                     z[t, b, j] = h
                     s[cur, b, j] = h
                     y[t, b, d, j] = h
             else:
                 for j in range(H):
-                    h = math.tanh(z[t, b, j] + q[b, j] + bias[j])
+                    h = math.tanh(q[b, j])
                     z[t, b, j] = h
                     s[cur, b, j] = h
                     y[t, b, d, j] = h
 
 
 @jit
-def gru_forward(z, whh_t, bias, b_hn, s, hn, q, y, d, lengths, reverse, fast, b0, b1):
+def gru_forward(z, src, rows, whh_t, bias, b_hn, s, hn, q, y, d, lengths, reverse, fast, b0, b1):
     """One direction of one GRU layer, rows b0..b1-1, the three gates of a step in one pass:
-    r, u = sigmoid(z + q + bias), n = tanh(z_n + b_in + r (q_n + b_hn)), h = (1 - u) n + u h_prev.
-    z (T, B, 3H) x W_ih^T on entry, r, u, n on exit; bias (3H,) b_ih + b_hh for r and u, b_in for
-    n; b_hn (H,); hn (T, B, H) out: W_hn h_prev + b_hn (backward needs it); the rest as
+    r, u = sigmoid(x + q + bias), n = tanh(x_n + b_in + r (q_n + b_hn)), h = (1 - u) n + u h_prev.
+    z (T, B, 3H) out: r, u, n; src, rows the input part x as in `rnn_forward`; bias (3H,) b_ih +
+    b_hh for r and u, b_in for n; b_hn (H,); hn (T, B, H) out: W_hn h_prev + b_hn (backward needs
+    it); the rest as
     `rnn_forward`."""
     T = z.shape[0]
     H = s.shape[2]
@@ -159,22 +167,25 @@ def gru_forward(z, whh_t, bias, b_hn, s, hn, q, y, d, lengths, reverse, fast, b0
                     s[cur, b, j] = s[prev, b, j]
                     y[t, b, d, j] = 0.0
                 continue
+            xr = rows[t, b]
+            for j in range(2 * H):                                  # r, u: x + q + bias, in the old order
+                q[b, j] = src[xr, j] + q[b, j] + bias[j]
             if fast:
                 for j in range(H):
-                    r = half * tanh_fast(half * (z[t, b, j] + q[b, j] + bias[j])) + half
-                    u = half * tanh_fast(half * (z[t, b, H + j] + q[b, H + j] + bias[H + j])) + half
+                    r = half * tanh_fast(half * q[b, j]) + half
+                    u = half * tanh_fast(half * q[b, H + j]) + half
                     hv = q[b, 2 * H + j] + b_hn[j]
-                    n = tanh_fast(z[t, b, 2 * H + j] + (bias[2 * H + j] + r * hv))
+                    n = tanh_fast(src[xr, 2 * H + j] + (bias[2 * H + j] + r * hv))
                     z[t, b, j], z[t, b, H + j], z[t, b, 2 * H + j], hn[t, b, j] = r, u, n, hv
                     h = (one - u) * n + u * s[prev, b, j]
                     s[cur, b, j] = h
                     y[t, b, d, j] = h
             else:
                 for j in range(H):
-                    r = sigmoid_exact(z[t, b, j] + q[b, j] + bias[j])
-                    u = sigmoid_exact(z[t, b, H + j] + q[b, H + j] + bias[H + j])
+                    r = sigmoid_exact(q[b, j])
+                    u = sigmoid_exact(q[b, H + j])
                     hv = q[b, 2 * H + j] + b_hn[j]
-                    n = math.tanh(z[t, b, 2 * H + j] + (bias[2 * H + j] + r * hv))
+                    n = math.tanh(src[xr, 2 * H + j] + (bias[2 * H + j] + r * hv))
                     z[t, b, j], z[t, b, H + j], z[t, b, 2 * H + j], hn[t, b, j] = r, u, n, hv
                     h = (one - u) * n + u * s[prev, b, j]
                     s[cur, b, j] = h

@@ -481,3 +481,31 @@ def test_threads_give_the_same_bits_at_bench_sizes(kind):
         assert np.array_equal(out, results[0][0]) and np.array_equal(dx, results[0][2])
         assert all(np.array_equal(grads[k], results[0][1][k]) for k in grads)
         assert all(np.array_equal(norms[k], results[0][3][k]) for k in norms)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", CELLS)
+def test_embedding_input_projects_the_vocabulary_with_the_same_bits(kind, dtype):
+    """After an embedding, the first layer reads x W_ih^T from the vocabulary projected once (11
+    words < T * B rows): every bit as when it multiplies the embedded sequence itself."""
+    spec = [{"type": "embedding", "dim": 6, "vocab": 11},
+            {"type": kind, "hidden": 8, "layers": 2, "bidirectional": True, "output": "all"}]
+    net = Net(spec, (9,), dtype, 3)
+    rng = np.random.default_rng(2)
+    ids = rng.integers(0, 11, size=(13, 9))
+    mask = mask_of(rng.integers(1, 10, size=13), 9)
+    dout = rng.standard_normal((13, 9, 16)).astype(dtype)
+    emb, layer = net.layers
+    results = []
+    for lookup in (True, False):
+        ctx = Context(mask=mask)
+        x = emb.forward(ids, ctx)
+        if not lookup:
+            x = x.copy()                 # not the embedding's output: the plain product
+        assert (ctx.tokens[0] is x) == lookup
+        out = layer.forward(x, ctx).copy()
+        dx = layer.backward(dout, ctx).copy()
+        results.append((out, dx, grads_of(net)))
+    (out1, dx1, g1), (out2, dx2, g2) = results
+    assert np.array_equal(out1, out2) and np.array_equal(dx1, dx2)
+    assert all(np.array_equal(g1[k], g2[k]) for k in g1)
