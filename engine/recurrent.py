@@ -60,21 +60,21 @@ def row_chunks(B: int, n: int) -> list[tuple[int, int]]:
     return chunks
 
 
-def run_rows(kernel, args, B: int) -> None:
-    """kernel(*args, b0, b1) over batch rows 0..B-1, in row chunks on the engine's threads."""
+def run_rows(kernel, args, B: int, n: int) -> None:
+    """kernel(*args, b0, b1) over batch rows 0..B-1, in row chunks on up to n of the engine's threads."""
     threads.cover_kernel_blas()
-    n = min(threads.count(), B // 8)
+    n = min(n, B // 8)
     if n < 2:
         kernel(*args, 0, B)
         return
     threads.parallel(lambda lo, hi: kernel(*args, lo, hi), row_chunks(B, n))
 
 
-def dot_all(jobs) -> None:
+def dot_all(jobs, n: int) -> None:
     """out = a @ b for every (a, b, out), independent products; on more than one thread several at
     once, each whole (a weight gradient cut by its rows would change bits: OpenBLAS picks another
     kernel for a block of gate rows)."""
-    if threads.count() < 2:
+    if n < 2:
         for a, b, out in jobs:
             np.dot(a, b, out=out)
         return
@@ -82,10 +82,9 @@ def dot_all(jobs) -> None:
                      [(i, i + 1) for i in range(len(jobs))])
 
 
-def dot_rows(a, b, out, unit: int = 1) -> None:
+def dot_rows(a, b, out, unit: int, n: int) -> None:
     """out = a @ b, on more than one thread as row blocks of `unit` rows (a time step's B rows):
     each output row is its own sum, so the bits are those of the one product."""
-    n = threads.count()
     if n < 2:
         np.dot(a, b, out=out)
         return
@@ -239,6 +238,11 @@ class Recurrent(Layer):
             w = self._work[T, B] = _Work(self, T, B)
         return w
 
+    def _split(self, T: int, B: int) -> int:
+        """Threads for a pass over (T, B): the engine's rule on the layer's multiply-adds."""
+        ins = self.in_size + (self.layers - 1) * self.hidden * self.dirs
+        return threads.for_work(B * T * self.gh * (self.hidden * self.layers + ins) * self.dirs)
+
     # forward ---------------------------------------------------------------------------------
     def forward(self, x, ctx):
         if threads.count() < 2:
@@ -277,6 +281,7 @@ class Recurrent(Layer):
         H, D = self.hidden, self.dirs
         fast = self.dtype == np.float32
         ws = self._workspace(T, B, train)
+        n = self._split(T, B)
         np.copyto(ws.x, x.transpose(1, 0, 2))                            # (T, B, E) time-major
         lookup = ids is not None and len(table) < T * B
         if lookup:
@@ -293,7 +298,7 @@ class Recurrent(Layer):
                     np.dot(table, w_ih.T, out=cw.table)                  # (V, GH)
                     src, src_rows = cw.table, ws.ids
                 else:
-                    dot_rows(inp.reshape(T * B, -1), w_ih.T, cw.z.reshape(T * B, -1), B)   # (T*B, GH) all steps at once
+                    dot_rows(inp.reshape(T * B, -1), w_ih.T, cw.z.reshape(T * B, -1), B, n)   # (T*B, GH) all steps
                     src, src_rows = cw.z.reshape(T * B, -1), ws.rows
                 np.add(b_ih, b_hh, out=cw.bias)
                 if self.cell == GRU_CELL:                                # b_hn stays inside r * (...)
@@ -304,11 +309,11 @@ class Recurrent(Layer):
                     cw.c[T if d else 0] = 0.0
                 rev, head = bool(d), (cw.z, src, src_rows, cw.whh_t, cw.bias)
                 if self.cell == LSTM_CELL:
-                    run_rows(lstm_forward, head + (cw.s, cw.c, cw.tc, cw.q, y4, d, lengths, rev, fast), B)
+                    run_rows(lstm_forward, head + (cw.s, cw.c, cw.tc, cw.q, y4, d, lengths, rev, fast), B, n)
                 elif self.cell == GRU_CELL:
-                    run_rows(gru_forward, head + (b_hh[2 * H:], cw.s, cw.hn, cw.q, y4, d, lengths, rev, fast), B)
+                    run_rows(gru_forward, head + (b_hh[2 * H:], cw.s, cw.hn, cw.q, y4, d, lengths, rev, fast), B, n)
                 else:
-                    run_rows(rnn_forward, head + (cw.s, cw.q, y4, d, lengths, rev, fast), B)
+                    run_rows(rnn_forward, head + (cw.s, cw.q, y4, d, lengths, rev, fast), B, n)
             inp = ws.y[k]
         self.ws, self.lengths = ws, lengths
         if self.output == "all":
@@ -336,6 +341,7 @@ class Recurrent(Layer):
         else:
             dseq = ws.empty3
         want = ctx.want_time_grads
+        n = self._split(T, B)
         for k in reversed(range(self.layers)):
             norms = ws.norms[k] if want else ws.empty2                   # (T, B) float64
             if want:
@@ -356,18 +362,18 @@ class Recurrent(Layer):
                 rev, cut = bool(d), self.truncate
                 if self.cell == LSTM_CELL:
                     run_rows(lstm_backward, (cw.z, w_hh, cw.c, cw.tc, dy4, d, cw.dh, cw.dc, cw.dq, cw.dg, lengths, rev,
-                                             cut, norms), B)
+                                             cut, norms), B, n)
                 elif self.cell == GRU_CELL:
                     run_rows(gru_backward, (cw.z, w_hh, cw.s, cw.hn, dy4, d, cw.dh, cw.dq, cw.dg, cw.dgh, lengths, rev,
-                                            cut, norms), B)
+                                            cut, norms), B, n)
                 else:
-                    run_rows(rnn_backward, (cw.z, w_hh, dy4, d, cw.dh, cw.dq, cw.dg, lengths, rev, cut, norms), B)
+                    run_rows(rnn_backward, (cw.z, w_hh, dy4, d, cw.dh, cw.dq, cw.dg, lengths, rev, cut, norms), B, n)
                 dg2, dgh2 = cw.dg.reshape(T * B, -1), cw.dgh.reshape(T * B, -1)      # (T*B, GH)
                 prev = cw.s[1:] if d else cw.s[:T]                                  # (T, B, H) states before each step
                 target = dx if d == 0 else ws.dxr[k]
                 dot_all([(dgh2.T, prev.reshape(T * B, H), gw_hh),                   # (GH, H), the largest first
                          (dg2.T, inp.reshape(T * B, -1), gw_ih)]                    # (GH, in)
-                        + [(dg2, w_ih, target.reshape(T * B, -1))] * need_dx)       # (T*B, in)
+                        + [(dg2, w_ih, target.reshape(T * B, -1))] * need_dx, n)    # (T*B, in)
                 np.dot(ws.ones, dg2, out=gb_ih)                                     # column sums (GH,)
                 if cw.dgh is cw.dg:                                                 # RNN, LSTM: the same sums
                     np.copyto(gb_hh, gb_ih)
