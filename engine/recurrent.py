@@ -44,7 +44,7 @@ from .recurrent_kernels import (GATES, GRU_CELL, LSTM_CELL, RNN_CELL, gru_backwa
 
 # Batch rows are independent through time, so the BPTT kernels (which release the GIL) run a
 # batch as chunks of rows on up to threads.count() threads (the engine's one thread setting,
-# DESCENT_THREADS); every row gets the same arithmetic however the batch is cut (chunks of at
+# DESCENT_THREADS; a layer too small to gain stays on one: threads.for_work); every row gets the same arithmetic however the batch is cut (chunks of at
 # least 8 rows, see recurrent_kernels), so the result is bit-identical for any thread count.
 # With more than one thread the layer's big products are cut the same way (by rows of their
 # output: time steps, or gate rows of a weight gradient) with BLAS on one thread (threads.py).
