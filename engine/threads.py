@@ -57,10 +57,10 @@ def cover_kernel_blas() -> None:
 
 
 # Work (multiply-adds) below which a split costs more than it gains: every parallel section costs
-# about 12 us of hand-over, and a layer pass has four, so a small layer loses with two threads (the
-# quiet run of 2026-12-01 15:10: the RNN at T30, 6 M multiply-adds, ran at 933 steps/s on two
-# threads against 1396 on one; the LSTM at T30, 24 M, 550 against 529; at T100, 79 M, 217 against
-# 162).
+# about 12 us of hand-over and a recurrent layer's step has three or four, so a small layer loses
+# with two threads (the quiet run of 2026-12-01 15:10: the RNN at T30, 6 M multiply-adds, ran at
+# 933 steps/s on two threads against 1396 on one; the LSTM at T30, 24 M, 550 against 529; at T100,
+# 79 M, 217 against 162).
 SPLIT_MIN_MACS = 20_000_000
 
 
