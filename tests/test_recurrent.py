@@ -531,3 +531,19 @@ def test_small_layers_stay_on_one_thread(monkeypatch):
     assert calls == []
     with threads.using(1):
         assert layer._split(30, 32) == 1
+
+
+def test_vocabulary_projection_in_evaluation_slices(monkeypatch):
+    """Evaluation slices of rows read their own rows' token ids: the same bits as the plain product."""
+    import descent.engine.recurrent as rec
+
+    net = Net([{"type": "embedding", "dim": 6, "vocab": 11}, {"type": "gru", "hidden": 8, "output": "all"}],
+              (9,), np.float32, 5)
+    emb, layer = net.layers
+    rng = np.random.default_rng(6)
+    ids = rng.integers(0, 11, size=(40, 9))
+    mask = mask_of(rng.integers(1, 10, size=40), 9)
+    ctx = Context(mask=mask, train=False)
+    plain = layer.forward(emb.forward(ids, ctx).copy(), ctx).copy()
+    monkeypatch.setattr(rec, "EVAL_ROW_STEPS", 10 * 9)              # slices of 10, 10 and 20 rows
+    assert np.array_equal(net.forward(ids, Context(mask=mask, train=False)), plain)
