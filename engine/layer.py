@@ -25,6 +25,7 @@ class Context:
     time_grad_norms: dict[str, np.ndarray] = field(default_factory=dict)
     want_time_grads: bool = True
     time_grad_ratio: dict[str, np.ndarray] = field(default_factory=dict)
+    tokens: tuple | None = None     # (output, ids, weight) of the last embedding (recurrent.py)
 
 
 class Layer:

@@ -37,13 +37,14 @@ from .dense import Buffers, uniform_fan_in
 from .errors import SpecError
 from .init import RECURRENT_INITS, recurrent_weight
 from .layer import Layer, SpecReader
-from .recurrent_kernels import (GATES, GRU_CELL, LSTM_CELL, RNN_CELL, gate_coefficients, id_range, lstm_backward,
-                                lstm_forward, recurrent_backward, recurrent_forward, scatter_add_rows)
+from .lstm_kernels import lstm_backward, lstm_forward
+from .recurrent_kernels import (GATES, GRU_CELL, LSTM_CELL, RNN_CELL, gru_backward, gru_forward, id_range, rnn_backward,
+                                rnn_forward, scatter_add_rows)
 
 
 # Batch rows are independent through time, so the BPTT kernels (which release the GIL) run a
 # batch as chunks of rows on up to threads.count() threads (the engine's one thread setting,
-# DESCENT_THREADS); every row gets the same arithmetic however the batch is cut (chunks of at
+# DESCENT_THREADS; a layer too small to gain stays on one: threads.for_work); every row gets the same arithmetic however the batch is cut (chunks of at
 # least 8 rows, see recurrent_kernels), so the result is bit-identical for any thread count.
 # With more than one thread the layer's big products are cut the same way (by rows of their
 # output: time steps, or gate rows of a weight gradient) with BLAS on one thread (threads.py).
@@ -59,21 +60,21 @@ def row_chunks(B: int, n: int) -> list[tuple[int, int]]:
     return chunks
 
 
-def run_rows(kernel, args, B: int) -> None:
-    """kernel(*args, b0, b1) over batch rows 0..B-1, in row chunks on the engine's threads."""
+def run_rows(kernel, args, B: int, n: int) -> None:
+    """kernel(*args, b0, b1) over batch rows 0..B-1, in row chunks on up to n of the engine's threads."""
     threads.cover_kernel_blas()
-    n = min(threads.count(), B // 8)
+    n = min(n, B // 8)
     if n < 2:
         kernel(*args, 0, B)
         return
     threads.parallel(lambda lo, hi: kernel(*args, lo, hi), row_chunks(B, n))
 
 
-def dot_all(jobs) -> None:
+def dot_all(jobs, n: int) -> None:
     """out = a @ b for every (a, b, out), independent products; on more than one thread several at
     once, each whole (a weight gradient cut by its rows would change bits: OpenBLAS picks another
     kernel for a block of gate rows)."""
-    if threads.count() < 2:
+    if n < 2:
         for a, b, out in jobs:
             np.dot(a, b, out=out)
         return
@@ -81,10 +82,9 @@ def dot_all(jobs) -> None:
                      [(i, i + 1) for i in range(len(jobs))])
 
 
-def dot_rows(a, b, out, unit: int = 1) -> None:
+def dot_rows(a, b, out, unit: int, n: int) -> None:
     """out = a @ b, on more than one thread as row blocks of `unit` rows (a time step's B rows):
     each output row is its own sum, so the bits are those of the one product."""
-    n = threads.count()
     if n < 2:
         np.dot(a, b, out=out)
         return
@@ -128,6 +128,7 @@ class Embedding(Layer):
         y = self.buf.get("y", ids.shape + (self.dim,))                 # (B, T, dim)
         np.take(self.p["weight"], ids, axis=0, out=y, mode="clip")
         self.ids = ids
+        ctx.tokens = (y, ids, self.p["weight"])     # a recurrent layer reading y projects the vocabulary instead
         return y
 
     def backward(self, dy, ctx):
@@ -193,7 +194,6 @@ class Recurrent(Layer):
         width = self.hidden * self.dirs
         self.out_shape = (in_shape[0], width) if self.output == "all" else (width,)
         self.gh = GATES[self.cell] * self.hidden
-        self.coef = gate_coefficients(self.cell, self.hidden, self.dtype)
         self._work: dict[tuple, _Work] = {}
 
     # parameters ------------------------------------------------------------------------------
@@ -238,6 +238,11 @@ class Recurrent(Layer):
             w = self._work[T, B] = _Work(self, T, B)
         return w
 
+    def _split(self, T: int, B: int) -> int:
+        """Threads for a pass over (T, B): the engine's rule on the layer's multiply-adds."""
+        ins = self.in_size + (self.layers - 1) * self.hidden * self.dirs
+        return threads.for_work(B * T * self.gh * (self.hidden * self.layers + ins) * self.dirs)
+
     # forward ---------------------------------------------------------------------------------
     def forward(self, x, ctx):
         if threads.count() < 2:
@@ -251,15 +256,17 @@ class Recurrent(Layer):
             raise ValueError(f"{self.kind} expects (batch, T, {self.in_size}), got {x.shape}")
         B, T, _ = x.shape
         lengths = lengths_from_mask(ctx.mask, B, T)
+        tok = ctx.tokens
+        ids, table = (tok[1], tok[2]) if tok is not None and tok[0] is x else (None, None)
         rows = max(8, EVAL_ROW_STEPS // max(T, 1))
         if ctx.train or B <= rows:
-            return self._forward(x, lengths, ctx.train)
+            return self._forward(x, lengths, ctx.train, ids, table)
         # evaluation: slices of rows (rows are independent), so that long sequences don't hold a
         # whole evaluation batch's gate and state arrays at once
         out = None
         for lo in range(0, B, rows):
             hi = B if B - lo < rows + 8 else lo + rows                   # no slice of under 8 rows
-            part = self._forward(x[lo:hi], lengths[lo:hi], False)
+            part = self._forward(x[lo:hi], lengths[lo:hi], False, None if ids is None else ids[lo:hi], table)
             if out is None:
                 out = np.empty((B,) + part.shape[1:], part.dtype)
             out[lo:hi] = part
@@ -267,18 +274,32 @@ class Recurrent(Layer):
                 break
         return out
 
-    def _forward(self, x, lengths, train: bool):
+    def _forward(self, x, lengths, train: bool, ids=None, table=None):
+        """ids (B, T), table (V, E): x = table[ids] (x is an embedding's output); with fewer words
+        than rows the first layer projects the vocabulary, (V, E) @ (E, GH), instead of x."""
         B, T, _ = x.shape
         H, D = self.hidden, self.dirs
         fast = self.dtype == np.float32
         ws = self._workspace(T, B, train)
+        n = self._split(T, B)
         np.copyto(ws.x, x.transpose(1, 0, 2))                            # (T, B, E) time-major
+        lookup = ids is not None and len(table) < T * B
+        if lookup:
+            np.copyto(ws.ids, ids.T)                                     # (T, B) token ids, time-major
         inp = ws.x
         for k in range(self.layers):
+            y4 = ws.y[k].reshape(T, B, D, H)                             # this direction's output at [:, :, d]
             for d in range(D):
                 w_ih, w_hh, b_ih, b_hh = self.pv[k][d]
                 cw = ws.cells[k][d]
-                dot_rows(inp.reshape(T * B, -1), w_ih.T, cw.z.reshape(T * B, -1), B)   # (T*B, GH) all steps at once
+                if k == 0 and lookup:                                    # the same bits as x @ W_ih^T
+                    if cw.table.shape[0] != len(table):
+                        cw.table = np.empty((len(table), self.gh), self.dtype)
+                    np.dot(table, w_ih.T, out=cw.table)                  # (V, GH)
+                    src, src_rows = cw.table, ws.ids
+                else:
+                    dot_rows(inp.reshape(T * B, -1), w_ih.T, cw.z.reshape(T * B, -1), B, n)   # (T*B, GH) all steps
+                    src, src_rows = cw.z.reshape(T * B, -1), ws.rows
                 np.add(b_ih, b_hh, out=cw.bias)
                 if self.cell == GRU_CELL:                                # b_hn stays inside r * (...)
                     cw.bias[2 * H:] = b_ih[2 * H:]
@@ -286,12 +307,13 @@ class Recurrent(Layer):
                 cw.s[T if d else 0] = 0.0
                 if self.cell == LSTM_CELL:
                     cw.c[T if d else 0] = 0.0
-                if self.cell == LSTM_CELL:                                   # the four gates in one pass
-                    run_rows(lstm_forward, (cw.z, cw.whh_t, cw.bias, cw.s, cw.c, cw.tc, cw.q, ws.y[k], d * H, lengths,
-                                            bool(d), fast), B)
+                rev, head = bool(d), (cw.z, src, src_rows, cw.whh_t, cw.bias)
+                if self.cell == LSTM_CELL:
+                    run_rows(lstm_forward, head + (cw.s, cw.c, cw.tc, cw.q, y4, d, lengths, rev, fast), B, n)
+                elif self.cell == GRU_CELL:
+                    run_rows(gru_forward, head + (b_hh[2 * H:], cw.s, cw.hn, cw.q, y4, d, lengths, rev, fast), B, n)
                 else:
-                    run_rows(recurrent_forward, (self.cell, cw.z, cw.whh_t, cw.bias, b_hh[2 * H:], self.coef, cw.s,
-                                                 cw.hn, cw.q, ws.y[k], d * H, lengths, bool(d), fast), B)
+                    run_rows(rnn_forward, head + (cw.s, cw.q, y4, d, lengths, rev, fast), B, n)
             inp = ws.y[k]
         self.ws, self.lengths = ws, lengths
         if self.output == "all":
@@ -319,11 +341,13 @@ class Recurrent(Layer):
         else:
             dseq = ws.empty3
         want = ctx.want_time_grads
+        n = self._split(T, B)
         for k in reversed(range(self.layers)):
             norms = ws.norms[k] if want else ws.empty2                   # (T, B) float64
             if want:
                 norms[...] = 0.0
             need_dx = k > 0 or self.need_dx
+            dy4 = dseq.reshape(T, B, D, H) if dseq.size else ws.empty4        # (T, B, D, H)
             dx = ws.dx[k]                                                # (T, B, in_k)
             inp = ws.x if k == 0 else ws.y[k - 1]
             for d in range(D):
@@ -335,18 +359,21 @@ class Recurrent(Layer):
                 else:
                     cw.dh[...] = 0.0
                 cw.dc[...] = 0.0
+                rev, cut = bool(d), self.truncate
                 if self.cell == LSTM_CELL:
-                    run_rows(lstm_backward, (cw.z, w_hh, cw.c, cw.tc, dseq, d * H, cw.dh, cw.dc, cw.dq, cw.dg, lengths,
-                                             bool(d), self.truncate, norms), B)
+                    run_rows(lstm_backward, (cw.z, w_hh, cw.c, cw.tc, dy4, d, cw.dh, cw.dc, cw.dq, cw.dg, lengths, rev,
+                                             cut, norms), B, n)
+                elif self.cell == GRU_CELL:
+                    run_rows(gru_backward, (cw.z, w_hh, cw.s, cw.hn, dy4, d, cw.dh, cw.dq, cw.dg, cw.dgh, lengths, rev,
+                                            cut, norms), B, n)
                 else:
-                    run_rows(recurrent_backward, (self.cell, cw.z, w_hh, cw.s, cw.hn, dseq, d * H, cw.dh, cw.dq,
-                                                  cw.dg, cw.dgh, lengths, bool(d), self.truncate, norms), B)
+                    run_rows(rnn_backward, (cw.z, w_hh, dy4, d, cw.dh, cw.dq, cw.dg, lengths, rev, cut, norms), B, n)
                 dg2, dgh2 = cw.dg.reshape(T * B, -1), cw.dgh.reshape(T * B, -1)      # (T*B, GH)
                 prev = cw.s[1:] if d else cw.s[:T]                                  # (T, B, H) states before each step
                 target = dx if d == 0 else ws.dxr[k]
                 dot_all([(dgh2.T, prev.reshape(T * B, H), gw_hh),                   # (GH, H), the largest first
                          (dg2.T, inp.reshape(T * B, -1), gw_ih)]                    # (GH, in)
-                        + [(dg2, w_ih, target.reshape(T * B, -1))] * need_dx)       # (T*B, in)
+                        + [(dg2, w_ih, target.reshape(T * B, -1))] * need_dx, n)    # (T*B, in)
                 np.dot(ws.ones, dg2, out=gb_ih)                                     # column sums (GH,)
                 if cw.dgh is cw.dg:                                                 # RNN, LSTM: the same sums
                     np.copyto(gb_hh, gb_ih)
@@ -410,8 +437,10 @@ class _Work:
         f = lambda *shape: np.empty(shape, dt)  # noqa: E731
         b = f if backward else (lambda *shape: empty3)  # noqa: E731
         self.T, self.B = T, B
-        self.empty3, self.empty2 = empty3, np.zeros((0, 0))
+        self.empty3, self.empty4, self.empty2 = empty3, np.zeros((0, 0, 0, 0), dt), np.zeros((0, 0))
         self.x = f(T, B, layer.in_size)                                   # input, time-major
+        self.rows = np.arange(T * B).reshape(T, B)                        # row numbers of (T*B, .) views
+        self.ids = np.empty((T, B), np.int64)                             # token ids, time-major
         self.y = [f(T, B, D * H) for _ in range(layer.layers)]            # each layer's output sequence
         self.out = f(B, T, D * H) if layer.output == "all" else f(B, D * H)
         self.dy = b(T, B, D * H) if layer.output == "all" else empty3
@@ -423,7 +452,7 @@ class _Work:
         self.ones = np.ones(T * B if backward else 0, dt)
         lstm, gru = layer.cell == LSTM_CELL, layer.cell == GRU_CELL
         self.cells = [[SimpleNamespace(
-            z=f(T, B, GH), bias=f(GH), whh_t=f(H, GH), s=f(T + 1, B, H),
+            z=f(T, B, GH), table=f(0, GH), bias=f(GH), whh_t=f(H, GH), s=f(T + 1, B, H),
             c=f(T + 1, B, H) if lstm else empty3, tc=f(T, B, H) if lstm else empty3,
             hn=f(T, B, H) if gru else empty3, q=f(B, GH), dh=b(B, H), dc=b(B, H), dq=b(B, H),
             dg=(dg := b(T, B, GH)), dgh=b(T, B, GH) if gru else dg,

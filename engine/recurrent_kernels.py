@@ -1,15 +1,20 @@
 """Kernels for the recurrent layers: one direction of one layer over the whole sequence, forward
-and backward through time, plus the embedding's scatter-add.
+and backward through time (RNN and GRU here, the LSTM in lstm_kernels), plus the embedding's
+scatter-add.
 
 Layout. Everything inside is time-major so that one time step is one contiguous block:
-  z   (T, B, G*H)  the input projection x W_ih^T on entry to the forward kernel (one BLAS product
-                   over all steps, done by the caller), the gate activations on exit;
+  z   (T, B, G*H)  the gate activations, written by the forward kernel; it reads the input
+                   projection x W_ih^T of row b at step t from src[rows[t, b]]: z itself (one
+                   BLAS product over all steps, done by the caller) or, after an embedding, the
+                   vocabulary projected once (the same bits: OpenBLAS sums each element alike
+                   whatever the number of rows);
   s   (T+1, B, H)  hidden states by slot: the forward direction keeps h_t in slot t+1 and the
                    zero initial state in slot 0; the reverse direction keeps h_t in slot t and the
                    initial state in slot T. So "the state before step t" is slot t (forward) or
                    t+1 (reverse), and s[rev:rev+T] is every step's previous state in time order;
   c   (T+1, B, H)  LSTM cell states, same slots; tc (T, B, H) tanh(c_t);
-  hn  (T, B, H)    GRU's W_hn h_{t-1} + b_hn (the part the reset gate multiplies).
+  hn  (T, B, H)    GRU's W_hn h_{t-1} + b_hn (the part the reset gate multiplies);
+  y   (T, B, D, H) the layer's output (D directions; a kernel writes its own d), dy the same.
 Gate blocks follow PyTorch: RNN [h], LSTM [i, f, g, o], GRU [r, z, n].
 
 Masking (right padding, lengths per sample) equals PyTorch's packed sequences: at a padded step
@@ -19,16 +24,17 @@ each sample's state at its last real step and slot 0 of the reverse direction it
 Activations: float64 uses math.tanh and the exact sigmoid. math.tanh does not vectorise (34 ns
 per float32 element here), so with `fast` (the float32 path) tanh is a clamped rational function
 (Eigen's float tanh: at most 4e-7 absolute error in float32 arithmetic, about 0.8 ns per element)
-and sigmoid(x) = 0.5 + 0.5 tanh(x/2). Float constants in float32 arithmetic are typed
+and sigmoid(x) = 0.5 tanh(x/2) + 0.5. Float constants in float32 arithmetic are typed
 (`z.dtype.type(1.0)`): a bare 1.0 would turn the whole expression into float64.
 
-The hidden product of each step goes to BLAS (np.dot inside the kernel calls SciPy's BLAS with no
-GIL): at 32x64 @ 64x256 it runs at twice the speed of the best hand loop here (64 against 32
-GMAC/s, AVX-512). The result lands in scratch and is added to the gates in the same pass that
-activates them. Every kernel takes a batch row range [b0, b1), so threads can run slices of a
-batch (rows are independent through time). OpenBLAS sums each output element the same way for
-any number of rows from 2 up (a single row goes to gemv, which sums differently), so a split
-whose slices all have at least 2 rows changes no bit of the result (tests/test_recurrent.py).
+One pass per real step and row computes every gate of a hidden unit j (a loop over j < H, indexed
+(t, b, j) on whole arrays: see lstm_kernels on why not per-row views). The hidden product of each
+step goes to BLAS (np.dot inside the kernel calls SciPy's BLAS with no GIL): at 32x64 @ 64x256 it
+runs at twice the speed of the best hand loop here. Every kernel takes a batch row range [b0, b1),
+so threads can run slices of a batch (rows are independent through time). OpenBLAS sums each
+output element the same way for any number of rows from 2 up (a single row goes to gemv, which
+sums differently), so a split whose slices all have at least 2 rows changes no bit of the result
+(tests/test_recurrent.py).
 """
 
 from __future__ import annotations
@@ -37,24 +43,10 @@ import math
 
 import numpy as np
 
-from .arrays import fill
 from .jit import jit
 
 RNN_CELL, LSTM_CELL, GRU_CELL = 0, 1, 2
 GATES = {RNN_CELL: 1, LSTM_CELL: 4, GRU_CELL: 3}
-
-
-def gate_coefficients(cell: int, hidden: int, dtype) -> np.ndarray:
-    """(alpha, beta, gamma) per gate column for `activate`, (3, width): sigmoid for LSTM's i, f, o
-    and GRU's r, z; tanh for RNN's h and LSTM's g. GRU's n (which needs r first) is left out, so
-    the GRU array is only 2H wide (a contiguous array keeps `activate` vectorised)."""
-    sigmoid = {RNN_CELL: (), LSTM_CELL: (0, 1, 3), GRU_CELL: (0, 1)}[cell]
-    width = 2 * hidden if cell == GRU_CELL else GATES[cell] * hidden
-    coef = np.zeros((3, width), dtype)
-    coef[:2] = 1.0
-    for k in sigmoid:
-        coef[:, k * hidden:(k + 1) * hidden] = 0.5
-    return coef
 
 
 # Eigen's generic_fast_tanh_float: tanh(x) ~ x P(x^2) / Q(x^2) on [-c, c], +-1 (to float32) outside
@@ -86,173 +78,207 @@ def tanh_fast(x):
 
 
 @jit
-def activate(v, h, bias, coef, fast):
-    """Gate activations in place over one row: v[j] <- act_j(v[j] + h[j] + bias[j]) (input part,
-    hidden part, bias), sigmoid or tanh by column. coef (3, len(v)): (alpha, beta, gamma) = (0.5, 0.5, 0.5) for sigmoid, (1, 1, 0) for
-    tanh, so that with `fast` one vectorised loop computes beta * tanh(alpha * x) + gamma
-    (sigmoid(x) = 0.5 + 0.5 tanh(x / 2)); exact mode uses math.exp / math.tanh."""
-    al, be, ga = coef[0], coef[1], coef[2]
-    if fast:
-        for j in range(v.shape[0]):
-            v[j] = be[j] * tanh_fast(al[j] * (v[j] + h[j] + bias[j])) + ga[j]
-    else:
-        for j in range(v.shape[0]):
-            x = v[j] + h[j] + bias[j]
-            if ga[j] == 0.0:
-                v[j] = math.tanh(x)
-            elif x >= 0:
-                v[j] = 1.0 / (1.0 + math.exp(-x))
-            else:
-                e = math.exp(x)
-                v[j] = e / (1.0 + e)
+def sigmoid_exact(x):
+    """1 / (1 + e^-x) without overflow (the float64 path)."""
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
 
 
 @jit
-def tanh_inplace(v, fast):
-    """v <- tanh(v), v 1-D."""
-    if fast:
-        for j in range(v.shape[0]):
-            v[j] = tanh_fast(v[j])
-    else:
-        for j in range(v.shape[0]):
-            v[j] = math.tanh(v[j])
-
-
-@jit
-def copy_into(dst, src):
-    """dst[:] = src for 1-D arrays (an explicit loop compiles smaller than slice assignment)."""
-    for j in range(dst.shape[0]):
-        dst[j] = src[j]
-
-
-@jit
-def sumsq(v):
-    """sum(v**2) in float64, four interleaved partial sums (64 floats: about 4x faster than one chain)."""
-    n = v.shape[0]
+def sumsq_row(a, b):
+    """sum(a[b, :]**2) in float64, four interleaved partial sums (64 floats: about 4x faster than
+    one chain), indexed on the whole array (see lstm_kernels on views)."""
+    n = a.shape[1]
     n4 = n - n % 4
     s0 = 0.0
     s1 = 0.0
     s2 = 0.0
     s3 = 0.0
     for j in range(0, n4, 4):
-        s0 += np.float64(v[j]) * v[j]
-        s1 += np.float64(v[j + 1]) * v[j + 1]
-        s2 += np.float64(v[j + 2]) * v[j + 2]
-        s3 += np.float64(v[j + 3]) * v[j + 3]
+        s0 += np.float64(a[b, j]) * a[b, j]
+        s1 += np.float64(a[b, j + 1]) * a[b, j + 1]
+        s2 += np.float64(a[b, j + 2]) * a[b, j + 2]
+        s3 += np.float64(a[b, j + 3]) * a[b, j + 3]
     for j in range(n4, n):
-        s0 += np.float64(v[j]) * v[j]
+        s0 += np.float64(a[b, j]) * a[b, j]
     return (s0 + s1) + (s2 + s3)
 
 
 @jit
-def recurrent_forward(cell, z, whh_t, bias, b_hn, coef, s, hn, q, y, y_off, lengths, reverse, fast, b0, b1):
-    """One direction of one RNN or GRU layer, rows b0..b1-1 (see the module docstring for the
-    layouts; the LSTM has its own `lstm_forward`).
-
-    z holds x W_ih^T on entry; bias (G*H,) b_ih + b_hh (GRU's n block: b_in only); whh_t (H, G*H)
-    = W_hh^T; b_hn (H,) GRU's b_hn; coef from gate_coefficients; q (B, G*H) scratch;
-    y (T, B, Dy) the layer's output, this direction in columns y_off..y_off+H (0 at padded
-    steps); lengths (B,) real steps per sample. s[init slot] must hold zeros on entry.
-    Loops index whole 1-D views from 0 (v[j], j in range(len)) so that LLVM vectorises them."""
+def rnn_forward(z, src, rows, whh_t, bias, s, q, y, d, lengths, reverse, fast, b0, b1):
+    """One direction of one tanh RNN layer, rows b0..b1-1: z (T, B, H) out: h_t; src[rows[t, b]]
+    (H,) the input part x_t W_ih^T of row b at step t (see lstm_kernels.lstm_forward); whh_t
+    (H, H) = W_hh^T; bias (H,) b_ih + b_hh; s (T+1, B, H) states by slot (the initial slot zero on
+    entry); q (B, H) scratch; y (T, B, D, H) the layer's output, this direction at d
+    (0 at padded steps); lengths (B,) real steps per sample."""
     T = z.shape[0]
     H = s.shape[2]
-    one = z.dtype.type(1.0)                                        # float literals would promote float32 to float64
-    gru = cell == GRU_CELL
+    zero = z.dtype.type(0.0)
     for step in range(T):
         t = T - 1 - step if reverse else step
         prev = t + 1 if reverse else t
         cur = t if reverse else t + 1
-        np.dot(s[prev, b0:b1], whh_t, q[b0:b1])                    # (rows, GH) = (rows, H) @ (H, GH), BLAS
+        np.dot(s[prev, b0:b1], whh_t, q[b0:b1])                    # (rows, H) = (rows, H) @ (H, H), BLAS
         for b in range(b0, b1):
-            yb = y[t, b, y_off:y_off + H]                          # (H,)
-            hp, hb = s[prev, b], s[cur, b]                         # (H,)
             if t >= lengths[b]:                                    # padding: carry the state, output 0
-                copy_into(hb, hp)
-                fill(yb, 0.0)
-                continue
-            g = z[t, b]                                            # (GH,) pre-activations
-            na = coef.shape[1]                                     # GRU keeps W_hn h apart: r multiplies it
-            activate(g[:na], q[b, :na], bias[:na], coef, fast)     # RNN h; GRU r, z
-            if cell == RNN_CELL:
                 for j in range(H):
-                    hb[j] = g[j]
-                    yb[j] = g[j]
+                    s[cur, b, j] = s[prev, b, j]
+                    y[t, b, d, j] = 0.0
                 continue
-            gr, tv = g[:H], g[2 * H:]                              # r, n (H,)
-            hnb, qn, b_in = hn[t, b], q[b, 2 * H:], bias[2 * H:]   # (H,)
-            for j in range(H):
-                hnb[j] = qn[j] + b_hn[j]
-                tv[j] += b_in[j] + gr[j] * hnb[j]
-            tanh_inplace(tv, fast)                                 # GRU n
-            gz = g[H:2 * H]
-            for j in range(H):
-                hb[j] = (one - gz[j]) * tv[j] + gz[j] * hp[j]
-                yb[j] = hb[j]
+            xr = rows[t, b]
+            for j in range(H):                                  # every gate: x + q + bias, in the old order
+                q[b, j] = src[xr, j] + q[b, j] + bias[j]
+            if fast:
+                for j in range(H):
+                    h = tanh_fast(q[b, j]) + zero     # + 0: the bits of the old beta*tanh+gamma
+                    z[t, b, j] = h
+                    s[cur, b, j] = h
+                    y[t, b, d, j] = h
+            else:
+                for j in range(H):
+                    h = math.tanh(q[b, j])
+                    z[t, b, j] = h
+                    s[cur, b, j] = h
+                    y[t, b, d, j] = h
 
 
 @jit
-def recurrent_backward(cell, z, whh, s, hn, dy, y_off, dh, dq, dg, dgh, lengths, reverse, truncate, norms, b0, b1):
-    """Backward through time for what `recurrent_forward` did, rows b0..b1-1 (RNN, GRU).
-
-    dy (T, B, Dy): gradient of the layer output (this direction at y_off), or shape (0, 0, 0) when
-    only the final state has one. dh (B, H): on entry the gradient of the final state (slot T
-    forward, slot 0 reverse); scratch afterwards. dq (B, H) scratch.
-    Out: dg (T, B, GH) gradient of the gate pre-activations, for W_ih, b_ih and the input;
-    dgh (T, B, GH) the same as seen by W_hh h + b_hh (differs from dg in GRU's n block only; pass
-    dg itself for RNN); norms (T, B) += ||dL/dh_t||^2 at real steps (skipped when empty).
-    truncate k > 0 cuts the recurrent gradient (h; the LSTM's kernel c too) every k real steps
-    counted back from the last step a direction processes: forward into step t when (length - t) % k == 0, reverse into
-    step t when (t + 1) % k == 0."""
+def gru_forward(z, src, rows, whh_t, bias, b_hn, s, hn, q, y, d, lengths, reverse, fast, b0, b1):
+    """One direction of one GRU layer, rows b0..b1-1, the three gates of a step in one pass:
+    r, u = sigmoid(x + q + bias), n = tanh(x_n + b_in + r (q_n + b_hn)), h = (1 - u) n + u h_prev.
+    z (T, B, 3H) out: r, u, n; src, rows the input part x as in `rnn_forward`; bias (3H,) b_ih +
+    b_hh for r and u, b_in for n; b_hn (H,); hn (T, B, H) out: W_hn h_prev + b_hn (backward needs
+    it); the rest as
+    `rnn_forward`."""
     T = z.shape[0]
     H = s.shape[2]
-    one = z.dtype.type(1.0)                                        # float literals would promote float32 to float64
+    one = z.dtype.type(1.0)
+    half = z.dtype.type(0.5)
+    for step in range(T):
+        t = T - 1 - step if reverse else step
+        prev = t + 1 if reverse else t
+        cur = t if reverse else t + 1
+        np.dot(s[prev, b0:b1], whh_t, q[b0:b1])                    # (rows, 3H) = (rows, H) @ (H, 3H), BLAS
+        for b in range(b0, b1):
+            if t >= lengths[b]:                                    # padding: carry the state, output 0
+                for j in range(H):
+                    s[cur, b, j] = s[prev, b, j]
+                    y[t, b, d, j] = 0.0
+                continue
+            xr = rows[t, b]
+            for j in range(2 * H):                                  # r, u: x + q + bias, in the old order
+                q[b, j] = src[xr, j] + q[b, j] + bias[j]
+            if fast:
+                for j in range(H):
+                    r = half * tanh_fast(half * q[b, j]) + half
+                    u = half * tanh_fast(half * q[b, H + j]) + half
+                    hv = q[b, 2 * H + j] + b_hn[j]
+                    n = tanh_fast(src[xr, 2 * H + j] + (bias[2 * H + j] + r * hv))
+                    z[t, b, j], z[t, b, H + j], z[t, b, 2 * H + j], hn[t, b, j] = r, u, n, hv
+                    h = (one - u) * n + u * s[prev, b, j]
+                    s[cur, b, j] = h
+                    y[t, b, d, j] = h
+            else:
+                for j in range(H):
+                    r = sigmoid_exact(q[b, j])
+                    u = sigmoid_exact(q[b, H + j])
+                    hv = q[b, 2 * H + j] + b_hn[j]
+                    n = math.tanh(src[xr, 2 * H + j] + (bias[2 * H + j] + r * hv))
+                    z[t, b, j], z[t, b, H + j], z[t, b, 2 * H + j], hn[t, b, j] = r, u, n, hv
+                    h = (one - u) * n + u * s[prev, b, j]
+                    s[cur, b, j] = h
+                    y[t, b, d, j] = h
+
+
+@jit
+def cut_here(t, n_real, reverse, truncate):
+    """Whether truncated BPTT cuts the recurrent gradient into step t (a real step)."""
+    if truncate <= 0 or t >= n_real:
+        return False
+    return (t + 1) % truncate == 0 if reverse else (n_real - t) % truncate == 0
+
+
+@jit
+def rnn_backward(z, whh, dy, d, dh, dq, dg, lengths, reverse, truncate, norms, b0, b1):
+    """Backward through time for `rnn_forward`, rows b0..b1-1. dy (T, B, D, H) the output's
+    gradient (this direction at d), or shape (0, 0, 0, 0) when only the final state has one; dh
+    (B, H): on entry the final state's gradient, scratch afterwards; dq (B, H) scratch. Out: dg
+    (T, B, H) the pre-activation gradient (what W_ih, W_hh, both biases and the input see); norms
+    (T, B) += ||dL/dh_t||^2 at real steps (skipped when empty); truncate as in `gru_backward`."""
+    T = z.shape[0]
+    H = dh.shape[1]
+    one = z.dtype.type(1.0)
+    has_dy = dy.shape[0] > 0
+    want_norms = norms.shape[0] > 0
+    for step in range(T):
+        t = step if reverse else T - 1 - step
+        for b in range(b0, b1):
+            if t >= lengths[b]:                                    # padding: the state passed through
+                for j in range(H):
+                    dg[t, b, j] = 0.0
+                continue
+            if has_dy:
+                for j in range(H):
+                    dh[b, j] += dy[t, b, d, j]
+            if want_norms:
+                norms[t, b] += sumsq_row(dh, b)
+            for j in range(H):
+                dg[t, b, j] = dh[b, j] * (one - z[t, b, j] * z[t, b, j])
+        np.dot(dg[t, b0:b1], whh, dq[b0:b1])                       # (rows, H) = (rows, H) @ (H, H); 0 for padding
+        for b in range(b0, b1):
+            if cut_here(t, lengths[b], reverse, truncate):
+                for j in range(H):
+                    dh[b, j] = 0.0
+            elif t < lengths[b]:                                   # a padded step leaves dL/dh as it was
+                for j in range(H):
+                    dh[b, j] = dq[b, j]
+
+
+@jit
+def gru_backward(z, whh, s, hn, dy, d, dh, dq, dg, dgh, lengths, reverse, truncate, norms, b0, b1):
+    """Backward through time for `gru_forward`, rows b0..b1-1; arrays as `rnn_backward`, plus s
+    and hn from the forward pass and dgh (T, B, 3H): the gate gradients as W_hh h + b_hh sees them
+    (dg's but r * dn in the n block).
+    truncate k > 0 cuts the recurrent gradient (h; the LSTM's c too) every k real steps counted
+    back from the last step a direction processes: forward into step t when (length - t) % k == 0,
+    reverse into step t when (t + 1) % k == 0."""
+    T = z.shape[0]
+    H = dh.shape[1]
+    one = z.dtype.type(1.0)
     has_dy = dy.shape[0] > 0
     want_norms = norms.shape[0] > 0
     for step in range(T):
         t = step if reverse else T - 1 - step
         prev = t + 1 if reverse else t
         for b in range(b0, b1):
-            a, ah = dg[t, b], dgh[t, b]                            # (GH,)
             if t >= lengths[b]:                                    # padding: the state passed through
-                fill(a, 0.0)
-                fill(ah, 0.0)
+                for j in range(3 * H):
+                    dg[t, b, j] = 0.0
+                    dgh[t, b, j] = 0.0
                 continue
-            d, g = dh[b], z[t, b]                                  # (H,) dL/dh_t so far, (GH,) gates
             if has_dy:
-                dyb = dy[t, b, y_off:y_off + H]                    # (H,)
                 for j in range(H):
-                    d[j] += dyb[j]
+                    dh[b, j] += dy[t, b, d, j]
             if want_norms:
-                norms[t, b] += sumsq(d)
-            # gate gradients; d becomes the part of dL/dh_{t-1} that bypasses W_hh (GRU: z * d)
-            if cell == RNN_CELL:
-                for j in range(H):
-                    a[j] = d[j] * (one - g[j] * g[j])
-                    d[j] = 0.0
-            else:
-                gr, gz, gn = g[:H], g[H:2 * H], g[2 * H:]          # (H,) each
-                ar, az, an = a[:H], a[H:2 * H], a[2 * H:]
-                hr, hz, hnn = ah[:H], ah[H:2 * H], ah[2 * H:]
-                hp, hnb = s[prev, b], hn[t, b]                     # (H,)
-                for j in range(H):
-                    r, u, n = gr[j], gz[j], gn[j]
-                    dan = d[j] * (one - u) * (one - n * n)
-                    ar[j] = dan * hnb[j] * r * (one - r)
-                    az[j] = d[j] * (hp[j] - n) * u * (one - u)
-                    an[j] = dan
-                    hr[j] = ar[j]
-                    hz[j] = az[j]
-                    hnn[j] = dan * r
-                    d[j] = d[j] * u
-        np.dot(dgh[t, b0:b1], whh, dq[b0:b1])                      # (rows, H) = (rows, GH) @ (GH, H); 0 for padding
+                norms[t, b] += sumsq_row(dh, b)
+            for j in range(H):
+                r, u, n, dd = z[t, b, j], z[t, b, H + j], z[t, b, 2 * H + j], dh[b, j]
+                dan = dd * (one - u) * (one - n * n)
+                ar = dan * hn[t, b, j] * r * (one - r)
+                az = dd * (s[prev, b, j] - n) * u * (one - u)
+                dg[t, b, j], dg[t, b, H + j], dg[t, b, 2 * H + j] = ar, az, dan
+                dgh[t, b, j], dgh[t, b, H + j], dgh[t, b, 2 * H + j] = ar, az, dan * r
+                dh[b, j] = dd * u                                  # the part of dL/dh_{t-1} that bypasses W_hh
+        np.dot(dgh[t, b0:b1], whh, dq[b0:b1])                      # (rows, H) = (rows, 3H) @ (3H, H); 0 for padding
         for b in range(b0, b1):
-            n_real = lengths[b]
-            if truncate > 0 and t < n_real and ((t + 1) % truncate == 0 if reverse else (n_real - t) % truncate == 0):
-                fill(dh[b], 0.0)
-            else:
-                d, db = dh[b], dq[b]                               # (H,)
+            if cut_here(t, lengths[b], reverse, truncate):
                 for j in range(H):
-                    d[j] += db[j]
+                    dh[b, j] = 0.0
+            elif t < lengths[b]:
+                for j in range(H):
+                    dh[b, j] += dq[b, j]
 
 
 @jit
@@ -278,110 +304,3 @@ def id_range(ids):
         lo = min(lo, v)
         hi = max(hi, v)
     return lo, hi
-
-
-@jit
-def sigmoid_exact(x):
-    """1 / (1 + e^-x) without overflow (the exact mode of `activate`)."""
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
-
-@jit
-def lstm_forward(z, whh_t, bias, s, c, tc, q, y, y_off, lengths, reverse, fast, b0, b1):
-    """The LSTM's `recurrent_forward`, rows b0..b1-1, with every gate of a step in one pass.
-
-    Same arrays and slots as `recurrent_forward` (no hn, no coef: i, f, o are sigmoids, g tanh).
-    Per real step and row, one loop over j < H reads the four pre-activations z + q + bias,
-    activates them, and writes i, f, g, o back into z, c_t, tanh(c_t), h_t and the output; each
-    value is the expression `activate` computes (sigmoid as 0.5 tanh(x/2) + 0.5 with `fast`), so
-    the bits are those of the generic kernel this replaced (which ran one loop per gate block).
-    Indexing is by (t, b, j) on the whole arrays, not through per-row views: a view costs a
-    reference count update, which at H = 64 cost as much as the arithmetic."""
-    T = z.shape[0]
-    H = s.shape[2]
-    half = z.dtype.type(0.5)
-    for step in range(T):
-        t = T - 1 - step if reverse else step
-        prev = t + 1 if reverse else t
-        cur = t if reverse else t + 1
-        np.dot(s[prev, b0:b1], whh_t, q[b0:b1])                    # (rows, 4H) = (rows, H) @ (H, 4H), BLAS
-        for b in range(b0, b1):
-            if t >= lengths[b]:                                    # padding: carry the state, output 0
-                for j in range(H):
-                    s[cur, b, j] = s[prev, b, j]
-                    c[cur, b, j] = c[prev, b, j]
-                    y[t, b, y_off + j] = 0.0
-                continue
-            if fast:
-                for j in range(H):
-                    gi = half * tanh_fast(half * (z[t, b, j] + q[b, j] + bias[j])) + half
-                    gf = half * tanh_fast(half * (z[t, b, H + j] + q[b, H + j] + bias[H + j])) + half
-                    gg = tanh_fast(z[t, b, 2 * H + j] + q[b, 2 * H + j] + bias[2 * H + j])
-                    go = half * tanh_fast(half * (z[t, b, 3 * H + j] + q[b, 3 * H + j] + bias[3 * H + j])) + half
-                    cc = gf * c[prev, b, j] + gi * gg
-                    th = tanh_fast(cc)
-                    z[t, b, j], z[t, b, H + j], z[t, b, 2 * H + j], z[t, b, 3 * H + j] = gi, gf, gg, go
-                    c[cur, b, j] = cc
-                    tc[t, b, j] = th
-                    s[cur, b, j] = go * th
-                    y[t, b, y_off + j] = go * th
-            else:
-                for j in range(H):
-                    gi = sigmoid_exact(z[t, b, j] + q[b, j] + bias[j])
-                    gf = sigmoid_exact(z[t, b, H + j] + q[b, H + j] + bias[H + j])
-                    gg = math.tanh(z[t, b, 2 * H + j] + q[b, 2 * H + j] + bias[2 * H + j])
-                    go = sigmoid_exact(z[t, b, 3 * H + j] + q[b, 3 * H + j] + bias[3 * H + j])
-                    cc = gf * c[prev, b, j] + gi * gg
-                    th = math.tanh(cc)
-                    z[t, b, j], z[t, b, H + j], z[t, b, 2 * H + j], z[t, b, 3 * H + j] = gi, gf, gg, go
-                    c[cur, b, j] = cc
-                    tc[t, b, j] = th
-                    s[cur, b, j] = go * th
-                    y[t, b, y_off + j] = go * th
-
-
-@jit
-def lstm_backward(z, whh, c, tc, dy, y_off, dh, dc, dq, dg, lengths, reverse, truncate, norms, b0, b1):
-    """The LSTM's `recurrent_backward`, rows b0..b1-1, one pass over the four gates per row and
-    step (same arrays; dg is also what W_hh sees). dh on entry: the final state's gradient; the
-    next step's dL/dh is written as dq + dy in one pass (the old kernel's 0 + dq + dy, the same
-    value)."""
-    T = z.shape[0]
-    H = dh.shape[1]
-    one = z.dtype.type(1.0)
-    has_dy = dy.shape[0] > 0
-    want_norms = norms.shape[0] > 0
-    for step in range(T):
-        t = step if reverse else T - 1 - step
-        prev = t + 1 if reverse else t
-        for b in range(b0, b1):
-            if t >= lengths[b]:                                    # padding: the state passed through
-                for j in range(4 * H):
-                    dg[t, b, j] = 0.0
-                continue
-            if has_dy:
-                for j in range(H):
-                    dh[b, j] += dy[t, b, y_off + j]
-            if want_norms:
-                norms[t, b] += sumsq(dh[b])
-            for j in range(H):
-                i, f, gv, o, th = z[t, b, j], z[t, b, H + j], z[t, b, 2 * H + j], z[t, b, 3 * H + j], tc[t, b, j]
-                d = dh[b, j]
-                dct = dc[b, j] + d * o * (one - th * th)
-                dg[t, b, j] = dct * gv * i * (one - i)
-                dg[t, b, H + j] = dct * c[prev, b, j] * f * (one - f)
-                dg[t, b, 2 * H + j] = dct * i * (one - gv * gv)
-                dg[t, b, 3 * H + j] = d * th * o * (one - o)
-                dc[b, j] = dct * f
-        np.dot(dg[t, b0:b1], whh, dq[b0:b1])                       # (rows, H) = (rows, 4H) @ (4H, H); 0 for padding
-        for b in range(b0, b1):
-            n_real = lengths[b]
-            if truncate > 0 and t < n_real and ((t + 1) % truncate == 0 if reverse else (n_real - t) % truncate == 0):
-                for j in range(H):
-                    dh[b, j] = 0.0
-                    dc[b, j] = 0.0
-            elif t < n_real:                                           # a padded step leaves dL/dh as it was
-                for j in range(H):
-                    dh[b, j] = dq[b, j]

@@ -56,6 +56,20 @@ def cover_kernel_blas() -> None:
     _applied = _limit_blas(count())
 
 
+# Work (multiply-adds) below which a split costs more than it gains: every parallel section costs
+# about 12 us of hand-over and a recurrent layer's step has three or four, so a small layer loses
+# with two threads (the quiet run of 2026-12-01 15:10: the RNN at T30, 6 M multiply-adds, ran at
+# 933 steps/s on two threads against 1396 on one; the LSTM at T30, 24 M, 550 against 529; at T100,
+# 79 M, 217 against 162).
+SPLIT_MIN_MACS = 20_000_000
+
+
+def for_work(macs: int) -> int:
+    """Threads worth using for a piece of work of `macs` multiply-adds: count(), or 1 when the
+    work is too small to gain from a split (the one rule; recurrent.py asks it per layer pass)."""
+    return count() if macs >= SPLIT_MIN_MACS else 1
+
+
 def configure(threads: int | None = None) -> int:
     """Use `threads` (default: $DESCENT_THREADS, else 1) for the rest of the process."""
     global _threads, _applied

@@ -357,10 +357,12 @@ def test_eval_forward_equals_train_forward():
 
 @pytest.mark.parametrize("kind", CELLS)
 @pytest.mark.parametrize("batch", [22, 33])
-def test_two_threads_give_the_same_bits(kind, batch):
+def test_two_threads_give_the_same_bits(kind, batch, monkeypatch):
     """The batch is split between threads by rows (the engine's one thread setting); every bit of
     the result stays the same, a short last chunk included (33 rows)."""
     from descent.engine import threads
+
+    monkeypatch.setattr(threads, "SPLIT_MIN_MACS", 0)        # split however small the layer
 
     net, layer = make(kind, np.float32, layers=2, bidirectional=True, output="all")
     rng = np.random.default_rng(9)
@@ -461,10 +463,12 @@ def test_evaluation_in_row_slices_gives_the_same_bits(kind, monkeypatch):
 
 
 @pytest.mark.parametrize("kind", CELLS)
-def test_threads_give_the_same_bits_at_bench_sizes(kind):
+def test_threads_give_the_same_bits_at_bench_sizes(kind, monkeypatch):
     """Long enough for the input projection to be cut by time steps and the weight-gradient
     products to run side by side (threads.parallel) with BLAS on one thread: still every bit."""
     from descent.engine import threads
+
+    monkeypatch.setattr(threads, "SPLIT_MIN_MACS", 0)
 
     net = Net([{"type": kind, "hidden": 24, "layers": 2, "bidirectional": True, "output": "all"}],
               (30, 7), np.float32, 3)
@@ -481,3 +485,65 @@ def test_threads_give_the_same_bits_at_bench_sizes(kind):
         assert np.array_equal(out, results[0][0]) and np.array_equal(dx, results[0][2])
         assert all(np.array_equal(grads[k], results[0][1][k]) for k in grads)
         assert all(np.array_equal(norms[k], results[0][3][k]) for k in norms)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", CELLS)
+def test_embedding_input_projects_the_vocabulary_with_the_same_bits(kind, dtype):
+    """After an embedding, the first layer reads x W_ih^T from the vocabulary projected once (11
+    words < T * B rows): every bit as when it multiplies the embedded sequence itself."""
+    spec = [{"type": "embedding", "dim": 6, "vocab": 11},
+            {"type": kind, "hidden": 8, "layers": 2, "bidirectional": True, "output": "all"}]
+    net = Net(spec, (9,), dtype, 3)
+    rng = np.random.default_rng(2)
+    ids = rng.integers(0, 11, size=(13, 9))
+    mask = mask_of(rng.integers(1, 10, size=13), 9)
+    dout = rng.standard_normal((13, 9, 16)).astype(dtype)
+    emb, layer = net.layers
+    results = []
+    for lookup in (True, False):
+        ctx = Context(mask=mask)
+        x = emb.forward(ids, ctx)
+        if not lookup:
+            x = x.copy()                 # not the embedding's output: the plain product
+        assert (ctx.tokens[0] is x) == lookup
+        out = layer.forward(x, ctx).copy()
+        dx = layer.backward(dout, ctx).copy()
+        results.append((out, dx, grads_of(net)))
+    (out1, dx1, g1), (out2, dx2, g2) = results
+    assert np.array_equal(out1, out2) and np.array_equal(dx1, dx2)
+    assert all(np.array_equal(g1[k], g2[k]) for k in g1)
+
+
+def test_small_layers_stay_on_one_thread(monkeypatch):
+    """The one split rule: a layer pass splits only from threads.SPLIT_MIN_MACS multiply-adds."""
+    from descent.engine import recurrent, threads
+
+    calls = []
+    monkeypatch.setattr(recurrent.threads, "parallel", lambda fn, chunks: calls.append(len(chunks)))
+    net, layer = make("lstm", np.float32, in_shape=(30, 32), hidden=64)
+    x = np.zeros((32, 30, 32), np.float32)
+    with threads.using(2):
+        assert layer._split(30, 32) == 2                # 32 x 30 x 256 x (64 + 32) = 23.6 M
+        assert make("rnn", np.float32, in_shape=(30, 32), hidden=64)[1]._split(30, 32) == 1     # 5.9 M
+        monkeypatch.setattr(threads, "SPLIT_MIN_MACS", 10 ** 9)
+        net.forward(x, Context())
+    assert calls == []
+    with threads.using(1):
+        assert layer._split(30, 32) == 1
+
+
+def test_vocabulary_projection_in_evaluation_slices(monkeypatch):
+    """Evaluation slices of rows read their own rows' token ids: the same bits as the plain product."""
+    import descent.engine.recurrent as rec
+
+    net = Net([{"type": "embedding", "dim": 6, "vocab": 11}, {"type": "gru", "hidden": 8, "output": "all"}],
+              (9,), np.float32, 5)
+    emb, layer = net.layers
+    rng = np.random.default_rng(6)
+    ids = rng.integers(0, 11, size=(40, 9))
+    mask = mask_of(rng.integers(1, 10, size=40), 9)
+    ctx = Context(mask=mask, train=False)
+    plain = layer.forward(emb.forward(ids, ctx).copy(), ctx).copy()
+    monkeypatch.setattr(rec, "EVAL_ROW_STEPS", 10 * 9)              # slices of 10, 10 and 20 rows
+    assert np.array_equal(net.forward(ids, Context(mask=mask, train=False)), plain)
