@@ -16,8 +16,8 @@ Call `step` once per optimizer step, after the backward pass and before `optimiz
 `scaler.step(optimizer)`). Every `every`-th call is a logged step. Then `step` measures the
 gradients (per tensor, unscaled when `scaler=` is given), keeps one copy of the parameters it
 measured and arms a hook on the optimizer; when `optimizer.step()` returns, the hook measures
-|W_new - W_old| / |W_new| per tensor, drops the copy, reads every number of the step from the
-device in one transfer (the one sync of a logged step) and hands a `Step` record to the writer
+|W_new - W_old| / |W_new| per tensor, drops the copy, reads every number of the step (from an
+accelerator in one transfer, the one sync of a logged step) and hands a `Step` record to the writer
 thread (engine/monitor_files.py: metrics.jsonl within a quarter second). A step the GradScaler skips (non-finite
 gradients) leaves no record; it is counted in summary.json's `skipped_steps`.
 `update_ratios=False` never copies the parameters. Called after `optimizer.step()` instead,
