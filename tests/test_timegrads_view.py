@@ -81,3 +81,17 @@ def test_120x40_shows_both_charts(tmp_path):
             assert "update 0." in screen.query_one(GateChart).plt.build()
 
     asyncio.run(run())
+
+
+def test_heatmap_rows_never_start_with_a_blank():
+    """Step labels of different widths (990, 1000): every row starts with its label, the same
+    width as the others, so no row is drawn a column off where leading blanks are dropped
+    (rsvg-convert drops them from the app's SVG screenshots)."""
+    from descent.tui.app.timegrads import TimeGradients
+
+    widget = TimeGradients()
+    widget.rows = [(step, {"lstm": [1.0, 0.5, 0.1]}) for step in (980, 990, 1000)]
+    rows = widget.render_rows(30, 10, colour=False).plain.split("\n")[1:4]
+    assert [row.split()[0] for row in rows] == ["980", "990", "1000"]
+    assert all(not row.startswith(" ") for row in rows)
+    assert len({len(row) for row in rows}) == 1

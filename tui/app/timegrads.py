@@ -180,7 +180,9 @@ class TimeGradients(Widget):
         head.truncate(width)
         lines = [head]
         for step, ratios in picked:
-            line = Text(f"{step:>{label_w - 1}} " + pad, style="dim")
+            # left-aligned: a row starting with a blank is drawn one column left where an SVG
+            # renderer drops leading blanks (rsvg-convert on the app's screenshots)
+            line = Text(f"{step:<{label_w}}" + pad, style="dim")
             for x in heat_row(ratios, cols):
                 if colour:
                     line.append("█", style=ramp(x))
@@ -334,7 +336,9 @@ def gate_range(values: list[float], pad: float = 0.02, least: float = 0.1) -> tu
 
 def one_chart(chart: Widget) -> bool:
     """Whether the time tab's chart column shows one chart at a time (see TimeCharts)."""
-    return isinstance(chart.parent, TimeCharts) and (chart.parent.has_class("-one") or chart.parent.has_class("-gates"))
+    parent = chart.parent
+    return (isinstance(parent, TimeCharts) and not parent.has_class("-no-gates")
+            and (parent.has_class("-one") or parent.has_class("-gates")))
 
 
 class TimeCharts(Vertical):
@@ -345,6 +349,8 @@ class TimeCharts(Vertical):
     TimeCharts.-one > GateChart { display: none; }
     TimeCharts.-gates > GateChart { display: block; }
     TimeCharts.-gates > RatioChart { display: none; }
+    TimeCharts.-no-gates > GateChart { display: none; }
+    TimeCharts.-no-gates > RatioChart { display: block; }
     """
     BOTH_ROWS = 2 * 8              # each chart needs about 8 rows to show its curves apart
 
@@ -361,9 +367,10 @@ class TimeCharts(Vertical):
 
 
 def toggle_gates(screen) -> bool:
-    """The `g` key: the gate chart in place of the ratio chart, or back. False without a time tab."""
+    """The `g` key: the gate chart in place of the ratio chart, or back. False without a time tab
+    or its gate chart (a run that records no gates)."""
     charts = screen.query(TimeCharts)
-    if not charts:
+    if not charts or charts.first().has_class("-no-gates"):
         return False
     charts.first().swap()
     return True
