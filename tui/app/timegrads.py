@@ -180,9 +180,10 @@ class TimeGradients(Widget):
         head.truncate(width)
         lines = [head]
         for step, ratios in picked:
-            # left-aligned: a row starting with a blank is drawn one column left where an SVG
-            # renderer drops leading blanks (rsvg-convert on the app's screenshots)
-            line = Text(f"{step:<{label_w}}" + pad, style="dim")
+            # the blanks before a short label a run of their own: an SVG text run that starts
+            # with a blank is drawn a column left where the renderer drops it (rsvg-convert)
+            line = Text(" " * (label_w - 1 - len(str(step))))
+            line.append(f"{step} " + pad, style="dim")
             for x in heat_row(ratios, cols):
                 if colour:
                     line.append("█", style=ramp(x))
@@ -191,7 +192,7 @@ class TimeGradients(Widget):
             lines.append(line)
         marks = marks_line(t, cols, self.layout_marks)
         if marks:
-            lines.append(Text(" " * label_w + pad + marks, style="bold"))
+            lines.append(Text(" " * (label_w + len(pad))).append(marks, style="bold"))
             min_gap, gap = self.layout_marks
             lines.append(Text(f"F fact at gap {min_gap} and {gap} · fillers"[:width], style="dim"))
         lines.append(legend(colour))
