@@ -201,7 +201,7 @@ class Monitor:
             params = named[1]
             grad_factor, input_factor = unscaled(self.scaler, optimizer)
             grads = self._norms([q.grad for q in params])
-            if grad_factor is not None:      # as one float64 tensor, as the figures always were
+            if grad_factor is not None and grads:      # in float64, as the figures always were
                 grads = list((torch.stack(grads).to(self.device, stat_dtype(self.device)) * grad_factor).unbind())
             snapshot = [q.clone() for q in params] if self.update_ratios else None
             times = {}
