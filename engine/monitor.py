@@ -227,8 +227,8 @@ class Monitor:
         dense float32/float64 on one device, else monitor_taps.norms on the Monitor's device."""
         import torch
 
-        if tensors and all(t.dtype in (torch.float32, torch.float64) and t.layout == torch.strided and t.device == tensors[0].device
-                           for t in tensors):
+        plain, device = (torch.float32, torch.float64), tensors[0].device if tensors else None
+        if tensors and all(t.dtype in plain and t.layout == torch.strided and t.device == device for t in tensors):
             return list(torch._foreach_norm(tensors))     # one pass, as clip_grad_norm_ does
         return list(norms(tensors, self.device).unbind())
 
