@@ -7,8 +7,10 @@ and the LSTM T30, Adam, random data). Variants: the plain loop, and the same loo
 `monitor.step(loss, opt)` before `opt.step()` with every=10 and every=1 (each its own model,
 optimizer and run folder in a temporary directory). They take turns block by block, so a change in
 machine load hits all of them; the figure is the median steps/s over the blocks, and the overhead
-is the extra time per step against the plain loop. `--clock cpu` (the default) counts the
-process's CPU time, all threads (`time.process_time`: torch's one thread with --threads 1, and
+is the extra time per step against the plain loop. The last column, every=1's extra time per
+step, is about what one logged step costs (an unlogged one costs a counter; at every=1 the
+writer thread batches more lines per write). `--clock cpu` (the default) counts the process's
+CPU time, all threads (`time.process_time`: torch's one thread with --threads 1, and
 Monitor's metrics.jsonl writer thread), so other processes on a shared machine shift the figures
 less than they shift wall time (they still share caches and memory bandwidth); `--clock wall`
 is what a user waits, where the writer thread overlaps torch's work on a free core. The load
@@ -116,14 +118,15 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     print(f"start: {uptime()}; torch {torch.__version__}, {args.threads} thread(s), "
           f"{args.repeats} x {args.block:g} s blocks of {args.clock} time")
-    print(f"| workload | plain steps/{args.clock}-s | every=10 | overhead | every=1 | overhead |")
-    print("|---|---|---|---|---|---|")
+    print(f"| workload | plain steps/{args.clock}-s | every=10 | overhead | every=1 | overhead | ms per logged step |")
+    print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="descent-bench-monitor-") as tmp:
         for key in keys:
             med = run_workload(key, args.repeats, args.block, Path(tmp), CLOCKS[args.clock])
             cells = []
             for name in VARIANTS[1:]:
                 cells += [f"{med[name]:.0f}", f"{100 * (med['plain'] / med[name] - 1):+.1f}%"]
+            cells.append(f"{1000 * (1 / med['every=1'] - 1 / med['plain']):.3f}")   # every step logged, less plain
             print(f"| {key} {WORKLOADS[key].title} | {med['plain']:.0f} | " + " | ".join(cells) + " |", flush=True)
     print(f"end: {uptime()}")
     return 0

@@ -16,8 +16,8 @@ Call `step` once per optimizer step, after the backward pass and before `optimiz
 `scaler.step(optimizer)`). Every `every`-th call is a logged step. Then `step` measures the
 gradients (per tensor, unscaled when `scaler=` is given), keeps one copy of the parameters it
 measured and arms a hook on the optimizer; when `optimizer.step()` returns, the hook measures
-|W_new - W_old| / |W_new| per tensor, drops the copy, reads every number of the step from the
-device in one transfer (the one sync of a logged step) and hands a `Step` record to the writer
+|W_new - W_old| / |W_new| per tensor, drops the copy, reads every number of the step (from an
+accelerator in one transfer, the one sync of a logged step) and hands a `Step` record to the writer
 thread (engine/monitor_files.py: metrics.jsonl within a quarter second). A step the GradScaler skips (non-finite
 gradients) leaves no record; it is counted in summary.json's `skipped_steps`.
 `update_ratios=False` never copies the parameters. Called after `optimizer.step()` instead,
@@ -64,6 +64,7 @@ class Monitor:
         self.update_ratios, self.steps_per_epoch = update_ratios, steps_per_epoch
         self.name = name or type(model).__name__
         self.named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self._names, self._params = [n for n, _ in self.named], [p for _, p in self.named]
         self.device = self.named[0][1].device if self.named else None
         self.taps = InputTaps(model)
         self.taps.active = every == 1
@@ -196,50 +197,69 @@ class Monitor:
         import torch
 
         with torch.no_grad():
-            named = [(n, p) for n, p in self.named if p.grad is not None]
-            params = [p for _, p in named]
+            named = self._with_grads()
+            params = named[1]
             grad_factor, input_factor = unscaled(self.scaler, optimizer)
-            grads = norms([p.grad for p in params], self.device)
-            if grad_factor is not None:
-                grads = grads * grad_factor
-            snapshot = [p.detach().clone() for p in params] if self.update_ratios else None
+            grads = self._norms([q.grad for q in params])
+            if grad_factor is not None and grads:      # in float64, as the figures always were
+                grads = list((torch.stack(grads).to(self.device, stat_dtype(self.device)) * grad_factor).unbind())
+            snapshot = [q.clone() for q in params] if self.update_ratios else None
             times = {}
             for module, (per_step, lengths) in self.taps.take().items():
                 mean, ratio = time_stats(per_step, lengths)
                 times[module] = (mean if input_factor is None else mean * input_factor, ratio)
-        if isinstance(loss, torch.Tensor):
-            loss = loss.detach().reshape(-1)[:1]
-        self._pending = {"step": self.step_count, "epoch": self._epoch, "loss": loss, "names": [n for n, _ in named],
+            if isinstance(loss, torch.Tensor):
+                loss = loss.detach() if loss.dim() == 0 else loss.detach().reshape(-1)[0]
+        self._pending = {"step": self.step_count, "epoch": self._epoch, "loss": loss, "names": named[0],
                          "params": params, "grads": grads, "snapshot": snapshot, "times": times,
                          "lrs": [float(g["lr"]) for g in optimizer.param_groups], "optimizer": optimizer}
+
+    def _with_grads(self) -> tuple[list, list]:
+        """(names, tensors) of the parameters that have a gradient this step; the lists made once
+        at the start serve every step on which all of them have one."""
+        if all(q.grad is not None for q in self._params):
+            return self._names, self._params
+        kept = [(n, q) for n, q in self.named if q.grad is not None]
+        return [n for n, _ in kept], [q for _, q in kept]
+
+    def _norms(self, tensors: list) -> list:
+        """||t|| of each tensor, 0-d tensors where they lie (no sync): one fused pass where all are
+        dense float32/float64 on one device, else monitor_taps.norms on the Monitor's device."""
+        import torch
+
+        plain, device = (torch.float32, torch.float64), tensors[0].device if tensors else None
+        if tensors and all(t.dtype in plain and t.layout == torch.strided and t.device == device for t in tensors):
+            return list(torch._foreach_norm(tensors))     # one pass, as clip_grad_norm_ does
+        return list(norms(tensors, self.device).unbind())
 
     def _finish(self) -> None:
         import torch
 
         p, self._pending = self._pending, None
+        loss = p["loss"]
         with torch.no_grad():
-            params = [q.detach() for q in p["params"]]
-            measured_update = bool(p["snapshot"])
-            if measured_update:
-                torch._foreach_sub_(p["snapshot"], params)        # in place: no second copy
-            parts = [p["grads"], norms(params + (p["snapshot"] or []), self.device)]   # weights, then updates
-            p["snapshot"] = None
-            if isinstance(p["loss"], torch.Tensor):
-                parts.append(p["loss"])
-            for mean, ratio in p["times"].values():
-                parts += [mean, ratio]
-            device = self.device if self.device is not None else torch.device("cpu")
-            flat = torch.cat([t.reshape(-1).to(device, stat_dtype(device)) for t in parts]).cpu().tolist()
+            params, snapshot = p["params"], p.pop("snapshot")
+            if snapshot:
+                torch._foreach_sub_(snapshot, params)        # in place: no second copy
+            measured_update = bool(snapshot)
+            figures = p["grads"] + self._norms(params + (snapshot or []))     # weights, then updates
+            del snapshot
+            if isinstance(loss, torch.Tensor):
+                figures.append(loss)
+            series = [t for pair in p["times"].values() for t in pair]
+            flat = _read(figures, series)
         k = len(p["names"])
         grads, weights = flat[:k], flat[k:2 * k]
         pos = 2 * k
         updates = None
         if measured_update:
             updates, pos = flat[pos:pos + k], pos + k
-        loss = float(p["loss"]) if not isinstance(p["loss"], torch.Tensor) else flat[pos]
-        pos += isinstance(p["loss"], torch.Tensor)
+        if isinstance(loss, torch.Tensor):
+            loss, pos = flat[pos], pos + 1
+        else:
+            loss = float(loss)
         times, ratios = {}, {}
-        for module, (mean, ratio) in p["times"].items():
+        for module, (mean, _) in p["times"].items():
             T = mean.numel()
             times[module], ratios[module] = flat[pos:pos + T], flat[pos + T:pos + 2 * T]
             pos += 2 * T
@@ -277,7 +297,28 @@ class Monitor:
             raise DescentError(f"Monitor for {self.folder.path} is closed")
 
 
-def _shallow_json(record) -> dict:
+_STEP_FIELDS = tuple(f.name for f in fields(Step))
+
+
+def _shallow_json(record: Step) -> dict:
     """`records.to_json` without `asdict`'s deep copy of every list (a third of a logged step's
     cost on a small model): the same dict for a record holding plain values, as a Step does."""
-    return {"kind": type(record).__name__.lower(), **{f.name: getattr(record, f.name) for f in fields(record)}}
+    return {"kind": "step", **{name: getattr(record, name) for name in _STEP_FIELDS}}
+
+
+def _read(scalars: list, series: list) -> list[float]:
+    """The numbers of 0-d `scalars` then 1-D `series`, as floats: on an accelerator one stacked
+    tensor read in one transfer (the one sync of a logged step); on the CPU, where reading a
+    number moves nothing, each where it lies (stacking them would cost more than the reads)."""
+    import torch
+
+    if all(t.device.type == "cpu" for t in scalars) and all(t.device.type == "cpu" for t in series):
+        return [t.item() for t in scalars] + [x for t in series for x in t.tolist()]
+    device = (scalars or series)[0].device
+    parts = [torch.stack(_on(scalars, device))] if scalars else []
+    return torch.cat(parts + _on(series, device)).tolist()
+
+
+def _on(tensors: list, device) -> list:
+    """The tensors, each moved to `device` where it lies elsewhere (a model split over devices)."""
+    return tensors if all(t.device == device for t in tensors) else [t.to(device) for t in tensors]

@@ -19,7 +19,11 @@ class Lines(threading.Thread):
     system calls cost a small model's loop more than its numbers do, so they run here while torch
     computes, every record in the file within FLUSH_S of its step (a watcher polls slower). An
     error writing (a full disk) is raised in the training thread at its next record or at close;
-    nothing more is written after it."""
+    nothing more is written after it. A loop that raises loses no line (close, or the Monitor's
+    finalizer at exit, writes the batch); only a process killed outright (SIGKILL, SIGTERM
+    without a handler) loses up to FLUSH_S of them, where the engine's writer, a write and a
+    flush per record, loses none: that per-record flush, in this thread or the training one,
+    measured 0.35-0.4 ms more per logged step on the MLP of bench/monitor.py."""
 
     def __init__(self, folder: RunFolder):
         super().__init__(name="descent-monitor-lines", daemon=True)

@@ -475,3 +475,30 @@ def test_a_run_folder_removed_mid_run_is_a_one_line_error(torch, tmp_path):
     with pytest.raises(IOFailure, match="was removed"):
         monitor.close()
     assert monitor.closed and not monitor._lines.is_alive()
+
+
+CRASHING_LOOP = """
+import sys, torch
+from descent import Monitor
+model = torch.nn.Linear(3, 2)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+monitor = Monitor(model, sys.argv[1], every=5)     # no `with`, never closed: the loop crashes
+for step in range(1, 26):
+    loss = model(torch.randn(4, 3)).square().mean()
+    opt.zero_grad()
+    loss.backward()
+    monitor.step(loss, opt)
+    opt.step()
+raise RuntimeError("the user's loop crashed")
+"""
+
+
+def test_a_crashing_loop_loses_no_logged_step(torch, tmp_path):
+    """metrics.jsonl is written by a thread in batches; an uncaught exception still leaves every
+    logged step in the file (the finalizer flushes the batch), as the engine's per-line writer does."""
+    run = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-c", CRASHING_LOOP, str(run)], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert done.returncode == 1 and "the user's loop crashed" in done.stderr
+    assert [r["step"] for r in steps(run)] == [5, 10, 15, 20, 25]
+    assert not (run / ".descent.lock").exists()          # the finalizer released the folder too

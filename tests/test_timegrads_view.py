@@ -81,3 +81,27 @@ def test_120x40_shows_both_charts(tmp_path):
             assert "update 0." in screen.query_one(GateChart).plt.build()
 
     asyncio.run(run())
+
+
+def test_heatmap_rows_line_up_in_an_svg_screenshot():
+    """Step labels of different widths (990, 1000) and the fact marks: no SVG text run starts with
+    a blank before what it draws. rsvg-convert drops such a blank, which drew every row with a
+    shorter label, and the marks line, a column or more left of the others."""
+    import re
+
+    from rich.console import Console
+
+    from descent.tui.app.timegrads import TimeGradients
+
+    widget = TimeGradients()
+    widget.rows = [(step, {"rnn": [1.0, 0.5, 0.1, 1e-4]}) for step in (980, 990, 1000)]
+    widget.layout_marks = (1, 2)
+    text = widget.render_rows(30, 10, colour=False)
+    rows = text.plain.split("\n")
+    assert [row.split()[0] for row in rows[1:4]] == ["980", "990", "1000"]
+    assert len({len(row) for row in rows[1:4]}) == 1 and rows[1].startswith(" ")    # right-aligned
+    console = Console(record=True, width=30, color_system="truecolor", file=open(os.devnull, "w"))
+    console.print(text)
+    runs = re.findall(r"<text [^>]*>([^<]*)</text>", console.export_svg())
+    assert any("990" in r for r in runs) and any("F" in r for r in runs)
+    assert not [r for r in runs if r.startswith("&#160;") and r.replace("&#160;", "")]

@@ -337,3 +337,92 @@ async def test_space_on_a_stopped_run_asks_it_to_resume(tmp_path):
         await pilot.press("space")
         await until(pilot, lambda: requests(folder) == [("resume", None, None)], "the resume request")
         await pilot.press("q")
+
+
+@sync
+async def test_help_lists_watchs_own_keys(tmp_path):
+    from descent.tui.app.watch import WatchHelp, make_watch_app
+    from descent.tui.cli.watch import open_runs
+
+    folder = run_folder(tmp_path / "h", [step(10)])
+    app = make_watch_app(open_runs([str(folder)]))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.screen.status.info.step == 10, "the records")
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, WatchHelp), "the help")
+        text = str(app.screen.query_one("Static").render())
+        assert "ask the run to pause" in text and "ask for a checkpoint now" in text
+        for dashboard_only in ("train one step", "open a checkpoint", "export metrics", "scenario picker",
+                               "slower / faster"):
+            assert dashboard_only not in text
+        await pilot.press("escape", "q")
+
+
+@sync
+async def test_a_focused_knob_field_shows_the_value_a_remote_set_gave_the_run(tmp_path):
+    """After enter the field keeps the focus; when the run then applies another value (sent by
+    `descent control`, another watcher), the field shows the run's value. A field holding an
+    unsent edit keeps it."""
+    from descent.tui.app.watch import make_watch_app
+    from descent.tui.cli.watch import open_runs
+
+    main = run_folder(tmp_path / "k", [step(10), step(20)])
+    app = make_watch_app(open_runs([str(main)]))
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        await until(pilot, lambda: screen.status.info.step == 20, "the records")
+        row = screen.query_one("#knobs").row("training.lr")
+        note = row.query_one(".knob-note")
+        await pilot.press("k")
+        field = app.focused
+        field.value = ""
+        await pilot.press(*"0.3", "enter")
+        await until(pilot, lambda: len(requests(main)) == 1, "the knob request")
+        append(main, line(KnobChanged(21, "training.lr", 0.3)) + line(step(30)))
+        await until(pilot, lambda: "since step 21" in str(note.render()), "the change taken effect")
+        append(main, line(KnobChanged(31, "training.lr", 0.01)) + line(step(40)))    # set from elsewhere
+        await until(pilot, lambda: "since step 31" in str(note.render()), "the remote set")
+        assert field.has_focus and field.value == "0.01"
+        field.value = "0.7"                                          # typed, not sent
+        append(main, line(KnobChanged(41, "training.lr", 0.02)) + line(step(50)))
+        await until(pilot, lambda: "since step 41" in str(note.render()), "another remote set")
+        assert field.value == "0.7"
+        await pilot.press("escape", "q")
+
+
+MONITOR_SCENARIO = """\
+[scenario]
+name = "Remember"
+description = "Remember, a PyTorch model trained by its own script, recorded by descent.Monitor"
+
+[monitor]
+model = "Remember"
+every = 10
+recurrent = ["lstm"]
+"""
+
+
+@sync
+async def test_a_monitor_runs_time_tab_has_no_gate_chart(tmp_path):
+    """A Monitor run records no gates: no "gates: after an evaluation" promise, the ratio chart
+    has the column, and g says why nothing swaps in."""
+    from descent.tui.app.timegrads import GateChart, RatioChart, TimeCharts
+    from descent.tui.app.watch import make_watch_app
+    from descent.tui.cli.watch import open_runs
+
+    folder = run_folder(tmp_path / "m", [step(10, time_grad_norms={"lstm": [0.1, 0.2, 0.4]},
+                                              time_grad_ratio={"lstm": [1.0, 0.5, 0.2]})], scenario=False)
+    (folder / "scenario.toml").write_text(MONITOR_SCENARIO)
+    app = make_watch_app(open_runs([str(folder)]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.screen.status.info.step == 10, "the records")
+        await pilot.press("2")
+        await pilot.pause(0.3)
+        assert app.screen.query_one(TimeCharts).has_class("-no-gates")
+        assert app.screen.query_one(GateChart).region.area == 0
+        assert app.screen.query_one(RatioChart).region.area > 0
+        assert "g gates" not in app.screen.query_one(RatioChart).heading
+        await pilot.press("g")
+        await pilot.pause(0.2)
+        assert app.screen.query_one(RatioChart).region.area > 0
+        await pilot.press("q")

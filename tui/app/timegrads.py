@@ -180,7 +180,10 @@ class TimeGradients(Widget):
         head.truncate(width)
         lines = [head]
         for step, ratios in picked:
-            line = Text(f"{step:>{label_w - 1}} " + pad, style="dim")
+            # the blanks before a short label a run of their own: an SVG text run that starts
+            # with a blank is drawn a column left where the renderer drops it (rsvg-convert)
+            line = Text(" " * (label_w - 1 - len(str(step))))
+            line.append(f"{step} " + pad, style="dim")
             for x in heat_row(ratios, cols):
                 if colour:
                     line.append("█", style=ramp(x))
@@ -189,7 +192,7 @@ class TimeGradients(Widget):
             lines.append(line)
         marks = marks_line(t, cols, self.layout_marks)
         if marks:
-            lines.append(Text(" " * label_w + pad + marks, style="bold"))
+            lines.append(Text(" " * (label_w + len(pad))).append(marks, style="bold"))
             min_gap, gap = self.layout_marks
             lines.append(Text(f"F fact at gap {min_gap} and {gap} · fillers"[:width], style="dim"))
         lines.append(legend(colour))
@@ -334,7 +337,9 @@ def gate_range(values: list[float], pad: float = 0.02, least: float = 0.1) -> tu
 
 def one_chart(chart: Widget) -> bool:
     """Whether the time tab's chart column shows one chart at a time (see TimeCharts)."""
-    return isinstance(chart.parent, TimeCharts) and (chart.parent.has_class("-one") or chart.parent.has_class("-gates"))
+    parent = chart.parent
+    return (isinstance(parent, TimeCharts) and not parent.has_class("-no-gates")
+            and (parent.has_class("-one") or parent.has_class("-gates")))
 
 
 class TimeCharts(Vertical):
@@ -345,6 +350,8 @@ class TimeCharts(Vertical):
     TimeCharts.-one > GateChart { display: none; }
     TimeCharts.-gates > GateChart { display: block; }
     TimeCharts.-gates > RatioChart { display: none; }
+    TimeCharts.-no-gates > GateChart { display: none; }
+    TimeCharts.-no-gates > RatioChart { display: block; }
     """
     BOTH_ROWS = 2 * 8              # each chart needs about 8 rows to show its curves apart
 
@@ -361,9 +368,10 @@ class TimeCharts(Vertical):
 
 
 def toggle_gates(screen) -> bool:
-    """The `g` key: the gate chart in place of the ratio chart, or back. False without a time tab."""
+    """The `g` key: the gate chart in place of the ratio chart, or back. False without a time tab
+    or its gate chart (a run that records no gates)."""
     charts = screen.query(TimeCharts)
-    if not charts:
+    if not charts or charts.first().has_class("-no-gates"):
         return False
     charts.first().swap()
     return True

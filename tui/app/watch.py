@@ -2,9 +2,10 @@
 
     make_watch_app(runs).run()          # runs: engine.tail.WatchedRun, opened (checked) already
 
-The view is built from the first run's scenario.toml; a folder without one (metrics written by
-something other than a descent session) gets a stand-in: no knobs, the time-gradient tab on.
-q quits (exit 0; nothing of the run is touched), Ctrl-C quits with 130.
+The view is built from the first run's scenario.toml; a folder without one a session wrote (a
+descent.Monitor run's describes the user's model; or metrics written by something else) gets a
+stand-in: no knobs, the time-gradient tab on, no gate chart (only a session records gates).
+q quits (exit 0; nothing of the run is touched), Ctrl-C quits with 130; ? lists watch's own keys.
 """
 
 from __future__ import annotations
@@ -17,8 +18,45 @@ from types import SimpleNamespace
 from textual.app import App
 from textual.binding import Binding
 
-from descent.tui.app.dialogs import HelpScreen
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import Label, Static
+
+from descent.tui.app.dialogs import HELP, HelpScreen
 from descent.tui.app.watch_screen import WatchScreen
+
+WATCH_HELP = """\
+[b]descent watch[/b]: the charts of run folders that another process trains.
+
+[b]Keys[/b] (requests go to the first run's control.jsonl; the run acts between steps)
+  [b]space[/b]  ask the run to pause / resume
+  [b]s[/b]      ask for a checkpoint now     [b]x[/b]  ask the run to stop (confirmed)
+  [b]k[/b]      show and focus the knobs     [b]h[/b]  hide / show the knobs
+  [b]l[/b]      log-scale loss               [b]m[/b]  smooth the training loss
+  [b]a[/b]      accuracy: zoomed % or error % on a log axis
+  [b]g[/b]      time tab: the gates in place of the gradient curve
+  [b]1-4[/b]    switch tabs                  [b]tab[/b] next control
+  [b]esc[/b]    leave a field: the keys above work again
+  [b]?[/b]      this help                    [b]q[/b]  quit (the run goes on)
+
+[b]Knobs[/b]
+Enter sends a live knob (learning rate, momentum, clip norm, batch size) to the run; its row says \
+"asked", then "= value since step N" once the run's metrics record the change, and the field shows \
+the value the run trains with. The other knobs cannot change while a run trains.
+
+The other runs given to watch are drawn like pinned runs.
+
+""" + HELP[HELP.index("[b]Charts[/b]"):HELP.index("[b]Alerts[/b]")].rstrip() + "\n"
+
+
+class WatchHelp(HelpScreen):
+    """The dashboard's help dialog with watch's keys: the dashboard's own (n, r, c, o, ...) act on
+    a session that a watcher does not have."""
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="dialog help"):
+            yield Static(WATCH_HELP, markup=True)
+            yield Label("[dim]esc closes[/dim]", markup=True)
 
 
 class WatchApp(App):
@@ -47,7 +85,7 @@ class WatchApp(App):
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
+            self.push_screen(WatchHelp())
 
     def _handle_exception(self, error: Exception) -> None:
         """As the dashboard app: one line naming the crash report, never a Rich traceback."""
@@ -83,7 +121,7 @@ def scenario_of(run):
                            panel="generic")
         except DescentError:
             pass
-    return SimpleNamespace(name=run.label, knobs=(), panel="generic",
+    return SimpleNamespace(name=run.label, knobs=(), panel="generic", gates=False,
                            model=SimpleNamespace(layers=({"type": "lstm"},)),
                            data=SimpleNamespace(source="", options={}))
 

@@ -29,9 +29,9 @@ from descent.tui.app.charts import AccuracyChart, LossChart
 from descent.tui.app.dashboard import DashboardScreen
 from descent.tui.app.dialogs import ConfirmDialog
 from descent.tui.app.history import History, format_value
-from descent.tui.app.knobs import KnobsPanel
+from descent.tui.app.knobs import KnobsPanel, parse_knob
 from descent.tui.app.messages import AlertRaised, Evaluated, KnobApplied, KnobEdited, Progress, RunEnded
-from descent.tui.app.timegrads import RatioChart
+from descent.tui.app.timegrads import RatioChart, TimeCharts
 from descent.tui.app.training import route
 
 LOCAL_POLL_SECONDS = 0.5
@@ -75,6 +75,7 @@ class WatchScreen(DashboardScreen, inherit_bindings=False):
         Binding("m", "toggle_smooth", "Smooth", show=False),
         Binding("a", "toggle_error", "Error %", show=False),
         Binding("h", "hide_knobs", "Hide knobs", show=False),
+        Binding("g", "gates", "Gates", show=False),
         Binding("question_mark", "app.help", "Help"),
         Binding("q", "quit", "Quit"),
         Binding("escape", "leave", "Leave field"),
@@ -96,6 +97,8 @@ class WatchScreen(DashboardScreen, inherit_bindings=False):
 
     def on_mount(self, event) -> None:
         event.prevent_default()
+        if not getattr(self.scenario, "gates", True):       # a stand-in: no session recorded gates
+            self.query(TimeCharts).add_class("-no-gates")
         self.set_state("starting", f"watching {self.run.label}")
         self.set_interval(0.5, self.redraw)
         self.watch_worker = self.follow(self.stop_event)
@@ -193,14 +196,16 @@ class WatchScreen(DashboardScreen, inherit_bindings=False):
         r = message.record
         row = self.query_one(KnobsPanel).row(r.key)
         if row is not None:
-            value = coerce(row.knob, r.value)
+            value, before = coerce(row.knob, r.value), row.value
             row.value = value                # first: the control's Changed then is no new edit
             control = row.query("Input, Select, Checkbox").first()
-            if not control.has_focus:
-                if isinstance(control, Input):
+            if isinstance(control, Input):
+                # a field still holding the number it was last given or sent (it keeps the focus
+                # after enter) shows the run's; one holding another, unsent, number is mid-edit
+                if not control.has_focus or reads(row.knob, control.value) == before:
                     control.value = format_value(value)
-                elif isinstance(control, (Select, Checkbox)):
-                    control.value = value
+            elif isinstance(control, (Select, Checkbox)):      # no half-made choice to keep
+                control.value = value
             row.note(f"= {format_value(value)} since step {r.step:,}")
         self.redraw(force=True)
 
@@ -257,6 +262,13 @@ class WatchScreen(DashboardScreen, inherit_bindings=False):
     def action_quit(self) -> None:
         self.app.exit()
 
+    def action_gates(self) -> None:
+        if self.query(TimeCharts) and not getattr(self.scenario, "gates", True):
+            self.say("This run records no gates: only a descent session does (descent.Monitor measures gradients).",
+                     timeout=4)
+            return
+        super().action_gates()
+
     def on_knob_edited(self, message: KnobEdited) -> None:
         message.prevent_default()
         row = self.query_one(KnobsPanel).row(message.key)
@@ -281,6 +293,14 @@ class WatchScreen(DashboardScreen, inherit_bindings=False):
             for chart in (*self.query(LossChart), *self.query(AccuracyChart), *self.query(RatioChart)):
                 chart.stamp = None
         super().redraw(force)
+
+
+def reads(knob, text: str):
+    """The value a knob field's text stands for, or None where it is not a valid one."""
+    try:
+        return parse_knob(knob, text)
+    except ValueError:
+        return None
 
 
 def coerce(knob, value):
