@@ -105,3 +105,23 @@ def test_heatmap_rows_line_up_in_an_svg_screenshot():
     runs = re.findall(r"<text [^>]*>([^<]*)</text>", console.export_svg())
     assert any("990" in r for r in runs) and any("F" in r for r in runs)
     assert not [r for r in runs if r.startswith("&#160;") and r.replace("&#160;", "")]
+
+
+def test_a_torch_run_names_the_input_gradient(tmp_path):
+    """With the torch backend the heatmap and the curve say ||dL/dx|| (what torch's fused layers
+    let us measure), and the gate chart says why it stays empty; our engine's runs say ||dL/dh||."""
+    from descent.tui.app.timegrads import GateChart, RatioChart, TimeGradients
+
+    async def run(backend):
+        app = make(load(DATA / "tui_nile.toml", overrides=["model.layers[1].type=lstm", f"training.backend={backend}"]),
+                   tmp_path / backend)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await trained(30, "2")(pilot)
+            screen = app.screen
+            heat = screen.query_one(TimeGradients).render_rows(100, 20, colour=False).plain
+            return heat, screen.query_one(RatioChart).plt.build(), screen.query_one(GateChart).plt.build()
+
+    heat, curve, gates = asyncio.run(run("torch"))
+    assert "‖dL/dx‖ ÷ answer's" in heat and "‖dL/dx‖" in curve and "torch backend: no gates" in gates
+    heat, curve, gates = asyncio.run(run("numba"))
+    assert "‖dL/dh‖ ÷ answer's" in heat and "‖dL/dh‖" in curve and "torch backend" not in gates

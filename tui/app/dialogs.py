@@ -133,8 +133,8 @@ values (1, 2, 5, 10, ... for log-scale knobs) and apply at once.
 [b]gradient norm[/b]: ||dL/dW|| per parameter tensor, log scale. A curve diving toward zero means \
 that layer stopped learning (vanishing gradients); a jump of 1000x means exploding gradients.
 [b]update/weight[/b]: |ΔW| / |W| per step; about 1e-3 is typical, 1e-1 too fast, 1e-6 too slow.
-[b]time gradients[/b] (sequence models): ||dL/dh|| at each word, divided by its value at the \
-answer, by words back from the answer (the answer at the right) at each logged step (down), on a \
+[b]time gradients[/b] (sequence models): ||dL/dh|| at each word (||dL/dx||, at the layer's input, \
+where torch trained: its fused layers hide dL/dh), divided by its value at the answer, by words back from the answer (the answer at the right) at each logged step (down), on a \
 log colour scale from 1 down to 1e-12. Dark on the left means the gradient dies before it reaches \
 the fact (F): vanishing gradients. Try an LSTM or GRU cell. Beside it: the same as a curve, with \
 pinned runs (c pins), and inside the cell: LSTM/GRU gate means or attention weights.

@@ -27,6 +27,8 @@ from textual.widget import Widget
 from descent.tui.app.charts import COLORS, MARKERS, Chart, budget
 from descent.tui.app.history import HEATMAP_ROWS, History, Pinned
 
+STATE_GRAD = "‖dL/dh‖"               # what our engine records per time step: the state's gradient
+INPUT_GRAD = "‖dL/dx‖"               # torch's fused layers hide it: the gradient at the layer's input
 FLOOR_DECADES = 12                   # the ramp spans 1 .. 1e-12; smaller ratios get the darkest colour
 LEGEND_STEP = 3                      # a legend label every 3 decades
 SHADES = " ░▒▓█"                     # no-colour fallback, light = small ratio
@@ -148,10 +150,11 @@ class TimeGradients(Widget):
         super().__init__(**kwargs)
         self.rows: list[tuple[int, dict[str, list[float]]]] = []
         self.layout_marks: tuple[int, int] | None = None
+        self.grad = STATE_GRAD
 
-    def draw(self, history: History, layout: tuple[int, int] | None = None) -> None:
+    def draw(self, history: History, layout: tuple[int, int] | None = None, grad: str = STATE_GRAD) -> None:
         self.rows = history.ratio_rows(HEATMAP_ROWS)
-        self.layout_marks = layout
+        self.layout_marks, self.grad = layout, grad
         self.refresh()
 
     def render(self) -> Text:
@@ -174,7 +177,7 @@ class TimeGradients(Widget):
         label_w = max(len(str(step)) for step, _ in picked) + 1
         cols = columns_for(t, width - label_w)
         pad = " " * (width - label_w - cols)
-        head = Text("← words back · ‖dL/dh‖ ÷ answer's · answer →", style="bold")
+        head = Text(f"← words back · {self.grad} ÷ answer's · answer →", style="bold")
         if len(head) + len(layer) + 9 <= width:
             head.append(f" (layer {layer})", style="dim")
         head.truncate(width)
@@ -243,8 +246,9 @@ def decade_ticks(rows: int, lim: tuple[float, float] = RATIO_YLIM) -> tuple[list
 class RatioChart(Chart):
     """||dL/dh_t|| / ||dL/dh_answer|| against words back (answer at the right), log y; pinned runs."""
 
-    def draw(self, history: History, pinned: list[Pinned], layout: tuple[int, int] | None = None) -> None:
-        self.start("‖dL/dh‖ ÷ answer's, log" + (" · g gates" if one_chart(self) else ""), log=True)
+    def draw(self, history: History, pinned: list[Pinned], layout: tuple[int, int] | None = None,
+             grad: str = STATE_GRAD) -> None:
+        self.start(f"{grad} ÷ answer's, log" + (" · g gates" if one_chart(self) else ""), log=True)
         current = recent_curve(history)
         drawn, names = False, []
         for i, pin in enumerate(pinned[-(len(MARKERS) - 1):]):
@@ -279,12 +283,13 @@ class GateChart(Chart):
     """Inside the cell at the last evaluation: gate means per step back from the answer (LSTM,
     GRU), or attention weights over the sample sentence."""
 
-    def draw(self, inside: dict | None, step: int | None = None, cell: str = "") -> None:
+    def draw(self, inside: dict | None, step: int | None = None, cell: str = "", torch_run: bool = False) -> None:
         self.start("inside the cell" + (f", step {step}" if step is not None else "")
                    + (" · g back" if one_chart(self) else ""))
         layers = (inside or {}).get("layers") or {}
         if not layers:
-            self.placeholder("a plain RNN has no gates" if cell == "rnn" else "gates: after an evaluation")
+            self.placeholder("a plain RNN has no gates" if cell == "rnn" else
+                             "torch backend: no gates" if torch_run else "gates: after an evaluation")
             self.finish()
             return
         name, curves = next(iter(layers.items()))
@@ -398,10 +403,19 @@ def time_widgets():
                                                               id="time-charts"), id="time-view")
 
 
+def grad_name(scenario) -> str:
+    """The per-time-step gradient a run records: the state's (our engine), or the input's where
+    torch trained (`backend = "torch"`, or a Monitor run, which has no gates)."""
+    torch_run = getattr(getattr(scenario, "training", None), "backend", "numba") == "torch"
+    return INPUT_GRAD if torch_run or not getattr(scenario, "gates", True) else STATE_GRAD
+
+
 def time_draws(screen, history: History, pins: tuple) -> list:
     """(widget, stamp, draw) for the dashboard's redraw: each redraws only when its data changed."""
-    h, layout = history, nile_layout(screen.scenario)
+    h, layout, grad = history, nile_layout(screen.scenario), grad_name(screen.scenario)
     cell = next((layer.get("type") for layer in screen.scenario.model.layers if has_time_view([layer])), "")
-    return [(screen.query_one(TimeGradients), (id(h), h.step_version), lambda c: c.draw(h, layout)),
-            (screen.query_one(RatioChart), (id(h), h.step_version, pins), lambda c: c.draw(h, screen.pinned, layout)),
-            (screen.query_one(GateChart), (id(h), h.eval_version), lambda c: c.draw(h.inside, h.inside_step, cell))]
+    return [(screen.query_one(TimeGradients), (id(h), h.step_version), lambda c: c.draw(h, layout, grad)),
+            (screen.query_one(RatioChart), (id(h), h.step_version, pins),
+             lambda c: c.draw(h, screen.pinned, layout, grad)),
+            (screen.query_one(GateChart), (id(h), h.eval_version),
+             lambda c: c.draw(h.inside, h.inside_step, cell, grad == INPUT_GRAD))]
