@@ -422,6 +422,9 @@ async def test_a_monitor_runs_time_tab_has_no_gate_chart(tmp_path):
         assert app.screen.query_one(GateChart).region.area == 0
         assert app.screen.query_one(RatioChart).region.area > 0
         assert "g gates" not in app.screen.query_one(RatioChart).heading
+        assert "‖dL/dx‖" in app.screen.query_one(RatioChart).heading     # torch measured the input's gradient
+        knobs_text = " ".join(str(w.render()) for w in app.screen.query("#knobs Static"))
+        assert "Monitor run trains in your own loop" in knobs_text and "[[knobs]]" not in knobs_text
         await pilot.press("g")
         await pilot.pause(0.2)
         assert app.screen.query_one(RatioChart).region.area > 0

@@ -106,7 +106,7 @@ class DashboardScreen(FileActions, ViewActions, Screen):
         yield StatusLine(id="status")
         yield Static(too_small_text(*MIN_SIZE), id="too-small")
         with Horizontal(id="body"):
-            yield KnobsPanel(self.scenario.knobs, id="knobs")
+            yield KnobsPanel(self.scenario.knobs, getattr(self.scenario, "no_knobs", None), id="knobs")
             with Vertical(id="main"):
                 with Horizontal(id="curves"):
                     yield LossChart(id="loss-chart")

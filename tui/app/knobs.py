@@ -191,16 +191,19 @@ class KnobsPanel(VerticalScroll):
 
     can_focus = False
 
-    def __init__(self, knobs, **kwargs):
+    NONE = "This scenario has no knobs. Add [[knobs]] tables to its file."
+
+    def __init__(self, knobs, none: str | None = None, **kwargs):
         super().__init__(**kwargs)
         self.knobs = tuple(knobs)
+        self.none = none or self.NONE
         self.pace_choices = pace_options(LEVELS)
 
     def compose(self) -> ComposeResult:
         yield Static("[b]Knobs[/b]  [dim]enter applies · ↑↓ step · esc leaves[/dim]", classes="panel-title",
                      markup=True)
         if not self.knobs:
-            yield Static("This scenario has no knobs. Add [[knobs]] tables to its file.", classes="dim")
+            yield Static(self.none, classes="dim")
         for knob in self.knobs:
             yield KnobRow(knob)
         with Vertical(classes="knob", id="pace-row"):    # last, so k still focuses the first knob

@@ -122,6 +122,8 @@ def scenario_of(run):
         except DescentError:
             pass
     return SimpleNamespace(name=run.label, knobs=(), panel="generic", gates=False,
+                           no_knobs="No knobs: this run has no descent scenario to turn (a Monitor run "
+                                    "trains in your own loop).",
                            model=SimpleNamespace(layers=({"type": "lstm"},)),
                            data=SimpleNamespace(source="", options={}))
 
