@@ -153,3 +153,23 @@ print(json.dumps({"imported": names,
     if (ROOT / "engine" / "session.py").exists():
         assert "descent.engine.session" in result["imported"]
     assert result["bad"] == []
+
+
+def test_evaluation_slices_are_equal_and_fit_the_budget():
+    """Predict cuts a big test set into equal slices (one set of layer buffers, not two) whose
+    outputs fit EVAL_BYTES: digits_cnn's 10,000 images, whose 1,024-row slices held 300 MB."""
+    from descent.engine.backend import EVAL_BYTES, Trainer, eval_rows
+    from descent.engine.scenario import load, resolve_name
+
+    layers = load(resolve_name("digits_cnn")).model.layers
+    t = Trainer(layers, (1, 28, 28), "cross_entropy", None, 0, "float32")
+    rows = eval_rows(t.net.layers, 10_000, 1024, 4)
+    per_row = 2 * 4 * sum(int(np.prod(layer.out_shape)) for layer in t.net.layers)
+    assert rows * per_row <= EVAL_BYTES + per_row and rows < 1024
+    slices = -(-10_000 // rows)
+    assert 10_000 - (slices - 1) * rows > rows - slices        # the last slice short by < 1 row a slice
+    assert eval_rows(t.net.layers, 2500, 1024, 4) <= rows and eval_rows(t.net.layers, 10, 1024, 4) == 10
+    small = Trainer([{"type": "dense", "units": 3}], (4,), "cross_entropy", None, 0, "float32")
+    assert eval_rows(small.net.layers, 10_000, 1024, 4) == 1000     # ten equal slices under the 1,024 cap
+    x = np.random.default_rng(0).standard_normal((2050, 4)).astype(np.float32)
+    assert small.predict(x).shape == (2050, 3)
