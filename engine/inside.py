@@ -58,7 +58,11 @@ def inside_the_cell(net, x, mask=None) -> dict:
             z = layer.ws.cells[k][0].z                           # (T, B, G*H) activations after forward
             curves = {}
             for gate, block in GATE_BLOCKS[layer.cell].items():
-                per_step = z[:, :, block * H:(block + 1) * H].mean(axis=2, dtype=np.float64)   # (T, B)
+                # a padded step's slots hold whatever the workspace last had (the kernels skip
+                # them; it may be inf or NaN): averaged here, never read (aligned_mean takes real
+                # steps only)
+                with np.errstate(invalid="ignore", over="ignore"):
+                    per_step = z[:, :, block * H:(block + 1) * H].mean(axis=2, dtype=np.float64)   # (T, B)
                 out = np.empty(T)
                 aligned_mean(np.ascontiguousarray(per_step), lengths, out)
                 curves[gate] = out.tolist()
