@@ -177,3 +177,17 @@ def clip_scale(grads, max_norm):
 
 def segment_sumsq(x, offsets):
     return np.array([sum(float(v) ** 2 for v in x[offsets[s]:offsets[s + 1]]) for s in range(len(offsets) - 1)])
+
+
+def time_stats(norms, lengths):
+    """Per-sample norms (B, T) -> (the mean over real steps, the answer-aligned ratio), by loops:
+    the reference for the torch backend's and Monitor's per-time-step figures."""
+    B, T = norms.shape
+    mean, ratio = np.zeros(T), np.zeros(T)
+    for t in range(T):
+        real = [norms[b, t] for b in range(B) if t < lengths[b]]
+        mean[t] = np.mean(real) if real else 0.0
+        back = [norms[b, lengths[b] - 1 - t] / norms[b, lengths[b] - 1] for b in range(B)
+                if t < lengths[b] and norms[b, lengths[b] - 1] > 0]
+        ratio[t] = np.mean(back) if back else 0.0
+    return mean, ratio

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import naive
+
 from descent.engine.errors import DescentError
 from descent.engine.records import Evaluation, Finished, Step
 
@@ -54,16 +56,7 @@ class Seq(object):
 
 def direct_time_stats(g: np.ndarray, lengths: np.ndarray):
     """From dL/dx (B, T, F): the mean over real steps of ||dL/dx_t|| and the answer-aligned ratio."""
-    norms = np.linalg.norm(g, axis=-1)                        # (B, T)
-    B, T = norms.shape
-    mean, ratio = np.zeros(T), np.zeros(T)
-    for t in range(T):
-        real = [norms[b, t] for b in range(B) if t < lengths[b]]
-        mean[t] = np.mean(real) if real else 0.0
-        back = [norms[b, lengths[b] - 1 - t] / norms[b, lengths[b] - 1] for b in range(B)
-                if t < lengths[b] and norms[b, lengths[b] - 1] > 0]
-        ratio[t] = np.mean(back) if back else 0.0
-    return mean, ratio
+    return naive.time_stats(np.linalg.norm(g, axis=-1), lengths)
 
 
 def test_grad_norms_and_update_ratios_equal_torch(torch, tmp_path):

@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import naive
+
 from descent.engine.backend import Trainer
 from descent.engine.losses import loss_targets, torch_loss
 from descent.engine.torch_backend import TorchTrainer, build_torch_model
@@ -22,19 +24,6 @@ def batch(seed=0):
     x = rng.integers(0, V, (len(LENGTHS), T))
     mask = np.arange(T)[None, :] < LENGTHS[:, None]
     return np.where(mask, x, 0), rng.integers(0, 3, len(LENGTHS)), mask
-
-
-def direct(norms: np.ndarray, lengths: np.ndarray):
-    """(B, T) per-sample norms -> the mean over real steps and the answer-aligned ratio, by loops."""
-    B, T = norms.shape
-    mean, ratio = np.zeros(T), np.zeros(T)
-    for t in range(T):
-        real = [norms[b, t] for b in range(B) if t < lengths[b]]
-        mean[t] = np.mean(real) if real else 0.0
-        back = [norms[b, lengths[b] - 1 - t] / norms[b, lengths[b] - 1] for b in range(B)
-                if t < lengths[b] and norms[b, lengths[b] - 1] > 0]
-        ratio[t] = np.mean(back) if back else 0.0
-    return mean, ratio
 
 
 def reference(torch, layers, x, y, mask):
@@ -58,7 +47,7 @@ def test_time_grads_equal_autograd_at_the_layer_input(torch, cell):
     x, y, mask = batch()
     norms = reference(torch, layers, x, y, mask)
     assert np.all(norms[~mask] == 0)                        # packing: no gradient reaches the padding
-    mean, ratio = direct(norms, LENGTHS)
+    mean, ratio = naive.time_stats(norms, LENGTHS)
     stats = TorchTrainer(layers, (T,), seed=3, dtype="float64").step(x, y, mask, time_grads=True)
     assert set(stats.time_grad_norms) == set(stats.time_grad_ratio) == {"1"}
     np.testing.assert_allclose(stats.time_grad_norms["1"], mean, rtol=1e-10)
