@@ -28,6 +28,7 @@ from descent.tui.app.files import FileActions
 from descent.tui.app.views import ViewActions
 from descent.tui.app.guard import MIN_SIZE, divergence_advice, too_small_text
 from descent.tui.app.history import History, Pinned, format_value
+from descent.tui.app.keys import CLOSING_KEYS, KNOB_AND_VIEW_KEYS
 from descent.tui.app.knobs import KnobsPanel
 from descent.tui.app.messages import (AlertRaised, Evaluated, KnobApplied, KnobEdited, Prepared, Preparing, Progress,
                                   RunEnded, RunFailed)
@@ -58,25 +59,14 @@ class DashboardScreen(FileActions, ViewActions, Screen):
         Binding("s", "save", "Save"),
         Binding("o", "open", "Open"),
         Binding("e", "export", "Export"),
-        # priority: handled in key order, so keys typed right behind k reach the field it focuses
-        # (a normal binding fires only when k bubbles back up, after them); check_action turns
-        # both priority keys off while a field or control has focus, so the field gets them
-        Binding("k", "knobs", "Knobs", priority=True),
-        Binding("l", "toggle_log", "Log loss", show=False),
-        Binding("m", "toggle_smooth", "Smooth", show=False),
-        Binding("a", "toggle_error", "Error %", show=False),
-        Binding("h", "hide_knobs", "Hide knobs", show=False),
-        Binding("g", "gates", "Gates", show=False),
+        *KNOB_AND_VIEW_KEYS,
         Binding("left_square_bracket", "slower", "Slower", show=False),
         Binding("right_square_bracket", "faster", "Faster", show=False),
         Binding("f", "full_speed", "Full speed", show=False),
         Binding("p", "picker", "Picker", show=False),
-        Binding("question_mark", "app.help", "Help"),
-        Binding("q", "quit", "Quit"),
-        Binding("escape", "leave", "Leave field"),
+        *CLOSING_KEYS,
         Binding("left", "browse(-1)", "Previous sample", show=False),
         Binding("right", "browse(1)", "Next sample", show=False),
-        *[Binding(str(i + 1), f"tab({i})", f"Tab {i + 1}", show=False) for i in range(4)],
     ]
 
     def __init__(self, scenario, make_session, pace=None, **kwargs):

@@ -27,6 +27,7 @@ from descent.engine.control import Control
 from descent.engine.tail import WatchError
 from descent.tui.app.charts import AccuracyChart, LossChart
 from descent.tui.app.dashboard import DashboardScreen
+from descent.tui.app.keys import CLOSING_KEYS, KNOB_AND_VIEW_KEYS
 from descent.tui.app.dialogs import ConfirmDialog
 from descent.tui.app.history import History, format_value
 from descent.tui.app.knobs import KnobsPanel, parse_knob
@@ -70,16 +71,8 @@ class WatchScreen(DashboardScreen, inherit_bindings=False):
         Binding("space", "toggle_run", "Pause/resume", priority=True),
         Binding("s", "save", "Checkpoint"),
         Binding("x", "stop", "Stop run"),
-        Binding("k", "knobs", "Knobs", priority=True),
-        Binding("l", "toggle_log", "Log loss", show=False),
-        Binding("m", "toggle_smooth", "Smooth", show=False),
-        Binding("a", "toggle_error", "Error %", show=False),
-        Binding("h", "hide_knobs", "Hide knobs", show=False),
-        Binding("g", "gates", "Gates", show=False),
-        Binding("question_mark", "app.help", "Help"),
-        Binding("q", "quit", "Quit"),
-        Binding("escape", "leave", "Leave field"),
-        *[Binding(str(i + 1), f"tab({i})", f"Tab {i + 1}", show=False) for i in range(4)],
+        *KNOB_AND_VIEW_KEYS,
+        *CLOSING_KEYS,
     ]
 
     def __init__(self, runs, scenario, **kwargs):
