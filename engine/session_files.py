@@ -25,13 +25,15 @@ class RunFiles:
         self.folder.open(dumps(self.resolved_scenario()), resume_step=self._resume_step, force=self.force)
 
     def resolved_scenario(self):
-        """The scenario with what the data filled in (an embedding's `vocab`), so that the run
-        folder alone rebuilds the model."""
+        """The scenario with what the data filled in (an embedding's `vocab`) and what the command
+        line chose (`--backend`, `--seed`), so that the run folder alone says how it was trained."""
         from dataclasses import replace
 
         from .scenario.schema import freeze
 
-        return replace(self.scenario, model=replace(self.scenario.model, layers=freeze(self.layers)))
+        sc = self.scenario
+        return replace(sc, model=replace(sc.model, layers=freeze(self.layers)),
+                       training=replace(sc.training, backend=self.backend, seed=self.seed))
 
     def close(self) -> None:
         if self.folder:

@@ -55,6 +55,15 @@ def test_a_real_run_folder_loads_strictly_into_torch(name, tmp_path, capsys, tor
     assert "session.perm" in arrays and not any(k.startswith(("session.", "optim.")) for k in state)
 
 
+def test_scenario_toml_records_the_command_lines_backend_and_seed(tmp_path, capsys, torch):
+    """--backend and --seed are how the run trained: scenario.toml says so, not the file's values."""
+    out = tmp_path / "run"
+    rc, text = run(capsys, "run", "digits8x8", "--steps", 2, "--backend", "torch", "--seed", 7, "--out", out)
+    assert rc == 0, text
+    training = tomllib.loads((out / "scenario.toml").read_text(encoding="utf-8"))["training"]
+    assert training["backend"] == "torch" and training["seed"] == 7
+
+
 def checkpoint_name() -> str:
     from descent.engine.rundir import CHECKPOINT
 

@@ -112,9 +112,12 @@ def test_a_torch_run_names_the_input_gradient(tmp_path):
     let us measure), and the gate chart says why it stays empty; our engine's runs say ||dL/dh||."""
     from descent.tui.app.timegrads import GateChart, RatioChart, TimeGradients
 
+    from descent.tui.app import make_app
+
     async def run(backend):
-        app = make(load(DATA / "tui_nile.toml", overrides=["model.layers[1].type=lstm", f"training.backend={backend}"]),
-                   tmp_path / backend)
+        # as `descent tui --backend torch` does: the scenario file still says numba
+        app = make_app(load(DATA / "tui_nile.toml", overrides=["model.layers[1].type=lstm"]),
+                       runs_dir=tmp_path / backend / "runs", backend=backend)
         async with app.run_test(size=(120, 40)) as pilot:
             await trained(30, "2")(pilot)
             screen = app.screen

@@ -403,16 +403,18 @@ def time_widgets():
                                                               id="time-charts"), id="time-view")
 
 
-def grad_name(scenario) -> str:
+def grad_name(screen) -> str:
     """The per-time-step gradient a run records: the state's (our engine), or the input's where
-    torch trained (`backend = "torch"`, or a Monitor run, which has no gates)."""
-    torch_run = getattr(getattr(scenario, "training", None), "backend", "numba") == "torch"
-    return INPUT_GRAD if torch_run or not getattr(scenario, "gates", True) else STATE_GRAD
+    torch trained: the session's backend (`--backend` included), else the watched run's
+    scenario.toml, or a Monitor run (a stand-in with no gates)."""
+    session, scenario = getattr(screen, "session", None), screen.scenario
+    backend = session.backend if session is not None else getattr(getattr(scenario, "training", None), "backend", "")
+    return INPUT_GRAD if backend == "torch" or not getattr(scenario, "gates", True) else STATE_GRAD
 
 
 def time_draws(screen, history: History, pins: tuple) -> list:
     """(widget, stamp, draw) for the dashboard's redraw: each redraws only when its data changed."""
-    h, layout, grad = history, nile_layout(screen.scenario), grad_name(screen.scenario)
+    h, layout, grad = history, nile_layout(screen.scenario), grad_name(screen)
     cell = next((layer.get("type") for layer in screen.scenario.model.layers if has_time_view([layer])), "")
     return [(screen.query_one(TimeGradients), (id(h), h.step_version), lambda c: c.draw(h, layout, grad)),
             (screen.query_one(RatioChart), (id(h), h.step_version, pins),
