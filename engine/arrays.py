@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 
-from .jit import jit
+from . import threads
+from .jit import jit, jit_pieces
 
 LANES = 64
 CONV_LANES = 32
@@ -61,12 +63,65 @@ def lane_sumsq(a, lanes):
     return lane_total(lanes)
 
 
+# A tensor's sum of squares is the sum, in order, of its blocks' sums (SUMSQ_BLOCK elements each,
+# each block through LANES lanes): the blocks are fixed by the tensor's size, so on more than one
+# thread they are shared out (Numba's threads) and the result keeps its bits.
+SUMSQ_BLOCK = 16384
+
+
 @jit
-def segment_sumsq(x, offsets, out):
-    """out[s] = sum of x[offsets[s]:offsets[s+1]]**2, accumulated in float64 over LANES lanes."""
-    lanes = np.empty(LANES)                               # (LANES,) partial sums
+def sumsq_blocks(offsets):
+    """first (S+1,): segment s has blocks first[s]..first[s+1]-1 (at least one, even if empty)."""
+    first = np.empty(offsets.size, np.int64)
+    first[0] = 0
     for s in range(offsets.size - 1):
-        out[s] = lane_sumsq(x[offsets[s]:offsets[s + 1]], lanes)
+        first[s + 1] = first[s] + max(1, (offsets[s + 1] - offsets[s] + SUMSQ_BLOCK - 1) // SUMSQ_BLOCK)
+    return first
+
+
+@jit
+def block_sumsq(x, offsets, first, j):
+    """Sum of squares of block j (see sumsq_blocks)."""
+    s = np.searchsorted(first, j, side="right") - 1
+    lo = offsets[s] + (j - first[s]) * SUMSQ_BLOCK
+    hi = min(lo + SUMSQ_BLOCK, offsets[s + 1])
+    return lane_sumsq(x[lo:hi], np.empty(LANES))
+
+
+@jit
+def add_blocks(sums, first, out):
+    """out[s] = the sum of segment s's block sums, in order."""
+    for s in range(out.size):
+        total = 0.0
+        for j in range(first[s], first[s + 1]):
+            total += sums[j]
+        out[s] = total
+
+
+@jit
+def segment_sumsq_serial(x, offsets, out):
+    first = sumsq_blocks(offsets)
+    sums = np.empty(first[-1])
+    for j in range(sums.size):
+        sums[j] = block_sumsq(x, offsets, first, j)
+    add_blocks(sums, first, out)
+
+
+@jit_pieces
+def segment_sumsq_pieces(x, offsets, out):
+    first = sumsq_blocks(offsets)
+    sums = np.empty(first[-1])
+    for j in numba.prange(sums.size):
+        sums[j] = block_sumsq(x, offsets, first, j)
+    add_blocks(sums, first, out)
+
+
+def segment_sumsq(x, offsets, out):
+    """out[s] = sum of x[offsets[s]:offsets[s+1]]**2, accumulated in float64 (blocks of lanes)."""
+    if threads.pieces_threads(x.size // SUMSQ_BLOCK) > 1:
+        segment_sumsq_pieces(x, offsets, out)
+    else:
+        segment_sumsq_serial(x, offsets, out)
 
 
 @jit

@@ -1,4 +1,4 @@
-"""Fully connected layers: BLAS for the products, one fused kernel for bias + activation.
+"""Fully connected layers: BLAS for the products (engine/products.py), one fused kernel for bias + activation.
 
 Weight layout is torch.nn.Linear's: weight (out, in), bias (out,).
 
@@ -21,6 +21,7 @@ from .arrays import Buffers
 from .dense_kernels import gather_nonzeros, sparse_grad_w, sparse_matmul_wt
 from .errors import SpecError
 from .layer import Layer, SpecReader
+from .products import matmul
 
 SPARSE_DENSITY = 0.05      # inputs with at most this share of non-zeros take the sparse path
 SPARSE_MIN_FAN_IN = 256    # narrower layers never look
@@ -83,7 +84,7 @@ class Dense(Layer):
         y = self.buf.get("y", (x2.shape[0], self.units))         # (N, out)
         self.csr = self._gather(x2) if self.sparse_ok and x2.dtype == self.dtype and x2.flags.c_contiguous else None
         if self.csr is None:
-            np.dot(x2, self.p["weight"].T, out=y)
+            matmul(x2, self.p["weight"].T, y)
         else:
             sparse_matmul_wt(*self.csr, self.p["weight"], y)
         bias_act_forward(y, self.p["bias"] if self.has_bias else self._empty, self.act, self.slope)
@@ -95,13 +96,13 @@ class Dense(Layer):
         dz = self.buf.get("dz", dy2.shape)
         bias_act_backward(self.y, dy2, self.act, self.slope, dz, self.g["bias"] if self.has_bias else self._empty)
         if self.csr is None:
-            np.dot(dz.T, self.x2, out=self.g["weight"])          # (out, in)
+            matmul(dz.T, self.x2, self.g["weight"])             # (out, in)
         else:
             sparse_grad_w(*self.csr, dz, self.g["weight"])
         if not self.need_dx:
             return None
         dx = self.buf.get("dx", self.x2.shape)
-        np.dot(dz, self.p["weight"], out=dx)                     # (N, in)
+        matmul(dz, self.p["weight"], dx)                        # (N, in)
         return dx.reshape(dy.shape[:-1] + (self.fan_in,))
 
     def torch_module(self):

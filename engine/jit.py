@@ -7,6 +7,12 @@ numba options.
 - error_model="numpy": without it every float division carries a zero check that blocks
   vectorisation (Adam over 128k parameters: 0.44 ms -> 0.07 ms, see shared PERF-NOTES).
 - no fastmath and no parallel reductions: one seed must reproduce a run bit for bit.
+- `jit_pieces`: the same options with parallel=True, for drivers whose prange loop hands
+  independent pieces (blocks of a product, ranges of the parameter buffer, samples) to a serial
+  kernel: each output is computed by one thread in the serial kernel's order, and the pieces
+  depend on the shape only, so the bits do not depend on the thread count. Called only when
+  DESCENT_THREADS >= 2 (threads.pieces_threads); Numba's threads start in about 2 us, where a
+  Python thread pool's hand-off costs 40-50 us each way on this project's machines.
 """
 
 import numba
@@ -17,3 +23,15 @@ OPTIONS = dict(cache=True, nogil=True, error_model="numpy", fastmath=False)
 def jit(fn):
     """Compile `fn` with the project's options (lazily, per argument types)."""
     return numba.njit(**OPTIONS)(fn)
+
+
+def jit_pieces(fn):
+    """Compile a prange driver over independent pieces (see above)."""
+    return numba.njit(parallel=True, **OPTIONS)(fn)
+
+
+@jit_pieces
+def probe_pieces(a):
+    """a[i] = i on Numba's threads: the first call starts the threading layer (threads.py)."""
+    for i in numba.prange(a.size):
+        a[i] = i

@@ -11,10 +11,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
+import numba
 import numpy as np
 
+from . import threads
 from .arrays import segment_sumsq
-from .jit import jit
+from .jit import jit, jit_pieces
 from .names import OPTIMIZERS
 from .params import ParamSet
 from .scenario.schema import TrainingConfig
@@ -117,6 +119,36 @@ def adam_kernel(p, g, m, v, delta, lr, beta1, beta2, eps, wd, decoupled, t, gsca
         delta[i] = q - old
 
 
+# On more than one thread the buffer is cut into equal ranges, one per thread (Numba's threads,
+# jit_pieces): every element gets the same arithmetic wherever the cut falls, so any cut gives the
+# same bits. Ranges under PIECE_MIN elements are not worth a hand-off.
+PIECE_MIN = 16384
+
+
+@jit_pieces
+def sgd_pieces(p, g, buf, delta, lr, momentum, nesterov, wd, gscale, first, pieces):
+    n = p.size
+    for i in numba.prange(pieces):
+        s = slice(n * i // pieces, n * (i + 1) // pieces)
+        sgd_kernel(p[s], g[s], buf[s], delta[s], lr, momentum, nesterov, wd, gscale, first)
+
+
+@jit_pieces
+def rmsprop_pieces(p, g, sq, buf, delta, lr, alpha, eps, momentum, wd, gscale, pieces):
+    n = p.size
+    for i in numba.prange(pieces):
+        s = slice(n * i // pieces, n * (i + 1) // pieces)
+        rmsprop_kernel(p[s], g[s], sq[s], buf[s], delta[s], lr, alpha, eps, momentum, wd, gscale)
+
+
+@jit_pieces
+def adam_pieces(p, g, m, v, delta, lr, beta1, beta2, eps, wd, decoupled, t, gscale, pieces):
+    n = p.size
+    for i in numba.prange(pieces):
+        s = slice(n * i // pieces, n * (i + 1) // pieces)
+        adam_kernel(p[s], g[s], m[s], v[s], delta[s], lr, beta1, beta2, eps, wd, decoupled, t, gscale)
+
+
 class Optimizer:
     """Holds the flat state slots; `step` applies one update in place and returns per-tensor sums."""
 
@@ -169,15 +201,19 @@ class Optimizer:
     def _update(self, lo: int, hi: int, wd: float, scale: float) -> None:
         c, ps, st = self.config, self.params, self.state
         s = slice(lo, hi)
+        n = threads.pieces_threads((hi - lo) // PIECE_MIN)
         if c.kind == "sgd":
-            sgd_kernel(ps.flat[s], ps.grad[s], st["momentum"][s], self.delta[s], c.lr, c.momentum, c.nesterov,
-                       wd, scale, self.t == 1)
+            args = (ps.flat[s], ps.grad[s], st["momentum"][s], self.delta[s], c.lr, c.momentum, c.nesterov,
+                    wd, scale, self.t == 1)
+            sgd_pieces(*args, n) if n > 1 else sgd_kernel(*args)
         elif c.kind == "rmsprop":
-            rmsprop_kernel(ps.flat[s], ps.grad[s], st["square_avg"][s], st["momentum"][s], self.delta[s], c.lr,
-                           c.alpha, c.eps, c.momentum, wd, scale)
+            args = (ps.flat[s], ps.grad[s], st["square_avg"][s], st["momentum"][s], self.delta[s], c.lr,
+                    c.alpha, c.eps, c.momentum, wd, scale)
+            rmsprop_pieces(*args, n) if n > 1 else rmsprop_kernel(*args)
         else:
-            adam_kernel(ps.flat[s], ps.grad[s], st["exp_avg"][s], st["exp_avg_sq"][s], self.delta[s], c.lr,
-                        c.beta1, c.beta2, c.eps, wd, c.kind == "adamw", self.t, scale)
+            args = (ps.flat[s], ps.grad[s], st["exp_avg"][s], st["exp_avg_sq"][s], self.delta[s], c.lr,
+                    c.beta1, c.beta2, c.eps, wd, c.kind == "adamw", self.t, scale)
+            adam_pieces(*args, n) if n > 1 else adam_kernel(*args)
 
     def set(self, **changes) -> None:
         for key, value in changes.items():

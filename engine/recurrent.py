@@ -47,7 +47,7 @@ from .recurrent_kernels import (GATES, GRU_CELL, LSTM_CELL, RNN_CELL, gru_backwa
 # DESCENT_THREADS; a layer too small to gain stays on one: threads.for_work); every row gets the same arithmetic however the batch is cut (chunks of at
 # least 8 rows, see recurrent_kernels), so the result is bit-identical for any thread count.
 # With more than one thread the layer's big products are cut the same way (by rows of their
-# output: time steps, or gate rows of a weight gradient) with BLAS on one thread (threads.py).
+# output: time steps) or run side by side, BLAS on one thread as always (threads.py).
 EVAL_ROW_STEPS = 8192        # evaluation forward in slices of at most this many rows x time steps
 
 
@@ -245,12 +245,6 @@ class Recurrent(Layer):
 
     # forward ---------------------------------------------------------------------------------
     def forward(self, x, ctx):
-        if threads.count() < 2:
-            return self._forward_sliced(x, ctx)
-        with threads.blas_single():          # the layer splits its own work between threads
-            return self._forward_sliced(x, ctx)
-
-    def _forward_sliced(self, x, ctx):
         x = np.asarray(x)
         if x.ndim != 3 or x.shape[2] != self.in_size:
             raise ValueError(f"{self.kind} expects (batch, T, {self.in_size}), got {x.shape}")
@@ -325,12 +319,6 @@ class Recurrent(Layer):
 
     # backward --------------------------------------------------------------------------------
     def backward(self, dy, ctx):
-        if threads.count() < 2:
-            return self._backward(dy, ctx)
-        with threads.blas_single():
-            return self._backward(dy, ctx)
-
-    def _backward(self, dy, ctx):
         ws, lengths = self.ws, self.lengths
         T, B = ws.T, ws.B
         H, D = self.hidden, self.dirs

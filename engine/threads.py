@@ -1,18 +1,24 @@
 """The engine's one thread policy: how many threads a training step may use.
 
 One setting, DESCENT_THREADS (default 1), read by everything that runs on more than one core:
-  - BLAS (NumPy's OpenBLAS and SciPy's, the one Numba kernels call) is limited to it;
-  - the recurrent layers split their work (kernel rows, products) across that many threads of
-    the engine's own pool (`parallel`), with BLAS on one thread meanwhile (`blas_single`).
-One by default: a second OpenBLAS thread gains little at the batch sizes descent trains at and
-collapses when the other core is busy (workload 1: 725 steps/s on one thread, 11 on two with the
-machine loaded; see bench/README.md), and the dashboard's event loop needs that core.
+  - BLAS itself (NumPy's OpenBLAS and SciPy's, the one Numba's np.dot calls) always runs on one
+    thread: OpenBLAS cuts a product between its threads by the thread count, so a second thread
+    changes the bits of a result, and its idle threads spin on the other core in the way of ours;
+  - the engine cuts its work into pieces that depend on the shape only (never on the thread
+    count, so the bits do not either) and runs them on up to that many threads: the big matrix
+    products (engine/products.py) and the optimizer's update on Numba's threads
+    (`pieces_threads`), the recurrent layers' row chunks on the engine's own pool (`parallel`).
+One by default: the dashboard's event loop needs the other core, and a busy machine makes two
+threads slower than one (workload 1: 725 steps/s on one thread, 11 on two with the machine
+loaded; see bench/README.md).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+
+import numpy as np
 
 ENV = "DESCENT_THREADS"
 _threads: int | None = None          # None: not configured, read the environment
@@ -53,7 +59,7 @@ def cover_kernel_blas() -> None:
         import scipy.linalg.cython_blas  # noqa: F401
     # limited even before configure(): an unlimited second OpenBLAS thread changes the bits of
     # the kernels' products, so a model built outside a session would train differently
-    _applied = _limit_blas(count())
+    _applied = _limit_blas(1)
 
 
 # Work (multiply-adds) below which a split costs more than it gains: every parallel section costs
@@ -70,65 +76,39 @@ def for_work(macs: int) -> int:
     return count() if macs >= SPLIT_MIN_MACS else 1
 
 
+def blas_one_thread() -> None:
+    """Every BLAS loaded by now on one thread, for the rest of the process (once; SciPy's, loaded
+    later by cover_kernel_blas, gets the same)."""
+    global _applied
+    if _applied is None:
+        _applied = _limit_blas(1) or False
+
+
 def configure(threads: int | None = None) -> int:
     """Use `threads` (default: $DESCENT_THREADS, else 1) for the rest of the process."""
-    global _threads, _applied
+    global _threads
     _threads = from_env() if threads is None else max(1, int(threads))
-    _applied = _limit_blas(_threads)
+    blas_one_thread()
     return _threads
 
 
 @contextlib.contextmanager
 def using(threads: int):
-    """`threads` for BLAS and the engine's own threads inside the block (benchmarks)."""
+    """`threads` for the engine's pieces inside the block (benchmarks, tests)."""
     global _threads
     before = _threads
     _threads = max(1, int(threads))
-    limit = _limit_blas(_threads)
+    blas_one_thread()
     try:
         yield _threads
     finally:
         _threads = before
-        if limit is not None:
-            limit.restore_original_limits()
 
 
 # ---- the engine's own threads ------------------------------------------------------------------
-# OpenBLAS's own second thread collapses when the other core is busy (a 32 k x 32 x 256 product:
-# 0.6 ms on one thread, 32 ms on two with the machine loaded) and keeps spinning on that core after
-# each product, in the way of the engine's row threads. So where the engine splits work itself
-# (the recurrent layers), BLAS runs on one thread and the engine's pool hands out the pieces.
+# The recurrent layers hand row chunks of their kernels (which release the GIL) to a Python pool.
 _pool = None
 _pool_size = 0
-_blas_libs: list | None = None      # threadpoolctl's controllers of every BLAS, found once
-
-
-def _blas_controllers() -> list:
-    global _blas_libs
-    if _blas_libs is None:
-        cover_kernel_blas()
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:
-            _blas_libs = []
-        else:
-            _blas_libs = list(ThreadpoolController().select(user_api="blas").lib_controllers)
-    return _blas_libs
-
-
-@contextlib.contextmanager
-def blas_single():
-    """BLAS on one thread inside the block when the engine may use more (a no-op on one thread):
-    set on the libraries directly, about 1 us, where a threadpoolctl limit costs 50 us."""
-    n = count()
-    libs = _blas_controllers() if n > 1 else []
-    for lib in libs:
-        lib.set_num_threads(1)
-    try:
-        yield n
-    finally:
-        for lib in libs:
-            lib.set_num_threads(n)
 
 
 def parallel(fn, chunks) -> None:
@@ -160,3 +140,44 @@ def parallel(fn, chunks) -> None:
     work()
     for f in futures:
         f.result()
+
+
+# ---- Numba's threads -----------------------------------------------------------------------------
+# Drivers compiled with jit.jit_pieces hand independent pieces (blocks of a product, ranges of the
+# parameter buffer) to a serial kernel inside one prange loop, on Numba's own threads: no Python
+# hand-off, so pieces of ~0.05 ms gain. Only a thread-safe threading layer (OpenMP or TBB): the
+# dashboard may predict in one thread while another trains, and Numba's fallback layer aborts the
+# process on concurrent launches. Without one, the pieces run one after the other.
+_numba_ok: bool | None = None
+
+
+def pieces_threads(pieces: int) -> int:
+    """Threads to run `pieces` independent pieces on: 1 means call the serial kernel; more, and
+    Numba's thread count is set for the calling thread (numba's setting is per thread)."""
+    global _numba_ok
+    n = min(count(), pieces)
+    if n < 2:
+        return 1
+    if _numba_ok is None:
+        _numba_ok = _numba_threads_ready()
+    if not _numba_ok:
+        return 1
+    import numba
+
+    n = min(n, numba.config.NUMBA_NUM_THREADS)
+    if numba.get_num_threads() != n:
+        numba.set_num_threads(n)
+    return n
+
+
+def _numba_threads_ready() -> bool:
+    import numba
+
+    from .jit import probe_pieces
+
+    try:
+        numba.config.THREADING_LAYER = "threadsafe"
+        probe_pieces(np.zeros(2))
+        return numba.threading_layer() in ("omp", "tbb")
+    except Exception:  # noqa: BLE001 - no OpenMP or TBB runtime here: the serial kernels do the work
+        return False

@@ -1,0 +1,101 @@
+"""Matrix products for the layers: out = a @ b (+ beta * out) on NumPy's own OpenBLAS, on one
+BLAS thread per piece, big products cut into pieces that run on up to DESCENT_THREADS threads.
+
+Why not np.dot with OpenBLAS's own threads: OpenBLAS cuts a product by its thread count, and the
+cut changes the bits of the result (a product split at a block edge gives other bits in ~2% of
+float32 shapes and ~30% of float64 ones here), so a run would train differently on one thread
+and on two. Here a product of at least PIECE_MIN_MACS multiply-adds is always computed as PIECES
+blocks of rows (or of columns), whatever the thread count; one thread computes the blocks one
+after the other, two at once. One thread pays for the cut: 0-13% more on the bench's products.
+
+Which way to cut (quiet, 2026-12-01, microseconds on two threads, rows / columns): 64x64x2000
+103 / 98, 64x2000x64 116 / 72, 64x128x784 81 / 69, 128x784x64 63 / 91, 256x128x784 199 / 224,
+3200x192x64 275 / 432: columns while the output has fewer than ROWS_FROM rows, else rows.
+
+The CBLAS functions come from the OpenBLAS that NumPy's wheels bundle (numpy.libs), passed to
+the kernels as arguments so the on-disk cache holds no address. Where NumPy has another BLAS,
+products fall back to np.dot on one thread: the same bits at any thread count, no split.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+
+import numpy as np
+
+from . import threads
+from .product_kernels import gemm, gemm_pieces
+
+PIECES = 2                  # blocks of a big product: the shape decides, never the thread count
+PIECE_MIN_MACS = 1_000_000  # below this a product is one call (a block must outweigh a hand-off, ~2 us)
+ROWS_FROM = 128             # cut rows when the output has this many, else columns (table above)
+
+_fns: dict | None = None    # dtype -> CBLAS ?gemm, found on first use; {} when there is none
+
+
+def _find_cblas() -> dict:
+    """{float32: sgemm, float64: dgemm} from NumPy's bundled 64-bit-integer OpenBLAS, or {}."""
+    here = os.path.dirname(np.__file__)
+    for path in sorted(glob.glob(os.path.join(here, os.pardir, "numpy.libs", "*openblas64*.so*"))):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix in ("scipy_cblas_", "cblas_"):
+            fns = {}
+            for dtype, letter, real in ((np.float32, "s", ctypes.c_float), (np.float64, "d", ctypes.c_double)):
+                fn = getattr(lib, f"{prefix}{letter}gemm64_", None)
+                if fn is None:
+                    break
+                fn.restype = None
+                i64, ptr, enum = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
+                fn.argtypes = [enum, enum, enum, i64, i64, i64, real, ptr, i64, ptr, i64, real, ptr, i64]
+                fns[np.dtype(dtype)] = fn
+            if len(fns) == 2:
+                return fns
+    return {}
+
+
+def _cblas() -> dict:
+    global _fns
+    if _fns is None:
+        threads.blas_one_thread()
+        _fns = _find_cblas()
+    return _fns
+
+
+def _base(x):
+    """(C-contiguous array, transposed?) holding the 2-D view x, or None."""
+    if x.flags.c_contiguous:
+        return x, False
+    if x.flags.f_contiguous:
+        return x.T, True
+    return None
+
+
+def matmul(a, b, out, beta: float = 0.0):
+    """out = a @ b + beta * out for 2-D a (m, k), b (k, n) and a C-contiguous out (m, n) of one
+    float dtype; a and b each C-contiguous or the transpose of a C-contiguous array (x.T)."""
+    m, k = a.shape
+    n = b.shape[1]
+    if b.shape[0] != k or out.shape != (m, n):
+        raise ValueError(f"matmul: shapes {a.shape} @ {b.shape} -> {out.shape}")
+    fn = _cblas().get(out.dtype)
+    ab, bb = _base(a), _base(b)
+    if (fn is None or ab is None or bb is None or not out.flags.c_contiguous or a.dtype != out.dtype
+            or b.dtype != out.dtype or m * n * k == 0):
+        if beta == 0.0:
+            np.dot(a, b, out=out)
+        else:
+            out *= beta
+            out += np.dot(a, b)
+        return out
+    pieces = PIECES if m * n * k >= PIECE_MIN_MACS else 1
+    rows = m >= ROWS_FROM
+    if threads.pieces_threads(pieces) > 1:
+        gemm_pieces(fn, ab[0], bb[0], out, ab[1], bb[1], beta, pieces, rows)
+    else:
+        gemm(fn, ab[0], bb[0], out, ab[1], bb[1], beta, pieces, rows)
+    return out
