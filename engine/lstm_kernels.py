@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 
-from .jit import jit
-from .recurrent_kernels import sigmoid_exact, sumsq_row, tanh_fast
+from .jit import jit, jit_pieces
+from .recurrent_kernels import sigmoid_exact, step_product, sumsq_row, tanh_fast
 
 
 @jit
-def lstm_forward(z, src, rows, whh_t, bias, s, c, tc, q, y, d, lengths, reverse, fast, b0, b1):
+def lstm_forward(fn, z, src, rows, whh_t, bias, s, c, tc, q, y, d, lengths, reverse, fast, b0, b1):
     """z (T, B, 4H) out: the gates i, f, g, o; src[rows[t, b]] (4H,) the input part x_t W_ih^T of
     row b at step t (src is z itself, rows its row numbers, or an embedding's vocabulary projected
     once and rows the token ids: see recurrent.py); whh_t (H, 4H) = W_hh^T; bias
@@ -38,7 +39,7 @@ def lstm_forward(z, src, rows, whh_t, bias, s, c, tc, q, y, d, lengths, reverse,
         t = T - 1 - step if reverse else step
         prev = t + 1 if reverse else t
         cur = t if reverse else t + 1
-        np.dot(s[prev, b0:b1], whh_t, q[b0:b1])                    # (rows, 4H) = (rows, H) @ (H, 4H), BLAS
+        step_product(fn, s, prev, b0, b1, whh_t, q)                # (rows, 4H) = (rows, H) @ (H, 4H), BLAS
         for b in range(b0, b1):
             if t >= lengths[b]:                                    # padding: carry the state, output 0
                 for j in range(H):
@@ -80,7 +81,7 @@ def lstm_forward(z, src, rows, whh_t, bias, s, c, tc, q, y, d, lengths, reverse,
 
 
 @jit
-def lstm_backward(z, whh, c, tc, dy, d, dh, dc, dq, dg, lengths, reverse, truncate, norms, b0, b1):
+def lstm_backward(fn, z, whh, c, tc, dy, d, dh, dc, dq, dg, lengths, reverse, truncate, norms, b0, b1):
     """Backward through time for `lstm_forward`, rows b0..b1-1, one pass over the four gates per
     row and step. dy (T, B, D, H) the output's gradient (this direction at d), or shape (0, 0, 0,
     0) when only the final state has one; dh, dc (B, H): on entry the final state's gradients,
@@ -115,7 +116,7 @@ def lstm_backward(z, whh, c, tc, dy, d, dh, dc, dq, dg, lengths, reverse, trunca
                 dg[t, b, 2 * H + j] = dct * i * (one - gv * gv)
                 dg[t, b, 3 * H + j] = dd * th * o * (one - o)
                 dc[b, j] = dct * f
-        np.dot(dg[t, b0:b1], whh, dq[b0:b1])                       # (rows, H) = (rows, 4H) @ (4H, H); 0 for padding
+        step_product(fn, dg, t, b0, b1, whh, dq)                   # (rows, H) = (rows, 4H) @ (4H, H); 0 for padding
         for b in range(b0, b1):
             n_real = lengths[b]
             if truncate > 0 and t < n_real and ((t + 1) % truncate == 0 if reverse else (n_real - t) % truncate == 0):
@@ -125,3 +126,18 @@ def lstm_backward(z, whh, c, tc, dy, d, dh, dc, dq, dg, lengths, reverse, trunca
             elif t < n_real:                                       # a padded step leaves dL/dh as it was
                 for j in range(H):
                     dh[b, j] = dq[b, j]
+
+
+@jit_pieces
+def lstm_forward_rows(fn, z, src, rows, whh_t, bias, s, c, tc, q, y, d, lengths, reverse, fast, edges):
+    """`lstm_forward` over the row chunks edges[i]..edges[i+1]-1, on Numba's threads."""
+    for i in numba.prange(len(edges) - 1):
+        lstm_forward(fn, z, src, rows, whh_t, bias, s, c, tc, q, y, d, lengths, reverse, fast, edges[i], edges[i + 1])
+
+
+@jit_pieces
+def lstm_backward_rows(fn, z, whh, c, tc, dy, d, dh, dc, dq, dg, lengths, reverse, truncate, norms, edges):
+    """`lstm_backward` over the row chunks edges[i]..edges[i+1]-1, on Numba's threads."""
+    for i in numba.prange(len(edges) - 1):
+        lstm_backward(fn, z, whh, c, tc, dy, d, dh, dc, dq, dg, lengths, reverse, truncate, norms, edges[i],
+                      edges[i + 1])

@@ -31,65 +31,68 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from . import threads
+from . import products, threads
 from .arrays import aligned_ratio, masked_mean_norms
 from .dense import Buffers, uniform_fan_in
 from .errors import SpecError
 from .init import RECURRENT_INITS, recurrent_weight
 from .layer import Layer, SpecReader
-from .lstm_kernels import lstm_backward, lstm_forward
-from .recurrent_kernels import (GATES, GRU_CELL, LSTM_CELL, RNN_CELL, gru_backward, gru_forward, id_range, rnn_backward,
-                                rnn_forward, scatter_add_rows)
+from .lstm_kernels import lstm_backward, lstm_backward_rows, lstm_forward, lstm_forward_rows
+from .recurrent_kernels import (GATES, GRU_CELL, LSTM_CELL, RNN_CELL, gru_backward, gru_backward_rows, gru_forward,
+                                gru_forward_rows, id_range, rnn_backward, rnn_backward_rows, rnn_forward,
+                                rnn_forward_rows, scatter_add_rows)
 
 
-# Batch rows are independent through time, so the BPTT kernels (which release the GIL) run a
-# batch as chunks of rows on up to threads.count() threads (the engine's one thread setting,
-# DESCENT_THREADS; a layer too small to gain stays on one: threads.for_work); every row gets the same arithmetic however the batch is cut (chunks of at
-# least 8 rows, see recurrent_kernels), so the result is bit-identical for any thread count.
-# With more than one thread the layer's big products are cut the same way (by rows of their
-# output: time steps) or run side by side, BLAS on one thread as always (threads.py).
+# Batch rows are independent through time, so the BPTT kernels run a batch as ROW_PIECES fixed
+# chunks of rows (row_chunks: the batch size decides them), on Numba's threads when the engine's
+# one thread setting (DESCENT_THREADS) allows and the layer is big enough to gain
+# (threads.for_work), else one after the other: the same BLAS calls either way, so the result is
+# bit-identical for any thread count. The layer's big products go through products.matmul (fixed
+# blocks by shape, the same rule).
+ROW_PIECES = 2               # row chunks of a batch (of at least 8 rows each)
 EVAL_ROW_STEPS = 8192        # evaluation forward in slices of at most this many rows x time steps
 
 
-def row_chunks(B: int, n: int) -> list[tuple[int, int]]:
-    """Row ranges for n threads: two per thread, multiples of 4 rows, none under 8 rows."""
-    size = max(8, (-(-B // (2 * n)) + 3) // 4 * 4)
+def row_chunks(B: int) -> list[tuple[int, int]]:
+    """Row ranges of a batch of B rows: ROW_PIECES of a multiple of 4 rows, none under 8 rows."""
+    size = max(8, (-(-B // ROW_PIECES) + 3) // 4 * 4)
     chunks = [(lo, min(lo + size, B)) for lo in range(0, B, size)]
     if len(chunks) > 1 and chunks[-1][1] - chunks[-1][0] < 8:            # fold a short tail into its neighbour
         chunks[-2:] = [(chunks[-2][0], B)]
     return chunks
 
 
-def run_rows(kernel, args, B: int, n: int) -> None:
-    """kernel(*args, b0, b1) over batch rows 0..B-1, in row chunks on up to n of the engine's threads."""
-    threads.cover_kernel_blas()
-    n = min(n, B // 8)
-    if n < 2:
-        kernel(*args, 0, B)
+_edges: dict[int, np.ndarray] = {}
+
+
+def chunk_edges(B: int) -> np.ndarray:
+    """row_chunks(B) as edges (n + 1,) int64, the form the `*_rows` drivers take."""
+    e = _edges.get(B)
+    if e is None:
+        if len(_edges) >= 64:
+            _edges.clear()
+        e = _edges[B] = np.array([lo for lo, _ in row_chunks(B)] + [B], np.int64)
+    return e
+
+
+def kernel_gemm(dtype):
+    """The CBLAS ?gemm the kernels call for their step products (products.py finds it), or None:
+    then they use np.dot, SciPy's BLAS, which must be held to one thread too."""
+    fn = products._cblas().get(np.dtype(dtype))
+    if fn is None:
+        threads.cover_kernel_blas()
+    return fn
+
+
+def run_rows(serial, pieces, args, B: int, n: int) -> None:
+    """serial(*args, b0, b1) over the fixed row chunks of a batch of B rows: with n > 1 (and a
+    thread-safe Numba threading layer) all at once through the prange driver `pieces`."""
+    edges = chunk_edges(B)
+    if n > 1 and len(edges) > 2 and threads.pieces_threads(len(edges) - 1) > 1:
+        pieces(*args, edges)
         return
-    threads.parallel(lambda lo, hi: kernel(*args, lo, hi), row_chunks(B, n))
-
-
-def dot_all(jobs, n: int) -> None:
-    """out = a @ b for every (a, b, out), independent products; on more than one thread several at
-    once, each whole (a weight gradient cut by its rows would change bits: OpenBLAS picks another
-    kernel for a block of gate rows)."""
-    if n < 2:
-        for a, b, out in jobs:
-            np.dot(a, b, out=out)
-        return
-    threads.parallel(lambda i, _: np.dot(jobs[i][0], jobs[i][1], out=jobs[i][2]),
-                     [(i, i + 1) for i in range(len(jobs))])
-
-
-def dot_rows(a, b, out, unit: int, n: int) -> None:
-    """out = a @ b, on more than one thread as row blocks of `unit` rows (a time step's B rows):
-    each output row is its own sum, so the bits are those of the one product."""
-    if n < 2:
-        np.dot(a, b, out=out)
-        return
-    chunks = [(lo * unit, hi * unit) for lo, hi in row_chunks(len(a) // unit, n)]
-    threads.parallel(lambda lo, hi: np.dot(a[lo:hi], b, out=out[lo:hi]), chunks)
+    for i in range(len(edges) - 1):
+        serial(*args, edges[i], edges[i + 1])
 
 
 class Embedding(Layer):
@@ -275,7 +278,7 @@ class Recurrent(Layer):
         H, D = self.hidden, self.dirs
         fast = self.dtype == np.float32
         ws = self._workspace(T, B, train)
-        n = self._split(T, B)
+        n, fn = self._split(T, B), kernel_gemm(self.dtype)
         np.copyto(ws.x, x.transpose(1, 0, 2))                            # (T, B, E) time-major
         lookup = ids is not None and len(table) < T * B
         if lookup:
@@ -289,10 +292,10 @@ class Recurrent(Layer):
                 if k == 0 and lookup:                                    # the same bits as x @ W_ih^T
                     if cw.table.shape[0] != len(table):
                         cw.table = np.empty((len(table), self.gh), self.dtype)
-                    np.dot(table, w_ih.T, out=cw.table)                  # (V, GH)
+                    products.matmul(table, w_ih.T, cw.table)             # (V, GH)
                     src, src_rows = cw.table, ws.ids
                 else:
-                    dot_rows(inp.reshape(T * B, -1), w_ih.T, cw.z.reshape(T * B, -1), B, n)   # (T*B, GH) all steps
+                    products.matmul(inp.reshape(T * B, -1), w_ih.T, cw.z.reshape(T * B, -1))   # (T*B, GH) all steps
                     src, src_rows = cw.z.reshape(T * B, -1), ws.rows
                 np.add(b_ih, b_hh, out=cw.bias)
                 if self.cell == GRU_CELL:                                # b_hn stays inside r * (...)
@@ -301,13 +304,15 @@ class Recurrent(Layer):
                 cw.s[T if d else 0] = 0.0
                 if self.cell == LSTM_CELL:
                     cw.c[T if d else 0] = 0.0
-                rev, head = bool(d), (cw.z, src, src_rows, cw.whh_t, cw.bias)
+                rev, head = bool(d), (fn, cw.z, src, src_rows, cw.whh_t, cw.bias)
                 if self.cell == LSTM_CELL:
-                    run_rows(lstm_forward, head + (cw.s, cw.c, cw.tc, cw.q, y4, d, lengths, rev, fast), B, n)
+                    run_rows(lstm_forward, lstm_forward_rows, head + (cw.s, cw.c, cw.tc, cw.q, y4, d, lengths, rev,
+                                                                      fast), B, n)
                 elif self.cell == GRU_CELL:
-                    run_rows(gru_forward, head + (b_hh[2 * H:], cw.s, cw.hn, cw.q, y4, d, lengths, rev, fast), B, n)
+                    run_rows(gru_forward, gru_forward_rows, head + (b_hh[2 * H:], cw.s, cw.hn, cw.q, y4, d, lengths, rev,
+                                                                    fast), B, n)
                 else:
-                    run_rows(rnn_forward, head + (cw.s, cw.q, y4, d, lengths, rev, fast), B, n)
+                    run_rows(rnn_forward, rnn_forward_rows, head + (cw.s, cw.q, y4, d, lengths, rev, fast), B, n)
             inp = ws.y[k]
         self.ws, self.lengths = ws, lengths
         if self.output == "all":
@@ -329,7 +334,7 @@ class Recurrent(Layer):
         else:
             dseq = ws.empty3
         want = ctx.want_time_grads
-        n = self._split(T, B)
+        n, fn = self._split(T, B), kernel_gemm(self.dtype)
         for k in reversed(range(self.layers)):
             norms = ws.norms[k] if want else ws.empty2                   # (T, B) float64
             if want:
@@ -349,19 +354,21 @@ class Recurrent(Layer):
                 cw.dc[...] = 0.0
                 rev, cut = bool(d), self.truncate
                 if self.cell == LSTM_CELL:
-                    run_rows(lstm_backward, (cw.z, w_hh, cw.c, cw.tc, dy4, d, cw.dh, cw.dc, cw.dq, cw.dg, lengths, rev,
-                                             cut, norms), B, n)
+                    run_rows(lstm_backward, lstm_backward_rows, (fn, cw.z, w_hh, cw.c, cw.tc, dy4, d, cw.dh, cw.dc,
+                                                                 cw.dq, cw.dg, lengths, rev, cut, norms), B, n)
                 elif self.cell == GRU_CELL:
-                    run_rows(gru_backward, (cw.z, w_hh, cw.s, cw.hn, dy4, d, cw.dh, cw.dq, cw.dg, cw.dgh, lengths, rev,
-                                            cut, norms), B, n)
+                    run_rows(gru_backward, gru_backward_rows, (fn, cw.z, w_hh, cw.s, cw.hn, dy4, d, cw.dh, cw.dq,
+                                                               cw.dg, cw.dgh, lengths, rev, cut, norms), B, n)
                 else:
-                    run_rows(rnn_backward, (cw.z, w_hh, dy4, d, cw.dh, cw.dq, cw.dg, lengths, rev, cut, norms), B, n)
+                    run_rows(rnn_backward, rnn_backward_rows, (fn, cw.z, w_hh, dy4, d, cw.dh, cw.dq, cw.dg, lengths,
+                                                               rev, cut, norms), B, n)
                 dg2, dgh2 = cw.dg.reshape(T * B, -1), cw.dgh.reshape(T * B, -1)      # (T*B, GH)
                 prev = cw.s[1:] if d else cw.s[:T]                                  # (T, B, H) states before each step
                 target = dx if d == 0 else ws.dxr[k]
-                dot_all([(dgh2.T, prev.reshape(T * B, H), gw_hh),                   # (GH, H), the largest first
-                         (dg2.T, inp.reshape(T * B, -1), gw_ih)]                    # (GH, in)
-                        + [(dg2, w_ih, target.reshape(T * B, -1))] * need_dx, n)    # (T*B, in)
+                products.matmul(dgh2.T, prev.reshape(T * B, H), gw_hh)             # (GH, H)
+                products.matmul(dg2.T, inp.reshape(T * B, -1), gw_ih)               # (GH, in)
+                if need_dx:
+                    products.matmul(dg2, w_ih, target.reshape(T * B, -1))           # (T*B, in)
                 np.dot(ws.ones, dg2, out=gb_ih)                                     # column sums (GH,)
                 if cw.dgh is cw.dg:                                                 # RNN, LSTM: the same sums
                     np.copyto(gb_hh, gb_ih)

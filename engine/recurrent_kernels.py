@@ -29,21 +29,23 @@ and sigmoid(x) = 0.5 tanh(x/2) + 0.5. Float constants in float32 arithmetic are 
 
 One pass per real step and row computes every gate of a hidden unit j (a loop over j < H, indexed
 (t, b, j) on whole arrays: see lstm_kernels on why not per-row views). The hidden product of each
-step goes to BLAS (np.dot inside the kernel calls SciPy's BLAS with no GIL): at 32x64 @ 64x256 it
-runs at twice the speed of the best hand loop here. Every kernel takes a batch row range [b0, b1),
-so threads can run slices of a batch (rows are independent through time). OpenBLAS sums each
-output element the same way for any number of rows from 2 up (a single row goes to gemv, which
-sums differently), so a split whose slices all have at least 2 rows changes no bit of the result
-(tests/test_recurrent.py).
+step goes to BLAS (`step_product`): at 32x64 @ 64x256 it runs at twice the speed of the best hand
+loop here. `fn` is the CBLAS ?gemm of NumPy's OpenBLAS (engine/products.py finds it; an argument,
+so the on-disk cache holds no address), or None where there is none: then np.dot, which calls
+SciPy's BLAS (a 0.15 s import). Every kernel takes a batch row range [b0, b1) (rows are
+independent through time); the `*_rows` drivers run fixed row chunks (recurrent.row_chunks: the
+batch size decides them, never the thread count) on Numba's threads, and one thread runs the same
+chunks one after the other: the same BLAS calls, so the same bits at any thread count.
 """
 
 from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 
-from .jit import jit
+from .jit import jit, jit_pieces
 
 RNN_CELL, LSTM_CELL, GRU_CELL = 0, 1, 2
 GATES = {RNN_CELL: 1, LSTM_CELL: 4, GRU_CELL: 3}
@@ -87,6 +89,20 @@ def sigmoid_exact(x):
 
 
 @jit
+def step_product(fn, a, t, b0, b1, w, c):
+    """c[b0:b1] = a[t, b0:b1] @ w for a (T, B, K), w (K, N) and c (B, N), all C-contiguous: one
+    CBLAS call on pointers (no views: see lstm_kernels), or np.dot when fn is None."""
+    if fn is None:
+        np.dot(a[t, b0:b1], w, c[b0:b1])
+        return
+    B, K, N = a.shape[1], a.shape[2], w.shape[1]
+    size = np.uint64(a.itemsize)     # pointers are unsigned: keep the sums in uint64
+    if b1 > b0:
+        fn(101, 111, 111, b1 - b0, N, K, 1.0, a.ctypes.data + np.uint64((t * B + b0) * K) * size, K,
+           w.ctypes.data, N, 0.0, c.ctypes.data + np.uint64(b0 * N) * size, N)
+
+
+@jit
 def sumsq_row(a, b):
     """sum(a[b, :]**2) in float64, four interleaved partial sums (64 floats: about 4x faster than
     one chain), indexed on the whole array (see lstm_kernels on views)."""
@@ -107,7 +123,7 @@ def sumsq_row(a, b):
 
 
 @jit
-def rnn_forward(z, src, rows, whh_t, bias, s, q, y, d, lengths, reverse, fast, b0, b1):
+def rnn_forward(fn, z, src, rows, whh_t, bias, s, q, y, d, lengths, reverse, fast, b0, b1):
     """One direction of one tanh RNN layer, rows b0..b1-1: z (T, B, H) out: h_t; src[rows[t, b]]
     (H,) the input part x_t W_ih^T of row b at step t (see lstm_kernels.lstm_forward); whh_t
     (H, H) = W_hh^T; bias (H,) b_ih + b_hh; s (T+1, B, H) states by slot (the initial slot zero on
@@ -120,7 +136,7 @@ def rnn_forward(z, src, rows, whh_t, bias, s, q, y, d, lengths, reverse, fast, b
         t = T - 1 - step if reverse else step
         prev = t + 1 if reverse else t
         cur = t if reverse else t + 1
-        np.dot(s[prev, b0:b1], whh_t, q[b0:b1])                    # (rows, H) = (rows, H) @ (H, H), BLAS
+        step_product(fn, s, prev, b0, b1, whh_t, q)                # (rows, H) = (rows, H) @ (H, H), BLAS
         for b in range(b0, b1):
             if t >= lengths[b]:                                    # padding: carry the state, output 0
                 for j in range(H):
@@ -145,7 +161,7 @@ def rnn_forward(z, src, rows, whh_t, bias, s, q, y, d, lengths, reverse, fast, b
 
 
 @jit
-def gru_forward(z, src, rows, whh_t, bias, b_hn, s, hn, q, y, d, lengths, reverse, fast, b0, b1):
+def gru_forward(fn, z, src, rows, whh_t, bias, b_hn, s, hn, q, y, d, lengths, reverse, fast, b0, b1):
     """One direction of one GRU layer, rows b0..b1-1, the three gates of a step in one pass:
     r, u = sigmoid(x + q + bias), n = tanh(x_n + b_in + r (q_n + b_hn)), h = (1 - u) n + u h_prev.
     z (T, B, 3H) out: r, u, n; src, rows the input part x as in `rnn_forward`; bias (3H,) b_ih +
@@ -160,7 +176,7 @@ def gru_forward(z, src, rows, whh_t, bias, b_hn, s, hn, q, y, d, lengths, revers
         t = T - 1 - step if reverse else step
         prev = t + 1 if reverse else t
         cur = t if reverse else t + 1
-        np.dot(s[prev, b0:b1], whh_t, q[b0:b1])                    # (rows, 3H) = (rows, H) @ (H, 3H), BLAS
+        step_product(fn, s, prev, b0, b1, whh_t, q)                # (rows, 3H) = (rows, H) @ (H, 3H), BLAS
         for b in range(b0, b1):
             if t >= lengths[b]:                                    # padding: carry the state, output 0
                 for j in range(H):
@@ -201,7 +217,7 @@ def cut_here(t, n_real, reverse, truncate):
 
 
 @jit
-def rnn_backward(z, whh, dy, d, dh, dq, dg, lengths, reverse, truncate, norms, b0, b1):
+def rnn_backward(fn, z, whh, dy, d, dh, dq, dg, lengths, reverse, truncate, norms, b0, b1):
     """Backward through time for `rnn_forward`, rows b0..b1-1. dy (T, B, D, H) the output's
     gradient (this direction at d), or shape (0, 0, 0, 0) when only the final state has one; dh
     (B, H): on entry the final state's gradient, scratch afterwards; dq (B, H) scratch. Out: dg
@@ -226,7 +242,7 @@ def rnn_backward(z, whh, dy, d, dh, dq, dg, lengths, reverse, truncate, norms, b
                 norms[t, b] += sumsq_row(dh, b)
             for j in range(H):
                 dg[t, b, j] = dh[b, j] * (one - z[t, b, j] * z[t, b, j])
-        np.dot(dg[t, b0:b1], whh, dq[b0:b1])                       # (rows, H) = (rows, H) @ (H, H); 0 for padding
+        step_product(fn, dg, t, b0, b1, whh, dq)                   # (rows, H) = (rows, H) @ (H, H); 0 for padding
         for b in range(b0, b1):
             if cut_here(t, lengths[b], reverse, truncate):
                 for j in range(H):
@@ -237,7 +253,7 @@ def rnn_backward(z, whh, dy, d, dh, dq, dg, lengths, reverse, truncate, norms, b
 
 
 @jit
-def gru_backward(z, whh, s, hn, dy, d, dh, dq, dg, dgh, lengths, reverse, truncate, norms, b0, b1):
+def gru_backward(fn, z, whh, s, hn, dy, d, dh, dq, dg, dgh, lengths, reverse, truncate, norms, b0, b1):
     """Backward through time for `gru_forward`, rows b0..b1-1; arrays as `rnn_backward`, plus s
     and hn from the forward pass and dgh (T, B, 3H): the gate gradients as W_hh h + b_hh sees them
     (dg's but r * dn in the n block).
@@ -271,7 +287,7 @@ def gru_backward(z, whh, s, hn, dy, d, dh, dq, dg, dgh, lengths, reverse, trunca
                 dg[t, b, j], dg[t, b, H + j], dg[t, b, 2 * H + j] = ar, az, dan
                 dgh[t, b, j], dgh[t, b, H + j], dgh[t, b, 2 * H + j] = ar, az, dan * r
                 dh[b, j] = dd * u                                  # the part of dL/dh_{t-1} that bypasses W_hh
-        np.dot(dgh[t, b0:b1], whh, dq[b0:b1])                      # (rows, H) = (rows, 3H) @ (3H, H); 0 for padding
+        step_product(fn, dgh, t, b0, b1, whh, dq)                  # (rows, H) = (rows, 3H) @ (3H, H); 0 for padding
         for b in range(b0, b1):
             if cut_here(t, lengths[b], reverse, truncate):
                 for j in range(H):
@@ -279,6 +295,35 @@ def gru_backward(z, whh, s, hn, dy, d, dh, dq, dg, dgh, lengths, reverse, trunca
             elif t < lengths[b]:
                 for j in range(H):
                     dh[b, j] += dq[b, j]
+
+
+# ---- the kernels over fixed row chunks (edges (n+1,): chunk i is rows edges[i]..edges[i+1]-1), on
+# Numba's threads; each row is computed by one chunk in the serial kernel's order
+
+@jit_pieces
+def rnn_forward_rows(fn, z, src, rows, whh_t, bias, s, q, y, d, lengths, reverse, fast, edges):
+    for i in numba.prange(len(edges) - 1):
+        rnn_forward(fn, z, src, rows, whh_t, bias, s, q, y, d, lengths, reverse, fast, edges[i], edges[i + 1])
+
+
+@jit_pieces
+def rnn_backward_rows(fn, z, whh, dy, d, dh, dq, dg, lengths, reverse, truncate, norms, edges):
+    for i in numba.prange(len(edges) - 1):
+        rnn_backward(fn, z, whh, dy, d, dh, dq, dg, lengths, reverse, truncate, norms, edges[i], edges[i + 1])
+
+
+@jit_pieces
+def gru_forward_rows(fn, z, src, rows, whh_t, bias, b_hn, s, hn, q, y, d, lengths, reverse, fast, edges):
+    for i in numba.prange(len(edges) - 1):
+        gru_forward(fn, z, src, rows, whh_t, bias, b_hn, s, hn, q, y, d, lengths, reverse, fast, edges[i],
+                    edges[i + 1])
+
+
+@jit_pieces
+def gru_backward_rows(fn, z, whh, s, hn, dy, d, dh, dq, dg, dgh, lengths, reverse, truncate, norms, edges):
+    for i in numba.prange(len(edges) - 1):
+        gru_backward(fn, z, whh, s, hn, dy, d, dh, dq, dg, dgh, lengths, reverse, truncate, norms, edges[i],
+                     edges[i + 1])
 
 
 @jit

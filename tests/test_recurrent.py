@@ -358,8 +358,8 @@ def test_eval_forward_equals_train_forward():
 @pytest.mark.parametrize("kind", CELLS)
 @pytest.mark.parametrize("batch", [22, 33])
 def test_two_threads_give_the_same_bits(kind, batch, monkeypatch):
-    """The batch is split between threads by rows (the engine's one thread setting); every bit of
-    the result stays the same, a short last chunk included (33 rows)."""
+    """The batch runs as fixed chunks of rows, on Numba's threads with more than one (the engine's
+    one thread setting); every bit of the result stays the same, uneven chunks included (33 rows)."""
     from descent.engine import threads
 
     monkeypatch.setattr(threads, "SPLIT_MIN_MACS", 0)        # split however small the layer
@@ -379,13 +379,14 @@ def test_two_threads_give_the_same_bits(kind, batch, monkeypatch):
         assert all(np.array_equal(norms[k], results[0][3][k]) for k in norms)
 
 
-@pytest.mark.parametrize("batch, n", [(8, 2), (22, 2), (25, 2), (33, 2), (64, 2), (100, 3)])
-def test_row_chunks_cover_the_batch_in_slices_of_eight_or_more(batch, n):
-    from descent.engine.recurrent import row_chunks
+@pytest.mark.parametrize("batch", [1, 8, 15, 16, 17, 22, 25, 33, 64, 100])
+def test_row_chunks_cover_the_batch_in_slices_of_eight_or_more(batch):
+    from descent.engine.recurrent import ROW_PIECES, chunk_edges, row_chunks
 
-    chunks = row_chunks(batch, n)
+    chunks = row_chunks(batch)
     assert [lo for lo, _ in chunks] == [0] + [hi for _, hi in chunks[:-1]] and chunks[-1][1] == batch
-    assert all(hi - lo >= 8 for lo, hi in chunks)
+    assert len(chunks) <= ROW_PIECES and (len(chunks) == 1 or all(hi - lo >= 8 for lo, hi in chunks))
+    assert chunk_edges(batch).tolist() == [0] + [hi for _, hi in chunks]
 
 
 def test_mask_must_be_right_padded():
@@ -464,8 +465,8 @@ def test_evaluation_in_row_slices_gives_the_same_bits(kind, monkeypatch):
 
 @pytest.mark.parametrize("kind", CELLS)
 def test_threads_give_the_same_bits_at_bench_sizes(kind, monkeypatch):
-    """Long enough for the input projection to be cut by time steps and the weight-gradient
-    products to run side by side (threads.parallel) with BLAS on one thread: still every bit."""
+    """Long enough for the input projection and the weight-gradient products to be cut into blocks
+    (products.matmul) and the row chunks to run on Numba's threads: still every bit."""
     from descent.engine import threads
 
     monkeypatch.setattr(threads, "SPLIT_MIN_MACS", 0)
@@ -516,16 +517,18 @@ def test_embedding_input_projects_the_vocabulary_with_the_same_bits(kind, dtype)
 
 
 def test_small_layers_stay_on_one_thread(monkeypatch):
-    """The one split rule: a layer pass splits only from threads.SPLIT_MIN_MACS multiply-adds."""
+    """The one split rule: a layer pass runs its row chunks on Numba's threads only from
+    threads.SPLIT_MIN_MACS multiply-adds (below, one after the other on the calling thread)."""
     from descent.engine import recurrent, threads
 
     calls = []
-    monkeypatch.setattr(recurrent.threads, "parallel", lambda fn, chunks: calls.append(len(chunks)))
+    monkeypatch.setattr(recurrent, "lstm_forward_rows", lambda *a: calls.append(a[-1]))
     net, layer = make("lstm", np.float32, in_shape=(30, 32), hidden=64)
     x = np.zeros((32, 30, 32), np.float32)
     with threads.using(2):
         assert layer._split(30, 32) == 2                # 32 x 30 x 256 x (64 + 32) = 23.6 M
-        assert make("rnn", np.float32, in_shape=(30, 32), hidden=64)[1]._split(30, 32) == 1     # 5.9 M
+        small = make("rnn", np.float32, in_shape=(10, 4), hidden=8)[1]
+        assert small._split(10, 16) == 1                # 16 x 10 x 8 x (8 + 4) = 15 k
         monkeypatch.setattr(threads, "SPLIT_MIN_MACS", 10 ** 9)
         net.forward(x, Context())
     assert calls == []
