@@ -48,9 +48,9 @@ def _limit_blas(threads: int):
 
 
 def cover_kernel_blas() -> None:
-    """Extend the limit to SciPy's OpenBLAS, which Numba's np.dot (the recurrent kernels) calls:
-    loaded here, on first use, so that models without those kernels don't pay its import
-    (about 0.1-0.2 s)."""
+    """Extend the limit to SciPy's OpenBLAS, which Numba's np.dot calls (the recurrent kernels,
+    only where NumPy bundles no OpenBLAS for products.py): loaded here, on first use, so that
+    models without those kernels don't pay its import (about 0.1-0.2 s)."""
     global _kernel_blas, _applied
     if _kernel_blas:
         return
@@ -62,12 +62,12 @@ def cover_kernel_blas() -> None:
     _applied = _limit_blas(1)
 
 
-# Work (multiply-adds) below which a split costs more than it gains: every parallel section costs
-# about 12 us of hand-over and a recurrent layer's step has three or four, so a small layer loses
-# with two threads (the quiet run of 2026-12-01 15:10: the RNN at T30, 6 M multiply-adds, ran at
-# 933 steps/s on two threads against 1396 on one; the LSTM at T30, 24 M, 550 against 529; at T100,
-# 79 M, 217 against 162).
-SPLIT_MIN_MACS = 20_000_000
+# Work (multiply-adds) below which a split costs more than it gains: a recurrent layer's pass is
+# one parallel region on Numba's threads (~2 us to enter and leave) per direction and layer. Quiet,
+# 2026-12-01, a training step (embedding 32, B 32, T 30 unless said) on one / two threads: RNN H16
+# (0.74 M) 179 / 184 us, LSTM H16 T20 B16 (0.98 M) 177 / 179, LSTM H8 (1.2 M) 249 / 228, RNN H32
+# (2.0 M) 230 / 229, GRU H16 (2.2 M) 328 / 300, LSTM H32 (7.9 M) 699 / 531.
+SPLIT_MIN_MACS = 1_000_000
 
 
 def for_work(macs: int) -> int:
@@ -103,43 +103,6 @@ def using(threads: int):
         yield _threads
     finally:
         _threads = before
-
-
-# ---- the engine's own threads ------------------------------------------------------------------
-# The recurrent layers hand row chunks of their kernels (which release the GIL) to a Python pool.
-_pool = None
-_pool_size = 0
-
-
-def parallel(fn, chunks) -> None:
-    """fn(lo, hi) for every (lo, hi) in chunks, on up to count() threads, the caller among them.
-    The chunks go to whichever thread is free, so a helper thread that the OS schedules late (a
-    busy machine) costs little: the calling thread takes its chunks. fn must release the GIL to
-    gain (Numba nogil kernels, NumPy products)."""
-    global _pool, _pool_size
-    from concurrent.futures import ThreadPoolExecutor
-
-    chunks = list(chunks)
-    n = min(count(), len(chunks))
-    if n < 2:
-        for lo, hi in chunks:
-            fn(lo, hi)
-        return
-    if _pool_size < n - 1:                                              # first use, or the setting grew
-        if _pool is not None:
-            _pool.shutdown(wait=False)
-        _pool = ThreadPoolExecutor(n - 1, thread_name_prefix="descent-rows")
-        _pool_size = n - 1
-    todo = iter(chunks)
-
-    def work():
-        for lo, hi in todo:                                             # next() on a shared iterator: GIL-atomic
-            fn(lo, hi)
-
-    futures = [_pool.submit(work) for _ in range(n - 1)]
-    work()
-    for f in futures:
-        f.result()
 
 
 # ---- Numba's threads -----------------------------------------------------------------------------
