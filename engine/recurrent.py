@@ -27,7 +27,6 @@ the same aligned on each sample's answer into ctx.time_grad_ratio.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -37,6 +36,7 @@ from .dense import Buffers, uniform_fan_in
 from .errors import SpecError
 from .init import RECURRENT_INITS, recurrent_weight
 from .layer import Layer, SpecReader
+from .recurrent_work import Workspace
 from .lstm_kernels import lstm_backward, lstm_backward_rows, lstm_forward, lstm_forward_rows
 from .recurrent_kernels import (GATES, GRU_CELL, LSTM_CELL, RNN_CELL, gru_backward, gru_backward_rows, gru_forward,
                                 gru_forward_rows, id_range, rnn_backward, rnn_backward_rows, rnn_forward,
@@ -135,6 +135,9 @@ class Embedding(Layer):
         return y
 
     def backward(self, dy, ctx):
+        if isinstance(dy, TokenGrad) and dy.ids is self.ids:             # summed by token already
+            np.copyto(self.g["weight"], dy.table)
+            return None
         dy2 = np.ascontiguousarray(dy, dtype=self.dtype).reshape(-1, self.dim)   # (B*T, dim)
         scatter_add_rows(self.ids.reshape(-1), dy2, self.g["weight"])
         return None                                                    # nothing upstream of token ids
@@ -143,6 +146,21 @@ class Embedding(Layer):
         import torch.nn as nn
 
         return nn.Embedding(self.vocab, self.dim)
+
+
+class TokenGrad:
+    """The input gradient a recurrent layer hands back to the embedding it read through the
+    vocabulary (ctx.tokens): `table` (V, E) is already the embedding weight's gradient (each
+    step's gate gradients summed by token, times W_ih: V rows in place of T * B), for the
+    embedding whose `ids` these are. Any other reader gets the (B, T, E) array from np.asarray,
+    computed as without the fold."""
+
+    def __init__(self, ids, table, dense):
+        self.ids, self.table, self._dense = ids, table, dense
+
+    def __array__(self, dtype=None, copy=None):
+        a = self._dense()
+        return a if dtype is None else a.astype(dtype, copy=False)
 
 
 def lengths_from_mask(mask, B: int, T: int) -> np.ndarray:
@@ -197,7 +215,8 @@ class Recurrent(Layer):
         width = self.hidden * self.dirs
         self.out_shape = (in_shape[0], width) if self.output == "all" else (width,)
         self.gh = GATES[self.cell] * self.hidden
-        self._work: dict[tuple, _Work] = {}
+        self._work: dict[tuple, Workspace] = {}
+        self.fold = None                    # (ids, table) when the last training forward read a vocabulary
 
     # parameters ------------------------------------------------------------------------------
     def _suffixes(self):
@@ -230,15 +249,15 @@ class Recurrent(Layer):
         self.pv = [[views(p, k, d) for d in range(self.dirs)] for k in range(self.layers)]
         self.gv = [[views(g, k, d) for d in range(self.dirs)] for k in range(self.layers)]
 
-    def _workspace(self, T: int, B: int, train: bool) -> "_Work":
+    def _workspace(self, T: int, B: int, train: bool) -> "Workspace":
         if not train:                       # evaluation batches can be large: don't keep their arrays
             self.ws = None                  # nor the previous slice's while this one's are allocated
-            return _Work(self, T, B, backward=False)
+            return Workspace(self, T, B, backward=False)
         w = self._work.get((T, B))
         if w is None:
             if len(self._work) >= 4:
                 self._work.clear()
-            w = self._work[T, B] = _Work(self, T, B)
+            w = self._work[T, B] = Workspace(self, T, B)
         return w
 
     def _split(self, T: int, B: int) -> int:
@@ -279,10 +298,12 @@ class Recurrent(Layer):
         fast = self.dtype == np.float32
         ws = self._workspace(T, B, train)
         n, fn = self._split(T, B), kernel_gemm(self.dtype)
-        np.copyto(ws.x, x.transpose(1, 0, 2))                            # (T, B, E) time-major
         lookup = ids is not None and len(table) < T * B
         if lookup:
             np.copyto(ws.ids, ids.T)                                     # (T, B) token ids, time-major
+        else:                                                            # (lookup: x is read through the table)
+            np.copyto(ws.x, x.transpose(1, 0, 2))                        # (T, B, E) time-major
+        self.fold = (ids, table) if lookup and train else None          # backward sums by token too
         inp = ws.x
         for k in range(self.layers):
             y4 = ws.y[k].reshape(T, B, D, H)                             # this direction's output at [:, :, d]
@@ -333,7 +354,7 @@ class Recurrent(Layer):
             np.copyto(dseq, dy.reshape(B, T, H * D).transpose(1, 0, 2))  # (T, B, D*H)
         else:
             dseq = ws.empty3
-        want = ctx.want_time_grads
+        want, fold = ctx.want_time_grads, self.fold
         n, fn = self._split(T, B), kernel_gemm(self.dtype)
         for k in reversed(range(self.layers)):
             norms = ws.norms[k] if want else ws.empty2                   # (T, B) float64
@@ -366,15 +387,21 @@ class Recurrent(Layer):
                 prev = cw.s[1:] if d else cw.s[:T]                                  # (T, B, H) states before each step
                 target = dx if d == 0 else ws.dxr[k]
                 products.matmul(dgh2.T, prev.reshape(T * B, H), gw_hh)             # (GH, H)
-                products.matmul(dg2.T, inp.reshape(T * B, -1), gw_ih)               # (GH, in)
-                if need_dx:
-                    products.matmul(dg2, w_ih, target.reshape(T * B, -1))           # (T*B, in)
+                if k == 0 and fold is not None:     # x = table[ids]: dg summed by token, (V, GH), does for x
+                    if cw.dtab.shape[0] != len(fold[1]):
+                        cw.dtab = np.empty((len(fold[1]), self.gh), self.dtype)
+                    scatter_add_rows(ws.ids.reshape(-1), dg2, cw.dtab)             # in (t, b) order
+                    products.matmul(cw.dtab.T, fold[1], gw_ih)                     # (GH, E)
+                else:
+                    products.matmul(dg2.T, inp.reshape(T * B, -1), gw_ih)           # (GH, in)
+                    if need_dx:
+                        products.matmul(dg2, w_ih, target.reshape(T * B, -1))       # (T*B, in)
                 np.dot(ws.ones, dg2, out=gb_ih)                                     # column sums (GH,)
                 if cw.dgh is cw.dg:                                                 # RNN, LSTM: the same sums
                     np.copyto(gb_hh, gb_ih)
                 else:
                     np.dot(ws.ones, dgh2, out=gb_hh)
-                if need_dx and d:
+                if need_dx and d and not (k == 0 and fold is not None):
                     dx += target
             if want:
                 out = np.empty(T)
@@ -387,7 +414,25 @@ class Recurrent(Layer):
             dseq = dx
         if not self.need_dx:
             return None
+        if fold is not None:
+            if ws.demb.shape != fold[1].shape:
+                ws.demb = np.empty(fold[1].shape, self.dtype)
+            for d, cw in enumerate(ws.cells[0]):                         # (V, GH) @ (GH, E), both directions
+                products.matmul(cw.dtab, self.pv[0][d][0], ws.demb, beta=1.0 if d else 0.0)
+            return TokenGrad(fold[0], ws.demb, self._dense_dx)
         np.copyto(ws.dx_out, dseq.transpose(1, 0, 2))                    # (B, T, E)
+        return ws.dx_out
+
+    def _dense_dx(self):
+        """The first layer's input gradient (B, T, E) after a folded backward, as without the fold."""
+        ws = self.ws
+        T, B = ws.T, ws.B
+        for d, cw in enumerate(ws.cells[0]):
+            target = ws.dx[0] if d == 0 else ws.dxr[0]
+            products.matmul(cw.dg.reshape(T * B, -1), self.pv[0][d][0], target.reshape(T * B, -1))
+            if d:
+                ws.dx[0] += target
+        np.copyto(ws.dx_out, ws.dx[0].transpose(1, 0, 2))
         return ws.dx_out
 
     # torch -----------------------------------------------------------------------------------
@@ -420,38 +465,6 @@ class Recurrent(Layer):
 
         return Masked(self.in_size, self.hidden, num_layers=self.layers, batch_first=True,
                       bidirectional=self.bidirectional)
-
-
-class _Work:
-    """Every array one pass of a recurrent stack needs for one (T, B), allocated once and reused;
-    with backward=False (evaluation) only the forward pass's: about half the memory."""
-
-    def __init__(self, layer: Recurrent, T: int, B: int, backward: bool = True):
-        dt, H, D, GH = layer.dtype, layer.hidden, layer.dirs, layer.gh
-        empty3 = np.zeros((0, 0, 0), dt)
-        f = lambda *shape: np.empty(shape, dt)  # noqa: E731
-        b = f if backward else (lambda *shape: empty3)  # noqa: E731
-        self.T, self.B = T, B
-        self.empty3, self.empty4, self.empty2 = empty3, np.zeros((0, 0, 0, 0), dt), np.zeros((0, 0))
-        self.x = f(T, B, layer.in_size)                                   # input, time-major
-        self.rows = np.arange(T * B).reshape(T, B)                        # row numbers of (T*B, .) views
-        self.ids = np.empty((T, B), np.int64)                             # token ids, time-major
-        self.y = [f(T, B, D * H) for _ in range(layer.layers)]            # each layer's output sequence
-        self.out = f(B, T, D * H) if layer.output == "all" else f(B, D * H)
-        self.dy = b(T, B, D * H) if layer.output == "all" else empty3
-        ins = [layer.in_size] + [D * H] * (layer.layers - 1)
-        self.dx = [b(T, B, n) for n in ins]                               # gradient of each layer's input
-        self.dxr = [b(T, B, n) for n in ins] if D == 2 else []
-        self.dx_out = b(B, T, layer.in_size)
-        self.norms = np.zeros((layer.layers, T, B) if backward else (0, 0, 0))
-        self.ones = np.ones(T * B if backward else 0, dt)
-        lstm, gru = layer.cell == LSTM_CELL, layer.cell == GRU_CELL
-        self.cells = [[SimpleNamespace(
-            z=f(T, B, GH), table=f(0, GH), bias=f(GH), whh_t=f(H, GH), s=f(T + 1, B, H),
-            c=f(T + 1, B, H) if lstm else empty3, tc=f(T, B, H) if lstm else empty3,
-            hn=f(T, B, H) if gru else empty3, q=f(B, GH), dh=b(B, H), dc=b(B, H), dq=b(B, H),
-            dg=(dg := b(T, B, GH)), dgh=b(T, B, GH) if gru else dg,
-        ) for _ in range(D)] for _ in range(layer.layers)]
 
 
 class RNN(Recurrent):

@@ -492,7 +492,9 @@ def test_threads_give_the_same_bits_at_bench_sizes(kind, monkeypatch):
 @pytest.mark.parametrize("kind", CELLS)
 def test_embedding_input_projects_the_vocabulary_with_the_same_bits(kind, dtype):
     """After an embedding, the first layer reads x W_ih^T from the vocabulary projected once (11
-    words < T * B rows): every bit as when it multiplies the embedded sequence itself."""
+    words < T * B rows): every bit of the output and of the dense input gradient as when it
+    multiplies the embedded sequence itself. Backward sums the gate gradients by token first, for
+    W_ih and the embedding (another order of the same sums: close, not equal)."""
     spec = [{"type": "embedding", "dim": 6, "vocab": 11},
             {"type": kind, "hidden": 8, "layers": 2, "bidirectional": True, "output": "all"}]
     net = Net(spec, (9,), dtype, 3)
@@ -509,11 +511,50 @@ def test_embedding_input_projects_the_vocabulary_with_the_same_bits(kind, dtype)
             x = x.copy()                 # not the embedding's output: the plain product
         assert (ctx.tokens[0] is x) == lookup
         out = layer.forward(x, ctx).copy()
-        dx = layer.backward(dout, ctx).copy()
-        results.append((out, dx, grads_of(net)))
+        dx = layer.backward(dout, ctx)
+        emb.backward(dx, ctx)
+        results.append((out, np.asarray(dx).copy(), grads_of(net)))
     (out1, dx1, g1), (out2, dx2, g2) = results
     assert np.array_equal(out1, out2) and np.array_equal(dx1, dx2)
-    assert all(np.array_equal(g1[k], g2[k]) for k in g1)
+    summed = {"weight", "weight_ih_l0", "weight_ih_l0_reverse"}
+    assert all(np.array_equal(g1[k], g2[k]) for k in g1 if k not in summed)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert all(np.allclose(g1[k], g2[k], rtol=tol, atol=tol) for k in summed)
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_token_summed_backward_matches_the_dense_one_in_a_model(residual, monkeypatch):
+    """Through a model: the embedding takes the token-summed gradient directly, and a residual
+    block around the LSTM (which adds its own gradient to the embedding's output) gets the dense
+    one; both as with the vocabulary shortcut off."""
+    from descent.engine.recurrent import Embedding, Recurrent
+
+    dense_calls = []
+    dense_dx = Recurrent._dense_dx
+    monkeypatch.setattr(Recurrent, "_dense_dx", lambda self: (dense_calls.append(1), dense_dx(self))[1])
+    lstm = {"type": "lstm", "hidden": 6, "output": "all", "bidirectional": residual}
+    body = [{"type": "residual", "layers": [lstm, {"type": "dense", "units": 6}]}] if residual else [lstm]
+    spec = [{"type": "embedding", "dim": 6, "vocab": 7}] + body + [{"type": "flatten"}, {"type": "dense", "units": 3}]
+    rng = np.random.default_rng(5)
+    ids = rng.integers(0, 7, size=(10, 8))
+    mask = mask_of(rng.integers(1, 9, size=10), 8)
+    dout = rng.standard_normal((10, 3))
+    grads = []
+    for shortcut in (True, False):
+        if not shortcut:
+            forward = Embedding.forward
+            monkeypatch.setattr(Embedding, "forward", lambda self, x, ctx: (forward(self, x, ctx), setattr(
+                ctx, "tokens", None))[0])
+        net = Net(spec, (8,), np.float64, 1)
+        ctx = Context(mask=mask)
+        net.forward(ids, ctx)
+        net.backward(dout, ctx)
+        grads.append(grads_of(net))
+        if shortcut:
+            assert len(dense_calls) == residual          # the dense gradient only where something else reads it
+    assert grads[0].keys() == grads[1].keys()
+    assert all(np.allclose(grads[0][k], grads[1][k], rtol=1e-12, atol=1e-13) for k in grads[0])
+    assert np.abs(grads[0]["weight"]).sum() > 0
 
 
 def test_small_layers_stay_on_one_thread(monkeypatch):
