@@ -309,6 +309,10 @@ def compile_probe(keys: list[str]) -> dict:
 def compile_times(keys: list[str]) -> dict:
     with tempfile.TemporaryDirectory(prefix="descent-numba-cache-") as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        # a user's Python keeps the bytecode of descent's modules (__pycache__) as Numba keeps its
+        # machine code: the cold run writes both, the warm run reads both (some sandboxes set
+        # PYTHONDONTWRITEBYTECODE, which made every warm start compile descent's sources again)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         out = {}
         for phase in ("cold", "warm"):
             proc = subprocess.run([sys.executable, __file__, "--compile-probe", "--workloads", ",".join(keys)],
