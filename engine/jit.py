@@ -15,7 +15,28 @@ numba options.
   Python thread pool's hand-off costs 40-50 us each way on this project's machines.
 """
 
+import sys
+
 import numba
+
+
+def _numba_without_scipy_blas():
+    """Numba's array functions probe for SciPy's BLAS when they load (at the first kernel), which
+    imports all of scipy.linalg (0.15 s of a warm start) only so that np.dot works in compiled
+    code; no kernel here calls np.dot where NumPy bundles OpenBLAS (products.py and the recurrent
+    kernels call its CBLAS). Numba imports SciPy later if a kernel does compile np.dot."""
+    name = "scipy.linalg.cython_blas"
+    if name in sys.modules or "numba.np.arraymath" in sys.modules:
+        return
+    sys.modules[name] = None                 # the probe's import fails: numba notes "no BLAS" and goes on
+    try:
+        import numba.np.arraymath  # noqa: F401
+    finally:
+        if sys.modules.get(name, 0) is None:
+            del sys.modules[name]
+
+
+_numba_without_scipy_blas()
 
 OPTIONS = dict(cache=True, nogil=True, error_model="numpy", fastmath=False)
 

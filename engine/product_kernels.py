@@ -11,6 +11,8 @@ the same calls and give the same bits.
 
 from __future__ import annotations
 
+import ctypes
+
 import numba
 import numpy as np
 from llvmlite import ir
@@ -41,6 +43,14 @@ def cblas_gemm(typingctx, fn, order, ta, tb, m, n, k, alpha, pa, lda, pb, ldb, b
 
     return sig, codegen
 
+
+if numba.config.DISABLE_JIT:     # plain Python (tests/test_layout.py): the same CBLAS call through ctypes
+    def cblas_gemm(fn, order, ta, tb, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc):  # noqa: F811
+        real = ctypes.c_float if isinstance(alpha, np.float32) else ctypes.c_double
+        i64, ptr, i32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int32
+        call = ctypes.CFUNCTYPE(None, i32, i32, i32, i64, i64, i64, real, ptr, i64, ptr, i64, real, ptr, i64)(int(fn))
+        call(order, ta, tb, int(m), int(n), int(k), float(alpha), int(pa), int(lda), int(pb), int(ldb), float(beta),
+             int(pc), int(ldc))
 
 @jit
 def edge(total, pieces, i):

@@ -30,8 +30,8 @@ and sigmoid(x) = 0.5 tanh(x/2) + 0.5. Float constants in float32 arithmetic are 
 One pass per real step and row computes every gate of a hidden unit j (a loop over j < H, indexed
 (t, b, j) on whole arrays: see lstm_kernels on why not per-row views). The hidden product of each
 step goes to BLAS (`step_product`): at 32x64 @ 64x256 it runs at twice the speed of the best hand
-loop here. `fn` is the CBLAS ?gemm of NumPy's OpenBLAS (engine/products.py finds it; an argument,
-so the on-disk cache holds no address), or None where there is none: then np.dot, which calls
+loop here. `fn` is the address of the CBLAS ?gemm of NumPy's OpenBLAS (engine/products.py finds it; an int
+argument, so the on-disk cache holds no address), or None where there is none: then np.dot, which calls
 SciPy's BLAS (a 0.15 s import). Every kernel takes a batch row range [b0, b1) (rows are
 independent through time); the `*_rows` drivers run fixed row chunks (recurrent.row_chunks: the
 batch size decides them, never the thread count) on Numba's threads, and one thread runs the same
@@ -46,6 +46,7 @@ import numba
 import numpy as np
 
 from .jit import jit, jit_pieces
+from .product_kernels import NO_TRANS, ROW_MAJOR, cblas_gemm
 
 RNN_CELL, LSTM_CELL, GRU_CELL = 0, 1, 2
 GATES = {RNN_CELL: 1, LSTM_CELL: 4, GRU_CELL: 3}
@@ -97,9 +98,11 @@ def step_product(fn, a, t, b0, b1, w, c):
         return
     B, K, N = a.shape[1], a.shape[2], w.shape[1]
     size = np.uint64(a.itemsize)     # pointers are unsigned: keep the sums in uint64
+    f = a.dtype.type
     if b1 > b0:
-        fn(101, 111, 111, b1 - b0, N, K, 1.0, a.ctypes.data + np.uint64((t * B + b0) * K) * size, K,
-           w.ctypes.data, N, 0.0, c.ctypes.data + np.uint64(b0 * N) * size, N)
+        cblas_gemm(np.uint64(fn), ROW_MAJOR, NO_TRANS, NO_TRANS, b1 - b0, N, K, f(1.0),
+                   a.ctypes.data + np.uint64((t * B + b0) * K) * size, K, w.ctypes.data, N, f(0.0),
+                   c.ctypes.data + np.uint64(b0 * N) * size, N)
 
 
 @jit

@@ -5,9 +5,9 @@ One setting, DESCENT_THREADS (default 1), read by everything that runs on more t
     thread: OpenBLAS cuts a product between its threads by the thread count, so a second thread
     changes the bits of a result, and its idle threads spin on the other core in the way of ours;
   - the engine cuts its work into pieces that depend on the shape only (never on the thread
-    count, so the bits do not either) and runs them on up to that many threads: the big matrix
-    products (engine/products.py) and the optimizer's update on Numba's threads
-    (`pieces_threads`), the recurrent layers' row chunks on the engine's own pool (`parallel`).
+    count, so the bits do not either) and runs them on up to that many of Numba's threads
+    (`pieces_threads`): the big matrix products (engine/products.py), the optimizer's update and
+    the recurrent layers' row chunks.
 One by default: the dashboard's event loop needs the other core, and a busy machine makes two
 threads slower than one (workload 1: 725 steps/s on one thread, 11 on two with the machine
 loaded; see bench/README.md).
