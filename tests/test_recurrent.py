@@ -488,6 +488,29 @@ def test_threads_give_the_same_bits_at_bench_sizes(kind, monkeypatch):
         assert all(np.array_equal(norms[k], results[0][3][k]) for k in norms)
 
 
+def test_without_numpy_openblas_the_kernels_use_numpy_dot(monkeypatch):
+    """NumPy built against another BLAS: the step products go to np.dot (SciPy's BLAS), the row
+    chunks stay fixed, so one thread and two still agree bit for bit, and close to the CBLAS path."""
+    from descent.engine import products, threads
+
+    monkeypatch.setattr(threads, "SPLIT_MIN_MACS", 0)
+    net = Net([{"type": "lstm", "hidden": 12, "bidirectional": True, "output": "all"}], (9, 5), np.float32, 2)
+    net.layers[0].need_dx = True
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((20, 9, 5)).astype(np.float32)
+    lengths = rng.integers(1, 10, size=20)
+    dout = rng.standard_normal((20, 9, 24)).astype(np.float32)
+    cblas = run_ours(net, x, lengths, dout)
+    monkeypatch.setattr(products, "_fns", {})
+    results = []
+    for n in (1, 2):
+        with threads.using(n):
+            results.append(run_ours(net, x, lengths, dout))
+    (out1, g1, dx1, _), (out2, g2, dx2, _) = results
+    assert np.array_equal(out1, out2) and np.array_equal(dx1, dx2) and all(np.array_equal(g1[k], g2[k]) for k in g1)
+    assert np.allclose(out1, cblas[0], atol=1e-5) and np.allclose(dx1, cblas[2], atol=1e-5)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind", CELLS)
 def test_embedding_input_projects_the_vocabulary_with_the_same_bits(kind, dtype):
