@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 
 import numba
-import numpy as np
 
 from .jit import jit, jit_pieces
 from .recurrent_kernels import sigmoid_exact, step_product, sumsq_row, tanh_fast

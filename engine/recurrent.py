@@ -27,7 +27,6 @@ the same aligned on each sample's answer into ctx.time_grad_ratio.
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from . import products, threads
@@ -36,11 +35,11 @@ from .dense import Buffers, uniform_fan_in
 from .errors import SpecError
 from .init import RECURRENT_INITS, recurrent_weight
 from .layer import Layer, SpecReader
-from .recurrent_work import Workspace
 from .lstm_kernels import lstm_backward, lstm_backward_rows, lstm_forward, lstm_forward_rows
 from .recurrent_kernels import (GATES, GRU_CELL, LSTM_CELL, RNN_CELL, gru_backward, gru_backward_rows, gru_forward,
                                 gru_forward_rows, id_range, rnn_backward, rnn_backward_rows, rnn_forward,
                                 rnn_forward_rows, scatter_add_rows)
+from .recurrent_work import Workspace
 
 
 # Batch rows are independent through time, so the BPTT kernels run a batch as ROW_PIECES fixed
@@ -330,8 +329,8 @@ class Recurrent(Layer):
                     run_rows(lstm_forward, lstm_forward_rows, head + (cw.s, cw.c, cw.tc, cw.q, y4, d, lengths, rev,
                                                                       fast), B, n)
                 elif self.cell == GRU_CELL:
-                    run_rows(gru_forward, gru_forward_rows, head + (b_hh[2 * H:], cw.s, cw.hn, cw.q, y4, d, lengths, rev,
-                                                                    fast), B, n)
+                    run_rows(gru_forward, gru_forward_rows, head + (b_hh[2 * H:], cw.s, cw.hn, cw.q, y4, d, lengths,
+                                                                    rev, fast), B, n)
                 else:
                     run_rows(rnn_forward, rnn_forward_rows, head + (cw.s, cw.q, y4, d, lengths, rev, fast), B, n)
             inp = ws.y[k]
