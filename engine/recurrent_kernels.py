@@ -7,7 +7,8 @@ Layout. Everything inside is time-major so that one time step is one contiguous 
                    projection x W_ih^T of row b at step t from src[rows[t, b]]: z itself (one
                    BLAS product over all steps, done by the caller) or, after an embedding, the
                    vocabulary projected once (the same bits: OpenBLAS sums each element alike
-                   whatever the number of rows);
+                   whatever the number of rows, while the inner size fits one of its blocks:
+                   up to 256 here; at 400 a product over 1 M multiply-adds sums otherwise);
   s   (T+1, B, H)  hidden states by slot: the forward direction keeps h_t in slot t+1 and the
                    zero initial state in slot 0; the reverse direction keeps h_t in slot t and the
                    initial state in slot T. So "the state before step t" is slot t (forward) or
