@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
+from numba import prange
 
 from .arrays import fill
-from .jit import jit
+from .jit import jit, jit_pieces
 
 
 @jit
 def maxpool_forward(x, size, s, y, arg):
     """y (B, C, PH, PW) <- window maxima of x (B, C, H, W); arg <- their flat index h*W + w.
 
-    Ties go to the first maximum; a window holding NaN gives NaN, as in torch. Branch-free
-    (max and selects), with the 2x2 window unrolled: the common case.
+    Ties go to the first maximum (so y = x at arg); a window holding NaN gives NaN, as in torch.
+    Branch-free selects, with the 2x2 window unrolled: the common case.
     """
     nb, nc, _, w = x.shape
     ph, pw = y.shape[2], y.shape[3]
@@ -33,16 +34,16 @@ def maxpool_forward(x, size, s, y, arg):
                         m = v0
                         a = base + j
                         better = v1 > m
-                        m = max(v1, m)
+                        m = v1 if better else m
                         a = base + j + 1 if better else a
                         better = v2 > m
-                        m = max(v2, m)
+                        m = v2 if better else m
                         a = base + w + j if better else a
                         better = v3 > m
-                        m = max(v3, m)
+                        m = v3 if better else m
                         a = base + w + j + 1 if better else a
                         nan = (v0 != v0) | (v1 != v1) | (v2 != v2) | (v3 != v3)
-                        yr[q] = np.nan if nan else m
+                        yr[q] = v0 + np.nan if nan else m
                         ar[q] = a
                 else:
                     for q in range(pw):
@@ -55,10 +56,10 @@ def maxpool_forward(x, size, s, y, arg):
                             for j in range(size):
                                 v = row[w0 + j]
                                 better = v > m
-                                m = max(v, m)
+                                m = v if better else m
                                 a = (h0 + i) * w + w0 + j if better else a
                                 nan |= v != v
-                        yr[q] = np.nan if nan else m
+                        yr[q] = m + np.nan if nan else m
                         ar[q] = a
 
 
@@ -75,3 +76,22 @@ def maxpool_backward(dy, arg, dx):
             for r in range(ph):
                 for q in range(pw):
                     dxc[a[r, q]] += g[r, q]
+
+
+@jit_pieces
+def maxpool_forward_pieces(x, size, s, y, arg, k):
+    """maxpool_forward with the batch in k pieces on Numba's threads (each window on its own: any
+    cut gives the same bits)."""
+    nb = x.shape[0]
+    for i in prange(k):
+        lo, hi = nb * i // k, nb * (i + 1) // k
+        maxpool_forward(x[lo:hi], size, s, y[lo:hi], arg[lo:hi])
+
+
+@jit_pieces
+def maxpool_backward_pieces(dy, arg, dx, k):
+    """maxpool_backward with the batch in k pieces on Numba's threads."""
+    nb = dy.shape[0]
+    for i in prange(k):
+        lo, hi = nb * i // k, nb * (i + 1) // k
+        maxpool_backward(dy[lo:hi], arg[lo:hi], dx[lo:hi])

@@ -313,9 +313,9 @@ def test_maxpool_propagates_nan():
 @pytest.mark.parametrize("act", ["relu", "identity"])
 def test_pool_winners_path_equals_dense_path(monkeypatch, rel_err, act):
     """Conv2d reads a pool's winners instead of its dense dx: same gradients, and it is used."""
-    calls = []
-    real = conv.dz_winners
-    monkeypatch.setattr(conv, "dz_winners", lambda *a: calls.append(1) or real(*a))
+    calls = []                                                   # the backward kernel's winners flag
+    real = conv.conv_backward_serial
+    monkeypatch.setattr(conv, "conv_backward_serial", lambda *a: calls.append(a[2]) or real(*a))
     specs = [{"type": "conv2d", "filters": 3, "kernel": 3, "padding": 1, "activation": act},
              {"type": "maxpool2d", "size": 2}]
     net = net_of(specs, (1, 7, 8))                              # C*K*K = 9: the direct backward
@@ -329,10 +329,10 @@ def test_pool_winners_path_equals_dense_path(monkeypatch, rel_err, act):
     assert pool.winners_only and not dpool.filled                # left empty: the conv reads the winners
     dx_fast = np.array(convl.backward(dpool, ctx))
     g_fast = {k: np.array(v) for k, v in net.params.grads.items()}
-    assert calls == [1]
+    assert calls == [True]
     dense = pooling.maxpool2d_backward(dy, pool.arg, pool.x_shape)
     dx_dense = np.array(convl.backward(dense, ctx))                  # a plain array: the dense path
-    assert calls == [1]
+    assert calls == [True, False]
     assert rel_err(dx_fast, dx_dense) < 1e-12
     for k, v in net.params.grads.items():
         assert rel_err(g_fast[k], v) < 1e-12
