@@ -32,11 +32,12 @@ PIECES = 2                  # blocks of a big product: the shape decides, never 
 PIECE_MIN_MACS = 1_000_000  # below this a product is one call (a block must outweigh a hand-off, ~2 us)
 ROWS_FROM = 128             # cut rows when the output has this many, else columns (table above)
 
-_fns: dict | None = None    # dtype -> CBLAS ?gemm, found on first use; {} when there is none
+_fns: dict | None = None    # dtype -> address of the CBLAS ?gemm, found on first use; {} when there is none
 
 
 def _find_cblas() -> dict:
-    """{float32: sgemm, float64: dgemm} from NumPy's bundled 64-bit-integer OpenBLAS, or {}."""
+    """{float32: sgemm, float64: dgemm} addresses in NumPy's bundled 64-bit-integer OpenBLAS, or {}
+    (the library stays loaded: NumPy holds it)."""
     here = os.path.dirname(np.__file__)
     for path in sorted(glob.glob(os.path.join(here, os.pardir, "numpy.libs", "*openblas64*.so*"))):
         try:
@@ -45,14 +46,11 @@ def _find_cblas() -> dict:
             continue
         for prefix in ("scipy_cblas_", "cblas_"):
             fns = {}
-            for dtype, letter, real in ((np.float32, "s", ctypes.c_float), (np.float64, "d", ctypes.c_double)):
+            for dtype, letter in ((np.float32, "s"), (np.float64, "d")):
                 fn = getattr(lib, f"{prefix}{letter}gemm64_", None)
                 if fn is None:
                     break
-                fn.restype = None
-                i64, ptr, enum = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
-                fn.argtypes = [enum, enum, enum, i64, i64, i64, real, ptr, i64, ptr, i64, real, ptr, i64]
-                fns[np.dtype(dtype)] = fn
+                fns[np.dtype(dtype)] = ctypes.cast(fn, ctypes.c_void_p).value
             if len(fns) == 2:
                 return fns
     return {}
@@ -66,15 +64,6 @@ def _cblas() -> dict:
     return _fns
 
 
-def _base(x):
-    """(C-contiguous array, transposed?) holding the 2-D view x, or None."""
-    if x.flags.c_contiguous:
-        return x, False
-    if x.flags.f_contiguous:
-        return x.T, True
-    return None
-
-
 def matmul(a, b, out, beta: float = 0.0):
     """out = a @ b + beta * out for 2-D a (m, k), b (k, n) and a C-contiguous out (m, n) of one
     float dtype; a and b each C-contiguous or the transpose of a C-contiguous array (x.T)."""
@@ -82,10 +71,11 @@ def matmul(a, b, out, beta: float = 0.0):
     n = b.shape[1]
     if b.shape[0] != k or out.shape != (m, n):
         raise ValueError(f"matmul: shapes {a.shape} @ {b.shape} -> {out.shape}")
-    fn = _cblas().get(out.dtype)
-    ab, bb = _base(a), _base(b)
-    if (fn is None or ab is None or bb is None or not out.flags.c_contiguous or a.dtype != out.dtype
-            or b.dtype != out.dtype or m * n * k == 0):
+    fn = (_fns if _fns is not None else _cblas()).get(out.dtype)
+    fa, fb = a.flags, b.flags
+    ta, tb = not fa.c_contiguous, not fb.c_contiguous
+    if (fn is None or (ta and not fa.f_contiguous) or (tb and not fb.f_contiguous) or not out.flags.c_contiguous
+            or a.dtype != out.dtype or b.dtype != out.dtype or m * n * k == 0):
         if beta == 0.0:
             np.dot(a, b, out=out)
         else:
@@ -93,9 +83,6 @@ def matmul(a, b, out, beta: float = 0.0):
             out += np.dot(a, b)
         return out
     pieces = PIECES if m * n * k >= PIECE_MIN_MACS else 1
-    rows = m >= ROWS_FROM
-    if threads.pieces_threads(pieces) > 1:
-        gemm_pieces(fn, ab[0], bb[0], out, ab[1], bb[1], beta, pieces, rows)
-    else:
-        gemm(fn, ab[0], bb[0], out, ab[1], bb[1], beta, pieces, rows)
+    kernel = gemm_pieces if threads.pieces_threads(pieces) > 1 else gemm
+    kernel(fn, a.T if ta else a, b.T if tb else b, out, ta, tb, beta, pieces, m >= ROWS_FROM)
     return out

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 
 import numpy as np
 
@@ -149,12 +150,16 @@ def parallel(fn, chunks) -> None:
 # dashboard may predict in one thread while another trains, and Numba's fallback layer aborts the
 # process on concurrent launches. Without one, the pieces run one after the other.
 _numba_ok: bool | None = None
+_numba_max = 1                      # numba.config.NUMBA_NUM_THREADS, once the layer is up
+_numba_set = threading.local()      # the count this thread last gave numba
 
 
 def pieces_threads(pieces: int) -> int:
     """Threads to run `pieces` independent pieces on: 1 means call the serial kernel; more, and
     Numba's thread count is set for the calling thread (numba's setting is per thread)."""
     global _numba_ok
+    if pieces < 2:
+        return 1
     n = min(count(), pieces)
     if n < 2:
         return 1
@@ -162,15 +167,17 @@ def pieces_threads(pieces: int) -> int:
         _numba_ok = _numba_threads_ready()
     if not _numba_ok:
         return 1
-    import numba
+    n = min(n, _numba_max)
+    if getattr(_numba_set, "n", 0) != n:             # numba's own getter costs ~0.5 us a call
+        import numba
 
-    n = min(n, numba.config.NUMBA_NUM_THREADS)
-    if numba.get_num_threads() != n:
         numba.set_num_threads(n)
+        _numba_set.n = n
     return n
 
 
 def _numba_threads_ready() -> bool:
+    global _numba_max
     import numba
 
     from .jit import probe_pieces
@@ -178,6 +185,7 @@ def _numba_threads_ready() -> bool:
     try:
         numba.config.THREADING_LAYER = "threadsafe"
         probe_pieces(np.zeros(2))
+        _numba_max = numba.config.NUMBA_NUM_THREADS
         return numba.threading_layer() in ("omp", "tbb")
     except Exception:  # noqa: BLE001 - no OpenMP or TBB runtime here: the serial kernels do the work
         return False
