@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from .activation_kernels import CODES, IDENTITY, RELU
-from . import threads
+from . import products, threads
 from .activations import torch_activation
 from .arrays import CONV_LANES, Buffers
 from .conv_kernels import (add_parts, col2im, conv_backward_pieces, conv_backward_serial, conv_forward_direct,
@@ -75,7 +75,7 @@ def conv2d_forward(x, w, b, stride, padding, act=IDENTITY, slope=0.0, buf=None, 
         cols = buf.get("cols", (nk, m, oh * wp))
         z = buf.get("z", (nf, m, oh * wp))
         im2col(xf, k, stride, wp, nl, n0, cols)
-        np.dot(w2, cols.reshape(nk, -1), out=z.reshape(nf, -1))     # (F, m*OH*Wp)
+        products.matmul(w2, cols.reshape(nk, -1), z.reshape(nf, -1))    # (F, m*OH*Wp)
         planes_bias_act(z, b, act, slope, n0, wp, y)
     return y, (xp, cols if cols.shape[1] == nb else None)
 
@@ -121,17 +121,14 @@ def conv2d_backward(saved, w, y, dy, stride, padding, act, slope, dw, db, need_d
             dz = buf.get("dz", (nf, m, oh * wp))
             planes_act_backward(y, dy, act, slope, n0, wp, dz)
             dz2 = dz.reshape(nf, -1)                            # (F, m*OH*Wp)
-            if n0 == 0:
-                np.dot(dz2, cols2.T, out=dw2)                   # (F, C*K*K)
-                if db.size:
-                    np.sum(dz2, axis=1, out=db)
-            else:
-                dw2 += np.dot(dz2, cols2.T, out=buf.get("dw", dw2.shape))
-                if db.size:
-                    db += np.sum(dz2, axis=1, out=buf.get("db", db.shape))
+            products.matmul(dz2, cols2.T, dw2, beta=0.0 if n0 == 0 else 1.0)     # (F, C*K*K)
+            if db.size and n0 == 0:
+                np.sum(dz2, axis=1, out=db)
+            elif db.size:
+                db += np.sum(dz2, axis=1, out=buf.get("db", db.shape))
             if need_dx:
                 dcols = buf.get("dcols", cols.shape)
-                np.dot(w2.T, dz2, out=dcols.reshape(nk, -1))    # (C*K*K, m*OH*Wp)
+                products.matmul(w2.T, dz2, dcols.reshape(nk, -1))                # (C*K*K, m*OH*Wp)
                 col2im(dcols, k, stride, wp, nl, n0, dxf)
             cols = None
     if not need_dx:

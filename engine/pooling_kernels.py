@@ -10,6 +10,28 @@ from .jit import jit, jit_pieces
 
 
 @jit
+def _pool2x2_row(x0, x1, base, w, yr, ar):
+    """One output row of maxpool_forward for 2x2 windows at stride 2, the stride a constant so
+    that the loop vectorises (paired loads); x0, x1 the two input rows, base the flat index of x0."""
+    for q in range(yr.size):
+        v0, v1, v2, v3 = x0[2 * q], x0[2 * q + 1], x1[2 * q], x1[2 * q + 1]
+        m = v0
+        a = base + 2 * q
+        better = v1 > m
+        m = v1 if better else m
+        a = base + 2 * q + 1 if better else a
+        better = v2 > m
+        m = v2 if better else m
+        a = base + w + 2 * q if better else a
+        better = v3 > m
+        m = v3 if better else m
+        a = base + w + 2 * q + 1 if better else a
+        nan = (v0 != v0) | (v1 != v1) | (v2 != v2) | (v3 != v3)
+        yr[q] = v0 + np.nan if nan else m
+        ar[q] = a
+
+
+@jit
 def maxpool_forward(x, size, s, y, arg):
     """y (B, C, PH, PW) <- window maxima of x (B, C, H, W); arg <- their flat index h*W + w.
 
@@ -25,7 +47,9 @@ def maxpool_forward(x, size, s, y, arg):
                 h0 = r * s
                 yr = y[n, c, r]                                 # (PW,)
                 ar = arg[n, c, r]
-                if size == 2:
+                if size == 2 and s == 2:
+                    _pool2x2_row(xc[h0], xc[h0 + 1], h0 * w, w, yr, ar)
+                elif size == 2:
                     x0, x1 = xc[h0], xc[h0 + 1]
                     base = h0 * w
                     for q in range(pw):
