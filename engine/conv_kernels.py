@@ -22,38 +22,12 @@ Two paths, chosen by the taps per output C*K*K (FORWARD_/BACKWARD_DIRECT_MAX_TAP
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
 from numba import prange
-from numba.core import types
-from numba.extending import intrinsic, overload
 
 from .activation_kernels import IDENTITY, RELU, SOFTMAX, act_backward, bias_act_forward
 from .arrays import fill, lane_sum
+from .fma import fma
 from .jit import jit, jit_pieces
-
-
-def fma(a, b, c):
-    """a * b + c rounded once (compiled: LLVM's fma, which vectorises; the same bits on every
-    machine, unlike letting the compiler contract a * b + c). As plain Python: rounded twice."""
-    return a * b + c
-
-
-@intrinsic
-def _fma(typingctx, a, b, c):
-    if not (isinstance(a, types.Float) and a == b and b == c):
-        return None
-
-    def codegen(context, builder, signature, args):
-        ty = args[0].type
-        fn = builder.module.declare_intrinsic("llvm.fma", [ty], ir.FunctionType(ty, [ty, ty, ty]))
-        return builder.call(fn, args)
-
-    return a(a, b, c), codegen
-
-
-@overload(fma)
-def _fma_overload(a, b, c):
-    return lambda a, b, c: _fma(a, b, c)
 
 
 @jit
