@@ -12,7 +12,7 @@ zero going backward. With stride s > 1 most positions are garbage: correct, not 
 Two paths, chosen by the taps per output C*K*K (FORWARD_/BACKWARD_DIRECT_MAX_TAPS):
 
 - direct: loops, bias and activation fused per output plane. A 3x3 kernel at stride 1 (the
-  common case) takes its nine taps in one pass, two filters (forward) or two samples (weight
+  common case) takes its nine taps in one pass, two filters (forward) or four samples (weight
   gradients) at a time, with fused multiply-adds; other kernels three taps a pass. Weight
   gradients accumulate per position over the samples of a batch piece (elementwise, so it
   vectorises) and are summed once per piece, in a fixed order (conv.py adds the pieces in order).
@@ -289,29 +289,22 @@ def dz_winners(dyp, outp, arg, act, ow, wp, dzs):
 
 
 @jit
-def _taps3_grad(t, k0, d0, d1, xa, xb, off, two):
-    """t[k0 + j, p] += d0[p] * xa[p + off + j] (+ d1[p] * xb[p + off + j] when `two`) for j < 3:
-    one kernel row of a 3x3 kernel at stride 1, for one or two samples a pass."""
+def _taps3_grad(t, k0, d0, xa, off):
+    """t[k0 + j, p] += d0[p] * xa[p + off + j] for j < 3: one kernel row of a 3x3 kernel at stride 1."""
     nl = d0.size
     t0, t1, t2 = t[k0], t[k0 + 1], t[k0 + 2]                    # (L,) each
-    a, b = xa[off:off + nl + 2], xb[off:off + nl + 2]           # (L + 2,)
-    if two:
-        for p in range(nl):
-            g, h = d0[p], d1[p]
-            t0[p] = fma(h, b[p], fma(g, a[p], t0[p]))
-            t1[p] = fma(h, b[p + 1], fma(g, a[p + 1], t1[p]))
-            t2[p] = fma(h, b[p + 2], fma(g, a[p + 2], t2[p]))
-    else:
-        for p in range(nl):
-            g = d0[p]
-            t0[p] = fma(g, a[p], t0[p])
-            t1[p] = fma(g, a[p + 1], t1[p])
-            t2[p] = fma(g, a[p + 2], t2[p])
+    a = xa[off:off + nl + 2]                                    # (L + 2,)
+    for p in range(nl):
+        g = d0[p]
+        t0[p] = fma(g, a[p], t0[p])
+        t1[p] = fma(g, a[p + 1], t1[p])
+        t2[p] = fma(g, a[p + 2], t2[p])
 
 
 @jit
 def _taps3_grad4(t, k0, dz, n, f, off0, xf, c, off, nl):
-    """_taps3_grad for the four samples n .. n+3 in one pass; dz = dzs, rows start at off0."""
+    """_taps3_grad for the four samples n .. n+3 in one pass (one load and store of t per four
+    multiply-adds); dz = dzs, rows start at off0."""
     t0, t1, t2 = t[k0], t[k0 + 1], t[k0 + 2]                    # (L,) each
     d0, d1, d2, d3 = (dz[n, f, off0:off0 + nl], dz[n + 1, f, off0:off0 + nl], dz[n + 2, f, off0:off0 + nl],
                       dz[n + 3, f, off0:off0 + nl])
@@ -351,22 +344,16 @@ def conv_wgrads_part(xf, dzs, s, wp, oh, ow, k, t, lanes, part):
                     _taps3_grad4(t, (c * 3 + i) * 3, dzs, n, f, wp, xf, c, i * wp, nl)
             n += 4
         while n < nb:
-            m = min(n + 1, nb - 1)
-            two = k == 3 and s == 1 and m > n                   # samples n and m in one pass
-            d0, d1 = dzs[n, f, wp:wp + nl], dzs[m, f, wp:wp + nl]   # (L,)
-            if two:
-                for p in range(nl):
-                    tb[p] += d0[p] + d1[p]
-            else:
-                for p in range(nl):
-                    tb[p] += d0[p]
+            d0 = dzs[n, f, wp:wp + nl]                          # (L,)
+            for p in range(nl):
+                tb[p] += d0[p]
             for c in range(nc):
                 for i in range(k):
                     if k == 3 and s == 1:
-                        _taps3_grad(t, (c * k + i) * k, d0, d1, xf[n, c], xf[m, c], i * wp, two)
+                        _taps3_grad(t, (c * k + i) * k, d0, xf[n, c], i * wp)
                     else:
                         _taps_grad(t, (c * k + i) * k, d0, xf[n, c], i * wp, s, k)
-            n += 2 if two else 1
+            n += 1
         for q in range(nk + 1):
             part[f, q] = lane_sum(t[q], lanes)
 
