@@ -8,10 +8,11 @@ from __future__ import annotations
 import numpy as np
 
 from .activation_kernels import CODES, IDENTITY, RELU
+from . import products, threads
 from .activations import torch_activation
-from .arrays import Buffers
-from .conv_kernels import (col2im, conv_dx_direct, conv_forward_direct, conv_wgrads_direct, dz_dense, dz_winners,
-                           im2col, pad_images, planes_act_backward, planes_bias_act)
+from .arrays import CONV_LANES, Buffers
+from .conv_kernels import (add_parts, col2im, conv_backward_pieces, conv_backward_serial, conv_forward_direct,
+                           conv_forward_pieces, im2col, pad_images, planes_act_backward, planes_bias_act)
 from .dense import uniform_fan_in
 from .errors import SpecError
 from .layer import Layer, SpecReader
@@ -21,6 +22,15 @@ from .layer import Layer, SpecReader
 FORWARD_DIRECT_MAX_TAPS = 40
 BACKWARD_DIRECT_MAX_TAPS = 9
 GEMM_CHUNK = 1 << 22          # elements of the im2col buffer per batch chunk (16 MiB in float32)
+PIECE = 8                     # samples per batch piece of the direct kernels, at least
+MAX_PIECES = 4
+
+
+def batch_pieces(nb: int) -> int:
+    """Batch pieces of the direct kernels: the batch size decides, never the thread count, since
+    the weight gradients are summed per piece and the pieces added in order (same bits on one
+    thread and two). Up to 4, so that two threads share them evenly."""
+    return max(1, min(MAX_PIECES, nb // PIECE))
 
 
 def conv_out_size(n: int, k: int, stride: int, padding: int) -> int:
@@ -53,7 +63,11 @@ def conv2d_forward(x, w, b, stride, padding, act=IDENTITY, slope=0.0, buf=None, 
     y = buf.get("y", (nb, nf, oh, ow))
     nk = nc * k * k
     if _direct(path, nk, FORWARD_DIRECT_MAX_TAPS):
-        conv_forward_direct(xf, w, b, stride, wp, act, slope, buf.get("acc", (nl,)), y)
+        pieces = batch_pieces(nb)
+        if threads.pieces_threads(pieces) > 1:     # every sample on its own: any cut gives the same bits
+            conv_forward_pieces(xf, w, b, stride, wp, act, slope, buf.get("accs", (pieces, 2, nl)), y)
+        else:
+            conv_forward_direct(xf, w, b, stride, wp, act, slope, buf.get("acc", (2, nl)), y)
         return y, (xp, None)
     w2 = w.reshape(nf, nk)                                      # (F, C*K*K)
     cols = None
@@ -61,7 +75,7 @@ def conv2d_forward(x, w, b, stride, padding, act=IDENTITY, slope=0.0, buf=None, 
         cols = buf.get("cols", (nk, m, oh * wp))
         z = buf.get("z", (nf, m, oh * wp))
         im2col(xf, k, stride, wp, nl, n0, cols)
-        np.dot(w2, cols.reshape(nk, -1), out=z.reshape(nf, -1))     # (F, m*OH*Wp)
+        products.matmul(w2, cols.reshape(nk, -1), z.reshape(nf, -1))    # (F, m*OH*Wp)
         planes_bias_act(z, b, act, slope, n0, wp, y)
     return y, (xp, cols if cols.shape[1] == nb else None)
 
@@ -87,14 +101,14 @@ def conv2d_backward(saved, w, y, dy, stride, padding, act, slope, dw, db, need_d
     dxf = dxp.reshape(nb, nc, hp * wp) if need_dx else buf.get("none", (0, 0, 0))
     if _direct(path, nk, BACKWARD_DIRECT_MAX_TAPS):
         dzs = buf.get("dzs", (nb, nf, (oh + 2) * wp))
-        if winners is not None and act in (IDENTITY, RELU):
-            dyp, outp, arg = winners
-            dz_winners(dyp, outp, arg, act, ow, wp, dzs)
-        else:
-            dz_dense(y, dy, act, slope, wp, dzs)
-        conv_wgrads_direct(xf, dzs, 0, nf, stride, wp, oh, ow, k, buf.get("t", (nk + 1, nl)), dw.reshape(nf, nk), db)
-        if need_dx:
-            conv_dx_direct(w, dzs, stride, wp, oh, ow, dxf)
+        use_winners = winners is not None and act in (IDENTITY, RELU)
+        dyp, outp, arg = winners if use_winners else (y, y, buf.get("noarg", (0, 0, 0, 0), np.int32))
+        pieces = batch_pieces(nb)
+        ts, parts = buf.get("ts", (pieces, nk + 1, nl)), buf.get("parts", (pieces, nf, nk + 1), np.float64)
+        run = conv_backward_pieces if threads.pieces_threads(pieces) > 1 else conv_backward_serial
+        run(xf, w, use_winners, dyp, outp, arg, y, dy, act, slope, stride, wp, dzs, ts,
+            buf.get("lanes", (pieces, CONV_LANES), np.float64), parts, dxf)
+        add_parts(parts, dw.reshape(nf, nk), db)
     else:
         w2, dw2 = w.reshape(nf, nk), dw.reshape(nf, nk)
         if need_dx:
@@ -107,17 +121,14 @@ def conv2d_backward(saved, w, y, dy, stride, padding, act, slope, dw, db, need_d
             dz = buf.get("dz", (nf, m, oh * wp))
             planes_act_backward(y, dy, act, slope, n0, wp, dz)
             dz2 = dz.reshape(nf, -1)                            # (F, m*OH*Wp)
-            if n0 == 0:
-                np.dot(dz2, cols2.T, out=dw2)                   # (F, C*K*K)
-                if db.size:
-                    np.sum(dz2, axis=1, out=db)
-            else:
-                dw2 += np.dot(dz2, cols2.T, out=buf.get("dw", dw2.shape))
-                if db.size:
-                    db += np.sum(dz2, axis=1, out=buf.get("db", db.shape))
+            products.matmul(dz2, cols2.T, dw2, beta=0.0 if n0 == 0 else 1.0)     # (F, C*K*K)
+            if db.size and n0 == 0:
+                np.sum(dz2, axis=1, out=db)
+            elif db.size:
+                db += np.sum(dz2, axis=1, out=buf.get("db", db.shape))
             if need_dx:
                 dcols = buf.get("dcols", cols.shape)
-                np.dot(w2.T, dz2, out=dcols.reshape(nk, -1))    # (C*K*K, m*OH*Wp)
+                products.matmul(w2.T, dz2, dcols.reshape(nk, -1))                # (C*K*K, m*OH*Wp)
                 col2im(dcols, k, stride, wp, nl, n0, dxf)
             cols = None
     if not need_dx:

@@ -11,19 +11,23 @@ zero going backward. With stride s > 1 most positions are garbage: correct, not 
 
 Two paths, chosen by the taps per output C*K*K (FORWARD_/BACKWARD_DIRECT_MAX_TAPS):
 
-- direct: loops, three taps per pass, bias and activation fused per output plane. Weight
-  gradients accumulate per position over the batch (elementwise, so it vectorises) and are
-  summed once at the end, in a fixed order.
+- direct: loops, bias and activation fused per output plane. A 3x3 kernel at stride 1 (the
+  common case) takes its nine taps in one pass, two filters (forward) or four samples (weight
+  gradients) at a time, with fused multiply-adds; other kernels three taps a pass. Weight
+  gradients accumulate per position over the samples of a batch piece (elementwise, so it
+  vectorises) and are summed once per piece, in a fixed order (conv.py adds the pieces in order).
 - gemm: im2col into wide rows and BLAS products, in batch chunks that bound the column buffer.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numba import prange
 
 from .activation_kernels import IDENTITY, RELU, SOFTMAX, act_backward, bias_act_forward
-from .arrays import CONV_LANES, fill, lane_sum
-from .jit import jit
+from .arrays import fill, lane_sum
+from .fma import fma
+from .jit import jit, jit_pieces
 
 
 @jit
@@ -136,21 +140,69 @@ def _taps_dx(dxc, dzf, off, s, wr, wp, nl):
 
 
 @jit
+def _taps3_forward(a0, a1, xc, wp, wa, wb, first):
+    """a0[p] (+)= sum_ij wa[i, j] * xc[p + i*wp + j], a1 the same with wb: a 3x3 kernel at stride 1
+    for two filters, all nine taps in one pass (overwrites when `first`, else adds)."""
+    nl = a0.size
+    r0, r1, r2 = xc[0:nl + 2], xc[wp:wp + nl + 2], xc[2 * wp:2 * wp + nl + 2]     # (L + 2,) each
+    u00, u01, u02, u10, u11, u12, u20, u21, u22 = (wa[0, 0], wa[0, 1], wa[0, 2], wa[1, 0], wa[1, 1],
+                                                   wa[1, 2], wa[2, 0], wa[2, 1], wa[2, 2])
+    v00, v01, v02, v10, v11, v12, v20, v21, v22 = (wb[0, 0], wb[0, 1], wb[0, 2], wb[1, 0], wb[1, 1],
+                                                   wb[1, 2], wb[2, 0], wb[2, 1], wb[2, 2])
+    for p in range(nl):
+        x0, x1, x2 = r0[p], r0[p + 1], r0[p + 2]
+        g = fma(u02, x2, fma(u01, x1, u00 * x0))
+        h = fma(v02, x2, fma(v01, x1, v00 * x0))
+        x0, x1, x2 = r1[p], r1[p + 1], r1[p + 2]
+        g = fma(u12, x2, fma(u11, x1, fma(u10, x0, g)))
+        h = fma(v12, x2, fma(v11, x1, fma(v10, x0, h)))
+        x0, x1, x2 = r2[p], r2[p + 1], r2[p + 2]
+        g = fma(u22, x2, fma(u21, x1, fma(u20, x0, g)))
+        h = fma(v22, x2, fma(v21, x1, fma(v20, x0, h)))
+        if first:
+            a0[p] = g
+            a1[p] = h
+        else:
+            a0[p] += g
+            a1[p] += h
+
+
+@jit
 def conv_forward_direct(xf, w, b, s, wp, act, slope, acc, y):
     """y (B, F, OH, OW) <- act(conv(x, w) + b).
 
-    xf (B, C, Hp*Wp) the padded input; w (F, C, K, K); b (F,); acc (L,) scratch, L = (OH-1)*wp + OW.
+    xf (B, C, Hp*Wp) the padded input; w (F, C, K, K); b (F,); acc (2, L) scratch, L = (OH-1)*wp + OW.
     """
     nb, nc, _ = xf.shape
     nf, _, k, _ = w.shape
     oh, ow = y.shape[2], y.shape[3]
+    a0, a1 = acc[0], acc[1]                                     # (L,) each
     for n in range(nb):
-        for f in range(nf):
-            fill(acc, 0.0)
-            for c in range(nc):
-                for i in range(k):
-                    _taps_forward(acc, xf[n, c], i * wp, s, w[f, c, i])   # (L,)
-            _bias_act_plane(acc, wp, b[f], act, slope, y[n, f])
+        f = 0
+        while f < nf:
+            if k == 3 and s == 1:                               # two filters a pass (the last one twice when F is odd)
+                g = min(f + 1, nf - 1)
+                for c in range(nc):
+                    _taps3_forward(a0, a1, xf[n, c], wp, w[f, c], w[g, c], c == 0)
+            else:
+                g = f
+                fill(a0, 0.0)
+                for c in range(nc):
+                    for i in range(k):
+                        _taps_forward(a0, xf[n, c], i * wp, s, w[f, c, i])   # (L,)
+            _bias_act_plane(a0, wp, b[f], act, slope, y[n, f])
+            if g > f:
+                _bias_act_plane(a1, wp, b[g], act, slope, y[n, g])
+            f = g + 1
+
+
+@jit_pieces
+def conv_forward_pieces(xf, w, b, s, wp, act, slope, accs, y):
+    """conv_forward_direct with the batch in len(accs) pieces on Numba's threads; accs (pieces, 2, L)."""
+    nb, k = xf.shape[0], accs.shape[0]
+    for i in prange(k):
+        lo, hi = nb * i // k, nb * (i + 1) // k
+        conv_forward_direct(xf[lo:hi], w, b, s, wp, act, slope, accs[i], y[lo:hi])
 
 
 @jit
@@ -237,33 +289,121 @@ def dz_winners(dyp, outp, arg, act, ow, wp, dzs):
 
 
 @jit
-def conv_wgrads_direct(xf, dzs, f0, f1, s, wp, oh, ow, k, t, dw, db):
-    """Weight gradients of conv_forward_direct from dzs (dz_dense or dz_winners) for the filters
-    f0 .. f1-1 (each filter's sum runs over the batch in the same order however the filters are
-    cut); OVERWRITES their rows of dw and db.
+def _taps3_grad(t, k0, d0, xa, off):
+    """t[k0 + j, p] += d0[p] * xa[p + off + j] for j < 3: one kernel row of a 3x3 kernel at stride 1."""
+    nl = d0.size
+    t0, t1, t2 = t[k0], t[k0 + 1], t[k0 + 2]                    # (L,) each
+    a = xa[off:off + nl + 2]                                    # (L + 2,)
+    for p in range(nl):
+        g = d0[p]
+        t0[p] = fma(g, a[p], t0[p])
+        t1[p] = fma(g, a[p + 1], t1[p])
+        t2[p] = fma(g, a[p + 2], t2[p])
 
-    xf (B, C, Hp*Wp) padded input; dzs (B, F, (OH+2)*wp); t (C*K*K + 1, L) scratch;
-    dw (F, C*K*K); db (F,) or empty. (Whole arrays and a range, not a slice dzs[:, f0:f1]: that
-    slice is not contiguous, and Numba would not vectorise the loops over it.)
+
+@jit
+def _taps3_grad4(t, k0, dz, n, f, off0, xf, c, off, nl):
+    """_taps3_grad for the four samples n .. n+3 in one pass (one load and store of t per four
+    multiply-adds); dz = dzs, rows start at off0."""
+    t0, t1, t2 = t[k0], t[k0 + 1], t[k0 + 2]                    # (L,) each
+    d0, d1, d2, d3 = (dz[n, f, off0:off0 + nl], dz[n + 1, f, off0:off0 + nl], dz[n + 2, f, off0:off0 + nl],
+                      dz[n + 3, f, off0:off0 + nl])
+    a0, a1, a2, a3 = (xf[n, c, off:off + nl + 2], xf[n + 1, c, off:off + nl + 2], xf[n + 2, c, off:off + nl + 2],
+                      xf[n + 3, c, off:off + nl + 2])
+    for p in range(nl):
+        g0, g1, g2, g3 = d0[p], d1[p], d2[p], d3[p]
+        t0[p] = fma(g3, a3[p], fma(g2, a2[p], fma(g1, a1[p], fma(g0, a0[p], t0[p]))))
+        t1[p] = fma(g3, a3[p + 1], fma(g2, a2[p + 1], fma(g1, a1[p + 1], fma(g0, a0[p + 1], t1[p]))))
+        t2[p] = fma(g3, a3[p + 2], fma(g2, a2[p + 2], fma(g1, a1[p + 2], fma(g0, a0[p + 2], t2[p]))))
+
+
+@jit
+def conv_wgrads_part(xf, dzs, s, wp, oh, ow, k, t, lanes, part):
+    """part (F, C*K*K + 1) float64 <- the weight gradients of conv_forward_direct summed over the
+    samples of xf and dzs (dz_dense or dz_winners), the bias's in the last column.
+
+    xf (B', C, Hp*Wp) padded input; dzs (B', F, (OH+2)*wp); t (C*K*K + 1, L) and lanes (CONV_LANES,)
+    float64 scratch. Per filter, t sums per position over the samples in order, then each row
+    once through the lanes.
     """
     nb, nc, _ = xf.shape
+    nf = dzs.shape[1]
     nl = (oh - 1) * wp + ow
     nk = nc * k * k
-    lanes = np.empty(CONV_LANES)                                # (CONV_LANES,) float64 partial sums
-    for f in range(f0, f1):
+    for f in range(nf):
         fill(t.reshape(t.size), 0.0)
         tb = t[nk]                                              # (L,) bias row
-        for n in range(nb):
-            dz = dzs[n, f, wp:wp + nl]                          # (L,)
+        n = 0
+        while k == 3 and s == 1 and n + 4 <= nb:
+            d0, d1, d2, d3 = (dzs[n, f, wp:wp + nl], dzs[n + 1, f, wp:wp + nl], dzs[n + 2, f, wp:wp + nl],
+                              dzs[n + 3, f, wp:wp + nl])
             for p in range(nl):
-                tb[p] += dz[p]
+                tb[p] += (d0[p] + d1[p]) + (d2[p] + d3[p])
+            for c in range(nc):
+                for i in range(3):
+                    _taps3_grad4(t, (c * 3 + i) * 3, dzs, n, f, wp, xf, c, i * wp, nl)
+            n += 4
+        while n < nb:
+            d0 = dzs[n, f, wp:wp + nl]                          # (L,)
+            for p in range(nl):
+                tb[p] += d0[p]
             for c in range(nc):
                 for i in range(k):
-                    _taps_grad(t, (c * k + i) * k, dz, xf[n, c], i * wp, s, k)
-        for q in range(nk):
-            dw[f, q] = lane_sum(t[q], lanes)
-        if db.size > 0:
-            db[f] = lane_sum(tb, lanes)
+                    if k == 3 and s == 1:
+                        _taps3_grad(t, (c * k + i) * k, d0, xf[n, c], i * wp)
+                    else:
+                        _taps_grad(t, (c * k + i) * k, d0, xf[n, c], i * wp, s, k)
+            n += 1
+        for q in range(nk + 1):
+            part[f, q] = lane_sum(t[q], lanes)
+
+
+@jit
+def conv_backward_piece(xf, w, winners, dyp, outp, arg, y, dy, act, slope, s, wp, dzs, t, lanes, part, dxf, lo, hi):
+    """Samples lo .. hi-1 of conv2d's direct backward: their dz (from the pool's winners, or dense),
+    their weight-gradient sums into part (conv_wgrads_part), and their dx when dxf is not empty."""
+    oh, ow = y.shape[2], y.shape[3]
+    k = w.shape[2]
+    if winners:
+        dz_winners(dyp[lo:hi], outp[lo:hi], arg[lo:hi], act, ow, wp, dzs[lo:hi])
+    else:
+        dz_dense(y[lo:hi], dy[lo:hi], act, slope, wp, dzs[lo:hi])
+    conv_wgrads_part(xf[lo:hi], dzs[lo:hi], s, wp, oh, ow, k, t, lanes, part)
+    if dxf.size > 0:
+        conv_dx_direct(w, dzs[lo:hi], s, wp, oh, ow, dxf[lo:hi])
+
+
+@jit
+def conv_backward_serial(xf, w, winners, dyp, outp, arg, y, dy, act, slope, s, wp, dzs, ts, lanes, parts, dxf):
+    """conv_backward_piece for the len(ts) batch pieces, one after the other."""
+    nb, k = xf.shape[0], ts.shape[0]
+    for i in range(k):
+        conv_backward_piece(xf, w, winners, dyp, outp, arg, y, dy, act, slope, s, wp, dzs, ts[i], lanes[i],
+                            parts[i], dxf, nb * i // k, nb * (i + 1) // k)
+
+
+@jit_pieces
+def conv_backward_pieces(xf, w, winners, dyp, outp, arg, y, dy, act, slope, s, wp, dzs, ts, lanes, parts, dxf):
+    """The same pieces on Numba's threads."""
+    nb, k = xf.shape[0], ts.shape[0]
+    for i in prange(k):
+        conv_backward_piece(xf, w, winners, dyp, outp, arg, y, dy, act, slope, s, wp, dzs, ts[i], lanes[i],
+                            parts[i], dxf, nb * i // k, nb * (i + 1) // k)
+
+
+@jit
+def add_parts(parts, dw, db):
+    """dw (F, C*K*K) and db (F,) (or empty) <- the pieces' sums (pieces, F, C*K*K + 1), added in order."""
+    npc, nf, nk1 = parts.shape
+    for f in range(nf):
+        for q in range(nk1):
+            v = 0.0
+            for i in range(npc):
+                v += parts[i, f, q]
+            if q < nk1 - 1:
+                dw[f, q] = v
+            elif db.size > 0:
+                db[f] = v
 
 
 @jit

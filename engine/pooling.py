@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import threads
 from .arrays import Buffers
-from .conv import Conv2d, image_shape
+from .conv import Conv2d, batch_pieces, image_shape
 from .errors import SpecError
 from .layer import Layer, SpecReader
-from .pooling_kernels import maxpool_backward, maxpool_forward
+from .pooling_kernels import maxpool_backward, maxpool_backward_pieces, maxpool_forward, maxpool_forward_pieces
 
 
 def maxpool2d_forward(x, size, stride, buf=None):
@@ -31,7 +32,11 @@ def maxpool2d_forward(x, size, stride, buf=None):
         raise ValueError(f"window {size} does not fit a {h}x{w} image")
     y = buf.get("y", (nb, nc, ph, pw))
     arg = buf.get("arg", (nb, nc, ph, pw), np.int32)
-    maxpool_forward(x, size, stride, y, arg)
+    pieces = batch_pieces(nb)
+    if threads.pieces_threads(pieces) > 1:
+        maxpool_forward_pieces(x, size, stride, y, arg, pieces)
+    else:
+        maxpool_forward(x, size, stride, y, arg)
     return y, arg
 
 
@@ -44,7 +49,11 @@ def maxpool2d_backward(dy, arg, x_shape, buf=None, out=None):
     buf = buf or Buffers(dy.dtype)
     nb, nc, h, w = x_shape
     dx = buf.get("dx", (nb, nc, h, w)) if out is None else out
-    maxpool_backward(dy, arg, dx.reshape(nb, nc, h * w))
+    pieces = batch_pieces(nb)
+    if threads.pieces_threads(pieces) > 1:
+        maxpool_backward_pieces(dy, arg, dx.reshape(nb, nc, h * w), pieces)
+    else:
+        maxpool_backward(dy, arg, dx.reshape(nb, nc, h * w))
     return dx
 
 

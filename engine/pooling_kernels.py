@@ -3,17 +3,40 @@
 from __future__ import annotations
 
 import numpy as np
+from numba import prange
 
 from .arrays import fill
-from .jit import jit
+from .jit import jit, jit_pieces
+
+
+@jit
+def _pool2x2_row(x0, x1, base, w, yr, ar):
+    """One output row of maxpool_forward for 2x2 windows at stride 2, the stride a constant so
+    that the loop vectorises (paired loads); x0, x1 the two input rows, base the flat index of x0."""
+    for q in range(yr.size):
+        v0, v1, v2, v3 = x0[2 * q], x0[2 * q + 1], x1[2 * q], x1[2 * q + 1]
+        m = v0
+        a = base + 2 * q
+        better = v1 > m
+        m = v1 if better else m
+        a = base + 2 * q + 1 if better else a
+        better = v2 > m
+        m = v2 if better else m
+        a = base + w + 2 * q if better else a
+        better = v3 > m
+        m = v3 if better else m
+        a = base + w + 2 * q + 1 if better else a
+        nan = (v0 != v0) | (v1 != v1) | (v2 != v2) | (v3 != v3)
+        yr[q] = v0 + np.nan if nan else m
+        ar[q] = a
 
 
 @jit
 def maxpool_forward(x, size, s, y, arg):
     """y (B, C, PH, PW) <- window maxima of x (B, C, H, W); arg <- their flat index h*W + w.
 
-    Ties go to the first maximum; a window holding NaN gives NaN, as in torch. Branch-free
-    (max and selects), with the 2x2 window unrolled: the common case.
+    Ties go to the first maximum (so y = x at arg); a window holding NaN gives NaN, as in torch.
+    Branch-free selects, with the 2x2 window unrolled: the common case.
     """
     nb, nc, _, w = x.shape
     ph, pw = y.shape[2], y.shape[3]
@@ -24,7 +47,9 @@ def maxpool_forward(x, size, s, y, arg):
                 h0 = r * s
                 yr = y[n, c, r]                                 # (PW,)
                 ar = arg[n, c, r]
-                if size == 2:
+                if size == 2 and s == 2:
+                    _pool2x2_row(xc[h0], xc[h0 + 1], h0 * w, w, yr, ar)
+                elif size == 2:
                     x0, x1 = xc[h0], xc[h0 + 1]
                     base = h0 * w
                     for q in range(pw):
@@ -33,16 +58,16 @@ def maxpool_forward(x, size, s, y, arg):
                         m = v0
                         a = base + j
                         better = v1 > m
-                        m = max(v1, m)
+                        m = v1 if better else m
                         a = base + j + 1 if better else a
                         better = v2 > m
-                        m = max(v2, m)
+                        m = v2 if better else m
                         a = base + w + j if better else a
                         better = v3 > m
-                        m = max(v3, m)
+                        m = v3 if better else m
                         a = base + w + j + 1 if better else a
                         nan = (v0 != v0) | (v1 != v1) | (v2 != v2) | (v3 != v3)
-                        yr[q] = np.nan if nan else m
+                        yr[q] = v0 + np.nan if nan else m
                         ar[q] = a
                 else:
                     for q in range(pw):
@@ -55,10 +80,10 @@ def maxpool_forward(x, size, s, y, arg):
                             for j in range(size):
                                 v = row[w0 + j]
                                 better = v > m
-                                m = max(v, m)
+                                m = v if better else m
                                 a = (h0 + i) * w + w0 + j if better else a
                                 nan |= v != v
-                        yr[q] = np.nan if nan else m
+                        yr[q] = m + np.nan if nan else m
                         ar[q] = a
 
 
@@ -75,3 +100,22 @@ def maxpool_backward(dy, arg, dx):
             for r in range(ph):
                 for q in range(pw):
                     dxc[a[r, q]] += g[r, q]
+
+
+@jit_pieces
+def maxpool_forward_pieces(x, size, s, y, arg, k):
+    """maxpool_forward with the batch in k pieces on Numba's threads (each window on its own: any
+    cut gives the same bits)."""
+    nb = x.shape[0]
+    for i in prange(k):
+        lo, hi = nb * i // k, nb * (i + 1) // k
+        maxpool_forward(x[lo:hi], size, s, y[lo:hi], arg[lo:hi])
+
+
+@jit_pieces
+def maxpool_backward_pieces(dy, arg, dx, k):
+    """maxpool_backward with the batch in k pieces on Numba's threads."""
+    nb = dy.shape[0]
+    for i in prange(k):
+        lo, hi = nb * i // k, nb * (i + 1) // k
+        maxpool_backward(dy[lo:hi], arg[lo:hi], dx[lo:hi])

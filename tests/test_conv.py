@@ -313,9 +313,9 @@ def test_maxpool_propagates_nan():
 @pytest.mark.parametrize("act", ["relu", "identity"])
 def test_pool_winners_path_equals_dense_path(monkeypatch, rel_err, act):
     """Conv2d reads a pool's winners instead of its dense dx: same gradients, and it is used."""
-    calls = []
-    real = conv.dz_winners
-    monkeypatch.setattr(conv, "dz_winners", lambda *a: calls.append(1) or real(*a))
+    calls = []                                                   # the backward kernel's winners flag
+    real = conv.conv_backward_serial
+    monkeypatch.setattr(conv, "conv_backward_serial", lambda *a: calls.append(a[2]) or real(*a))
     specs = [{"type": "conv2d", "filters": 3, "kernel": 3, "padding": 1, "activation": act},
              {"type": "maxpool2d", "size": 2}]
     net = net_of(specs, (1, 7, 8))                              # C*K*K = 9: the direct backward
@@ -329,10 +329,10 @@ def test_pool_winners_path_equals_dense_path(monkeypatch, rel_err, act):
     assert pool.winners_only and not dpool.filled                # left empty: the conv reads the winners
     dx_fast = np.array(convl.backward(dpool, ctx))
     g_fast = {k: np.array(v) for k, v in net.params.grads.items()}
-    assert calls == [1]
+    assert calls == [True]
     dense = pooling.maxpool2d_backward(dy, pool.arg, pool.x_shape)
     dx_dense = np.array(convl.backward(dense, ctx))                  # a plain array: the dense path
-    assert calls == [1]
+    assert calls == [True, False]
     assert rel_err(dx_fast, dx_dense) < 1e-12
     for k, v in net.params.grads.items():
         assert rel_err(g_fast[k], v) < 1e-12
@@ -445,6 +445,50 @@ def test_small_cnn_trains_like_torch():
     (ours, pred), (theirs, tpred) = out["numba"], out["torch"]
     assert np.max(np.abs(np.array(ours) - np.array(theirs))) < 1e-9
     assert np.max(np.abs(pred - tpred)) < 1e-9
+
+
+@pytest.mark.parametrize("specs, in_shape, batch", [
+    ([{"type": "conv2d", "filters": 5, "kernel": 3, "activation": "relu"}, {"type": "maxpool2d", "size": 2},
+      {"type": "flatten"}, {"type": "dense", "units": 4}], (1, 12, 11), 64),           # winners, 4 pieces
+    ([{"type": "conv2d", "filters": 3, "kernel": 3, "padding": 1, "activation": "tanh"},
+      {"type": "maxpool2d", "size": 2},
+      {"type": "conv2d", "filters": 2, "kernel": 3, "padding": 1, "activation": "relu"},   # 27 taps
+      {"type": "maxpool2d", "size": 3, "stride": 2},
+      {"type": "conv2d", "filters": 2, "kernel": 2, "stride": 2, "activation": "relu"},    # dx, not 3x3
+      {"type": "flatten"}, {"type": "dense", "units": 3}], (1, 13, 12), 27),           # 3 uneven pieces
+])
+def test_two_threads_give_the_same_bits(specs, in_shape, batch, monkeypatch):
+    """The direct kernels and the pools run in batch pieces (on Numba's threads with two): every
+    bit of the weights after a few training steps is the same on one thread and on two."""
+    from descent.engine import threads
+    from descent.engine.backend import Trainer
+    from descent.engine.optim import OptimConfig
+
+    calls = []
+    for mod, name in [(conv, "conv_forward_pieces"), (conv, "conv_backward_pieces"), (pooling, "maxpool_forward_pieces")]:
+        real = getattr(mod, name)
+        monkeypatch.setattr(mod, name, lambda *a, real=real, name=name: calls.append(name) or real(*a))
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((batch,) + in_shape).astype(np.float32)
+    y = rng.integers(0, specs[-1]["units"], batch)
+    results = []
+    for n in (1, 2):
+        with threads.using(n):
+            t = Trainer(specs, in_shape, "cross_entropy", OptimConfig(kind="adam", lr=1e-2), seed=5)
+            t.net.layers[0].need_dx = True
+            losses = [t.step(x, y).loss for _ in range(3)]
+            results.append((losses, {k: np.array(v) for k, v in t.state_dict().items()}, t.predict(x)))
+    with threads.using(2):
+        two = threads.pieces_threads(2) == 2                   # Numba has a thread-safe threading layer here
+    assert not two or {"conv_forward_pieces", "conv_backward_pieces", "maxpool_forward_pieces"} <= set(calls)
+    (losses, state, pred), (losses2, state2, pred2) = results
+    assert losses == losses2 and np.array_equal(pred, pred2)
+    assert list(state) == list(state2) and all(np.array_equal(state[k], state2[k]) for k in state)
+
+
+def test_batch_pieces_depend_on_the_batch_only():
+    assert [conv.batch_pieces(n) for n in (1, 7, 8, 16, 24, 31, 32, 64, 1000)] == [1, 1, 1, 2, 3, 3, 4, 4, 4]
 
 
 # ---------------------------------------------------------------------------------------------
