@@ -23,7 +23,7 @@ import math
 import numpy as np
 
 from .arrays import Buffers
-from .attention_products import dot
+from .attention_products import dot, grad_dot
 from .errors import SpecError
 from .layer import Layer, SpecReader
 from .layernorm_kernels import LN_EPS, layernorm_backward, layernorm_forward
@@ -133,7 +133,7 @@ class TransformerLM(Layer):
         nb, t = self.ids.shape
         d, n, w, p, g = self.dim, nb * t, self.buf, self.p, self.g
         dl = np.ascontiguousarray(dy, dtype=self.dtype).reshape(n, self.vocab)
-        dot(dl.T, self.z, g[self.head])                                           # (V, D)
+        grad_dot(dl, self.z, g[self.head], w)                                           # (V, D)
         dz = w.get("dz", (n, d))
         dot(dl, p[self.head], dz)                                                 # (N, D)
         dh = dz
