@@ -107,6 +107,9 @@ def half_block(fn, a, b, part, i):
     """part[i] = a[rows].T @ b[rows] over half i of the rows: one CBLAS call."""
     n, m, k = a.shape[0], a.shape[1], b.shape[1]
     lo, hi = edge(n, 2, i), edge(n, 2, i + 1)
+    if hi == lo:                     # fewer than 32 rows: the first half is empty
+        part[i] = 0.0
+        return
     size = np.uint64(a.itemsize)
     fn(ROW_MAJOR, TRANS, NO_TRANS, m, k, hi - lo, 1.0, a.ctypes.data + np.uint64(lo * m) * size, m,
        b.ctypes.data + np.uint64(lo * k) * size, k, 0.0, part.ctypes.data + np.uint64(i * m * k) * size, k)
