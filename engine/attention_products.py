@@ -39,9 +39,10 @@ def dot(a, b, out, beta: float = 0.0):
     return np.dot(a, b, out=out)
 
 
-def grad_dot(a, b, out, buf):
+def grad_dot(a, b, out, buf=None):
     """out (M, K) = a.T @ b for C-contiguous a (N, M), b (N, K), as two halves of the N rows
-    added in a fixed order (module docstring); buf (arrays.Buffers) holds the halves."""
+    added in a fixed order (module docstring); buf (arrays.Buffers) holds the halves (None: a
+    new array)."""
     n, m = a.shape
     k = b.shape[1]
     if b.shape[0] != n or out.shape != (m, k):
@@ -50,11 +51,28 @@ def grad_dot(a, b, out, buf):
     if (fn is None or n * m * k < products.PIECE_MIN_MACS or not (a.flags.c_contiguous and b.flags.c_contiguous
             and out.flags.c_contiguous) or a.dtype != out.dtype or b.dtype != out.dtype):
         return dot(a.T, b, out)
-    part = buf.get("grad_dot", (2, m, k), out.dtype)                    # (2, M, K)
+    part = np.empty((2, m, k), out.dtype) if buf is None else buf.get("grad_dot", (2, m, k), out.dtype)
     if threads.pieces_threads(2) > 1:
         halves_pieces(fn, a, b, out, part)
     else:
         halves(fn, a, b, out, part)
+    return out
+
+
+def mat(x, w):
+    """x (..., K) @ w (K, N) as a new (..., N) array, through dot (w may be a transpose)."""
+    x2 = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
+    if x2.dtype != w.dtype:
+        return x @ w
+    out = np.empty((x2.shape[0], w.shape[1]), x2.dtype)
+    return dot(x2, w, out).reshape(x.shape[:-1] + (w.shape[1],))
+
+
+def bmm(a, b):
+    """a (B, M, K) @ b (B, K, N) per sample as a new (B, M, N) array, through heads_matmul (views
+    welcome, as there)."""
+    out = np.empty(a.shape[:2] + b.shape[2:], np.result_type(a, b))
+    heads_matmul(a[:, None], b[:, None], out[:, None])
     return out
 
 

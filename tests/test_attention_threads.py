@@ -63,6 +63,32 @@ def test_language_model_steps_give_the_same_bits_on_two_threads(split, norm):
     same_bits(layers, (t,), ids, np.roll(ids, -1, axis=1))
 
 
+@pytest.mark.parametrize("attention", ["dot", "additive"])
+def test_seq2seq_gradients_are_the_same_bits_on_two_threads(split, attention):
+    from descent.engine.layer import Context
+    from descent.engine.model import Net
+
+    rng = np.random.default_rng(6)
+    nb, s, vocab = 40, 12, 20
+    lens = rng.integers(1, s + 1, size=nb)
+    x = np.zeros((nb, 2 * s + 1), np.int64)
+    mask = np.zeros_like(x, bool)
+    for b, n in enumerate(lens):
+        x[b, :n], x[b, s], x[b, s + 1:s + 1 + n] = rng.integers(4, vocab, n), 1, rng.integers(4, vocab, n)
+        mask[b, :n] = mask[b, s:s + 1 + n] = True
+    spec = [{"type": "seq2seq", "cell": "gru", "hidden": 32, "embed": 16, "vocab": vocab, "attention": attention}]
+    runs = []
+    for n in (1, 2):
+        with threads.using(n):
+            net = Net(spec, (2 * s + 1,), np.float32, seed=2)
+            ctx = Context(mask=mask)
+            out = net.forward(x, ctx).copy()
+            net.layers[0].backward(np.sin(out), ctx)
+            runs.append((out, {k: v.copy() for k, v in net.params.grads.items()}))
+    assert np.array_equal(runs[0][0], runs[1][0])
+    assert all(np.array_equal(runs[0][1][k], runs[1][1][k]) for k in runs[0][1])
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("nb, h, tq, t, d", [(5, 2, 9, 9, 8), (5, 1, 1, 9, 6), (3, 4, 7, 7, 12), (2, 3, 1, 1, 3)])
 def test_heads_matmul_matches_numpy_on_views(dtype, nb, h, tq, t, d, monkeypatch):
