@@ -34,7 +34,8 @@ import numpy as np
 
 from .activation_kernels import IDENTITY, RELU, bias_act_backward, bias_act_forward
 from .arrays import Buffers, aligned_ratio, column_sums, masked_mean_norms
-from .attention_kernels import (add_at_last, add_positions, gather_last, masked_softmax, masked_softmax_backward,
+from .attention_kernels import (add_at_last, add_positions, bias_positions, fill_rows, gather_last,
+                                last_query_kv_grads, last_query_mix, masked_softmax, masked_softmax_backward,
                                 position_sumsq, sequence_lengths)
 from .attention_products import dot, grad_dot, heads_matmul
 from .dense import uniform_fan_in
@@ -174,12 +175,16 @@ class SelfAttention(Layer):
 
         # block input: projection and positions
         xe = x
+        table = None if self.positional == "none" else p["pos"] if self.positional == "learned" else self.table
         if self.has_proj:
+            # bias and positions first, the product added onto them: one pass over (B, T, D) fewer
             xe = w.get("xe", (nb, t, d))
-            dot(x.reshape(nb * t, -1), p["proj.weight"].T, xe.reshape(nb * t, d))   # (B*T, D)
-            bias_act_forward(xe.reshape(nb * t, d), p["proj.bias"], IDENTITY, 0.0)
-        if self.positional != "none":
-            table = p["pos"] if self.positional == "learned" else self.table
+            if table is None:
+                fill_rows(xe.reshape(nb * t, d), p["proj.bias"])
+            else:
+                bias_positions(p["proj.bias"], table, xe)
+            dot(x.reshape(nb * t, -1), p["proj.weight"].T, xe.reshape(nb * t, d), beta=1.0)   # (B*T, D)
+        elif table is not None:
             out = w.get("xe", (nb, t, d))
             add_positions(xe, table, out)                        # (B, T, D)
             xe = out
@@ -193,14 +198,17 @@ class SelfAttention(Layer):
         q, kv = w.get("q", (nb, tq, d)), w.get("kv", (nb, t, 2 * d))
         dot(xq.reshape(nb * tq, d), w_in[:d].T, q.reshape(nb * tq, d))       # (B*Tq, D)
         bias_act_forward(q.reshape(nb * tq, d), b_in[:d], IDENTITY, 0.0)
-        dot(xe.reshape(nb * t, d), w_in[d:].T, kv.reshape(nb * t, 2 * d))    # (B*T, 2D)
-        bias_act_forward(kv.reshape(nb * t, 2 * d), b_in[d:], IDENTITY, 0.0)
+        fill_rows(kv.reshape(nb * t, 2 * d), b_in[d:])
+        dot(xe.reshape(nb * t, d), w_in[d:].T, kv.reshape(nb * t, 2 * d), beta=1.0)    # (B*T, 2D)
         q4, k4, v4 = split_heads(q, h), split_heads(kv[:, :, :d], h), split_heads(kv[:, :, d:], h)
         att = w.get("att", (nb, h, tq, t))
         heads_matmul(q4, k4.transpose(0, 1, 3, 2), att)        # (B, H, Tq, T)
         masked_softmax(att, lens, self.last, self.scale)         # (B, H, Tq, T)
         o = w.get("o", (nb, tq, d))
-        heads_matmul(att, v4, split_heads(o, h))                # (B, H, Tq, Dh)
+        if self.last:
+            last_query_mix(att, kv, d, o)                        # (B, 1, D)
+        else:
+            heads_matmul(att, v4, split_heads(o, h))            # (B, H, T, Dh)
         r1 = w.get("r1", (nb * tq, d))
         dot(o.reshape(nb * tq, d), p["attn.out_proj.weight"].T, r1)          # (B*Tq, D)
         bias_act_forward(r1, p["attn.out_proj.bias"], IDENTITY, 0.0)
@@ -264,10 +272,15 @@ class SelfAttention(Layer):
         do4, q4 = split_heads(do, h), split_heads(q, h)
         k4, v4 = split_heads(kv[:, :, :d], h), split_heads(kv[:, :, d:], h)
         heads_matmul(do4, v4.transpose(0, 1, 3, 2), datt)      # (B, H, Tq, T)
-        heads_matmul(att.transpose(0, 1, 3, 2), do4, split_heads(dkv[:, :, d:], h))   # (B, H, T, Dh)
-        masked_softmax_backward(att, datt, self.scale)           # (B, H, Tq, T)
-        heads_matmul(datt, k4, split_heads(dq, h))              # (B, H, Tq, Dh)
-        heads_matmul(datt.transpose(0, 1, 3, 2), q4, split_heads(dkv[:, :, :d], h))  # (B, H, T, Dh)
+        if self.last:
+            masked_softmax_backward(att, datt, self.scale)       # (B, H, 1, T)
+            last_query_mix(datt, kv, 0, dq)                      # (B, 1, D)
+            last_query_kv_grads(att, datt, q, do, dkv)           # (B, T, 2D)
+        else:
+            heads_matmul(att.transpose(0, 1, 3, 2), do4, split_heads(dkv[:, :, d:], h))   # (B, H, T, Dh)
+            masked_softmax_backward(att, datt, self.scale)       # (B, H, T, T)
+            heads_matmul(datt, k4, split_heads(dq, h))          # (B, H, T, Dh)
+            heads_matmul(datt.transpose(0, 1, 3, 2), q4, split_heads(dkv[:, :, :d], h))  # (B, H, T, Dh)
 
         # input projections
         w_in, gw_in, gb_in = p["attn.in_proj_weight"], g["attn.in_proj_weight"], g["attn.in_proj_bias"]
