@@ -34,9 +34,8 @@ import numpy as np
 
 from .activation_kernels import IDENTITY, RELU, bias_act_backward, bias_act_forward
 from .arrays import Buffers, aligned_ratio, column_sums, masked_mean_norms
-from .attention_kernels import (add_at_last, add_positions, bias_positions, fill_rows, gather_last,
-                                last_query_kv_grads, last_query_mix, masked_softmax, masked_softmax_backward,
-                                position_sumsq, sequence_lengths)
+from .attention_kernels import (add_at_last, add_positions, bias_positions, fill_rows, gather_last, masked_softmax,
+                                masked_softmax_backward, position_sumsq, sequence_lengths)
 from .attention_products import dot, grad_dot, heads_matmul
 from .dense import uniform_fan_in
 from .errors import SpecError
@@ -205,10 +204,7 @@ class SelfAttention(Layer):
         heads_matmul(q4, k4.transpose(0, 1, 3, 2), att)        # (B, H, Tq, T)
         masked_softmax(att, lens, self.last, self.scale)         # (B, H, Tq, T)
         o = w.get("o", (nb, tq, d))
-        if self.last:
-            last_query_mix(att, kv, d, o)                        # (B, 1, D)
-        else:
-            heads_matmul(att, v4, split_heads(o, h))            # (B, H, T, Dh)
+        heads_matmul(att, v4, split_heads(o, h))                # (B, H, Tq, Dh)
         r1 = w.get("r1", (nb * tq, d))
         dot(o.reshape(nb * tq, d), p["attn.out_proj.weight"].T, r1)          # (B*Tq, D)
         bias_act_forward(r1, p["attn.out_proj.bias"], IDENTITY, 0.0)
@@ -272,15 +268,10 @@ class SelfAttention(Layer):
         do4, q4 = split_heads(do, h), split_heads(q, h)
         k4, v4 = split_heads(kv[:, :, :d], h), split_heads(kv[:, :, d:], h)
         heads_matmul(do4, v4.transpose(0, 1, 3, 2), datt)      # (B, H, Tq, T)
-        if self.last:
-            masked_softmax_backward(att, datt, self.scale)       # (B, H, 1, T)
-            last_query_mix(datt, kv, 0, dq)                      # (B, 1, D)
-            last_query_kv_grads(att, datt, q, do, dkv)           # (B, T, 2D)
-        else:
-            heads_matmul(att.transpose(0, 1, 3, 2), do4, split_heads(dkv[:, :, d:], h))   # (B, H, T, Dh)
-            masked_softmax_backward(att, datt, self.scale)       # (B, H, T, T)
-            heads_matmul(datt, k4, split_heads(dq, h))          # (B, H, T, Dh)
-            heads_matmul(datt.transpose(0, 1, 3, 2), q4, split_heads(dkv[:, :, :d], h))  # (B, H, T, Dh)
+        heads_matmul(att.transpose(0, 1, 3, 2), do4, split_heads(dkv[:, :, d:], h))   # (B, H, T, Dh)
+        masked_softmax_backward(att, datt, self.scale)           # (B, H, Tq, T)
+        heads_matmul(datt, k4, split_heads(dq, h))              # (B, H, Tq, Dh)
+        heads_matmul(datt.transpose(0, 1, 3, 2), q4, split_heads(dkv[:, :, :d], h))  # (B, H, T, Dh)
 
         # input projections
         w_in, gw_in, gb_in = p["attn.in_proj_weight"], g["attn.in_proj_weight"], g["attn.in_proj_bias"]

@@ -59,42 +59,6 @@ def masked_softmax_backward(p, dp, scale):
 
 
 @jit
-def last_query_mix(w, kv, c0, out):
-    """The one query of output = "last": out[b, 0, head h] = sum_j w[b, h, 0, j] kv[b, j, c0 + head h]
-    (the context from the values at c0 = D, or dL/dq from dL/dscores and the keys at c0 = 0).
-    w (B, H, 1, T); kv (B, T, 2D); out (B, 1, D). A loop over the contiguous head columns:
-    one BLAS call per sample for a (1, T) @ (T, Dh) product cost twice as much."""
-    nb, nh, _, t = w.shape
-    d = out.shape[2]
-    dh = d // nh
-    for b in range(nb):
-        for k in range(d):
-            out[b, 0, k] = 0.0
-        for h in range(nh):
-            for j in range(t):
-                wj = w[b, h, 0, j]
-                for k in range(h * dh, (h + 1) * dh):
-                    out[b, 0, k] += wj * kv[b, j, c0 + k]
-
-
-@jit
-def last_query_kv_grads(att, dscores, q, do, dkv):
-    """The one query of output = "last": dL/dkeys dkv[b, j, :D] = dscores[b, h, 0, j] q[b, 0, :] and
-    dL/dvalues dkv[b, j, D:] = att[b, h, 0, j] do[b, 0, :], head h's columns each (outer products,
-    one pass over dkv). att, dscores (B, H, 1, T); q, do (B, 1, D); dkv (B, T, 2D)."""
-    nb, nh, _, t = att.shape
-    d = q.shape[2]
-    dh = d // nh
-    for b in range(nb):
-        for j in range(t):
-            for h in range(nh):
-                g, a = dscores[b, h, 0, j], att[b, h, 0, j]
-                for k in range(h * dh, (h + 1) * dh):
-                    dkv[b, j, k] = g * q[b, 0, k]
-                    dkv[b, j, d + k] = a * do[b, 0, k]
-
-
-@jit
 def add_positions(x, table, out):
     """out[b, t] = x[b, t] + table[t]. x, out (B, T, D), may be the same array; table (max_len, D)."""
     nb, t, d = x.shape
