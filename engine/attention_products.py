@@ -6,15 +6,16 @@ of Python per call than products.matmul's checks).
 
 `grad_dot(a, b, out, buf)`: out = a.T @ b over many rows (a weight gradient summed over the B*T
 rows): the rows cut in two halves whose products land in a (2, M, K) work array of buf (a
-Buffers) and are added in that order. Cutting out's rows or columns instead (products.matmul) has each thread read all B*T rows
-of one operand: 128x3200x64 took 506 us on one thread that way, against 443 unsplit.
+Buffers) and are added in that order. Cutting out's rows or columns instead (products.matmul)
+has each thread read all B*T rows of one operand: 128x3200x64 took 506 us on one thread that
+way, 443 unsplit, 416 in halves (207 on two threads, against 251).
 
 `heads_matmul(a, b, out)`: out[i, j] = a[i, j] @ b[i, j] over the (B, H) leading axes of 4-D head
 views (attention.split_heads, transposed or not), one CBLAS call per (sample, head) with the
-views' own strides as leading dimensions. np.matmul does the same on one thread, but its loop
-copies whenever the output is a strided view (the key and value gradients: 245 us for what one
-call per sample does in 30 us). The (sample, head) products are the pieces: each is one call
-on one thread whoever runs it, so one thread and two give the same bits.
+views' own strides as leading dimensions. np.matmul runs on one thread, and without BLAS when the
+output is a strided view (the key and value gradients of workload 4e: 245 us, against 33-39 us
+here). The (sample, head) products are the pieces: each is one call on one thread whoever runs
+it, so one thread and two give the same bits.
 """
 
 from __future__ import annotations
