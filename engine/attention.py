@@ -20,8 +20,9 @@ With output = "last" only the query at each sample's last real step feeds the ou
 block is evaluated for that one query (Tq = 1) while keys and values cover all T steps. This
 is the same arithmetic torch does for that row; the other T - 1 rows are never computed.
 
-Products are BLAS (np.dot / np.matmul into preallocated arrays, heads as strided views);
-softmax and layer norm are fused jitted kernels. Shapes: B batch, T steps, Tq query rows
+Products are BLAS into preallocated arrays (attention_products: big ones in fixed blocks on the
+engine's threads, heads as strided views one call per sample and head); softmax and layer norm
+are fused jitted kernels. Shapes: B batch, T steps, Tq query rows
 (T, or 1 for "last"), E input width, D = dim, H heads, Dh = D / H, F = ff width.
 """
 
@@ -33,8 +34,9 @@ import numpy as np
 
 from .activation_kernels import IDENTITY, RELU, bias_act_backward, bias_act_forward
 from .arrays import Buffers, aligned_ratio, column_sums, masked_mean_norms
-from .attention_kernels import (add_at_last, add_positions, gather_last, masked_softmax, masked_softmax_backward,
-                                position_sumsq, sequence_lengths)
+from .attention_kernels import (add_at_last, add_positions, bias_positions, fill_rows, gather_last, masked_softmax,
+                                masked_softmax_backward, position_sumsq, sequence_lengths)
+from .attention_products import dot, grad_dot, heads_matmul
 from .dense import uniform_fan_in
 from .errors import SpecError
 from .layer import Layer, SpecReader
@@ -172,12 +174,16 @@ class SelfAttention(Layer):
 
         # block input: projection and positions
         xe = x
+        table = None if self.positional == "none" else p["pos"] if self.positional == "learned" else self.table
         if self.has_proj:
+            # bias and positions first, the product added onto them: one pass over (B, T, D) fewer
             xe = w.get("xe", (nb, t, d))
-            np.dot(x.reshape(nb * t, -1), p["proj.weight"].T, out=xe.reshape(nb * t, d))   # (B*T, D)
-            bias_act_forward(xe.reshape(nb * t, d), p["proj.bias"], IDENTITY, 0.0)
-        if self.positional != "none":
-            table = p["pos"] if self.positional == "learned" else self.table
+            if table is None:
+                fill_rows(xe.reshape(nb * t, d), p["proj.bias"])
+            else:
+                bias_positions(p["proj.bias"], table, xe)
+            dot(x.reshape(nb * t, -1), p["proj.weight"].T, xe.reshape(nb * t, d), beta=1.0)   # (B*T, D)
+        elif table is not None:
             out = w.get("xe", (nb, t, d))
             add_positions(xe, table, out)                        # (B, T, D)
             xe = out
@@ -189,18 +195,18 @@ class SelfAttention(Layer):
         # attention
         w_in, b_in = p["attn.in_proj_weight"], p["attn.in_proj_bias"]
         q, kv = w.get("q", (nb, tq, d)), w.get("kv", (nb, t, 2 * d))
-        np.dot(xq.reshape(nb * tq, d), w_in[:d].T, out=q.reshape(nb * tq, d))       # (B*Tq, D)
+        dot(xq.reshape(nb * tq, d), w_in[:d].T, q.reshape(nb * tq, d))       # (B*Tq, D)
         bias_act_forward(q.reshape(nb * tq, d), b_in[:d], IDENTITY, 0.0)
-        np.dot(xe.reshape(nb * t, d), w_in[d:].T, out=kv.reshape(nb * t, 2 * d))    # (B*T, 2D)
-        bias_act_forward(kv.reshape(nb * t, 2 * d), b_in[d:], IDENTITY, 0.0)
+        fill_rows(kv.reshape(nb * t, 2 * d), b_in[d:])
+        dot(xe.reshape(nb * t, d), w_in[d:].T, kv.reshape(nb * t, 2 * d), beta=1.0)    # (B*T, 2D)
         q4, k4, v4 = split_heads(q, h), split_heads(kv[:, :, :d], h), split_heads(kv[:, :, d:], h)
         att = w.get("att", (nb, h, tq, t))
-        np.matmul(q4, k4.transpose(0, 1, 3, 2), out=att)        # (B, H, Tq, T)
+        heads_matmul(q4, k4.transpose(0, 1, 3, 2), att)        # (B, H, Tq, T)
         masked_softmax(att, lens, self.last, self.scale)         # (B, H, Tq, T)
         o = w.get("o", (nb, tq, d))
-        np.matmul(att, v4, out=split_heads(o, h))                # (B, H, Tq, Dh)
+        heads_matmul(att, v4, split_heads(o, h))                # (B, H, Tq, Dh)
         r1 = w.get("r1", (nb * tq, d))
-        np.dot(o.reshape(nb * tq, d), p["attn.out_proj.weight"].T, out=r1)          # (B*Tq, D)
+        dot(o.reshape(nb * tq, d), p["attn.out_proj.weight"].T, r1)          # (B*Tq, D)
         bias_act_forward(r1, p["attn.out_proj.bias"], IDENTITY, 0.0)
         np.add(r1, xq.reshape(nb * tq, d), out=r1)               # residual
         y = w.get("y1", (nb * tq, d))
@@ -212,9 +218,9 @@ class SelfAttention(Layer):
         # feed-forward sublayer
         if self.ff:
             hid, r2 = w.get("hid", (nb * tq, self.ff)), w.get("r2", (nb * tq, d))
-            np.dot(y, p["ff1.weight"].T, out=hid)                # (B*Tq, F)
+            dot(y, p["ff1.weight"].T, hid)                # (B*Tq, F)
             bias_act_forward(hid, p["ff1.bias"], RELU, 0.0)
-            np.dot(hid, p["ff2.weight"].T, out=r2)               # (B*Tq, D)
+            dot(hid, p["ff2.weight"].T, r2)               # (B*Tq, D)
             bias_act_forward(r2, p["ff2.bias"], IDENTITY, 0.0)
             np.add(r2, y, out=r2)                                # residual
             y = w.get("y2", (nb * tq, d))
@@ -240,43 +246,43 @@ class SelfAttention(Layer):
         if self.ff:
             dr2, dhid, dy1 = w.get("dr2", (n, d)), w.get("dhid", (n, self.ff)), w.get("dy1", (n, d))
             layernorm_backward(dy, a["xhat2"], a["rstd2"], p["norm2.weight"], dr2, g["norm2.weight"], g["norm2.bias"])
-            np.dot(dr2.T, a["hid"], out=g["ff2.weight"])          # (D, F)
+            grad_dot(dr2, a["hid"], g["ff2.weight"], w)          # (D, F)
             column_sums(dr2, g["ff2.bias"])
-            np.dot(dr2, p["ff2.weight"], out=dhid)               # (B*Tq, F)
+            dot(dr2, p["ff2.weight"], dhid)               # (B*Tq, F)
             bias_act_backward(a["hid"], dhid, RELU, 0.0, dhid, g["ff1.bias"])
-            np.dot(dhid.T, a["y1"], out=g["ff1.weight"])         # (F, D)
-            np.dot(dhid, p["ff1.weight"], out=dy1)               # (B*Tq, D)
+            grad_dot(dhid, a["y1"], g["ff1.weight"], w)         # (F, D)
+            dot(dhid, p["ff1.weight"], dy1)               # (B*Tq, D)
             np.add(dy1, dr2, out=dy1)                            # residual
             dy = dy1
 
         # norm1, output projection
         dr1, do = w.get("dr1", (n, d)), w.get("do", (nb, tq, d))
         layernorm_backward(dy, a["xhat1"], a["rstd1"], p["norm1.weight"], dr1, g["norm1.weight"], g["norm1.bias"])
-        np.dot(dr1.T, a["o"].reshape(n, d), out=g["attn.out_proj.weight"])          # (D, D)
+        grad_dot(dr1, a["o"].reshape(n, d), g["attn.out_proj.weight"], w)          # (D, D)
         column_sums(dr1, g["attn.out_proj.bias"])
-        np.dot(dr1, p["attn.out_proj.weight"], out=do.reshape(n, d))                # (B*Tq, D)
+        dot(dr1, p["attn.out_proj.weight"], do.reshape(n, d))                # (B*Tq, D)
 
         # attention
         att, q, kv = a["att"], a["q"], a["kv"]
         dq, dkv, datt = w.get("dq", (nb, tq, d)), w.get("dkv", (nb, t, 2 * d)), w.get("datt", (nb, h, tq, t))
         do4, q4 = split_heads(do, h), split_heads(q, h)
         k4, v4 = split_heads(kv[:, :, :d], h), split_heads(kv[:, :, d:], h)
-        np.matmul(do4, v4.transpose(0, 1, 3, 2), out=datt)      # (B, H, Tq, T)
-        np.matmul(att.transpose(0, 1, 3, 2), do4, out=split_heads(dkv[:, :, d:], h))   # (B, H, T, Dh)
+        heads_matmul(do4, v4.transpose(0, 1, 3, 2), datt)      # (B, H, Tq, T)
+        heads_matmul(att.transpose(0, 1, 3, 2), do4, split_heads(dkv[:, :, d:], h))   # (B, H, T, Dh)
         masked_softmax_backward(att, datt, self.scale)           # (B, H, Tq, T)
-        np.matmul(datt, k4, out=split_heads(dq, h))              # (B, H, Tq, Dh)
-        np.matmul(datt.transpose(0, 1, 3, 2), q4, out=split_heads(dkv[:, :, :d], h))  # (B, H, T, Dh)
+        heads_matmul(datt, k4, split_heads(dq, h))              # (B, H, Tq, Dh)
+        heads_matmul(datt.transpose(0, 1, 3, 2), q4, split_heads(dkv[:, :, :d], h))  # (B, H, T, Dh)
 
         # input projections
         w_in, gw_in, gb_in = p["attn.in_proj_weight"], g["attn.in_proj_weight"], g["attn.in_proj_bias"]
         dq2, dkv2, xe2 = dq.reshape(n, d), dkv.reshape(nb * t, 2 * d), xe.reshape(nb * t, d)
-        np.dot(dq2.T, xq.reshape(n, d), out=gw_in[:d])           # (D, D)
+        grad_dot(dq2, xq.reshape(n, d), gw_in[:d], w)           # (D, D)
         column_sums(dq2, gb_in[:d])
-        np.dot(dkv2.T, xe2, out=gw_in[d:])                       # (2D, D)
+        grad_dot(dkv2, xe2, gw_in[d:], w)                       # (2D, D)
         column_sums(dkv2, gb_in[d:])
         dxe, dxq = w.get("dxe", (nb, t, d)), w.get("dxq", (nb, tq, d))
-        np.dot(dkv2, w_in[d:], out=dxe.reshape(nb * t, d))       # (B*T, D)
-        np.dot(dq2, w_in[:d], out=dxq.reshape(n, d))             # (B*Tq, D)
+        dot(dkv2, w_in[d:], dxe.reshape(nb * t, d))       # (B*T, D)
+        dot(dq2, w_in[:d], dxq.reshape(n, d))             # (B*Tq, D)
         np.add(dxq.reshape(n, d), dr1, out=dxq.reshape(n, d))    # residual
         if self.last:
             add_at_last(dxe, lens, dxq)                          # (B, T, D)
@@ -300,12 +306,12 @@ class SelfAttention(Layer):
             gpos[t:] = 0.0
         if not self.has_proj:
             return dxe if self.need_dx else None
-        np.dot(dxe.reshape(nb * t, d).T, x.reshape(nb * t, -1), out=g["proj.weight"])   # (D, E)
+        grad_dot(dxe.reshape(nb * t, d), x.reshape(nb * t, -1), g["proj.weight"], w)   # (D, E)
         column_sums(dxe.reshape(nb * t, d), g["proj.bias"])
         if not self.need_dx:
             return None
         dx = w.get("dx", x.shape)
-        np.dot(dxe.reshape(nb * t, d), p["proj.weight"], out=dx.reshape(nb * t, -1))      # (B*T, E)
+        dot(dxe.reshape(nb * t, d), p["proj.weight"], dx.reshape(nb * t, -1))      # (B*T, E)
         return dx
 
     # -- torch -----------------------------------------------------------------------------------

@@ -69,6 +69,26 @@ def add_positions(x, table, out):
 
 
 @jit
+def bias_positions(bias, table, out):
+    """out[b, t] = bias + table[t], the start of the block input before the projection adds to
+    it (products.matmul with beta = 1). bias (D,); table (max_len, D); out (B, T, D)."""
+    nb, t, d = out.shape
+    for b in range(nb):
+        for i in range(t):
+            for k in range(d):
+                out[b, i, k] = bias[k] + table[i, k]
+
+
+@jit
+def fill_rows(out, row):
+    """out[i] = row for every row i of out (N, F): a bias a product then adds to."""
+    n, f = out.shape
+    for i in range(n):
+        for k in range(f):
+            out[i, k] = row[k]
+
+
+@jit
 def sequence_lengths(mask, lens):
     """lens (B,) <- number of True per row of mask (B, T), at least 1."""
     nb, t = mask.shape

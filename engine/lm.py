@@ -23,6 +23,7 @@ import math
 import numpy as np
 
 from .arrays import Buffers
+from .attention_products import dot, grad_dot
 from .errors import SpecError
 from .layer import Layer, SpecReader
 from .layernorm_kernels import LN_EPS, layernorm_backward, layernorm_forward
@@ -124,7 +125,7 @@ class TransformerLM(Layer):
             layernorm_forward(h, p["ln_f.weight"], beta, LN_EPS, z, xhat, rstd)
             self.xhat, self.rstd = xhat, rstd
         logits = w.get("logits", (n, self.vocab))
-        np.dot(z, p[self.head].T, out=logits)                                            # (N, V)
+        dot(z, p[self.head].T, logits)                                            # (N, V)
         self.ids, self.z = ids, z
         return logits.reshape(nb, t, self.vocab)
 
@@ -132,9 +133,9 @@ class TransformerLM(Layer):
         nb, t = self.ids.shape
         d, n, w, p, g = self.dim, nb * t, self.buf, self.p, self.g
         dl = np.ascontiguousarray(dy, dtype=self.dtype).reshape(n, self.vocab)
-        np.dot(dl.T, self.z, out=g[self.head])                                           # (V, D)
+        grad_dot(dl, self.z, g[self.head], w)                                           # (V, D)
         dz = w.get("dz", (n, d))
-        np.dot(dl, p[self.head], out=dz)                                                 # (N, D)
+        dot(dl, p[self.head], dz)                                                 # (N, D)
         dh = dz
         if self.final_norm:
             dh = w.get("dh", (n, d))

@@ -24,6 +24,7 @@ from .activation_kernels import IDENTITY, RELU, act_backward, bias_act_forward
 from .arrays import Buffers, column_sums
 from .attention import split_heads
 from .attention_kernels import masked_softmax, masked_softmax_backward
+from .attention_products import dot, grad_dot, heads_matmul
 from .layernorm_kernels import LN_EPS, layernorm_backward, layernorm_forward
 from .lm_kernels import gelu_backward, gelu_forward
 
@@ -80,19 +81,19 @@ class Block:
             self._ln(x, "ln_1", a, s["xhat1"], s["rstd1"])
         s["a"] = a
         qkv = w.get("qkv", (nb, t, 3 * d))
-        np.dot(a, p["attn.c_attn.weight"].T, out=qkv.reshape(n, 3 * d))                # (N, 3D)
+        dot(a, p["attn.c_attn.weight"].T, qkv.reshape(n, 3 * d))                # (N, 3D)
         if self.bias:
             bias_act_forward(qkv.reshape(n, 3 * d), p["attn.c_attn.bias"], IDENTITY, 0.0)
         q4, k4, v4 = (split_heads(qkv[:, :, i * d:(i + 1) * d], self.h) for i in range(3))
         att = w.get("att", (nb, self.h, t, t))
-        np.matmul(q4, k4.transpose(0, 1, 3, 2), out=att)                                # (B, H, T, T)
+        heads_matmul(q4, k4.transpose(0, 1, 3, 2), att)                                # (B, H, T, T)
         lens = w.get("lens", (nb,), np.int64)
         lens.fill(t)
         masked_softmax(att, lens, False, self.scale)
         o = w.get("o", (nb, t, d))
-        np.matmul(att, v4, out=split_heads(o, self.h))                                  # (B, H, T, Dh)
+        heads_matmul(att, v4, split_heads(o, self.h))                                  # (B, H, T, Dh)
         r = w.get("r1", (n, d))
-        np.dot(o.reshape(n, d), p["attn.c_proj.weight"].T, out=r)                       # (N, D)
+        dot(o.reshape(n, d), p["attn.c_proj.weight"].T, r)                       # (N, D)
         if self.bias:
             bias_act_forward(r, p["attn.c_proj.bias"], IDENTITY, 0.0)
         np.add(r, x, out=r)                                                              # residual
@@ -108,7 +109,7 @@ class Block:
             self._ln(x1, "ln_2", m, s["xhat2"], s["rstd2"])
         s["m"] = m
         u = w.get("u", (n, f))
-        np.dot(m, p["mlp.c_fc.weight"].T, out=u)                                         # (N, F)
+        dot(m, p["mlp.c_fc.weight"].T, u)                                         # (N, F)
         if self.gelu:
             if self.bias:
                 bias_act_forward(u, p["mlp.c_fc.bias"], IDENTITY, 0.0)
@@ -120,7 +121,7 @@ class Block:
             hid = u
         s["hid"] = hid
         r2 = w.get("r2", (n, d))
-        np.dot(hid, p["mlp.c_proj.weight"].T, out=r2)                                   # (N, D)
+        dot(hid, p["mlp.c_proj.weight"].T, r2)                                   # (N, D)
         if self.bias:
             bias_act_forward(r2, p["mlp.c_proj.bias"], IDENTITY, 0.0)
         np.add(r2, x1, out=r2)
@@ -143,21 +144,21 @@ class Block:
         if not self.pre:
             dr2 = w.get("dr2", (n, d))
             self._ln_back(dy, s["xhat2"], s["rstd2"], "ln_2", dr2)
-        np.dot(dr2.T, s["hid"], out=g["mlp.c_proj.weight"])                              # (D, F)
+        grad_dot(dr2, s["hid"], g["mlp.c_proj.weight"], w)                              # (D, F)
         if self.bias:
             column_sums(dr2, g["mlp.c_proj.bias"])
         du = w.get("du", (n, f))
-        np.dot(dr2, p["mlp.c_proj.weight"], out=du)                                      # (N, F)
+        dot(dr2, p["mlp.c_proj.weight"], du)                                      # (N, F)
         if self.gelu:
             dhid, du = du, w.get("du2", (n, f))
             gelu_backward(s["u"], dhid, du, self.fast)   # out of place: in place it did not vectorise (7x slower)
         else:
             act_backward(s["hid"], du, RELU, 0.0, du)
-        np.dot(du.T, s["m"], out=g["mlp.c_fc.weight"])                                   # (F, D)
+        grad_dot(du, s["m"], g["mlp.c_fc.weight"], w)                                   # (F, D)
         if self.bias:
             column_sums(du, g["mlp.c_fc.bias"])
         dx1 = w.get("dx1", (n, d))
-        np.dot(du, p["mlp.c_fc.weight"], out=dx1)                                        # (N, D) via m
+        dot(du, p["mlp.c_fc.weight"], dx1)                                        # (N, D) via m
         if self.pre:
             dm = dx1
             dx1 = w.get("dx1b", (n, d))
@@ -170,28 +171,28 @@ class Block:
             dr1 = w.get("dr1", (n, d))
             self._ln_back(dx1, s["xhat1"], s["rstd1"], "ln_1", dr1)
         o = s["o"]
-        np.dot(dr1.T, o.reshape(n, d), out=g["attn.c_proj.weight"])                     # (D, D)
+        grad_dot(dr1, o.reshape(n, d), g["attn.c_proj.weight"], w)                     # (D, D)
         if self.bias:
             column_sums(dr1, g["attn.c_proj.bias"])
         do = w.get("do", (nb, t, d))
-        np.dot(dr1, p["attn.c_proj.weight"], out=do.reshape(n, d))                      # (N, D)
+        dot(dr1, p["attn.c_proj.weight"], do.reshape(n, d))                      # (N, D)
         att, qkv = s["att"], s["qkv"]
         q4, k4, v4 = (split_heads(qkv[:, :, i * d:(i + 1) * d], self.h) for i in range(3))
         dqkv = w.get("dqkv", (nb, t, 3 * d))
         dq4, dk4, dv4 = (split_heads(dqkv[:, :, i * d:(i + 1) * d], self.h) for i in range(3))
         do4 = split_heads(do, self.h)
         datt = w.get("datt", (nb, self.h, t, t))
-        np.matmul(do4, v4.transpose(0, 1, 3, 2), out=datt)                              # (B, H, T, T)
-        np.matmul(att.transpose(0, 1, 3, 2), do4, out=dv4)                              # (B, H, T, Dh)
+        heads_matmul(do4, v4.transpose(0, 1, 3, 2), datt)                              # (B, H, T, T)
+        heads_matmul(att.transpose(0, 1, 3, 2), do4, dv4)                              # (B, H, T, Dh)
         masked_softmax_backward(att, datt, self.scale)
-        np.matmul(datt, k4, out=dq4)
-        np.matmul(datt.transpose(0, 1, 3, 2), q4, out=dk4)
+        heads_matmul(datt, k4, dq4)
+        heads_matmul(datt.transpose(0, 1, 3, 2), q4, dk4)
         dqkv2 = dqkv.reshape(n, 3 * d)
-        np.dot(dqkv2.T, s["a"], out=g["attn.c_attn.weight"])                            # (3D, D)
+        grad_dot(dqkv2, s["a"], g["attn.c_attn.weight"], w)                            # (3D, D)
         if self.bias:
             column_sums(dqkv2, g["attn.c_attn.bias"])
         da = w.get("da", (n, d))
-        np.dot(dqkv2, p["attn.c_attn.weight"], out=da)                                  # (N, D)
+        dot(dqkv2, p["attn.c_attn.weight"], da)                                  # (N, D)
         if self.pre:
             dx = w.get("dx", (n, d))
             self._ln_back(da, s["xhat1"], s["rstd1"], "ln_1", dx)

@@ -8,13 +8,16 @@ Weights a = softmax over the real source positions; context c_t = sum_j a_tj h_j
 Head (Luong's attentional vector, eq. 5): u_t = tanh(W_c [s_t; c_t] + b_c), logits = W_o u_t + b_o
 (without attention u_t = tanh(W_c s_t + b_c)).
 
-Every product is one batched matmul over all steps at once, so no Python loop runs per time step
-in training; these are BLAS-bound and small next to the recurrent kernels, hence no Numba here.
+Every product covers all steps at once, so no Python loop runs per time step in training; they
+go through attention_products (big ones in fixed pieces on the engine's threads: the same bits
+on one thread and two), the rest is NumPy.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from .attention_products import bmm, grad_dot, mat
 
 NEG = -1e30           # a padded source position's score: exp underflows to exactly 0
 
@@ -31,33 +34,33 @@ def softmax_masked(scores, smask):
 def keys(kind, p, K):
     """What the scores need from the encoder states alone (additive: W_k h_j, (B, S_in, A)), so a
     decoding loop computes it once rather than at every step."""
-    return K @ p["attention.key.weight"].T if kind == "additive" else None
+    return mat(K, p["attention.key.weight"].T) if kind == "additive" else None
 
 
 def attend(kind, p, S, K, smask, k=None):
     """(context (B, T, H), weights (B, T, S_in), cache for attend_backward); `k` from `keys`."""
     if kind == "dot":
-        scores = S @ K.transpose(0, 2, 1)                                  # (B, T, S_in)
+        scores = bmm(S, K.transpose(0, 2, 1))                              # (B, T, S_in)
         cache = {}
     else:
-        q = S @ p["attention.query.weight"].T                              # (B, T, A)
+        q = mat(S, p["attention.query.weight"].T)                          # (B, T, A)
         k = keys(kind, p, K) if k is None else k                           # (B, S_in, A)
         e = np.tanh(q[:, :, None, :] + k[:, None, :, :])                   # (B, T, S_in, A)
         scores = e @ p["attention.v.weight"][0]                            # (B, T, S_in)
         cache = {"e": e}
     a = softmax_masked(scores, smask)
-    return a @ K, a, cache
+    return bmm(a, K), a, cache
 
 
 def attend_backward(kind, p, g, S, K, a, cache, dctx):
     """Gradients into S and K (returned, (B, T, H) and (B, S_in, H)); parameter gradients
     written into g (overwritten)."""
-    dK = a.transpose(0, 2, 1) @ dctx                                       # (B, S_in, H) via the context
-    da = dctx @ K.transpose(0, 2, 1)                                       # (B, T, S_in)
+    dK = bmm(a.transpose(0, 2, 1), dctx)                                   # (B, S_in, H) via the context
+    da = bmm(dctx, K.transpose(0, 2, 1))                                   # (B, T, S_in)
     ds = a * (da - (da * a).sum(axis=-1, keepdims=True))                   # softmax backward; 0 at padding
     if kind == "dot":
-        dS = ds @ K
-        dK += ds.transpose(0, 2, 1) @ S
+        dS = bmm(ds, K)
+        dK += bmm(ds.transpose(0, 2, 1), S)
         return dS, dK
     e, v = cache["e"], p["attention.v.weight"][0]
     g["attention.v.weight"][0] = np.einsum("bts,btsa->a", ds, e)
@@ -65,28 +68,32 @@ def attend_backward(kind, p, g, S, K, a, cache, dctx):
     dq, dk = dpre.sum(axis=2), dpre.sum(axis=1)                            # (B, T, A), (B, S_in, A)
     wq, wk = p["attention.query.weight"], p["attention.key.weight"]
     H = S.shape[-1]
-    g["attention.query.weight"][...] = dq.reshape(-1, dq.shape[-1]).T @ S.reshape(-1, H)
-    g["attention.key.weight"][...] = dk.reshape(-1, dk.shape[-1]).T @ K.reshape(-1, H)
-    dK += dk @ wk
-    return dq @ wq, dK
+    grad_dot(dq.reshape(-1, dq.shape[-1]), S.reshape(-1, H), g["attention.query.weight"])
+    grad_dot(dk.reshape(-1, dk.shape[-1]), K.reshape(-1, H), g["attention.key.weight"])
+    dK += mat(dk, wk)
+    return mat(dq, wq), dK
 
 
 def head(p, feat):
     """(logits (B, T, V), u (B, T, C)) from features (B, T, F)."""
-    u = np.tanh(feat @ p["combine.weight"].T + p["combine.bias"])
-    return u @ p["out.weight"].T + p["out.bias"], u
+    u = mat(feat, p["combine.weight"].T)
+    u += p["combine.bias"]
+    np.tanh(u, out=u)
+    logits = mat(u, p["out.weight"].T)
+    logits += p["out.bias"]
+    return logits, u
 
 
 def head_backward(p, g, feat, u, dlogits):
     """dfeat (B, T, F); the head's parameter gradients written into g."""
     V, C, F = dlogits.shape[-1], u.shape[-1], feat.shape[-1]
     d2 = dlogits.reshape(-1, V)
-    g["out.weight"][...] = d2.T @ u.reshape(-1, C)
+    grad_dot(d2, u.reshape(-1, C), g["out.weight"])
     g["out.bias"][...] = d2.sum(axis=0)
-    du = (dlogits @ p["out.weight"]) * (1.0 - u * u)                       # (B, T, C)
-    g["combine.weight"][...] = du.reshape(-1, C).T @ feat.reshape(-1, F)
+    du = mat(dlogits, p["out.weight"]) * (1.0 - u * u)                     # (B, T, C)
+    grad_dot(du.reshape(-1, C), feat.reshape(-1, F), g["combine.weight"])
     g["combine.bias"][...] = du.reshape(-1, C).sum(axis=0)
-    return du @ p["combine.weight"]
+    return mat(du, p["combine.weight"])
 
 
 def sigmoid(x):

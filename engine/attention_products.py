@@ -1,0 +1,185 @@
+"""The attention layers' matrix products, on the engine's thread policy (engine/threads.py).
+
+`dot(a, b, out)`: a 2-D product; big ones go to products.matmul (fixed blocks on Numba's
+threads), small ones to np.dot (one BLAS call: same bits on any thread count, and ~2 us less
+of Python per call than products.matmul's checks).
+
+`grad_dot(a, b, out, buf)`: out = a.T @ b over many rows (a weight gradient summed over the B*T
+rows): the rows cut in two halves whose products land in a (2, M, K) work array of buf (a
+Buffers) and are added in that order. Cutting out's rows or columns instead (products.matmul)
+has each thread read all B*T rows of one operand: 128x3200x64 took 506 us on one thread that
+way, 443 unsplit, 416 in halves (207 on two threads, against 251).
+
+`heads_matmul(a, b, out)`: out[i, j] = a[i, j] @ b[i, j] over the (B, H) leading axes of 4-D head
+views (attention.split_heads, transposed or not), one CBLAS call per (sample, head) with the
+views' own strides as leading dimensions. np.matmul runs on one thread, and without BLAS when the
+output is a strided view (the key and value gradients of workload 4e: 245 us, against 33-39 us
+here). The (sample, head) products are the pieces: each is one call on one thread whoever runs
+it, so one thread and two give the same bits.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from . import products, threads
+from .jit import jit, jit_pieces
+from .product_kernels import NO_TRANS, ROW_MAJOR, TRANS, edge
+
+# Below this many multiply-adds over all (sample, head) pieces, one thread: entering a parallel
+# region costs a few microseconds, as much as ~100k multiply-adds of these small products.
+HEADS_MIN_MACS = 100_000
+
+
+def dot(a, b, out, beta: float = 0.0):
+    """out = a @ b + beta * out for 2-D a, b and a C-contiguous out of one float dtype (see
+    products.matmul)."""
+    if beta != 0.0 or a.shape[0] * a.shape[1] * b.shape[1] >= products.PIECE_MIN_MACS:
+        return products.matmul(a, b, out, beta)
+    return np.dot(a, b, out=out)
+
+
+def grad_dot(a, b, out, buf=None):
+    """out (M, K) = a.T @ b for C-contiguous a (N, M), b (N, K), as two halves of the N rows
+    added in a fixed order (module docstring); buf (arrays.Buffers) holds the halves (None: a
+    new array)."""
+    n, m = a.shape
+    k = b.shape[1]
+    if b.shape[0] != n or out.shape != (m, k):
+        raise ValueError(f"grad_dot: shapes {a.shape}.T @ {b.shape} -> {out.shape}")
+    fn = products._cblas().get(out.dtype)
+    if (fn is None or n * m * k < products.PIECE_MIN_MACS or not (a.flags.c_contiguous and b.flags.c_contiguous
+            and out.flags.c_contiguous) or a.dtype != out.dtype or b.dtype != out.dtype):
+        return dot(a.T, b, out)
+    part = np.empty((2, m, k), out.dtype) if buf is None else buf.get("grad_dot", (2, m, k), out.dtype)
+    if threads.pieces_threads(2) > 1:
+        halves_pieces(fn, a, b, out, part)
+    else:
+        halves(fn, a, b, out, part)
+    return out
+
+
+def mat(x, w):
+    """x (..., K) @ w (K, N) as a new (..., N) array, through dot (w may be a transpose)."""
+    x2 = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
+    if x2.dtype != w.dtype:
+        return x @ w
+    out = np.empty((x2.shape[0], w.shape[1]), x2.dtype)
+    return dot(x2, w, out).reshape(x.shape[:-1] + (w.shape[1],))
+
+
+def bmm(a, b):
+    """a (B, M, K) @ b (B, K, N) per sample as a new (B, M, N) array, through heads_matmul (views
+    welcome, as there)."""
+    out = np.empty(a.shape[:2] + b.shape[2:], np.result_type(a, b))
+    heads_matmul(a[:, None], b[:, None], out[:, None])
+    return out
+
+
+def _op(rows: int, cols: int, s_row: int, s_col: int):
+    """(CBLAS transpose flag, leading dimension) of a (rows, cols) view with element strides
+    (s_row, s_col), or None when neither reading of it is a CBLAS matrix."""
+    if s_col == 1 or cols == 1:                  # row-major: (r, c) at r * ld + c
+        if rows == 1:
+            return NO_TRANS, max(cols, 1)
+        if s_row >= max(cols, 1):
+            return NO_TRANS, s_row
+    if s_row == 1 or rows == 1:                  # the transpose of a row-major (cols, rows)
+        if cols == 1:
+            return TRANS, max(rows, 1)
+        if s_col >= max(rows, 1):
+            return TRANS, s_col
+    return None
+
+
+def _layout(x, rows: int, cols: int):
+    size = x.itemsize
+    s0, s1, s2, s3 = x.strides
+    if min(s0, s1, s2, s3) < 0 or s0 % size or s1 % size or s2 % size or s3 % size:
+        return None
+    return _op(rows, cols, s2 // size, s3 // size)
+
+
+def heads_matmul(a, b, out):
+    """out (B, H, M, N) = a (B, H, M, K) @ b (B, H, K, N) per (sample, head); views welcome
+    (each 2-D slice with one contiguous axis; out's last axis contiguous)."""
+    nb, nh, m, k = a.shape
+    n = b.shape[3]
+    if b.shape != (nb, nh, k, n) or out.shape != (nb, nh, m, n):
+        raise ValueError(f"heads_matmul: shapes {a.shape} @ {b.shape} -> {out.shape}")
+    fn = products._cblas().get(out.dtype)
+    la, lb, lc = _layout(a, m, k), _layout(b, k, n), _layout(out, m, n)
+    if (fn is None or la is None or lb is None or lc is None or lc[0] != NO_TRANS
+            or a.dtype != out.dtype or b.dtype != out.dtype or a.size * n == 0):
+        return np.matmul(a, b, out=out)
+    pieces = nb * nh
+    if a.size * n >= HEADS_MIN_MACS and threads.pieces_threads(pieces) > 1:
+        heads_gemm_pieces(fn, a, b, out, la[0], la[1], lb[0], lb[1], lc[1])
+    else:
+        heads_gemm(fn, a, b, out, la[0], la[1], lb[0], lb[1], lc[1])
+    return out
+
+
+@jit
+def half_block(fn, a, b, part, i):
+    """part[i] = a[rows].T @ b[rows] over half i of the rows: one CBLAS call."""
+    n, m, k = a.shape[0], a.shape[1], b.shape[1]
+    lo, hi = edge(n, 2, i), edge(n, 2, i + 1)
+    if hi == lo:                     # fewer than 32 rows: the first half is empty
+        part[i] = 0.0
+        return
+    size = np.uint64(a.itemsize)
+    fn(ROW_MAJOR, TRANS, NO_TRANS, m, k, hi - lo, 1.0, a.ctypes.data + np.uint64(lo * m) * size, m,
+       b.ctypes.data + np.uint64(lo * k) * size, k, 0.0, part.ctypes.data + np.uint64(i * m * k) * size, k)
+
+
+@jit
+def add_halves(part, out):
+    """out = part[0] + part[1]: (M, K)."""
+    m, k = out.shape
+    for r in range(m):
+        for c in range(k):
+            out[r, c] = part[0, r, c] + part[1, r, c]
+
+
+@jit
+def halves(fn, a, b, out, part):
+    """Both halves one after the other, then their sum."""
+    for i in range(2):
+        half_block(fn, a, b, part, i)
+    add_halves(part, out)
+
+
+@jit_pieces
+def halves_pieces(fn, a, b, out, part):
+    """The halves on two of Numba's threads, then the same sum."""
+    for i in numba.prange(2):
+        half_block(fn, a, b, part, i)
+    add_halves(part, out)
+
+
+@jit
+def heads_block(fn, a, b, c, ta, lda, tb, ldb, ldc, i):
+    """Piece i = (sample i // H, head i % H): c[s, h] = a[s, h] @ b[s, h], one CBLAS call."""
+    nh, m, k, n = a.shape[1], a.shape[2], a.shape[3], b.shape[3]
+    s, h = i // nh, i % nh
+    oa = np.uint64(s * a.strides[0] + h * a.strides[1])        # byte offsets: non-negative (checked)
+    ob = np.uint64(s * b.strides[0] + h * b.strides[1])
+    oc = np.uint64(s * c.strides[0] + h * c.strides[1])
+    fn(ROW_MAJOR, ta, tb, m, n, k, 1.0, a.ctypes.data + oa, lda, b.ctypes.data + ob, ldb,
+       0.0, c.ctypes.data + oc, ldc)
+
+
+@jit
+def heads_gemm(fn, a, b, c, ta, lda, tb, ldb, ldc):
+    """Every (sample, head) product, one after the other."""
+    for i in range(a.shape[0] * a.shape[1]):
+        heads_block(fn, a, b, c, ta, lda, tb, ldb, ldc, i)
+
+
+@jit_pieces
+def heads_gemm_pieces(fn, a, b, c, ta, lda, tb, ldb, ldc):
+    """The same calls on Numba's threads."""
+    for i in numba.prange(a.shape[0] * a.shape[1]):
+        heads_block(fn, a, b, c, ta, lda, tb, ldb, ldc, i)
