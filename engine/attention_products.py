@@ -25,7 +25,7 @@ import numpy as np
 
 from . import products, threads
 from .jit import jit, jit_pieces
-from .product_kernels import NO_TRANS, ROW_MAJOR, TRANS, edge
+from .product_kernels import NO_TRANS, ROW_MAJOR, TRANS, cblas_gemm, edge
 
 # Below this many multiply-adds over all (sample, head) pieces, one thread: entering a parallel
 # region costs a few microseconds, as much as ~100k multiply-adds of these small products.
@@ -130,8 +130,10 @@ def half_block(fn, a, b, part, i):
         part[i] = 0.0
         return
     size = np.uint64(a.itemsize)
-    fn(ROW_MAJOR, TRANS, NO_TRANS, m, k, hi - lo, 1.0, a.ctypes.data + np.uint64(lo * m) * size, m,
-       b.ctypes.data + np.uint64(lo * k) * size, k, 0.0, part.ctypes.data + np.uint64(i * m * k) * size, k)
+    f = part.dtype.type
+    cblas_gemm(np.uint64(fn), ROW_MAJOR, TRANS, NO_TRANS, m, k, hi - lo, f(1.0),
+               a.ctypes.data + np.uint64(lo * m) * size, m, b.ctypes.data + np.uint64(lo * k) * size, k, f(0.0),
+               part.ctypes.data + np.uint64(i * m * k) * size, k)
 
 
 @jit
@@ -167,8 +169,9 @@ def heads_block(fn, a, b, c, ta, lda, tb, ldb, ldc, i):
     oa = np.uint64(s * a.strides[0] + h * a.strides[1])        # byte offsets: non-negative (checked)
     ob = np.uint64(s * b.strides[0] + h * b.strides[1])
     oc = np.uint64(s * c.strides[0] + h * c.strides[1])
-    fn(ROW_MAJOR, ta, tb, m, n, k, 1.0, a.ctypes.data + oa, lda, b.ctypes.data + ob, ldb,
-       0.0, c.ctypes.data + oc, ldc)
+    f = c.dtype.type
+    cblas_gemm(np.uint64(fn), ROW_MAJOR, ta, tb, m, n, k, f(1.0), a.ctypes.data + oa, lda, b.ctypes.data + ob, ldb,
+               f(0.0), c.ctypes.data + oc, ldc)
 
 
 @jit

@@ -145,10 +145,6 @@ def _numba_threads_ready() -> bool:
 
     from .jit import probe_pieces
 
-    # libgomp's workers spin 300,000 rounds (milliseconds) after each region, in the way of the
-    # recurrent layers' pool thread: seq2seq on two threads took 18.2 ms a step, 15.7 with 20,000
-    # (workloads 1, 2b, 4b, 4d, 4e the same or faster; quiet, 2026-12-01). Read when libgomp loads.
-    os.environ.setdefault("GOMP_SPINCOUNT", "20000")
     try:
         numba.config.THREADING_LAYER = "threadsafe"
         probe_pieces(np.zeros(2))
