@@ -100,11 +100,14 @@ def add_blocks(sums, first, out):
 
 @jit
 def segment_sumsq_serial(x, offsets, out):
-    first = sumsq_blocks(offsets)
-    sums = np.empty(first[-1])
-    for j in range(sums.size):
-        sums[j] = block_sumsq(x, offsets, first, j)
-    add_blocks(sums, first, out)
+    """segment_sumsq on one thread: the same blocks in the same order as the pieces (a loop of its
+    own rather than the pieces' block plan: half the compile time)."""
+    lanes = np.empty(LANES)
+    for s in range(offsets.size - 1):
+        total = 0.0
+        for lo in range(offsets[s], offsets[s + 1], SUMSQ_BLOCK):
+            total += lane_sumsq(x[lo:min(lo + SUMSQ_BLOCK, offsets[s + 1])], lanes)
+        out[s] = total
 
 
 @jit_pieces

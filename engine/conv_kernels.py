@@ -302,22 +302,6 @@ def _taps3_grad(t, k0, d0, xa, off):
 
 
 @jit
-def _taps3_grad4(t, k0, dz, n, f, off0, xf, c, off, nl):
-    """_taps3_grad for the four samples n .. n+3 in one pass (one load and store of t per four
-    multiply-adds); dz = dzs, rows start at off0."""
-    t0, t1, t2 = t[k0], t[k0 + 1], t[k0 + 2]                    # (L,) each
-    d0, d1, d2, d3 = (dz[n, f, off0:off0 + nl], dz[n + 1, f, off0:off0 + nl], dz[n + 2, f, off0:off0 + nl],
-                      dz[n + 3, f, off0:off0 + nl])
-    a0, a1, a2, a3 = (xf[n, c, off:off + nl + 2], xf[n + 1, c, off:off + nl + 2], xf[n + 2, c, off:off + nl + 2],
-                      xf[n + 3, c, off:off + nl + 2])
-    for p in range(nl):
-        g0, g1, g2, g3 = d0[p], d1[p], d2[p], d3[p]
-        t0[p] = fma(g3, a3[p], fma(g2, a2[p], fma(g1, a1[p], fma(g0, a0[p], t0[p]))))
-        t1[p] = fma(g3, a3[p + 1], fma(g2, a2[p + 1], fma(g1, a1[p + 1], fma(g0, a0[p + 1], t1[p]))))
-        t2[p] = fma(g3, a3[p + 2], fma(g2, a2[p + 2], fma(g1, a1[p + 2], fma(g0, a0[p + 2], t2[p]))))
-
-
-@jit
 def conv_wgrads_part(xf, dzs, s, wp, oh, ow, k, t, lanes, part):
     """part (F, C*K*K + 1) float64 <- the weight gradients of conv_forward_direct summed over the
     samples of xf and dzs (dz_dense or dz_winners), the bias's in the last column.
@@ -334,15 +318,6 @@ def conv_wgrads_part(xf, dzs, s, wp, oh, ow, k, t, lanes, part):
         fill(t.reshape(t.size), 0.0)
         tb = t[nk]                                              # (L,) bias row
         n = 0
-        while k == 3 and s == 1 and n + 4 <= nb:
-            d0, d1, d2, d3 = (dzs[n, f, wp:wp + nl], dzs[n + 1, f, wp:wp + nl], dzs[n + 2, f, wp:wp + nl],
-                              dzs[n + 3, f, wp:wp + nl])
-            for p in range(nl):
-                tb[p] += (d0[p] + d1[p]) + (d2[p] + d3[p])
-            for c in range(nc):
-                for i in range(3):
-                    _taps3_grad4(t, (c * 3 + i) * 3, dzs, n, f, wp, xf, c, i * wp, nl)
-            n += 4
         while n < nb:
             d0 = dzs[n, f, wp:wp + nl]                          # (L,)
             for p in range(nl):
@@ -371,15 +346,6 @@ def conv_backward_piece(xf, w, winners, dyp, outp, arg, y, dy, act, slope, s, wp
     conv_wgrads_part(xf[lo:hi], dzs[lo:hi], s, wp, oh, ow, k, t, lanes, part)
     if dxf.size > 0:
         conv_dx_direct(w, dzs[lo:hi], s, wp, oh, ow, dxf[lo:hi])
-
-
-@jit
-def conv_backward_serial(xf, w, winners, dyp, outp, arg, y, dy, act, slope, s, wp, dzs, ts, lanes, parts, dxf):
-    """conv_backward_piece for the len(ts) batch pieces, one after the other."""
-    nb, k = xf.shape[0], ts.shape[0]
-    for i in range(k):
-        conv_backward_piece(xf, w, winners, dyp, outp, arg, y, dy, act, slope, s, wp, dzs, ts[i], lanes[i],
-                            parts[i], dxf, nb * i // k, nb * (i + 1) // k)
 
 
 @jit_pieces

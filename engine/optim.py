@@ -49,7 +49,8 @@ class OptimConfig:
 
 
 # Each update kernel is one flat element-wise loop over the whole buffer (it vectorises; no
-# fastmath) that also writes the applied change q - old into `delta`; the per-tensor sums of
+# fastmath) that also writes the applied change q - old into `delta` on a logged step (an empty
+# delta otherwise: one store stream less); the per-tensor sums of
 # delta**2 and of the new parameters**2 (for |dW|/|W|) then come from segment_sumsq. Scalars
 # arrive as Python floats and are cast to the parameter dtype first, so float32 parameters are
 # updated in float32 arithmetic (as torch does) and float64 in float64.
@@ -58,6 +59,7 @@ class OptimConfig:
 @jit
 def sgd_kernel(p, g, buf, delta, lr, momentum, nesterov, wd, gscale, first):
     f = p.dtype.type
+    track = delta.size > 0          # an empty delta: a step nobody logs skips that store
     lr, mu, wd, gscale = f(lr), f(momentum), f(wd), f(gscale)
     use_momentum = momentum != 0.0
     for i in range(p.size):
@@ -69,12 +71,14 @@ def sgd_kernel(p, g, buf, delta, lr, momentum, nesterov, wd, gscale, first):
             d = d + mu * b if nesterov else b
         q = old - lr * d
         p[i] = q
-        delta[i] = q - old
+        if track:
+            delta[i] = q - old
 
 
 @jit
 def rmsprop_kernel(p, g, sq, buf, delta, lr, alpha, eps, momentum, wd, gscale):
     f = p.dtype.type
+    track = delta.size > 0          # an empty delta: a step nobody logs skips that store
     lr, a1, a2, eps, mu, wd, gscale = f(lr), f(alpha), f(1.0 - alpha), f(eps), f(momentum), f(wd), f(gscale)
     use_momentum = momentum > 0.0
     for i in range(p.size):
@@ -90,13 +94,15 @@ def rmsprop_kernel(p, g, sq, buf, delta, lr, alpha, eps, momentum, wd, gscale):
         else:
             q = old - lr * d / avg
         p[i] = q
-        delta[i] = q - old
+        if track:
+            delta[i] = q - old
 
 
 @jit
 def adam_kernel(p, g, m, v, delta, lr, beta1, beta2, eps, wd, decoupled, t, gscale):
     """Adam / AdamW at step t >= 1 (decoupled: p *= 1 - lr*wd before the step; else L2: grad += wd*p)."""
     f = p.dtype.type
+    track = delta.size > 0          # an empty delta: a step nobody logs skips that store
     step_size = f(lr / (1.0 - beta1 ** t))
     inv_sqrt_bc2 = f(1.0 / math.sqrt(1.0 - beta2 ** t))
     decay = f(1.0 - lr * wd)
@@ -116,7 +122,8 @@ def adam_kernel(p, g, m, v, delta, lr, beta1, beta2, eps, wd, decoupled, t, gsca
         v[i] = c
         q = q - step_size * a / (np.sqrt(c) * inv_sqrt_bc2 + eps)
         p[i] = q
-        delta[i] = q - old
+        if track:
+            delta[i] = q - old
 
 
 # On more than one thread the buffer is cut into equal ranges, one per thread (Numba's threads,
@@ -198,20 +205,21 @@ class Optimizer:
                     out.append((max(lo, a), min(hi, b), c.weight_decay if decays else 0.0))
         return out
 
-    def _update(self, lo: int, hi: int, wd: float, scale: float) -> None:
+    def _update(self, lo: int, hi: int, wd: float, scale: float, track: bool) -> None:
         c, ps, st = self.config, self.params, self.state
         s = slice(lo, hi)
+        delta = self.delta[s] if track else self.delta[:0]
         n = threads.pieces_threads((hi - lo) // PIECE_MIN)
         if c.kind == "sgd":
-            args = (ps.flat[s], ps.grad[s], st["momentum"][s], self.delta[s], c.lr, c.momentum, c.nesterov,
+            args = (ps.flat[s], ps.grad[s], st["momentum"][s], delta, c.lr, c.momentum, c.nesterov,
                     wd, scale, self.t == 1)
             sgd_pieces(*args, n) if n > 1 else sgd_kernel(*args)
         elif c.kind == "rmsprop":
-            args = (ps.flat[s], ps.grad[s], st["square_avg"][s], st["momentum"][s], self.delta[s], c.lr,
+            args = (ps.flat[s], ps.grad[s], st["square_avg"][s], st["momentum"][s], delta, c.lr,
                     c.alpha, c.eps, c.momentum, wd, scale)
             rmsprop_pieces(*args, n) if n > 1 else rmsprop_kernel(*args)
         else:
-            args = (ps.flat[s], ps.grad[s], st["exp_avg"][s], st["exp_avg_sq"][s], self.delta[s], c.lr,
+            args = (ps.flat[s], ps.grad[s], st["exp_avg"][s], st["exp_avg_sq"][s], delta, c.lr,
                     c.beta1, c.beta2, c.eps, wd, c.kind == "adamw", self.t, scale)
             adam_pieces(*args, n) if n > 1 else adam_kernel(*args)
 
@@ -240,7 +248,7 @@ class Optimizer:
         self.clip_scale = scale
         self.t += 1
         for lo, hi, wd in self._pieces():     # decay_on = "matrices": nanoGPT's two groups
-            self._update(lo, hi, wd, scale)
+            self._update(lo, hi, wd, scale, diagnostics)
         if diagnostics:
             segment_sumsq(self.delta, ps.offsets, self.upd_sq)
             segment_sumsq(ps.flat, ps.offsets, self.p_sq)

@@ -1,10 +1,10 @@
 """Matrix products as CBLAS calls from compiled code, whole or cut into independent pieces.
 
-`gemm(fn, a, b, c, ta, tb, beta, pieces, rows)`: c = op(a) @ op(b) + beta * c, where op(x) is x
+`gemm(fn, a, b, c, ta, tb, beta, pieces, split, scratch)`: c = op(a) @ op(b) + beta * c, where op(x) is x
 or x^T (`ta`, `tb`), every array 2-D and C-contiguous, `fn` the address of the CBLAS ?gemm of
 NumPy's own OpenBLAS (engine/products.py finds it and passes it in as an int, so the cached
-machine code holds no address; a ctypes function argument would cost 1.7 us per call to unbox). With pieces > 1 the rows of c (rows=True) or its columns are cut into that many
-blocks, each one BLAS call on one thread; `gemm_pieces` runs the same blocks on Numba's threads.
+machine code holds no address; a ctypes function argument would cost 1.7 us per call to unbox). With pieces > 1 the rows of c, its columns or the inner axis (split) are cut into
+that many blocks, each one BLAS call on one thread (inner blocks summed afterwards in order); `gemm_pieces` runs the same blocks on Numba's threads.
 The blocks depend on the shape only, never on the thread count, so one thread and two compute
 the same calls and give the same bits.
 """
@@ -22,6 +22,7 @@ from numba.extending import intrinsic
 from .jit import jit, jit_pieces
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
+ROWS, COLS, INNER = 0, 1, 2     # how a product is cut: rows or columns of c, or its inner (k) axis
 ALIGN = 16          # block edges on multiples of 16 elements: whole cache lines, whole SIMD tiles
 
 
@@ -61,36 +62,57 @@ def edge(total, pieces, i):
 
 
 @jit
-def gemm_block(fn, a, b, c, ta, tb, beta, pieces, rows, i):
-    """Block i of c = op(a) @ op(b) + beta c: one CBLAS call."""
+def gemm_block(fn, a, b, c, ta, tb, beta, pieces, split, i, scratch):
+    """Block i of c = op(a) @ op(b) + beta c: one CBLAS call. split: ROWS or COLS of c, or INNER
+    (the k axis: block 0 into c, block i > 0 into scratch[i - 1], added afterwards by add_inner)."""
     m = a.shape[1] if ta else a.shape[0]
     k = a.shape[0] if ta else a.shape[1]
     n = b.shape[0] if tb else b.shape[1]
     lda, ldb, ldc = a.shape[1], b.shape[1], c.shape[1]
     oa = ob = oc = 0                 # element offsets of the block's corner in a, b and c
-    if rows:
+    out = c
+    if split == ROWS:
         lo, hi = edge(m, pieces, i), edge(m, pieces, i + 1)
         oa, oc, m = (lo if ta else lo * lda), lo * ldc, hi - lo
-    else:
+    elif split == COLS:
         lo, hi = edge(n, pieces, i), edge(n, pieces, i + 1)
         ob, oc, n = (lo * ldb if tb else lo), lo, hi - lo
+    else:
+        lo, hi = edge(k, pieces, i), edge(k, pieces, i + 1)
+        oa, ob, k = (lo * lda if ta else lo), (lo if tb else lo * ldb), hi - lo
+        if i > 0:
+            out, ldc, beta = scratch[i - 1], n, 0.0
     size = np.uint64(c.itemsize)     # pointers are unsigned: keep the sums in uint64
     f = c.dtype.type
     if m > 0 and n > 0:
         cblas_gemm(np.uint64(fn), ROW_MAJOR, TRANS if ta else NO_TRANS, TRANS if tb else NO_TRANS, m, n, k,
                    f(1.0), a.ctypes.data + np.uint64(oa) * size, lda, b.ctypes.data + np.uint64(ob) * size, ldb,
-                   f(beta), c.ctypes.data + np.uint64(oc) * size, ldc)
+                   f(beta), out.ctypes.data + np.uint64(oc) * size, ldc)
 
 
 @jit
-def gemm(fn, a, b, c, ta, tb, beta, pieces, rows):
+def add_inner(c, scratch):
+    """c += scratch[0] + scratch[1] + ..., in that order (an INNER split's blocks after the first)."""
+    for j in range(scratch.shape[0]):
+        cj = scratch[j]
+        for r in range(c.shape[0]):
+            for q in range(c.shape[1]):
+                c[r, q] += cj[r, q]
+
+
+@jit
+def gemm(fn, a, b, c, ta, tb, beta, pieces, split, scratch):
     """All blocks, one after the other, on the calling thread."""
     for i in range(pieces):
-        gemm_block(fn, a, b, c, ta, tb, beta, pieces, rows, i)
+        gemm_block(fn, a, b, c, ta, tb, beta, pieces, split, i, scratch)
+    if split == INNER:
+        add_inner(c, scratch)
 
 
 @jit_pieces
-def gemm_pieces(fn, a, b, c, ta, tb, beta, pieces, rows):
-    """The same blocks, one per Numba thread."""
+def gemm_pieces(fn, a, b, c, ta, tb, beta, pieces, split, scratch):
+    """The same blocks, one per Numba thread, then the same sum."""
     for i in numba.prange(pieces):
-        gemm_block(fn, a, b, c, ta, tb, beta, pieces, rows, i)
+        gemm_block(fn, a, b, c, ta, tb, beta, pieces, split, i, scratch)
+    if split == INNER:
+        add_inner(c, scratch)

@@ -5,12 +5,15 @@ Why not np.dot with OpenBLAS's own threads: OpenBLAS cuts a product by its threa
 cut changes the bits of the result (a product split at a block edge gives other bits in ~2% of
 float32 shapes and ~30% of float64 ones here), so a run would train differently on one thread
 and on two. Here a product of at least PIECE_MIN_MACS multiply-adds is always computed as PIECES
-blocks of rows (or of columns), whatever the thread count; one thread computes the blocks one
-after the other, two at once. One thread pays for the cut: 0-13% more on the bench's products.
+blocks of rows, of columns or of the inner axis (then added in order), whatever the thread count;
+one thread computes the blocks one after the other, two at once. One thread pays for the cut:
+0-13% more on the bench's products.
 
 Which way to cut (quiet, 2026-12-01, microseconds on two threads, rows / columns): 64x64x2000
 103 / 98, 64x2000x64 116 / 72, 64x128x784 81 / 69, 128x784x64 63 / 91, 256x128x784 199 / 224,
-3200x192x64 275 / 432: columns while the output has fewer than ROWS_FROM rows, else rows.
+3200x192x64 275 / 432: columns while the output has fewer than ROWS_FROM rows, else rows; the
+inner axis when it is INNER_FROM times the output's longer side (each thread then packs half of
+both operands instead of one whole; inner / columns: 64x64x2000 94 / 120, 64x128x784 75 / 83).
 
 The CBLAS functions come from the OpenBLAS that NumPy's wheels bundle (numpy.libs), passed to
 the kernels as arguments so the on-disk cache holds no address. Where NumPy has another BLAS,
@@ -26,12 +29,14 @@ import os
 import numpy as np
 
 from . import threads
-from .product_kernels import gemm, gemm_pieces
+from .product_kernels import COLS, INNER, ROWS, gemm, gemm_pieces
 
 PIECES = 2                  # blocks of a big product: the shape decides, never the thread count
 PIECE_MIN_MACS = 1_000_000  # below this a product is one call (a block must outweigh a hand-off, ~2 us)
 ROWS_FROM = 128             # cut rows when the output has this many, else columns (table above)
+INNER_FROM = 4              # cut the inner axis when it is this many times the output's longer side
 
+_NO_SCRATCH = {np.dtype(t): np.empty((0, 0, 0), t) for t in (np.float32, np.float64)}   # splits that need none
 _fns: dict | None = None    # dtype -> address of the CBLAS ?gemm, found on first use; {} when there is none
 
 
@@ -84,5 +89,12 @@ def matmul(a, b, out, beta: float = 0.0):
         return out
     pieces = PIECES if m * n * k >= PIECE_MIN_MACS else 1
     kernel = gemm_pieces if threads.pieces_threads(pieces) > 1 else gemm
-    kernel(fn, a.T if ta else a, b.T if tb else b, out, ta, tb, beta, pieces, m >= ROWS_FROM)
+    scratch = _NO_SCRATCH[out.dtype]
+    if pieces == 1:
+        split = ROWS
+    elif k >= INNER_FROM * max(m, n):
+        split, scratch = INNER, np.empty((pieces - 1, m, n), out.dtype)
+    else:
+        split = ROWS if m >= ROWS_FROM else COLS
+    kernel(fn, a.T if ta else a, b.T if tb else b, out, ta, tb, beta, pieces, split, scratch)
     return out

@@ -314,8 +314,9 @@ def test_maxpool_propagates_nan():
 def test_pool_winners_path_equals_dense_path(monkeypatch, rel_err, act):
     """Conv2d reads a pool's winners instead of its dense dx: same gradients, and it is used."""
     calls = []                                                   # the backward kernel's winners flag
-    real = conv.conv_backward_serial
-    monkeypatch.setattr(conv, "conv_backward_serial", lambda *a: calls.append(a[2]) or real(*a))
+    for name, flag in (("dz_winners", True), ("dz_dense", False)):
+        real = getattr(conv, name)
+        monkeypatch.setattr(conv, name, lambda *a, real=real, flag=flag: calls.append(flag) or real(*a))
     specs = [{"type": "conv2d", "filters": 3, "kernel": 3, "padding": 1, "activation": act},
              {"type": "maxpool2d", "size": 2}]
     net = net_of(specs, (1, 7, 8))                              # C*K*K = 9: the direct backward
