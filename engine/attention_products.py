@@ -48,7 +48,7 @@ def grad_dot(a, b, out, buf=None):
     k = b.shape[1]
     if b.shape[0] != n or out.shape != (m, k):
         raise ValueError(f"grad_dot: shapes {a.shape}.T @ {b.shape} -> {out.shape}")
-    fn = products._cblas().get(out.dtype)
+    fn = products.gemm_address(out.dtype)
     if (fn is None or n * m * k < products.PIECE_MIN_MACS or not (a.flags.c_contiguous and b.flags.c_contiguous
             and out.flags.c_contiguous) or a.dtype != out.dtype or b.dtype != out.dtype):
         return dot(a.T, b, out)
@@ -108,7 +108,7 @@ def heads_matmul(a, b, out):
     n = b.shape[3]
     if b.shape != (nb, nh, k, n) or out.shape != (nb, nh, m, n):
         raise ValueError(f"heads_matmul: shapes {a.shape} @ {b.shape} -> {out.shape}")
-    fn = products._cblas().get(out.dtype)
+    fn = products.gemm_address(out.dtype)
     la, lb, lc = _layout(a, m, k), _layout(b, k, n), _layout(out, m, n)
     if (fn is None or la is None or lb is None or lc is None or lc[0] != NO_TRANS
             or a.dtype != out.dtype or b.dtype != out.dtype or a.size * n == 0):

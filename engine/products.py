@@ -69,6 +69,12 @@ def _cblas() -> dict:
     return _fns
 
 
+def gemm_address(dtype) -> int | None:
+    """The address of the CBLAS ?gemm for float32 or float64 (what the kernels take as `fn`), or
+    None where NumPy bundles no OpenBLAS (callers then use np.dot)."""
+    return _cblas().get(np.dtype(dtype))
+
+
 def matmul(a, b, out, beta: float = 0.0):
     """out = a @ b + beta * out for 2-D a (m, k), b (k, n) and a C-contiguous out (m, n) of one
     float dtype; a and b each C-contiguous or the transpose of a C-contiguous array (x.T)."""

@@ -77,7 +77,7 @@ def chunk_edges(B: int) -> np.ndarray:
 def kernel_gemm(dtype):
     """The CBLAS ?gemm the kernels call for their step products (products.py finds it), or None:
     then they use np.dot, SciPy's BLAS, which must be held to one thread too."""
-    fn = products._cblas().get(np.dtype(dtype))
+    fn = products.gemm_address(dtype)
     if fn is None:
         threads.cover_kernel_blas()
     return fn
