@@ -246,11 +246,11 @@ class SelfAttention(Layer):
         if self.ff:
             dr2, dhid, dy1 = w.get("dr2", (n, d)), w.get("dhid", (n, self.ff)), w.get("dy1", (n, d))
             layernorm_backward(dy, a["xhat2"], a["rstd2"], p["norm2.weight"], dr2, g["norm2.weight"], g["norm2.bias"])
-            grad_dot(dr2, a["hid"], g["ff2.weight"], w)          # (D, F)
+            grad_dot(dr2, a["hid"], g["ff2.weight"])          # (D, F)
             column_sums(dr2, g["ff2.bias"])
             dot(dr2, p["ff2.weight"], dhid)               # (B*Tq, F)
             bias_act_backward(a["hid"], dhid, RELU, 0.0, dhid, g["ff1.bias"])
-            grad_dot(dhid, a["y1"], g["ff1.weight"], w)         # (F, D)
+            grad_dot(dhid, a["y1"], g["ff1.weight"])         # (F, D)
             dot(dhid, p["ff1.weight"], dy1)               # (B*Tq, D)
             np.add(dy1, dr2, out=dy1)                            # residual
             dy = dy1
@@ -258,7 +258,7 @@ class SelfAttention(Layer):
         # norm1, output projection
         dr1, do = w.get("dr1", (n, d)), w.get("do", (nb, tq, d))
         layernorm_backward(dy, a["xhat1"], a["rstd1"], p["norm1.weight"], dr1, g["norm1.weight"], g["norm1.bias"])
-        grad_dot(dr1, a["o"].reshape(n, d), g["attn.out_proj.weight"], w)          # (D, D)
+        grad_dot(dr1, a["o"].reshape(n, d), g["attn.out_proj.weight"])          # (D, D)
         column_sums(dr1, g["attn.out_proj.bias"])
         dot(dr1, p["attn.out_proj.weight"], do.reshape(n, d))                # (B*Tq, D)
 
@@ -276,9 +276,9 @@ class SelfAttention(Layer):
         # input projections
         w_in, gw_in, gb_in = p["attn.in_proj_weight"], g["attn.in_proj_weight"], g["attn.in_proj_bias"]
         dq2, dkv2, xe2 = dq.reshape(n, d), dkv.reshape(nb * t, 2 * d), xe.reshape(nb * t, d)
-        grad_dot(dq2, xq.reshape(n, d), gw_in[:d], w)           # (D, D)
+        grad_dot(dq2, xq.reshape(n, d), gw_in[:d])           # (D, D)
         column_sums(dq2, gb_in[:d])
-        grad_dot(dkv2, xe2, gw_in[d:], w)                       # (2D, D)
+        grad_dot(dkv2, xe2, gw_in[d:])                       # (2D, D)
         column_sums(dkv2, gb_in[d:])
         dxe, dxq = w.get("dxe", (nb, t, d)), w.get("dxq", (nb, tq, d))
         dot(dkv2, w_in[d:], dxe.reshape(nb * t, d))       # (B*T, D)
@@ -306,7 +306,7 @@ class SelfAttention(Layer):
             gpos[t:] = 0.0
         if not self.has_proj:
             return dxe if self.need_dx else None
-        grad_dot(dxe.reshape(nb * t, d), x.reshape(nb * t, -1), g["proj.weight"], w)   # (D, E)
+        grad_dot(dxe.reshape(nb * t, d), x.reshape(nb * t, -1), g["proj.weight"])   # (D, E)
         column_sums(dxe.reshape(nb * t, d), g["proj.bias"])
         if not self.need_dx:
             return None

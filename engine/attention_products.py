@@ -4,11 +4,10 @@
 threads), small ones to np.dot (one BLAS call: same bits on any thread count, and ~2 us less
 of Python per call than products.matmul's checks).
 
-`grad_dot(a, b, out, buf)`: out = a.T @ b over many rows (a weight gradient summed over the B*T
-rows): the rows cut in two halves whose products land in a (2, M, K) work array of buf (a
-Buffers) and are added in that order. Cutting out's rows or columns instead (products.matmul)
-has each thread read all B*T rows of one operand: 128x3200x64 took 506 us on one thread that
-way, 443 unsplit, 416 in halves (207 on two threads, against 251).
+`grad_dot(a, b, out)`: out = a.T @ b over many rows (a weight gradient summed over the B*T rows),
+always cut along those rows (products.matmul's inner cut, two halves added in order). Cutting
+out's rows or columns instead has each thread read all B*T rows of one operand: 128x3200x64 took
+506 us on one thread that way, 443 unsplit, 416 in halves (207 on two threads, against 251).
 
 `heads_matmul(a, b, out)`: out[i, j] = a[i, j] @ b[i, j] over the (B, H) leading axes of 4-D head
 views (attention.split_heads, transposed or not), one CBLAS call per (sample, head) with the
@@ -25,7 +24,7 @@ import numpy as np
 
 from . import products, threads
 from .jit import jit, jit_pieces
-from .product_kernels import NO_TRANS, ROW_MAJOR, TRANS, cblas_gemm, edge
+from .product_kernels import NO_TRANS, ROW_MAJOR, TRANS, cblas_gemm
 
 # Below this many multiply-adds over all (sample, head) pieces, one thread: entering a parallel
 # region costs a few microseconds, as much as ~100k multiply-adds of these small products.
@@ -40,24 +39,9 @@ def dot(a, b, out, beta: float = 0.0):
     return np.dot(a, b, out=out)
 
 
-def grad_dot(a, b, out, buf=None):
-    """out (M, K) = a.T @ b for C-contiguous a (N, M), b (N, K), as two halves of the N rows
-    added in a fixed order (module docstring); buf (arrays.Buffers) holds the halves (None: a
-    new array)."""
-    n, m = a.shape
-    k = b.shape[1]
-    if b.shape[0] != n or out.shape != (m, k):
-        raise ValueError(f"grad_dot: shapes {a.shape}.T @ {b.shape} -> {out.shape}")
-    fn = products.gemm_address(out.dtype)
-    if (fn is None or n * m * k < products.PIECE_MIN_MACS or not (a.flags.c_contiguous and b.flags.c_contiguous
-            and out.flags.c_contiguous) or a.dtype != out.dtype or b.dtype != out.dtype):
-        return dot(a.T, b, out)
-    part = np.empty((2, m, k), out.dtype) if buf is None else buf.get("grad_dot", (2, m, k), out.dtype)
-    if threads.pieces_threads(2) > 1:
-        halves_pieces(fn, a, b, out, part)
-    else:
-        halves(fn, a, b, out, part)
-    return out
+def grad_dot(a, b, out):
+    """out (M, K) = a.T @ b for a (N, M), b (N, K), cut along the N rows (module docstring)."""
+    return products.matmul(a.T, b, out, inner=True)
 
 
 def mat(x, w):
@@ -119,46 +103,6 @@ def heads_matmul(a, b, out):
     else:
         heads_gemm(fn, a, b, out, la[0], la[1], lb[0], lb[1], lc[1])
     return out
-
-
-@jit
-def half_block(fn, a, b, part, i):
-    """part[i] = a[rows].T @ b[rows] over half i of the rows: one CBLAS call."""
-    n, m, k = a.shape[0], a.shape[1], b.shape[1]
-    lo, hi = edge(n, 2, i), edge(n, 2, i + 1)
-    if hi == lo:                     # fewer than 32 rows: the first half is empty
-        part[i] = 0.0
-        return
-    size = np.uint64(a.itemsize)
-    f = part.dtype.type
-    cblas_gemm(np.uint64(fn), ROW_MAJOR, TRANS, NO_TRANS, m, k, hi - lo, f(1.0),
-               a.ctypes.data + np.uint64(lo * m) * size, m, b.ctypes.data + np.uint64(lo * k) * size, k, f(0.0),
-               part.ctypes.data + np.uint64(i * m * k) * size, k)
-
-
-@jit
-def add_halves(part, out):
-    """out = part[0] + part[1]: (M, K)."""
-    m, k = out.shape
-    for r in range(m):
-        for c in range(k):
-            out[r, c] = part[0, r, c] + part[1, r, c]
-
-
-@jit
-def halves(fn, a, b, out, part):
-    """Both halves one after the other, then their sum."""
-    for i in range(2):
-        half_block(fn, a, b, part, i)
-    add_halves(part, out)
-
-
-@jit_pieces
-def halves_pieces(fn, a, b, out, part):
-    """The halves on two of Numba's threads, then the same sum."""
-    for i in numba.prange(2):
-        half_block(fn, a, b, part, i)
-    add_halves(part, out)
 
 
 @jit

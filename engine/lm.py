@@ -133,7 +133,7 @@ class TransformerLM(Layer):
         nb, t = self.ids.shape
         d, n, w, p, g = self.dim, nb * t, self.buf, self.p, self.g
         dl = np.ascontiguousarray(dy, dtype=self.dtype).reshape(n, self.vocab)
-        grad_dot(dl, self.z, g[self.head], w)                                           # (V, D)
+        grad_dot(dl, self.z, g[self.head])                                              # (V, D)
         dz = w.get("dz", (n, d))
         dot(dl, p[self.head], dz)                                                 # (N, D)
         dh = dz

@@ -144,7 +144,7 @@ class Block:
         if not self.pre:
             dr2 = w.get("dr2", (n, d))
             self._ln_back(dy, s["xhat2"], s["rstd2"], "ln_2", dr2)
-        grad_dot(dr2, s["hid"], g["mlp.c_proj.weight"], w)                              # (D, F)
+        grad_dot(dr2, s["hid"], g["mlp.c_proj.weight"])                              # (D, F)
         if self.bias:
             column_sums(dr2, g["mlp.c_proj.bias"])
         du = w.get("du", (n, f))
@@ -154,7 +154,7 @@ class Block:
             gelu_backward(s["u"], dhid, du, self.fast)   # out of place: in place it did not vectorise (7x slower)
         else:
             act_backward(s["hid"], du, RELU, 0.0, du)
-        grad_dot(du, s["m"], g["mlp.c_fc.weight"], w)                                   # (F, D)
+        grad_dot(du, s["m"], g["mlp.c_fc.weight"])                                   # (F, D)
         if self.bias:
             column_sums(du, g["mlp.c_fc.bias"])
         dx1 = w.get("dx1", (n, d))
@@ -171,7 +171,7 @@ class Block:
             dr1 = w.get("dr1", (n, d))
             self._ln_back(dx1, s["xhat1"], s["rstd1"], "ln_1", dr1)
         o = s["o"]
-        grad_dot(dr1, o.reshape(n, d), g["attn.c_proj.weight"], w)                     # (D, D)
+        grad_dot(dr1, o.reshape(n, d), g["attn.c_proj.weight"])                     # (D, D)
         if self.bias:
             column_sums(dr1, g["attn.c_proj.bias"])
         do = w.get("do", (nb, t, d))
@@ -188,7 +188,7 @@ class Block:
         heads_matmul(datt, k4, dq4)
         heads_matmul(datt.transpose(0, 1, 3, 2), q4, dk4)
         dqkv2 = dqkv.reshape(n, 3 * d)
-        grad_dot(dqkv2, s["a"], g["attn.c_attn.weight"], w)                            # (3D, D)
+        grad_dot(dqkv2, s["a"], g["attn.c_attn.weight"])                            # (3D, D)
         if self.bias:
             column_sums(dqkv2, g["attn.c_attn.bias"])
         da = w.get("da", (n, d))

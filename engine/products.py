@@ -75,9 +75,11 @@ def gemm_address(dtype) -> int | None:
     return _cblas().get(np.dtype(dtype))
 
 
-def matmul(a, b, out, beta: float = 0.0):
+def matmul(a, b, out, beta: float = 0.0, inner: bool = False):
     """out = a @ b + beta * out for 2-D a (m, k), b (k, n) and a C-contiguous out (m, n) of one
-    float dtype; a and b each C-contiguous or the transpose of a C-contiguous array (x.T)."""
+    float dtype; a and b each C-contiguous or the transpose of a C-contiguous array (x.T).
+    inner: a big product is cut along k whatever the shape (a weight gradient summed over many
+    rows: each thread then reads half of them)."""
     m, k = a.shape
     n = b.shape[1]
     if b.shape[0] != k or out.shape != (m, n):
@@ -98,7 +100,7 @@ def matmul(a, b, out, beta: float = 0.0):
     scratch = _NO_SCRATCH[out.dtype]
     if pieces == 1:
         split = ROWS
-    elif k >= INNER_FROM * max(m, n):
+    elif inner or k >= INNER_FROM * max(m, n):
         split, scratch = INNER, np.empty((pieces - 1, m, n), out.dtype)
     else:
         split = ROWS if m >= ROWS_FROM else COLS
