@@ -52,14 +52,17 @@ def lane_sum(a, lanes):
 
 @jit
 def lane_sumsq(a, lanes):
-    """Sum of a (n,) squared, each value squared in float64, through the partial sums lanes (L,)."""
-    nl = lanes.size
+    """Sum of a (n,) squared, each value squared in float64, through the partial sums lanes
+    (LANES,): element q of every LANES-long run goes to lane q."""
     fill(lanes, 0.0)
-    for lo in range(0, a.size, nl):
-        blk = a[lo:min(lo + nl, a.size)]
-        for q in range(blk.size):
-            v = np.float64(blk[q])
+    full = a.size - a.size % LANES
+    for lo in range(0, full, LANES):
+        for q in range(LANES):              # a constant trip count: LLVM keeps it unrolled
+            v = np.float64(a[lo + q])
             lanes[q] += v * v
+    for q in range(a.size - full):
+        v = np.float64(a[full + q])
+        lanes[q] += v * v
     return lane_total(lanes)
 
 
@@ -71,21 +74,19 @@ SUMSQ_BLOCK = 16384
 
 @jit
 def sumsq_blocks(offsets):
-    """first (S+1,): segment s has blocks first[s]..first[s+1]-1 (at least one, even if empty)."""
+    """(first (S+1,), start (B,), end (B,)): segment s has blocks first[s]..first[s+1]-1 (at least
+    one, even if empty); block j covers x[start[j]:end[j]]."""
     first = np.empty(offsets.size, np.int64)
     first[0] = 0
     for s in range(offsets.size - 1):
         first[s + 1] = first[s] + max(1, (offsets[s + 1] - offsets[s] + SUMSQ_BLOCK - 1) // SUMSQ_BLOCK)
-    return first
-
-
-@jit
-def block_sumsq(x, offsets, first, j):
-    """Sum of squares of block j (see sumsq_blocks)."""
-    s = np.searchsorted(first, j, side="right") - 1
-    lo = offsets[s] + (j - first[s]) * SUMSQ_BLOCK
-    hi = min(lo + SUMSQ_BLOCK, offsets[s + 1])
-    return lane_sumsq(x[lo:hi], np.empty(LANES))
+    start = np.empty(first[-1], np.int64)
+    end = np.empty(first[-1], np.int64)
+    for s in range(offsets.size - 1):
+        for j in range(first[s], first[s + 1]):
+            start[j] = offsets[s] + (j - first[s]) * SUMSQ_BLOCK
+            end[j] = min(start[j] + SUMSQ_BLOCK, offsets[s + 1])
+    return first, start, end
 
 
 @jit
@@ -111,18 +112,27 @@ def segment_sumsq_serial(x, offsets, out):
 
 
 @jit_pieces
-def segment_sumsq_pieces(x, offsets, out):
-    first = sumsq_blocks(offsets)
+def segment_sumsq_pieces(x, offsets, out, pieces):
+    # Piece i takes the blocks that start in its share of the elements, not an equal count of
+    # blocks: Numba deals out a prange's iterations by count, and a model's small tensors (one
+    # block each) would leave one thread three times the other's work (20 us where 12 would do).
+    first, start, end = sumsq_blocks(offsets)
     sums = np.empty(first[-1])
-    for j in numba.prange(sums.size):
-        sums[j] = block_sumsq(x, offsets, first, j)
+    n = offsets[-1]
+    for i in numba.prange(pieces):
+        j0 = np.searchsorted(start, n * i // pieces)
+        j1 = start.size if i == pieces - 1 else np.searchsorted(start, n * (i + 1) // pieces)
+        lanes = np.empty(LANES)
+        for j in range(j0, j1):
+            sums[j] = lane_sumsq(x[start[j]:end[j]], lanes)
     add_blocks(sums, first, out)
 
 
 def segment_sumsq(x, offsets, out):
     """out[s] = sum of x[offsets[s]:offsets[s+1]]**2, accumulated in float64 (blocks of lanes)."""
-    if threads.pieces_threads(x.size // SUMSQ_BLOCK) > 1:
-        segment_sumsq_pieces(x, offsets, out)
+    n = threads.pieces_threads(x.size // SUMSQ_BLOCK)
+    if n > 1:
+        segment_sumsq_pieces(x, offsets, out, n)
     else:
         segment_sumsq_serial(x, offsets, out)
 

@@ -18,7 +18,7 @@ import numpy as np
 from .activation_kernels import CODES, bias_act_backward, bias_act_forward
 from .activations import as_2d, torch_activation
 from .arrays import Buffers
-from .dense_kernels import gather_nonzeros, sparse_grad_w, sparse_matmul_wt
+from .dense_kernels import gather_nonzeros, sparse_grad_w, sparse_matmul
 from .errors import SpecError
 from .layer import Layer, SpecReader
 from .products import matmul
@@ -35,6 +35,7 @@ def uniform_fan_in(rng, shape, fan_in, dtype):
 
 class Dense(Layer):
     kind = "dense"
+    stored_transposed = ("weight",)     # (out, in) as torch names it, in memory as (in, out): params.py
 
     def __init__(self, spec, in_shape, dtype=np.float32):
         super().__init__(spec, in_shape, dtype)
@@ -83,10 +84,11 @@ class Dense(Layer):
         x2 = as_2d(x)                                            # (N, in)
         y = self.buf.get("y", (x2.shape[0], self.units))         # (N, out)
         self.csr = self._gather(x2) if self.sparse_ok and x2.dtype == self.dtype and x2.flags.c_contiguous else None
+        wt = self.p["weight"].T                                  # (in, out)
         if self.csr is None:
-            matmul(x2, self.p["weight"].T, y)
+            matmul(x2, wt, y)
         else:
-            sparse_matmul_wt(*self.csr, self.p["weight"], y)
+            sparse_matmul(*self.csr, wt, y)
         bias_act_forward(y, self.p["bias"] if self.has_bias else self._empty, self.act, self.slope)
         self.x2, self.y = x2, y
         return y.reshape(x.shape[:-1] + (self.units,))
@@ -95,10 +97,13 @@ class Dense(Layer):
         dy2 = as_2d(np.ascontiguousarray(dy, dtype=self.dtype))  # (N, out)
         dz = self.buf.get("dz", dy2.shape)
         bias_act_backward(self.y, dy2, self.act, self.slope, dz, self.g["bias"] if self.has_bias else self._empty)
-        if self.csr is None:
-            matmul(dz.T, self.x2, self.g["weight"])             # (out, in)
+        gw = self.g["weight"]
+        if self.csr is not None:
+            sparse_grad_w(*self.csr, dz, gw.T)
+        elif gw.flags.c_contiguous:                              # a caller's own (out, in) views
+            matmul(dz.T, self.x2, gw)
         else:
-            sparse_grad_w(*self.csr, dz, self.g["weight"])
+            matmul(self.x2.T, dz, gw.T)                          # (in, out) = x^T dz
         if not self.need_dx:
             return None
         dx = self.buf.get("dx", self.x2.shape)

@@ -1,4 +1,5 @@
-"""Dense-layer kernels for sparse inputs: gather the non-zeros, then x W^T and dW over them alone.
+"""Dense-layer kernels for sparse inputs: gather the non-zeros, then x W^T and dW over them alone
+(the weight as it is stored, (in, out)).
 
 The products of dense inputs are BLAS calls in dense.py.
 """
@@ -44,27 +45,31 @@ def gather_nonzeros(x, bits, row_ptr, cols, vals):
 
 
 @jit
-def sparse_matmul_wt(row_ptr, cols, vals, w, y):
-    """y (N, out) <- x w^T with x given by its non-zeros; w (out, in). Row o of w stays in cache
-    while every sample visits it."""
+def sparse_matmul(row_ptr, cols, vals, wt, y):
+    """y (N, out) <- x wt with x given by its non-zeros; wt (in, out), the dense layer's weight
+    as it is stored. Each non-zero adds its scaled row of wt to the sample's row of y: each
+    output is summed over the non-zeros in order, as x w^T one output at a time would."""
     n, out = y.shape
-    for o in range(out):
-        wo = w[o]
-        for i in range(n):
-            acc = y.dtype.type(0)
-            for p in range(row_ptr[i], row_ptr[i + 1]):
-                acc += vals[p] * wo[cols[p]]
-            y[i, o] = acc
+    for i in range(n):
+        yi = y[i]
+        yi[:] = 0
+        for p in range(row_ptr[i], row_ptr[i + 1]):
+            v = vals[p]
+            row = wt[cols[p]]
+            for o in range(out):
+                yi[o] += v * row[o]
 
 
 @jit
-def sparse_grad_w(row_ptr, cols, vals, dz, dw):
-    """dw (out, in) <- dz^T x with x given by its non-zeros; dz (N, out). Overwrites dw."""
+def sparse_grad_w(row_ptr, cols, vals, dz, dwt):
+    """dwt (in, out) <- x^T dz with x given by its non-zeros; dz (N, out). Overwrites dwt; each
+    entry is summed over the samples in order."""
     n, out = dz.shape
-    for o in range(out):
-        dwo = dw[o]
-        dwo[:] = 0
-        for i in range(n):
-            d = dz[i, o]
-            for p in range(row_ptr[i], row_ptr[i + 1]):
-                dwo[cols[p]] += d * vals[p]
+    dwt[:] = 0
+    for i in range(n):
+        dzi = dz[i]
+        for p in range(row_ptr[i], row_ptr[i + 1]):
+            v = vals[p]
+            row = dwt[cols[p]]
+            for o in range(out):
+                row[o] += v * dzi[o]

@@ -35,6 +35,7 @@ class Layer:
     name = ""          # set by the model: the layer's index path, e.g. "1" or "2.block.0"
     need_dx = True     # the model sets False on the first layer: nothing upstream needs dx
     builds_sublayers = False   # True: the model passes its build_layers to __init__ as build=
+    stored_transposed: tuple = ()   # local names of 2-D tensors kept in memory as their transpose (params.py)
 
     def __init__(self, spec: dict, in_shape: tuple, dtype=np.float32):
         self.dtype = np.dtype(dtype)
@@ -46,6 +47,10 @@ class Layer:
 
     def init_params(self, p: dict, rng: np.random.Generator) -> None:
         pass
+
+    def transposed_names(self) -> list[str]:
+        """Names (as in param_shapes) of the tensors stored transposed."""
+        return list(self.stored_transposed)
 
     def bind(self, p: dict, g: dict) -> None:
         self.p, self.g = p, g
@@ -69,6 +74,10 @@ class Layer:
 
 def named_param_shapes(layers: list[Layer]) -> list[tuple[str, tuple]]:
     return [(f"{i}.{local}", shape) for i, layer in enumerate(layers) for local, shape in layer.param_shapes().items()]
+
+
+def named_transposed(layers: list[Layer]) -> list[str]:
+    return [f"{i}.{local}" for i, layer in enumerate(layers) for local in layer.transposed_names()]
 
 
 def split_views(views: dict, layers: list[Layer]) -> list[dict]:

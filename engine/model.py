@@ -15,7 +15,7 @@ import importlib
 import numpy as np
 
 from .errors import SpecError
-from .layer import Context, Layer, named_param_shapes, split_views
+from .layer import Context, Layer, named_param_shapes, named_transposed, split_views
 from .params import ParamSet
 
 # type -> "module:Class"; modules are imported on first use so a missing family fails only where used
@@ -131,7 +131,7 @@ class Net:
         self.in_shape = tuple(in_shape)
         self.layers = build_layers(spec, in_shape, self.dtype)
         self.out_shape = self.layers[-1].out_shape
-        self.params = ParamSet(named_param_shapes(self.layers), self.dtype)
+        self.params = ParamSet(named_param_shapes(self.layers), self.dtype, named_transposed(self.layers))
         rng = np.random.default_rng(seed)
         for layer, p, g in zip(self.layers, split_views(self.params.values, self.layers),
                                split_views(self.params.grads, self.layers)):

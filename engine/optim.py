@@ -255,14 +255,16 @@ class Optimizer:
         return norm
 
     def state_arrays(self) -> dict[str, np.ndarray]:
-        return {f"optim.{k}": v for k, v in self.state.items()} | {"optim.t": np.array(self.t)}
+        """The slots in checkpoint layout: each tensor's part in C order of its declared shape."""
+        logical = self.params.logical
+        return {f"optim.{k}": logical(v) for k, v in self.state.items()} | {"optim.t": np.array(self.t)}
 
     def load_state_arrays(self, arrays: dict) -> None:
         for k in self.state:
             src = np.asarray(arrays[f"optim.{k}"])
             if src.shape != self.state[k].shape:
                 raise ValueError(f"optimizer slot {k}: shape {src.shape} does not match {self.state[k].shape}")
-            self.state[k][...] = src
+            self.state[k][...] = self.params.physical(src)
         self.t = int(arrays["optim.t"])
 
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from .arrays import Buffers
 from .errors import SpecError
-from .layer import Layer, SpecReader, named_param_shapes, split_views
+from .layer import Layer, SpecReader, named_param_shapes, named_transposed, split_views
 
 
 class Residual(Layer):
@@ -51,6 +51,9 @@ class Residual(Layer):
 
     def param_shapes(self):
         return {f"block.{name}": shape for name, shape in named_param_shapes(self.layers)}
+
+    def transposed_names(self):
+        return [f"block.{name}" for name in named_transposed(self.layers)]
 
     def _split(self, views: dict) -> list[dict]:
         return split_views({name[len("block."):]: v for name, v in views.items()}, self.layers)

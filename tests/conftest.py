@@ -46,7 +46,8 @@ def numeric_grad(f, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
     and restored), in float64."""
     assert x.dtype == np.float64
     grad = np.empty_like(x)
-    flat, gflat = x.reshape(-1), grad.reshape(-1)
+    # order="A": a view in memory order for a C- or Fortran-ordered x (a dense weight is stored transposed)
+    flat, gflat = x.reshape(-1, order="A"), grad.reshape(-1, order="A")
     for i in range(flat.size):
         old = flat[i]
         flat[i] = old + eps

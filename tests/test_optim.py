@@ -350,3 +350,46 @@ def test_paramset_errors():
         ps.load_state_dict(good | {"extra": np.zeros(1)})
     with pytest.raises(ValueError, match=r"0.weight: shape \(5, 6\)"):
         ps.load_state_dict(good | {"0.weight": np.zeros((5, 6))})
+
+
+def test_paramset_transposed_views_keep_the_declared_shape_and_values():
+    ps = ParamSet(SHAPES, np.float64, transposed=["0.weight"])
+    w = ps.values["0.weight"]
+    assert w.shape == (6, 5) and w.flags.f_contiguous and not w.flags.c_contiguous
+    assert ps.grads["0.weight"].flags.f_contiguous and np.shares_memory(w, ps.flat[:30])
+    w[...] = np.arange(30.0).reshape(6, 5)
+    assert np.array_equal(ps.flat[:30], np.arange(30.0).reshape(6, 5).T.ravel())   # (in, out) rows
+    state = ps.state_dict()
+    assert state["0.weight"].flags.c_contiguous and np.array_equal(state["0.weight"], np.arange(30.0).reshape(6, 5))
+    plain = ParamSet(SHAPES, np.float64)
+    plain.load_state_dict(state)                      # the same checkpoint in either layout
+    assert np.array_equal(ps.logical(ps.flat), plain.flat)
+    assert np.array_equal(ps.physical(plain.flat), ps.flat)
+    with pytest.raises(ValueError, match="not 2-D"):
+        ParamSet(SHAPES, transposed=["1.weight"])
+    with pytest.raises(ValueError, match="not 2-D"):
+        ParamSet(SHAPES, transposed=["nope"])
+
+
+@pytest.mark.parametrize("kind", ["sgd_momentum", "rmsprop_momentum", "adam"])
+def test_optimizer_slots_are_saved_in_declared_order_whatever_the_layout(kind):
+    """A model that stores a tensor transposed trains to the same bits, and writes the same
+    optimizer slots to its checkpoint, as one that does not; each loads the other's slots."""
+    rng = np.random.default_rng(3)
+    sets = [ParamSet(SHAPES, np.float64, transposed=t) for t in ((), ["0.weight", "1.bias"])]
+    opts = [Optimizer(ps, OptimConfig(**CONFIGS[kind])) for ps in sets]
+    start = {n: rng.normal(size=s) for n, s in SHAPES}
+    for ps in sets:
+        ps.load_state_dict(start)
+    for _ in range(3):
+        grads = {n: rng.normal(size=s) for n, s in SHAPES}
+        for ps, opt in zip(sets, opts):
+            for n in ps.names:
+                ps.grads[n][...] = grads[n]
+            opt.step()
+    a, b = (opt.state_arrays() for opt in opts)
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert all(np.array_equal(x, y) for x, y in zip(sets[0].state_dict().values(), sets[1].state_dict().values()))
+    fresh = Optimizer(sets[1], OptimConfig(**CONFIGS[kind]))
+    fresh.load_state_arrays(a)                        # the plain layout's checkpoint, loaded transposed
+    assert all(np.array_equal(fresh.state[k], opts[1].state[k]) for k in fresh.state)
