@@ -14,6 +14,9 @@ Which way to cut (quiet, 2026-12-01, microseconds on two threads, rows / columns
 3200x192x64 275 / 432: columns while the output has fewer than ROWS_FROM rows, else rows; the
 inner axis when it is INNER_FROM times the output's longer side (each thread then packs half of
 both operands instead of one whole; inner / columns: 64x64x2000 94 / 120, 64x128x784 75 / 83).
+Columns too when the output is over WIDE_FROM times wider than tall: a row cut has each thread
+pack all of b (MNIST's 784 -> 1024 layer, 128x1024x784: rows 1060 / columns 936 us on two
+threads, 2117 / 1822 on one; 2026-12-01 21:58, as dense layers now multiply, x @ W (in, out)).
 
 The CBLAS functions come from the OpenBLAS that NumPy's wheels bundle (numpy.libs), passed to
 the kernels as arguments so the on-disk cache holds no address. Where NumPy has another BLAS,
@@ -35,6 +38,7 @@ PIECES = 2                  # blocks of a big product: the shape decides, never 
 PIECE_MIN_MACS = 1_000_000  # below this a product is one call (a block must outweigh a hand-off, ~2 us)
 ROWS_FROM = 128             # cut rows when the output has this many, else columns (table above)
 INNER_FROM = 4              # cut the inner axis when it is this many times the output's longer side
+WIDE_FROM = 4               # cut columns when the output is more than this many times wider than tall
 
 _NO_SCRATCH = {np.dtype(t): np.empty((0, 0, 0), t) for t in (np.float32, np.float64)}   # splits that need none
 _fns: dict | None = None    # dtype -> address of the CBLAS ?gemm, found on first use; {} when there is none
@@ -103,6 +107,6 @@ def matmul(a, b, out, beta: float = 0.0, inner: bool = False):
     elif inner or k >= INNER_FROM * max(m, n):
         split, scratch = INNER, np.empty((pieces - 1, m, n), out.dtype)
     else:
-        split = ROWS if m >= ROWS_FROM else COLS
+        split = ROWS if m >= ROWS_FROM and n <= WIDE_FROM * m else COLS
     kernel(fn, a.T if ta else a, b.T if tb else b, out, ta, tb, beta, pieces, split, scratch)
     return out
