@@ -113,15 +113,16 @@ def segment_sumsq_serial(x, offsets, out):
 
 @jit_pieces
 def segment_sumsq_pieces(x, offsets, out, pieces):
-    # Piece i takes the blocks that start in its share of the elements, not an equal count of
-    # blocks: Numba deals out a prange's iterations by count, and a model's small tensors (one
+    # Piece i takes the blocks whose middle lies in its share of the elements, not an equal count
+    # of blocks: Numba deals out a prange's iterations by count, and a model's small tensors (one
     # block each) would leave one thread three times the other's work (20 us where 12 would do).
     first, start, end = sumsq_blocks(offsets)
     sums = np.empty(first[-1])
-    n = offsets[-1]
+    mid = 2 * start + (end - start)                 # twice each block's middle, in order
+    n = 2 * offsets[-1]
     for i in numba.prange(pieces):
-        j0 = np.searchsorted(start, n * i // pieces)
-        j1 = start.size if i == pieces - 1 else np.searchsorted(start, n * (i + 1) // pieces)
+        j0 = np.searchsorted(mid, n * i // pieces)
+        j1 = start.size if i == pieces - 1 else np.searchsorted(mid, n * (i + 1) // pieces)
         lanes = np.empty(LANES)
         for j in range(j0, j1):
             sums[j] = lane_sumsq(x[start[j]:end[j]], lanes)
