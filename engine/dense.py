@@ -1,6 +1,8 @@
 """Fully connected layers: BLAS for the products (engine/products.py), one fused kernel for bias + activation.
 
-Weight layout is torch.nn.Linear's: weight (out, in), bias (out,).
+Weight layout is torch.nn.Linear's: weight (out, in), bias (out,), under those names and shapes;
+in memory the weight is (in, out) in rows (stored_transposed, see params.py), so the products
+are x @ W and x^T @ dz, which OpenBLAS runs faster than x @ W^T.
 
 Sparse inputs (a bag-of-words batch is about 1% non-zero) take a second path: a wide layer first
 gathers the input's non-zeros row by row (giving up as soon as there are more than
