@@ -225,3 +225,30 @@ def test_the_mouse_draws_and_the_guesses_follow(tmp_path, monkeypatch):
             await pilot.press("escape")
 
     asyncio.run(go())
+
+
+def test_keys_typed_at_once_reach_the_tab_they_open(tmp_path, monkeypatch):
+    """"2" then "d" delivered together (a quick typist, tmux's send-keys): the "d" goes to the
+    Digits panel that "2" opened, not to whatever had the keys before (it was lost while the
+    panel's focus waited behind it in the app's queue)."""
+    from textual import events
+
+    from descent.tui.app import make_app
+    from descent.tui.app.draw import DrawScreen
+
+    monkeypatch.chdir(tmp_path)
+
+    async def go():
+        app = make_app(load(DATA / "tui_digits.toml"), runs_dir=tmp_path / "runs")
+        async with app.run_test(size=(120, 40)) as pilot:
+            while getattr(app.screen, "state", "") != "ready":
+                await pilot.pause(0.05)
+            for key in ("2", "d"):                     # both queued before either is handled
+                app.post_message(events.Key(key, key))
+            for _ in range(20):
+                await pilot.pause(0.05)
+                if isinstance(app.screen, DrawScreen):
+                    break
+            assert isinstance(app.screen, DrawScreen)
+
+    asyncio.run(go())

@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Static
 
-from descent.tui.app.panels import BrowsePanel
+from descent.tui.app.panels import BrowsePanel, focus_now
 from descent.tui.app.pixels import (cell_width, confusion_grid, confusion_heatmap, confusion_width, fit,
                                     normalized, pixel_lines)
 
@@ -48,7 +48,7 @@ class DigitsPanel(BrowsePanel):
 
     def entered(self) -> None:
         """Focus, so that `d` and the arrows reach this panel."""
-        self.focus()
+        focus_now(self)
 
     def action_draw(self) -> None:
         from descent.tui.app.draw import DrawScreen

@@ -128,7 +128,13 @@ class ScenarioPanel(Vertical):
         pass
 
     def entered(self) -> None:
-        """The user opened this panel's tab."""
+        """The user opened this panel's tab (it takes the keys here with `focus_now`)."""
+
+
+def focus_now(widget) -> None:
+    """Focus `widget` before the next key is handled. Widget.focus() waits for the app's queue,
+    behind keys already typed: "2" then "d" at once switched the tab but lost the "d"."""
+    widget.screen.set_focus(widget)
 
 
 class BrowsePanel(ScenarioPanel):
@@ -204,7 +210,7 @@ class SpamPanel(ScenarioPanel):
 
     def entered(self) -> None:
         """Opening the tab puts the cursor in the message box (esc leaves it)."""
-        self.query_one("#spam-input", Input).focus()
+        focus_now(self.query_one("#spam-input", Input))
 
     @on(Input.Changed, "#spam-input")
     def _typed(self, event: Input.Changed) -> None:

@@ -22,7 +22,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Input, Static
 
 from descent.engine.errors import DescentError
-from descent.tui.app.panels import ScenarioPanel
+from descent.tui.app.panels import ScenarioPanel, focus_now
 
 PROMPT_CHARS = 300
 TEMPERATURES = (0.0, 2.0)
@@ -71,7 +71,7 @@ class TextgenPanel(ScenarioPanel):
         self.temperature = getattr(session, "sample_temperature", self.temperature)
 
     def entered(self) -> None:
-        self.query_one("#tg-prompt", Input).focus()
+        focus_now(self.query_one("#tg-prompt", Input))
 
     def browse(self, delta: int) -> None:
         lo, hi = TEMPERATURES

@@ -99,3 +99,5 @@ class ViewActions:
         panes = [pane.id for pane in tabs.query(TabPane)]
         if index < len(panes):
             tabs.active = panes[index]
+            if panes[index] == "tab-panel":
+                self.panel.entered()      # now, not when TabActivated arrives: a key typed next is the panel's
