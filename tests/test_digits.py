@@ -190,39 +190,48 @@ def test_the_mouse_draws_and_the_guesses_follow(tmp_path, monkeypatch):
     the model (in a worker, never on the UI thread)."""
     from textual import events
 
-    from descent.tui.app import make_app
     from descent.tui.app.draw import DigitCanvas, DrawScreen
 
     monkeypatch.chdir(tmp_path)
 
+    async def go(app, pilot):
+        session = app.screen.session
+        threads = []
+        real = session.predict_proba
+        session.predict_proba = lambda *a: (threads.append(threading.current_thread()), real(*a))[1]
+        await pilot.press("2", "d")
+        assert isinstance(app.screen, DrawScreen)
+        canvas = app.screen.query_one(DigitCanvas)
+        await pilot.mouse_down(canvas, offset=(4, 3))
+        for x in range(5, 25):
+            await pilot._post_mouse_events([events.MouseMove], canvas, offset=(x, 3), button=1)
+        await pilot.mouse_up(canvas, offset=(24, 3))
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        painted = canvas.ink[6:8].max(axis=0)
+        assert painted[4:25].min() > 0.9 and painted[30:].max() == 0.0      # one row of cells, 4..24
+        assert threads and threading.main_thread() not in threads
+        assert len(app.screen.top) == 3
+        await pilot.mouse_down(canvas, offset=(10, 3), button=3)            # right button erases
+        await pilot.mouse_up(canvas, offset=(10, 3))
+        assert canvas.ink[6:8, 10].max() < 0.1
+        await pilot.press("c")
+        assert canvas.ink.max() == 0.0 and app.screen.top == []
+        await pilot.press("escape")
+
+    on_ready_8x8(tmp_path, (80, 24), go)
+
+
+def on_ready_8x8(tmp_path, size, body) -> None:
+    """The dashboard on tests/data/tui_digits.toml at `size`, once its model is ready: body(app, pilot)."""
+    from descent.tui.app import make_app
+
     async def go():
         app = make_app(load(DATA / "tui_digits.toml"), runs_dir=tmp_path / "runs")
-        async with app.run_test(size=(80, 24)) as pilot:
+        async with app.run_test(size=size) as pilot:
             while getattr(app.screen, "state", "") != "ready":
                 await pilot.pause(0.05)
-            session = app.screen.session
-            threads = []
-            real = session.predict_proba
-            session.predict_proba = lambda *a: (threads.append(threading.current_thread()), real(*a))[1]
-            await pilot.press("2", "d")
-            assert isinstance(app.screen, DrawScreen)
-            canvas = app.screen.query_one(DigitCanvas)
-            await pilot.mouse_down(canvas, offset=(4, 3))
-            for x in range(5, 25):
-                await pilot._post_mouse_events([events.MouseMove], canvas, offset=(x, 3), button=1)
-            await pilot.mouse_up(canvas, offset=(24, 3))
-            await app.workers.wait_for_complete()
-            await pilot.pause()
-            painted = canvas.ink[6:8].max(axis=0)
-            assert painted[4:25].min() > 0.9 and painted[30:].max() == 0.0      # one row of cells, 4..24
-            assert threads and threading.main_thread() not in threads
-            assert len(app.screen.top) == 3
-            await pilot.mouse_down(canvas, offset=(10, 3), button=3)            # right button erases
-            await pilot.mouse_up(canvas, offset=(10, 3))
-            assert canvas.ink[6:8, 10].max() < 0.1
-            await pilot.press("c")
-            assert canvas.ink.max() == 0.0 and app.screen.top == []
-            await pilot.press("escape")
+            await body(app, pilot)
 
     asyncio.run(go())
 
@@ -233,22 +242,17 @@ def test_keys_typed_at_once_reach_the_tab_they_open(tmp_path, monkeypatch):
     panel's focus waited behind it in the app's queue)."""
     from textual import events
 
-    from descent.tui.app import make_app
     from descent.tui.app.draw import DrawScreen
 
     monkeypatch.chdir(tmp_path)
 
-    async def go():
-        app = make_app(load(DATA / "tui_digits.toml"), runs_dir=tmp_path / "runs")
-        async with app.run_test(size=(120, 40)) as pilot:
-            while getattr(app.screen, "state", "") != "ready":
-                await pilot.pause(0.05)
-            for key in ("2", "d"):                     # both queued before either is handled
-                app.post_message(events.Key(key, key))
-            for _ in range(20):
-                await pilot.pause(0.05)
-                if isinstance(app.screen, DrawScreen):
-                    break
-            assert isinstance(app.screen, DrawScreen)
+    async def go(app, pilot):
+        for key in ("2", "d"):                         # both queued before either is handled
+            app.post_message(events.Key(key, key))
+        for _ in range(20):
+            await pilot.pause(0.05)
+            if isinstance(app.screen, DrawScreen):
+                break
+        assert isinstance(app.screen, DrawScreen)
 
-    asyncio.run(go())
+    on_ready_8x8(tmp_path, (120, 40), go)
