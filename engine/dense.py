@@ -99,13 +99,11 @@ class Dense(Layer):
         dy2 = as_2d(np.ascontiguousarray(dy, dtype=self.dtype))  # (N, out)
         dz = self.buf.get("dz", dy2.shape)
         bias_act_backward(self.y, dy2, self.act, self.slope, dz, self.g["bias"] if self.has_bias else self._empty)
-        gw = self.g["weight"]
+        gwt = self.g["weight"].T                                 # (in, out), as stored
         if self.csr is not None:
-            sparse_grad_w(*self.csr, dz, gw.T)
-        elif gw.flags.c_contiguous:                              # a caller's own (out, in) views
-            matmul(dz.T, self.x2, gw)
+            sparse_grad_w(*self.csr, dz, gwt)
         else:
-            matmul(self.x2.T, dz, gw.T)                          # (in, out) = x^T dz
+            matmul(self.x2.T, dz, gwt)                           # x^T dz
         if not self.need_dx:
             return None
         dx = self.buf.get("dx", self.x2.shape)

@@ -7,7 +7,8 @@ One setting, DESCENT_THREADS (default 1), read by everything that runs on more t
   - the engine cuts its work into pieces that depend on the shape only (never on the thread
     count, so the bits do not either) and runs them on up to that many of Numba's threads
     (`pieces_threads`): the big matrix products (engine/products.py), the optimizer's update and
-    the recurrent layers' row chunks.
+    per-tensor sums of squares, the recurrent layers' row chunks, and the convolution and
+    max-pool batch pieces.
 One by default: the dashboard's event loop needs the other core, and a busy machine makes two
 threads slower than one (workload 1: 725 steps/s on one thread, 11 on two with the machine
 loaded; see bench/README.md).
