@@ -42,6 +42,20 @@ def test_help_loads_no_heavy_modules():
     assert out.stdout.strip() == "[]"
 
 
+def test_scenario_help_points_at_the_list_and_names_real_scenarios():
+    """The help once named three scenarios (spam, digits, nile) when fifteen were bundled."""
+    import re
+
+    from descent.tui.cli import SCENARIO_HELP
+
+    listed = descent("list", check_rc=0).stdout
+    for command in ("run", "tui", "snapshot"):
+        text = " ".join(descent(command, "--help", check_rc=0).stdout.split())
+        assert "`descent list` shows them all" in text, command
+    for name in re.findall(r"e\.g\. (\w+) or (\w+)", SCENARIO_HELP)[0]:
+        assert re.search(rf"\b{name}\b", listed), name
+
+
 def test_run_writes_everything_and_reaches_quality(tmp_path):
     out = tmp_path / "run"
     p = descent("run", "digits8x8", "--out", out, check_rc=0)

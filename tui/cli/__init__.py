@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+# not the names themselves: listing them would load the scenario folders for every --help
+SCENARIO_HELP = "a scenario's name (`descent list` shows them all, e.g. digits8x8 or nile) or a .toml file"
 
 
 class Parser(argparse.ArgumentParser):
@@ -99,13 +101,13 @@ def build_parser() -> Parser:
 
     runs_help = "folder of run folders (default: $DESCENT_RUNS or ~/.local/share/descent/runs)"
     t = sub.add_parser("tui", help="open the dashboard (the default command)")
-    t.add_argument("scenario", nargs="?", help="bundled name (spam, digits, nile) or a .toml file")
+    t.add_argument("scenario", nargs="?", help=SCENARIO_HELP)
     t.add_argument("--resume", metavar="RUN_DIR", help="reopen a run folder and continue training it")
     t.add_argument("--runs", metavar="DIR", help=runs_help)
     common(t)
 
     r = sub.add_parser("run", help="train headless and write metrics, checkpoint and summary")
-    r.add_argument("scenario", help="bundled name (spam, digits, nile) or a .toml file")
+    r.add_argument("scenario", help=SCENARIO_HELP)
     budget = r.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, help="train this many steps (overrides the scenario)")
     budget.add_argument("--epochs", type=float, help="train this many epochs (overrides the scenario)")
@@ -115,7 +117,7 @@ def build_parser() -> Parser:
     common(r)
 
     sn = sub.add_parser("snapshot", help="train N steps, then write the dashboard as an SVG picture")
-    sn.add_argument("scenario", help="bundled name (spam, digits, nile) or a .toml file")
+    sn.add_argument("scenario", help=SCENARIO_HELP)
     sn.add_argument("--steps", type=int, help="train this many steps first (default 200)")
     sn.add_argument("--view", metavar="NAME", help="the tab to show: grads, time (recurrent models), panel")
     sn.add_argument("--size", default="120x40", metavar="COLSxROWS", help="terminal size (default 120x40)")
