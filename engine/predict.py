@@ -17,8 +17,8 @@ import numpy as np
 
 from . import checkpoint
 from .errors import DescentError
+from .rundir import DATA
 
-DATA_JSON = "data.json"
 FORMAT = 1
 
 
@@ -30,7 +30,7 @@ def data_record(ds, loss: str, source: str) -> dict:
 def write_or_check(run_dir: Path, ds, loss: str, source: str) -> None:
     """Write data.json on a run's first start; on a resume, refuse data that no longer gives the
     inputs the model was trained on (a grown CSV changes the vocabulary or the statistics)."""
-    path = Path(run_dir) / DATA_JSON
+    path = Path(run_dir) / DATA
     record = json.loads(json.dumps(data_record(ds, loss, source)))
     if not path.exists():
         checkpoint.atomic_write_text(path, json.dumps(record) + "\n")
@@ -44,7 +44,7 @@ def write_or_check(run_dir: Path, ds, loss: str, source: str) -> None:
 
 
 def read_data_record(run_dir: Path) -> dict:
-    path = Path(run_dir) / DATA_JSON
+    path = Path(run_dir) / DATA
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

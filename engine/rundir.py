@@ -29,6 +29,7 @@ CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 SCENARIO = "scenario.toml"
+DATA = "data.json"          # what turns raw inputs into model inputs (engine/predict.py)
 
 
 def check_format(found, where) -> None:
@@ -83,6 +84,9 @@ class RunFolder:
 
     def _clean(self, resume_step: int | None, force: bool) -> None:
         if resume_step is None:
+            # a fresh run records its own data: one left here (a forced-over run's, or a run that
+            # stopped before its first record) would be checked as if this run were resuming it
+            (self.path / DATA).unlink(missing_ok=True)
             if force:        # --force: the old run goes, so nothing of it is mistaken for this one
                 for name in (CHECKPOINT, SUMMARY):
                     (self.path / name).unlink(missing_ok=True)

@@ -109,6 +109,20 @@ def test_resume_refuses_data_that_changed_since_the_run_began(tmp_path, capsys):
     assert rc == 2 and "data.json" in text and "changed" in text and "Traceback" not in text, text
 
 
+def test_force_over_a_run_of_other_data_trains_and_records_its_own(tmp_path, capsys):
+    """`run --force` into a folder holding a run of another scenario: the old run's data.json
+    went with it (it was kept, and the new run refused it as "the data changed")."""
+    out = tmp_path / "run"
+    assert run(capsys, "run", houses(tmp_path), "--steps", 5, "--out", out)[0] == 0
+    rc, text = run(capsys, "run", "digits8x8", "--steps", 5, "--out", out, "--force")
+    assert rc == 0, text
+    record = json.loads((out / "data.json").read_text(encoding="utf-8"))
+    assert record["source"] == "digits8x8" and record["in_shape"] == [1, 8, 8]
+    assert json.loads((out / "summary.json").read_text(encoding="utf-8"))["steps"] == 5
+    rc, text = run(capsys, "resume", out, "--steps", 5)
+    assert rc == 0, text
+
+
 def houses(tmp_path: Path, standardize: bool = True) -> Path:
     rows = ["x,y"] + [f"{x},{x}" for x in range(20)]
     (tmp_path / "line.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")

@@ -25,9 +25,10 @@ def load_model(run_dir):
     from descent.engine.data.text_lm import KIND, CharCodec
     from descent.engine.errors import DescentError
     from descent.engine.predict import Predictor, read_data_record
+    from descent.engine.rundir import DATA
 
     run_dir = Path(run_dir)
-    if run_dir.is_dir() and (run_dir / "data.json").is_file():
+    if run_dir.is_dir() and (run_dir / DATA).is_file():
         if read_data_record(run_dir).get("prep", {}).get("kind") != KIND:
             raise DescentError(f"{run_dir}: not a language-model run; `descent sample` needs one "
                                f"(try `descent predict`)")
