@@ -56,6 +56,17 @@ def test_scenario_help_points_at_the_list_and_names_real_scenarios():
         assert re.search(rf"\b{name}\b", listed), name
 
 
+@pytest.mark.parametrize("argv, owner, extra", [
+    (["sample", "RUN", "ROMEO:"], "descent sample", "ROMEO:"),
+    (["run", "digits8x8", "--stesp", "3"], "descent run", "--stesp 3"),
+    (["data", "fetch", "mnist", "--nope"], "descent data fetch", "--nope"),
+    (["--nope"], "descent", "--nope")])
+def test_an_unknown_argument_is_named_by_its_command(argv, owner, extra):
+    """`descent sample RUN "ROMEO:"` (the prompt goes after --prompt) pointed at `descent --help`."""
+    p = descent(*argv, check_rc=2)
+    assert p.stderr.strip() == f"{owner}: unrecognized arguments: {extra} (see `{owner} --help`)"
+
+
 def test_run_writes_everything_and_reaches_quality(tmp_path):
     out = tmp_path / "run"
     p = descent("run", "digits8x8", "--out", out, check_rc=0)

@@ -181,9 +181,22 @@ def shorthand(parser: Parser, argv: list[str]) -> list[str]:
     return argv
 
 
+def command_parser(parser: Parser, args) -> Parser:
+    """The (sub)parser of the command `args` were parsed for: `descent data fetch`'s for that."""
+    for dest in ("command", "data_command"):
+        subs = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        name = getattr(args, dest, None)
+        if subs is None or name not in subs.choices:
+            break
+        parser = subs.choices[name]
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(shorthand(parser, sys.argv[1:] if argv is None else list(argv)))
+    args, extra = parser.parse_known_args(shorthand(parser, sys.argv[1:] if argv is None else list(argv)))
+    if extra:       # said by the command's own parser, so the hint names its --help
+        command_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     command = args.command or "tui"
     from descent.engine.errors import DescentError
 
