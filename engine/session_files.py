@@ -42,7 +42,7 @@ class RunFiles:
     def _summary(self, status: str) -> dict:
         final = self.last_eval.metrics if self.last_eval else {}
         return {"status": status, "scenario": self.scenario.name, "backend": self.backend, "device": self.device,
-                "seed": self.seed, "steps": self.step, "epochs": round(self.epoch, 4), "wall_time_s": round(self.elapsed, 3),
+                "seed": self.seed, "steps": self.step, "total_steps": self.total_steps, "epochs": round(self.epoch, 4), "wall_time_s": round(self.elapsed, 3),
                 "steps_per_s": round(self.step / self.elapsed, 2) if self.elapsed > 0 else 0.0,
                 "compile_s": round(self.compile_seconds, 3), "clipped_steps": self.clipped_steps, "metrics": final,
                 "format": FORMAT, "threads": getattr(self, "threads", None), "versions": versions(),

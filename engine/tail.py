@@ -248,12 +248,16 @@ class WatchedRun:
             return None
 
     def total_steps(self) -> int | None:
-        """The run's budget when its scenario gives it in steps (by epochs it needs the data)."""
+        """The run's budget: its scenario's steps, or more where a resume trained past them
+        (summary.json's total_steps, once a sitting of the run has ended); None when neither
+        gives it in steps (a budget in epochs needs the data)."""
         try:
             steps = tomllib.loads(self.scenario_text or "").get("training", {}).get("steps", 0)
         except tomllib.TOMLDecodeError:
-            return None
-        return int(steps) if isinstance(steps, int) and steps > 0 else None
+            steps = 0
+        grown = (self.summary() or {}).get("total_steps", 0)
+        best = max(v for v in (steps, grown, 0) if isinstance(v, int))
+        return best or None
 
     def request(self, op: str, key: str | None = None, value=None) -> str:
         """Append a control request to the run folder's control.jsonl; returns its id."""

@@ -192,6 +192,17 @@ def test_once_prints_a_snapshot_of_each_run(tmp_path):
     assert lines[4] == f"{b}: TUI test: 8x8 digits [finished]"
 
 
+def test_a_run_resumed_past_its_budget_shows_the_grown_one(tmp_path):
+    """`descent resume RUN --steps N` past the scenario's steps: watch said "step 70/50"."""
+    run = tmp_path / "r"
+    assert descent("run", "digits8x8", "--steps", 20, "--out", run).returncode == 0
+    assert descent("resume", run, "--steps", 10).returncode == 0
+    p = descent("watch", "--once", run)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[1].startswith("  step 30/30  "), p.stdout
+    assert WatchedRun(LocalTransport(run)).total_steps() == 30
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda d: d / "absent", "no such run folder"),
     (lambda d: d, "not a run folder (no scenario.toml or metrics.jsonl in it)"),
