@@ -192,6 +192,7 @@ class WatchedRun:
         self.paused = False         # the run answered a pause request and no resume since
         self.answers: list[control.Control] = []
         self.count = 0
+        self._grown: int | None = None     # summary.json's total_steps: read on demand, again after an end
 
     def open(self) -> None:
         """Check the folder and read its scenario (raises WatchError)."""
@@ -215,7 +216,7 @@ class WatchedRun:
             elif isinstance(r, Alarm):
                 self.alarms.append(r)
             elif isinstance(r, (Finished, Stopped, Diverged)):
-                self.end, self.paused = r, False
+                self.end, self.paused, self._grown = r, False, None      # a summary was just written
             elif isinstance(r, control.Control):
                 self.answers.append(r)
                 if r.ok and r.op in ("pause", "resume"):
@@ -255,8 +256,10 @@ class WatchedRun:
             steps = tomllib.loads(self.scenario_text or "").get("training", {}).get("steps", 0)
         except tomllib.TOMLDecodeError:
             steps = 0
-        grown = (self.summary() or {}).get("total_steps", 0)
-        best = max(v for v in (steps, grown, 0) if isinstance(v, int))
+        if self._grown is None:     # once, not per poll: over ssh each read is a round trip
+            grown = (self.summary() or {}).get("total_steps", 0)
+            self._grown = grown if isinstance(grown, int) else 0
+        best = max(v for v in (steps, self._grown, 0) if isinstance(v, int))
         return best or None
 
     def request(self, op: str, key: str | None = None, value=None) -> str:
