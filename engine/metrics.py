@@ -8,9 +8,10 @@ import numpy as np
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
+    """Over the last axis: (N, K) rows, or (N, T, K) a distribution per time step."""
+    z = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    return e / e.sum(axis=-1, keepdims=True)
 
 
 def probabilities(outputs: np.ndarray) -> np.ndarray:

@@ -83,12 +83,15 @@ class Predictor:
         return self.data["class_names"]
 
     def predict(self, x, mask=None) -> np.ndarray:
-        """Probabilities (N, K) for classification; values (N, width) for regression."""
-        from .metrics import probabilities
+        """Probabilities (N, K) for classification, (N, T, K) for a label per time step (a
+        language model's next word); values (N, width) for regression."""
+        from .metrics import probabilities, softmax
 
         if isinstance(x, np.ndarray) and x.dtype.kind == "f":
             x = x.astype(self.dtype, copy=False)
         out = self.trainer.predict(x, mask)
+        if self.data["task"] == "sequence":
+            return softmax(np.asarray(out, np.float64))
         return out if self.data["task"] == "regression" else probabilities(out)
 
     def raw_linear(self) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
@@ -112,6 +115,9 @@ class Predictor:
         prep = self.data["prep"]
         if "features" in prep:
             return TextEncoder(prep["vocab"], prep["features"], prep["max_len"])(list(texts))
+        if prep.get("kind") == "char_lm":
+            raise DescentError(f"this run is a character language model ({self.data['source']}): it continues "
+                               f"a text, `descent sample RUN --prompt TEXT`, rather than classifying one")
         if "length" not in prep:
             raise DescentError(f"this run's data ({self.data['source']}) is not text; "
                                f"give --csv FILE or --npy FILE")

@@ -5,6 +5,7 @@ on past any error and reads the data unless told not to."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tomllib
 from pathlib import Path
@@ -121,6 +122,30 @@ def test_force_over_a_run_of_other_data_trains_and_records_its_own(tmp_path, cap
     assert json.loads((out / "summary.json").read_text(encoding="utf-8"))["steps"] == 5
     rc, text = run(capsys, "resume", out, "--steps", 5)
     assert rc == 0, text
+
+
+def test_a_word_language_model_predicts_the_next_word(tmp_path, capsys):
+    """sms_lm (a label per time step) crashed `descent predict` (IndexError: the per-step
+    outputs were taken as one distribution over T x V), and `sample` called it no language model."""
+    needs_data("sms_lm")
+    out = tmp_path / "lm"
+    assert run(capsys, "run", "sms_lm", "--steps", 3, "--out", out)[0] == 0
+    rc, text = run(capsys, "predict", out, "call me when you", "i will be")
+    assert rc == 0, text
+    lines = text.splitlines()
+    assert [ln.rsplit("  ", 1)[1] for ln in lines] == ["call me when you", "i will be"]
+    probs = [float(v) for v in re.findall(r"P\([^)]*\)=([0-9.]+)", lines[0])]
+    assert len(probs) == 5 and probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
+    rc, text = run(capsys, "sample", out)
+    assert rc == 2 and "guesses the next word" in text and "descent predict" in text, text
+
+
+def test_predict_sends_a_character_model_to_sample(tmp_path, capsys):
+    needs_data("textgen")
+    out = tmp_path / "tg"
+    assert run(capsys, "run", "textgen", "--steps", 2, "--out", out)[0] == 0
+    rc, text = run(capsys, "predict", out, "ROMEO")
+    assert rc == 2 and "character language model" in text and "descent sample" in text, text
 
 
 def houses(tmp_path: Path, standardize: bool = True) -> Path:

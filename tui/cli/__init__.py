@@ -394,12 +394,29 @@ def cmd_predict(args) -> int:
         (x, mask), names = model.encode_texts(args.texts), list(args.texts)
     out = model.predict(x, mask)
     classes = model.class_names
+    if model.data["task"] == "sequence":
+        return print_next_words(out, mask, classes, names)
     for name, row in zip(names, out):
         if not classes:    # regression: the value(s) themselves
             print(f"{' '.join(f'{v:.6g}' for v in row)}  {name}")
             continue
         detail = " ".join(f"P({n})={p:.4f}" for n, p in zip(classes, row))
         print(f"{classes[int(row.argmax())]:<6} {detail}  {name}")
+    return EXIT_OK
+
+
+def print_next_words(out, mask, classes, names, top: int = 5) -> int:
+    """A language model's answer per text (a label per time step, sms_lm): the words likeliest
+    to follow its last word, from the prediction there."""
+    for name, steps, seen in zip(names, out, mask if mask is not None else [None] * len(out)):
+        n = int(seen.sum()) if seen is not None else len(steps)
+        if n == 0:
+            print(f"{'-':<6} (no words in it)  {name}")
+            continue
+        p = steps[n - 1]
+        best = sorted(range(len(p)), key=lambda k: -p[k])[:top]
+        detail = " ".join(f"P({classes[k]})={p[k]:.4f}" for k in best)
+        print(f"{classes[best[0]]:<6} {detail}  {name}")
     return EXIT_OK
 
 

@@ -29,7 +29,12 @@ def load_model(run_dir):
 
     run_dir = Path(run_dir)
     if run_dir.is_dir() and (run_dir / DATA).is_file():
-        if read_data_record(run_dir).get("prep", {}).get("kind") != KIND:
+        record = read_data_record(run_dir)
+        if record.get("prep", {}).get("kind") != KIND:
+            if record.get("task") == "sequence":       # sms_lm: a word-level language model
+                raise DescentError(f"{run_dir}: `descent sample` writes with character language models "
+                                   f"(textgen); this run's model guesses the next word: `descent predict "
+                                   f"{run_dir} TEXT` shows the likeliest ones")
             raise DescentError(f"{run_dir}: not a language-model run; `descent sample` needs one "
                                f"(try `descent predict`)")
     try:
