@@ -108,6 +108,33 @@ class Predictor:
             w, b = w / std, b - (w / std) @ mean
         return w, b, names
 
+    def seq2seq(self):
+        """The run's encoder-decoder layer, or None."""
+        from .seq2seq_eval import seq2seq_layer
+
+        return seq2seq_layer(self.trainer)
+
+    def translate(self, texts: list[str]) -> list[tuple[list[str], list[str]]]:
+        """An encoder-decoder run's answer to each text, greedily decoded: (the words it did not
+        learn, its output words up to the end token)."""
+        from .seq2seq_eval import _words
+
+        layer, vocab = self.seq2seq(), self.data["prep"]["vocab"]
+        S, index = layer.S, {w: i for i, w in enumerate(vocab)}
+        x = np.zeros((len(texts), S + layer.T), np.int64)
+        mask = np.zeros(x.shape, bool)
+        unknown = []
+        for i, text in enumerate(texts):
+            words = text.lower().split()
+            if len(words) > S:
+                raise DescentError(f"text {i + 1}: {len(words)} words; this model reads at most {S}")
+            x[i, :len(words)] = [index.get(w, 1) for w in words]            # 1: <unk>
+            mask[i, :len(words)] = True
+            x[i, S] = vocab.index("<s>")
+            unknown.append([w for w in words if w not in index])
+        tokens, _, _ = layer.decode(x, mask)
+        return [(u, _words(t, vocab)) for u, t in zip(unknown, tokens)]
+
     # ---- raw inputs -> model inputs -----------------------------------------------------------
     def encode_texts(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
         from .data.text import TextEncoder

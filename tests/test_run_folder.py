@@ -140,6 +140,24 @@ def test_a_word_language_model_predicts_the_next_word(tmp_path, capsys):
     assert rc == 2 and "guesses the next word" in text and "descent predict" in text, text
 
 
+def test_an_encoder_decoder_run_answers_sentences(tmp_path, capsys):
+    """seq2seq: `descent predict RUN --npy FILE` crashed (IndexError), and texts were "not text"."""
+    out = tmp_path / "s2s"
+    rc, text = run(capsys, "run", "seq2seq", "--steps", 500, "--set", "data.max_len=6", "--out", out)
+    assert rc == 0, text
+    rc, text = run(capsys, "predict", out, "red fox runs", "big cat sees small dog", "zebra cat")
+    assert rc == 0, text
+    lines = text.splitlines()
+    assert lines[0] == "runs fox red  <-  red fox runs"
+    assert lines[1] == "dog small sees cat big  <-  big cat sees small dog"
+    assert lines[2].endswith("<-  zebra cat   (not in its vocabulary: zebra)")
+    np.save(tmp_path / "ids.npy", np.ones((1, 13), np.int64))
+    rc, text = run(capsys, "predict", out, "--npy", tmp_path / "ids.npy")
+    assert rc == 2 and "reads sentences" in text and "Traceback" not in text, text
+    rc, text = run(capsys, "predict", out, "fox " * 7)
+    assert rc == 2 and "7 words; this model reads at most 6" in text, text
+
+
 def test_predict_sends_a_character_model_to_sample(tmp_path, capsys):
     needs_data("textgen")
     out = tmp_path / "tg"

@@ -384,6 +384,8 @@ def cmd_predict(args) -> int:
             terms = " ".join(f"{'+' if v >= 0 else '-'} {abs(v):.6g}*{n}" for v, n in zip(w[k], names))
             print(f"out{k} = {b[k]:.6g} {terms}   (raw units)")
         return EXIT_OK
+    if model.seq2seq() is not None:
+        return print_translations(model, args)
     mask = None
     if args.csv:
         x, names = model.encode_rows(args.csv)
@@ -402,6 +404,19 @@ def cmd_predict(args) -> int:
             continue
         detail = " ".join(f"P({n})={p:.4f}" for n, p in zip(classes, row))
         print(f"{classes[int(row.argmax())]:<6} {detail}  {name}")
+    return EXIT_OK
+
+
+def print_translations(model, args) -> int:
+    """An encoder-decoder run (seq2seq): each text's output sequence, then the text."""
+    from descent.engine.errors import DescentError
+
+    if not args.texts:
+        raise DescentError(f"{args.run_dir}: an encoder-decoder run reads sentences: "
+                           f"descent predict {args.run_dir} \"red fox runs\"")
+    for text, (unknown, words) in zip(args.texts, model.translate(args.texts)):
+        note = f"   (not in its vocabulary: {' '.join(unknown)})" if unknown else ""
+        print(f"{' '.join(words) or '-'}  <-  {text}{note}")
     return EXIT_OK
 
 
