@@ -117,7 +117,7 @@ class Predictor:
     def translate(self, texts: list[str]) -> list[tuple[list[str], list[str]]]:
         """An encoder-decoder run's answer to each text, greedily decoded: (the words it did not
         learn, its output words up to the end token)."""
-        from .seq2seq_eval import _words
+        from .seq2seq_eval import words_of
 
         layer, vocab = self.seq2seq(), self.data["prep"]["vocab"]
         S, index = layer.S, {w: i for i, w in enumerate(vocab)}
@@ -133,7 +133,7 @@ class Predictor:
             x[i, S] = vocab.index("<s>")
             unknown.append([w for w in words if w not in index])
         tokens, _, _ = layer.decode(x, mask)
-        return [(u, _words(t, vocab)) for u, t in zip(unknown, tokens)]
+        return [(u, words_of(t, vocab)) for u, t in zip(unknown, tokens)]
 
     # ---- raw inputs -> model inputs -----------------------------------------------------------
     def encode_texts(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray | None]:

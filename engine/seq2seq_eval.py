@@ -54,8 +54,8 @@ def evaluate_seq2seq(session, x, y, mask) -> tuple[dict, dict]:
         with session._lock:
             tokens, _, weights = layer.decode(x[i:i + 1], None if mask is None else mask[i:i + 1])
         n = int(lengths[i])
-        out = _words(tokens[0], vocab)
-        details["attention"] = {"source": _words(x[i, :n], vocab), "output": out,
+        out = words_of(tokens[0], vocab)
+        details["attention"] = {"source": words_of(x[i, :n], vocab), "output": out,
                                 "weights": np.asarray(weights[0, :len(out) + 1, :n], np.float64).round(4).tolist()}
     return metrics, details
 
@@ -69,7 +69,7 @@ def _spread(lengths, k: int) -> list[int]:
     return [int(order[p]) for p in picks]
 
 
-def _words(ids, vocab) -> list[str]:
+def words_of(ids, vocab) -> list[str]:
     out = []
     for i in np.asarray(ids).tolist():
         if i == EOS or i <= 0:            # EOS, padding, IGNORE
@@ -81,5 +81,5 @@ def _words(ids, vocab) -> list[str]:
 def _sample(src, target, pred, n: int, vocab) -> dict:
     real = target != -100
     right = (pred == target)[real].tolist()
-    return {"length": n, "source": _words(src[:n], vocab), "target": _words(target, vocab),
-            "output": _words(pred, vocab), "right": [bool(r) for r in right]}
+    return {"length": n, "source": words_of(src[:n], vocab), "target": words_of(target, vocab),
+            "output": words_of(pred, vocab), "right": [bool(r) for r in right]}
