@@ -142,9 +142,7 @@ class Predictor:
         prep = self.data["prep"]
         if "features" in prep:
             return TextEncoder(prep["vocab"], prep["features"], prep["max_len"])(list(texts))
-        if prep.get("kind") == "char_lm":
-            raise DescentError(f"this run is a character language model ({self.data['source']}): it continues "
-                               f"a text, `descent sample RUN --prompt TEXT`, rather than classifying one")
+        self._refuse_char_lm()
         if "length" not in prep:
             raise DescentError(f"this run's data ({self.data['source']}) is not text; "
                                f"give --csv FILE or --npy FILE")
@@ -167,7 +165,8 @@ class Predictor:
 
         prep = self.data["prep"]
         if "columns" not in prep:
-            raise DescentError(f"this run's data ({self.data['source']}) is not a table; give texts or --npy FILE")
+            raise DescentError(f"this run's data ({self.data['source']}) is not a table; "
+                               f"give {'texts' if 'vocab' in prep else '--npy FILE'}")
         path = Path(path)
         header, rows, lines = read_table(path, None)
         missing = [c for c in prep["columns"] if c not in header]
@@ -186,6 +185,10 @@ class Predictor:
     def encode_array(self, path) -> np.ndarray:
         """An .npy of images (N, H, W) or (N, C, H, W); integer pixels are scaled like the training data."""
         prep = self.data["prep"]
+        if "vocab" in prep:              # token ids in float32 reached the embedding: an internal error
+            self._refuse_char_lm(path)
+            raise DescentError(f"{path}: this run's model reads text ({self.data['source']}), not arrays; "
+                               f"give the texts themselves")
         try:
             x = np.load(Path(path), allow_pickle=False)
         except (OSError, ValueError) as e:
@@ -198,6 +201,11 @@ class Predictor:
         if x.shape[1:] != self.in_shape:
             raise DescentError(f"{path}: arrays of shape {x.shape[1:]} per sample; this model takes {self.in_shape}")
         return self._scale(x)
+
+    def _refuse_char_lm(self, path=None) -> None:
+        if self.data["prep"].get("kind") == "char_lm":
+            raise DescentError(f"{f'{path}: ' if path else ''}this run is a character language model ({self.data['source']}): it continues "
+                               f"a text, `descent sample RUN --prompt TEXT`, rather than classifying one")
 
     def _scale(self, x: np.ndarray) -> np.ndarray:
         prep = self.data["prep"]

@@ -259,8 +259,7 @@ class WatchedRun:
         if self._grown is None:     # once, not per poll: over ssh each read is a round trip
             grown = (self.summary() or {}).get("total_steps", 0)
             self._grown = grown if isinstance(grown, int) else 0
-        best = max(v for v in (steps, self._grown, 0) if isinstance(v, int))
-        return best or None
+        return max(steps if isinstance(steps, int) else 0, self._grown) or None
 
     def request(self, op: str, key: str | None = None, value=None) -> str:
         """Append a control request to the run folder's control.jsonl; returns its id."""

@@ -138,6 +138,9 @@ def test_a_word_language_model_predicts_the_next_word(tmp_path, capsys):
     assert len(probs) == 5 and probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
     rc, text = run(capsys, "sample", out)
     assert rc == 2 and "guesses the next word" in text and "descent predict" in text, text
+    np.save(tmp_path / "ids.npy", np.full((1, 40), 5, np.int64))         # it was an internal error
+    rc, text = run(capsys, "predict", out, "--npy", tmp_path / "ids.npy")
+    assert rc == 2 and "ids.npy: this run's model reads text" in text and "Traceback" not in text, text
 
 
 def test_an_encoder_decoder_run_answers_sentences(tmp_path, capsys):
@@ -162,8 +165,11 @@ def test_predict_sends_a_character_model_to_sample(tmp_path, capsys):
     needs_data("textgen")
     out = tmp_path / "tg"
     assert run(capsys, "run", "textgen", "--steps", 2, "--out", out)[0] == 0
-    rc, text = run(capsys, "predict", out, "ROMEO")
-    assert rc == 2 and "character language model" in text and "descent sample" in text, text
+    np.save(tmp_path / "ids.npy", np.full((1, 64), 5, np.int64))
+    for args in (["ROMEO"], ["--npy", tmp_path / "ids.npy"]):
+        rc, text = run(capsys, "predict", out, *args)
+        assert rc == 2 and "character language model" in text and "descent sample" in text, text
+    assert "ids.npy: this run is a character language model" in text, text
 
 
 def houses(tmp_path: Path, standardize: bool = True) -> Path:

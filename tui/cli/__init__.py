@@ -175,20 +175,23 @@ def build_parser() -> Parser:
 def shorthand(parser: Parser, argv: list[str]) -> list[str]:
     """`descent SCENARIO ...` means `descent tui SCENARIO ...`: a first word that is no subcommand
     and no option names a scenario. Subcommand names win (`descent tui run` opens one named run)."""
-    commands = next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    if argv and not argv[0].startswith("-") and argv[0] not in commands:
+    if argv and not argv[0].startswith("-") and argv[0] not in subcommands(parser):
         return ["tui", *argv]
     return argv
+
+
+def subcommands(parser: Parser) -> dict:
+    """{name: its parser} of `parser`'s subcommands ({} when it has none)."""
+    return next((a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), {})
 
 
 def command_parser(parser: Parser, args) -> Parser:
     """The (sub)parser of the command `args` were parsed for: `descent data fetch`'s for that."""
     for dest in ("command", "data_command"):
-        subs = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
         name = getattr(args, dest, None)
-        if subs is None or name not in subs.choices:
+        if name not in subcommands(parser):
             break
-        parser = subs.choices[name]
+        parser = subcommands(parser)[name]
     return parser
 
 
