@@ -165,7 +165,7 @@ class Predictor:
 
         prep = self.data["prep"]
         if "columns" not in prep:
-            raise DescentError(f"this run's data ({self.data['source']}) is not a table; "
+            raise DescentError(f"{path}: this run's data ({self.data['source']}) is not a table; "
                                f"give {'texts' if 'vocab' in prep else '--npy FILE'}")
         path = Path(path)
         header, rows, lines = read_table(path, None)

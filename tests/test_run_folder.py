@@ -141,6 +141,8 @@ def test_a_word_language_model_predicts_the_next_word(tmp_path, capsys):
     np.save(tmp_path / "ids.npy", np.full((1, 40), 5, np.int64))         # it was an internal error
     rc, text = run(capsys, "predict", out, "--npy", tmp_path / "ids.npy")
     assert rc == 2 and "ids.npy: this run's model reads text" in text and "Traceback" not in text, text
+    rc, text = run(capsys, "predict", out, "--csv", tmp_path / "rows.csv")
+    assert rc == 2 and "rows.csv: this run's data (sms_words) is not a table; give texts" in text, text
 
 
 def test_an_encoder_decoder_run_answers_sentences(tmp_path, capsys):
