@@ -602,7 +602,9 @@ def test_small_layers_stay_on_one_thread(monkeypatch):
 
 
 def test_vocabulary_projection_in_evaluation_slices(monkeypatch):
-    """Evaluation slices of rows read their own rows' token ids: the same bits as the plain product."""
+    """Evaluation slices of rows read their own rows' token ids: the plain product's values. Not
+    its bits everywhere: OpenBLAS's Haswell kernels (OPENBLAS_CORETYPE=Haswell, which some
+    machines set) round a row of a product differently with the number of rows around it."""
     import descent.engine.recurrent as rec
 
     net = Net([{"type": "embedding", "dim": 6, "vocab": 11}, {"type": "gru", "hidden": 8, "output": "all"}],
@@ -614,4 +616,5 @@ def test_vocabulary_projection_in_evaluation_slices(monkeypatch):
     ctx = Context(mask=mask, train=False)
     plain = layer.forward(emb.forward(ids, ctx).copy(), ctx).copy()
     monkeypatch.setattr(rec, "EVAL_ROW_STEPS", 10 * 9)              # slices of 10, 10 and 20 rows
-    assert np.array_equal(net.forward(ids, Context(mask=mask, train=False)), plain)
+    sliced = net.forward(ids, Context(mask=mask, train=False))
+    assert np.allclose(sliced, plain, rtol=1e-5, atol=1e-6), np.abs(sliced - plain).max()
