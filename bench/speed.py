@@ -346,7 +346,8 @@ def machine() -> dict:
     try:
         from threadpoolctl import threadpool_info
 
-        info["blas"] = sorted({f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads)"
+        info["blas"] = sorted({f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads, "
+                               f"{p.get('architecture')} kernels)"
                                for p in threadpool_info() if p.get("user_api") == "blas"})
     except ImportError:
         info["blas"] = []
@@ -444,6 +445,13 @@ def main(argv=None) -> int:
     info = machine()
     print(f"# descent speed, {info['date']}: {info['cpu']}, {info['cores']} cores; Python {info['python']}, "
           f"NumPy {info['numpy']}, Numba {info['numba']}, torch {info['torch']}; BLAS {', '.join(info['blas'])}")
+    forced = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}
+    if forced:
+        # some machines set these for older OpenBLAS builds; NumPy's then runs slower kernels than
+        # the processor has (Haswell's AVX2 instead of AVX-512: 1T GEMM ~110 vs ~145 GFLOP/s here)
+        print("NumPy's OpenBLAS kernel is forced by " + ", ".join(f"{k}={v}" for k, v in forced.items()) +
+              ": to measure the kernel this processor would get, run with"
+              " `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`")
     print(f"load average at start: {loadavg()}" +
           (f"  ** above {LOAD_LIMIT}: this run is NOT VALID for the goals **" if start_load > LOAD_LIMIT else ""))
     compile_res = {}

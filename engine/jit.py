@@ -18,6 +18,7 @@ numba options.
 import sys
 
 import numba
+import numba.extending
 
 
 def _numba_without_scipy_blas():
@@ -44,6 +45,12 @@ OPTIONS = dict(cache=True, nogil=True, error_model="numpy", fastmath=False)
 def jit(fn):
     """Compile `fn` with the project's options (lazily, per argument types)."""
     return numba.njit(**OPTIONS)(fn)
+
+
+def jit_overload(stub):
+    """Register the decorated typing function as `stub`'s compiled implementation: it looks at the
+    argument types and returns the function to compile (Numba's `overload`, with these options)."""
+    return numba.extending.overload(stub, jit_options=OPTIONS)
 
 
 def jit_pieces(fn):

@@ -45,8 +45,9 @@ import math
 
 import numba
 import numpy as np
+from numba import types
 
-from .jit import jit, jit_pieces
+from .jit import jit, jit_overload, jit_pieces
 from .product_kernels import NO_TRANS, ROW_MAJOR, cblas_gemm
 
 RNN_CELL, LSTM_CELL, GRU_CELL = 0, 1, 2
@@ -90,20 +91,29 @@ def sigmoid_exact(x):
     return e / (1.0 + e)
 
 
-@jit
 def step_product(fn, a, t, b0, b1, w, c):
     """c[b0:b1] = a[t, b0:b1] @ w for a (T, B, K), w (K, N) and c (B, N), all C-contiguous: one
-    CBLAS call on pointers (no views: see lstm_kernels), or np.dot when fn is None."""
-    if fn is None:
-        np.dot(a[t, b0:b1], w, c[b0:b1])
-        return
-    B, K, N = a.shape[1], a.shape[2], w.shape[1]
-    size = np.uint64(a.itemsize)     # pointers are unsigned: keep the sums in uint64
-    f = a.dtype.type
-    if b1 > b0:
-        cblas_gemm(np.uint64(fn), ROW_MAJOR, NO_TRANS, NO_TRANS, b1 - b0, N, K, f(1.0),
-                   a.ctypes.data + np.uint64((t * B + b0) * K) * size, K, w.ctypes.data, N, f(0.0),
-                   c.ctypes.data + np.uint64(b0 * N) * size, N)
+    CBLAS call on pointers (no views: see lstm_kernels), or np.dot when fn is None. Compiled code
+    reaches it through the overload below."""
+    np.dot(a[t, b0:b1], w, c[b0:b1])
+
+
+@jit_overload(step_product)
+def _step_product(fn, a, t, b0, b1, w, c):
+    # chosen by fn's type: Numba does not prune `if fn is None` for an int fn, and compiling the
+    # np.dot path into all six recurrent kernels cost about 0.5 s of a cold start
+    if isinstance(fn, types.NoneType):
+        return step_product
+
+    def blas(fn, a, t, b0, b1, w, c):
+        B, K, N = a.shape[1], a.shape[2], w.shape[1]
+        size = np.uint64(a.itemsize)     # pointers are unsigned: keep the sums in uint64
+        f = a.dtype.type
+        if b1 > b0:
+            cblas_gemm(np.uint64(fn), ROW_MAJOR, NO_TRANS, NO_TRANS, b1 - b0, N, K, f(1.0),
+                       a.ctypes.data + np.uint64((t * B + b0) * K) * size, K, w.ctypes.data, N, f(0.0),
+                       c.ctypes.data + np.uint64(b0 * N) * size, N)
+    return blas
 
 
 @jit
