@@ -173,7 +173,7 @@ async def test_space_while_compiling_starts_training_once_ready(tmp_path, monkey
         screen = app.screen
         await until(pilot, lambda: screen.state == "compiling" and made, 10, "compiling")
         await keys(pilot, "space")
-        assert any("once compiling is done" in s for s in said), said      # acknowledged
+        assert any("Got it: training starts once it is ready. Now " in s for s in said), said      # acknowledged
         assert made[0].runs == 0
         gate.set()
         await until(pilot, lambda: made[0].runs == 1, 10, "training to start by itself")

@@ -348,9 +348,9 @@ class DashboardScreen(FileActions, ViewActions, Screen):
         if self.state == "compiling":
             if queue and not self.quitting and self.generation:
                 self.queued = queue
-                self.say(f"Got it: {doing} once compiling is done ({self.status.info.detail}).", timeout=4)
+                self.say(f"Got it: {doing} once it is ready. Now {self.status.info.detail}.", timeout=4)
             else:
-                self.say(f"Still preparing ({self.status.info.detail}); {doing} once it is ready.", timeout=3)
+                self.say(f"Still preparing: {doing} once it is ready. Now {self.status.info.detail}.", timeout=3)
             return False
         if self.state == "error" and (self.session is None or self.session.trainer is None):
             self.say("The session could not start; fix the problem and reset (r) or quit.", severity="error")
