@@ -94,14 +94,15 @@ def sigmoid_exact(x):
 def step_product(fn, a, t, b0, b1, w, c):
     """c[b0:b1] = a[t, b0:b1] @ w for a (T, B, K), w (K, N) and c (B, N), all C-contiguous: one
     CBLAS call on pointers (no views: see lstm_kernels), or np.dot when fn is None. Compiled code
-    reaches it through the overload below."""
+    reaches it through the overload below; this body is the np.dot version (and plain Python's)."""
     np.dot(a[t, b0:b1], w, c[b0:b1])
 
 
 @jit_overload(step_product)
 def _step_product(fn, a, t, b0, b1, w, c):
-    # chosen by fn's type: Numba does not prune `if fn is None` for an int fn, and compiling the
-    # np.dot path into all six recurrent kernels cost about 0.5 s of a cold start
+    # chosen by fn's type: Numba keeps an `if fn is None` branch for an int fn, and the np.dot
+    # path compiled into all six recurrent kernels cost 1.0-1.7 s of the cold compile of every
+    # workload (18.7 -> 17.3 s on average, three alternating pairs, bench/README)
     if isinstance(fn, types.NoneType):
         return step_product
 
