@@ -125,8 +125,17 @@ def make_trainer(layers, in_shape, loss="cross_entropy", optim: OptimConfig | No
     raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
 
 
+WARM_UP_ROWS = 256    # a warm-up batch of at most this many rows: a bigger one takes the same drivers
+
+
 def warm_up(layers, in_shape, loss, x, y, mask=None, dtype="float32", kind="adam") -> None:
-    """Compile (or load from cache) every kernel this model uses, on a throwaway copy."""
+    """Compile (or load from cache) every kernel this model uses, on a throwaway copy: a step and
+    a prediction on x, then a step on its first 2 rows. The session passes a whole batch (up to
+    WARM_UP_ROWS rows): with DESCENT_THREADS >= 2 a batch takes the pieces drivers, which 2 rows
+    don't, and those compiled during training's first steps, outside the compiling state (nile: a
+    3.8 s stall); 2 rows take the serial kernels a short last batch needs."""
     t = Trainer(layers, in_shape, loss, OptimConfig(kind=kind), 0, dtype)
     t.step(x, y, mask)
     t.predict(x, mask)
+    if len(x) > 2:
+        t.step(x[:2], y[:2], None if mask is None else mask[:2])

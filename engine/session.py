@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .alarms import GradMonitor, is_recurrent
-from .backend import make_trainer, warm_up
+from .backend import WARM_UP_ROWS, make_trainer, warm_up
 from .data.text_lm import is_lm
 from .errors import DescentError, SpecError
 from .metrics import probabilities
@@ -128,7 +128,7 @@ class Session(RunFiles):
         if self.backend == "numba":
             yield Compiling("compiling kernels (first start only; cached afterwards)")
             t0 = time.perf_counter()
-            n = min(2, len(self.x_train))
+            n = min(self.batch_size, WARM_UP_ROWS, len(self.x_train))
             warm_up(self.layers, ds.in_shape, self.loss, self.x_train[:n], ds.y_train[:n],
                     None if ds.mask_train is None else ds.mask_train[:n], self.dtype, t.optimizer)
             self.compile_seconds = time.perf_counter() - t0

@@ -618,3 +618,45 @@ def test_vocabulary_projection_in_evaluation_slices(monkeypatch):
     monkeypatch.setattr(rec, "EVAL_ROW_STEPS", 10 * 9)              # slices of 10, 10 and 20 rows
     sliced = net.forward(ids, Context(mask=mask, train=False))
     assert np.allclose(sliced, plain, rtol=1e-5, atol=1e-6), np.abs(sliced - plain).max()
+
+
+def test_warm_up_runs_every_driver_the_two_thread_steps_run(tmp_path, monkeypatch):
+    """With DESCENT_THREADS=2 a whole batch takes the pieces drivers (row chunks, product blocks)
+    where the 2 rows of the old warm-up took the serial kernels, so they compiled during nile's
+    first training steps, outside the compiling state (a 3.8 s stall). The session's warm-up steps
+    a whole batch: every driver training calls, it called first."""
+    import sys
+
+    from numba.core.registry import CPUDispatcher
+
+    from descent.engine import recurrent, threads  # noqa: F401 - loaded, so that its drivers are patched below
+    from descent.engine.scenario import load, resolve_name
+    from descent.engine.session import Session
+
+    phase, calls = ["prepare"], set()
+
+    def recording(name, fn):
+        def call(*args):
+            calls.add((phase[0], name))
+            return fn(*args)
+        return call
+
+    for mod in [m for n, m in sys.modules.items() if n.startswith("descent.engine.")]:
+        for name, fn in list(vars(mod).items()):
+            if isinstance(fn, CPUDispatcher) and fn.targetoptions.get("parallel"):
+                monkeypatch.setattr(mod, name, recording(name, fn))
+    scenario = load(resolve_name("nile"), overrides=["data.train_size=256", "data.test_size=64",
+                                                     "training.steps=4", "training.log_every=2"])
+    monkeypatch.setenv("DESCENT_THREADS", "2")              # the session reads it (threads.configure)
+    with threads.using(2):                                   # and this puts the count back afterwards
+        if threads.pieces_threads(2) < 2:
+            pytest.skip("no thread-safe Numba threading layer (OpenMP or TBB) here: one thread only")
+        session = Session(scenario, out_dir=tmp_path / "run")
+        list(session.prepare())
+        phase[0] = "train"
+        list(session.run())
+        session.close()
+    trained = {name for p, name in calls if p == "train"}
+    warmed = {name for p, name in calls if p == "prepare"}
+    assert "lstm_forward_rows" in trained and "lstm_backward_rows" in trained
+    assert trained <= warmed, trained - warmed
