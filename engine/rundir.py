@@ -40,10 +40,16 @@ def check_format(found, where) -> None:
 
 
 def _not_a_folder(path: Path) -> OSError | None:
-    """Why `path` cannot be a run folder: it, or a folder above it, is a file."""
+    """Why `path` cannot be a run folder: it, or a folder above it, is a file, or the nearest
+    folder that exists takes no writes (read-only, or not this user's)."""
     for p in (path, *path.parents):
         if p.exists():
-            return None if p.is_dir() else OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(p))
+            if not p.is_dir():
+                return OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(p))
+            if os.access(p, os.W_OK | os.X_OK):
+                return None
+            code = errno.EROFS if os.statvfs(p).f_flag & os.ST_RDONLY else errno.EACCES
+            return OSError(code, os.strerror(code), str(p))
     return None
 
 

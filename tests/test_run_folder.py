@@ -271,3 +271,25 @@ def test_weights_are_reported_in_raw_units(tmp_path, capsys):
 
     w, b, names = Predictor(out).raw_linear()
     assert names == ["x"] and w[0, 0] == pytest.approx(1, abs=0.02) and b[0] == pytest.approx(0, abs=0.2)
+
+
+def test_a_folder_that_takes_no_writes_is_refused_before_loading(tmp_path, monkeypatch, capsys):
+    """The nearest existing folder of --out refuses writes (read-only, another user's): a one-line
+    error naming the path, exit 2, before the data loads and the kernels compile (root passes
+    os.access on a chmod 555 folder, so os.access says no here for that folder)."""
+    import os
+
+    from descent.engine import rundir
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = os.access
+    monkeypatch.setattr(rundir.os, "access", lambda p, mode: False if Path(p) == locked else real(p, mode))
+    rc = main(["run", "digits8x8", "--steps", "5", "--out", str(locked / "run")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1, err
+    assert str(locked / "run") in err and "Permission denied" in err
+    assert "compiling" not in err and "loading" not in err
+    assert not (locked / "run").exists()
+    # a folder that does take writes is used as before
+    assert rundir._not_a_folder(tmp_path / "fine" / "run") is None
