@@ -28,12 +28,12 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from compile_time import compile_probe, compile_times
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -286,56 +286,6 @@ def measure(variants, repeats: int, block_s: float) -> tuple[dict, dict]:
     return wall, cpu
 
 
-# ---- compile time (subprocess) ---------------------------------------------------------------
-
-def compile_probe(keys: list[str]) -> dict:
-    """Build and step every available workload's model once; runs inside a fresh process."""
-    t0 = time.perf_counter()
-    from descent.engine.backend import warm_up
-
-    imported = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    each = {}
-    for key in keys:
-        w = WORKLOADS[key]
-        if layers_available(w):
-            continue
-        x, y = w.batches(np.random.default_rng(0), 1)[0]
-        t2 = time.perf_counter()
-        warm_up(w.layers, w.in_shape, "cross_entropy", x[:2], y[:2], None, "float32", "adam")
-        each[key] = round(time.perf_counter() - t2, 3)
-    return {"import_s": imported, "warmup_s": time.perf_counter() - t1, "workloads": list(each), "each_s": each}
-
-
-def compile_times(keys: list[str], runs: int) -> dict:
-    """Per phase, the probe run with the median total (warm-up + imports) of `runs`, with every
-    run's total in `totals_s`. Cold: each run in a fresh process on an empty cache of its own;
-    warm: then each of those caches again. One cold run on this VM ranged 14.2-17.3 s in an hour
-    (neighbours steal CPU time), too wide for one sample to say anything about a 15 s goal."""
-    out = {}
-    with tempfile.TemporaryDirectory(prefix="descent-numba-cache-") as root:
-        for phase in ("cold", "warm"):
-            got = []
-            for i in range(runs):
-                env = dict(os.environ, NUMBA_CACHE_DIR=os.path.join(root, str(i)))
-                # a user's Python keeps the bytecode of descent's modules (__pycache__) as Numba keeps
-                # its machine code: the cold run writes both, the warm run reads both (some sandboxes
-                # set PYTHONDONTWRITEBYTECODE, which made every warm start compile descent's sources again)
-                env.pop("PYTHONDONTWRITEBYTECODE", None)
-                proc = subprocess.run([sys.executable, __file__, "--compile-probe", "--workloads", ",".join(keys)],
-                                      env=env, capture_output=True, text=True, cwd=ROOT)
-                if proc.returncode != 0:
-                    got = [{"error": proc.stderr.strip().splitlines()[-1:] or ["failed"]}]
-                    break
-                got.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-            if "error" in got[0]:
-                out[phase] = got[0]
-                continue
-            got.sort(key=lambda r: r["warmup_s"] + r["import_s"])
-            out[phase] = dict(got[len(got) // 2], totals_s=[round(r["warmup_s"] + r["import_s"], 2) for r in got])
-    return out
-
-
 # ---- report ----------------------------------------------------------------------------------
 
 def machine() -> dict:
@@ -446,7 +396,7 @@ def main(argv=None) -> int:
     if unknown:
         ap.error(f"unknown workload(s) {unknown}; known: {', '.join(WORKLOADS)}")
     if args.compile_probe:
-        print(json.dumps(compile_probe(keys)))
+        print(json.dumps(compile_probe({k: WORKLOADS[k] for k in keys}, layers_available)))
         return 0
     args.repeats = args.repeats or (3 if args.quick else 9)
     args.compile_runs = max(1, args.compile_runs or (1 if args.quick else 3))
@@ -471,7 +421,7 @@ def main(argv=None) -> int:
           (f"  ** above {LOAD_LIMIT}: this run is NOT VALID for the goals **" if start_load > LOAD_LIMIT else ""))
     compile_res = {}
     if not args.no_compile:
-        compile_res = compile_times(keys, args.compile_runs)
+        compile_res = compile_times(Path(__file__), keys, args.compile_runs)
         for phase, r in compile_res.items():
             if "error" in r:
                 print(f"compile {phase}: failed: {r['error']}")
