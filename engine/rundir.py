@@ -48,7 +48,10 @@ def _not_a_folder(path: Path) -> OSError | None:
                 return OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(p))
             if os.access(p, os.W_OK | os.X_OK):
                 return None
-            code = errno.EROFS if os.statvfs(p).f_flag & os.ST_RDONLY else errno.EACCES
+            try:
+                code = errno.EROFS if os.statvfs(p).f_flag & os.ST_RDONLY else errno.EACCES
+            except OSError:
+                code = errno.EACCES
             return OSError(code, os.strerror(code), str(p))
     return None
 
