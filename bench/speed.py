@@ -12,8 +12,8 @@ runs in a process of its own (its peak RSS is reported); inside it the variants 
 by block, so a change in machine load hits all of them; the figure is the median steps/s over the
 timed blocks after warm-up. Also measured in the same run: the float32 GEMM rate (1024^3 np.dot on
 1 and 2 threads) and the JIT compile time with an empty and with a filled Numba cache (each in a
-fresh subprocess, the median of --compile-runs). The load average is printed at start and end; a run started above LOAD_LIMIT
-is marked not valid for the goals. See bench/README.md.
+fresh subprocess, the median of --compile-runs). The load average is printed at start and end; a
+run started above LOAD_LIMIT is marked not valid for the goals. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -413,7 +413,8 @@ def main(argv=None) -> int:
     forced = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}
     if forced:
         # some machines set these for older OpenBLAS builds; NumPy's then runs slower kernels than
-        # the processor has (Haswell's AVX2 instead of AVX-512: 1T GEMM ~110 vs ~145 GFLOP/s here)
+        # the processor has (Haswell's AVX2 instead of AVX-512: the 1T GEMM here 102-114 GFLOP/s
+        # with them, 171-203 without, bench/README 2026-12-02)
         print("NumPy's OpenBLAS kernel is forced by " + ", ".join(f"{k}={v}" for k, v in forced.items()) +
               ": to measure the kernel this processor would get, run with"
               " `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`")

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from . import threads
 from .layer import Context
 from .losses import LOSSES, loss_targets
 from .model import Net
@@ -133,7 +134,11 @@ def warm_up(layers, in_shape, loss, x, y, mask=None, dtype="float32", kind="adam
     a prediction on x, then a step on its first 2 rows. The session passes a whole batch (up to
     WARM_UP_ROWS rows): with DESCENT_THREADS >= 2 a batch takes the pieces drivers, which 2 rows
     don't, and those compiled during training's first steps, outside the compiling state (nile: a
-    3.8 s stall); 2 rows take the serial kernels a short last batch needs."""
+    3.8 s stall); 2 rows take the serial kernels a short last batch needs. On one thread 2 rows
+    take every kernel a batch does, so only those run (a batch cost 0.1-0.3 s of every start of
+    textgen_transformer and seq2seq)."""
+    if threads.count() < 2:
+        x, y, mask = x[:2], y[:2], None if mask is None else mask[:2]
     t = Trainer(layers, in_shape, loss, OptimConfig(kind=kind), 0, dtype)
     t.step(x, y, mask)
     t.predict(x, mask)
