@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .activation_kernels import CODES, IDENTITY, RELU
+from .activation_kernels import CODES, IDENTITY, RELU, SOFTMAX, act_backward, bias_act_forward
 from . import products, threads
 from .activations import torch_activation
 from .arrays import CONV_LANES, Buffers
 from .conv_kernels import (add_parts, col2im, conv_backward_pieces, conv_dx_direct, conv_forward_direct,
-                           conv_forward_pieces, conv_wgrads_part, dz_dense, dz_winners, im2col, pad_images,
-                           planes_act_backward, planes_bias_act)
+                           conv_forward_direct3, conv_forward_pieces, conv_wgrads_part, conv_wgrads_part3, dz_dense,
+                           dz_winners, im2col, pad_images, planes_act_backward, planes_bias_act)
 from .dense import uniform_fan_in
 from .errors import SpecError
 from .layer import Layer, SpecReader
@@ -63,22 +63,27 @@ def conv2d_forward(x, w, b, stride, padding, act=IDENTITY, slope=0.0, buf=None, 
     nl = (oh - 1) * wp + ow
     y = buf.get("y", (nb, nf, oh, ow))
     nk = nc * k * k
+    fused = act if act in (IDENTITY, RELU) else IDENTITY    # the kernels add the bias and apply these two
+    cols = None
     if _direct(path, nk, FORWARD_DIRECT_MAX_TAPS):
         pieces = batch_pieces(nb)
         if threads.pieces_threads(pieces) > 1:     # every sample on its own: any cut gives the same bits
-            conv_forward_pieces(xf, w, b, stride, wp, act, slope, buf.get("accs", (pieces, 2, nl)), y)
+            conv_forward_pieces(xf, w, b, stride, wp, fused, buf.get("accs", (pieces, 2, nl)), y)
+        elif k == 3 and stride == 1:
+            conv_forward_direct3(xf, w, b, wp, fused, buf.get("acc", (2, nl)), y)
         else:
-            conv_forward_direct(xf, w, b, stride, wp, act, slope, buf.get("acc", (2, nl)), y)
-        return y, (xp, None)
-    w2 = w.reshape(nf, nk)                                      # (F, C*K*K)
-    cols = None
-    for n0, m in _chunks(nb, nk * oh * wp):
-        cols = buf.get("cols", (nk, m, oh * wp))
-        z = buf.get("z", (nf, m, oh * wp))
-        im2col(xf, k, stride, wp, nl, n0, cols)
-        products.matmul(w2, cols.reshape(nk, -1), z.reshape(nf, -1))    # (F, m*OH*Wp)
-        planes_bias_act(z, b, act, slope, n0, wp, y)
-    return y, (xp, cols if cols.shape[1] == nb else None)
+            conv_forward_direct(xf, w, b, stride, wp, fused, buf.get("acc", (2, nl)), y)
+    else:
+        w2 = w.reshape(nf, nk)                                      # (F, C*K*K)
+        for n0, m in _chunks(nb, nk * oh * wp):
+            cols = buf.get("cols", (nk, m, oh * wp))
+            z = buf.get("z", (nf, m, oh * wp))
+            im2col(xf, k, stride, wp, nl, n0, cols)
+            products.matmul(w2, cols.reshape(nk, -1), z.reshape(nf, -1))    # (F, m*OH*Wp)
+            planes_bias_act(z, b, fused, n0, wp, y)
+    if act != fused:      # softmax over each row of a plane, as torch's Softmax(dim=-1); the rest per element
+        bias_act_forward(y.reshape(-1, ow) if act == SOFTMAX else y.reshape(nb, -1), b[:0], act, slope)
+    return y, (xp, cols if cols is not None and cols.shape[1] == nb else None)
 
 
 def conv2d_backward(saved, w, y, dy, stride, padding, act, slope, dw, db, need_dx=True, buf=None,
@@ -98,17 +103,22 @@ def conv2d_backward(saved, w, y, dy, stride, padding, act, slope, dw, db, need_d
     oh, ow = y.shape[2], y.shape[3]
     nk, nl = nc * k * k, (oh - 1) * wp + ow
     xf = xp.reshape(nb, nc, hp * wp)
+    use_winners = winners is not None and act in (IDENTITY, RELU)
+    if act not in (IDENTITY, RELU):     # dy becomes dz here: the kernels below take identity and ReLU only
+        dz_act = buf.get("dz_act", y.shape)
+        rows = (-1, ow) if act == SOFTMAX else (nb, -1)
+        act_backward(y.reshape(rows), dy.reshape(rows), act, slope, dz_act.reshape(rows))
+        dy, act = dz_act, IDENTITY
     dxp = buf.get("dxp", xp.shape) if need_dx else None
     dxf = dxp.reshape(nb, nc, hp * wp) if need_dx else buf.get("none", (0, 0, 0))
     if _direct(path, nk, BACKWARD_DIRECT_MAX_TAPS):
         dzs = buf.get("dzs", (nb, nf, (oh + 2) * wp))
-        use_winners = winners is not None and act in (IDENTITY, RELU)
         dyp, outp, arg = winners if use_winners else (y, y, buf.get("noarg", (0, 0, 0, 0), np.int32))
         pieces = batch_pieces(nb)
         ts, parts = buf.get("ts", (pieces, nk + 1, nl)), buf.get("parts", (pieces, nf, nk + 1), np.float64)
         lanes = buf.get("lanes", (pieces, CONV_LANES), np.float64)
         if threads.pieces_threads(pieces) > 1:
-            conv_backward_pieces(xf, w, use_winners, dyp, outp, arg, y, dy, act, slope, stride, wp, dzs, ts,
+            conv_backward_pieces(xf, w, use_winners, dyp, outp, arg, y, dy, act, stride, wp, dzs, ts,
                                  lanes, parts, dxf)
         else:
             # conv_backward_piece's steps for each piece from here, so that only the kernels this
@@ -118,8 +128,11 @@ def conv2d_backward(saved, w, y, dy, stride, padding, act, slope, dw, db, need_d
                 if use_winners:
                     dz_winners(dyp[lo:hi], outp[lo:hi], arg[lo:hi], act, ow, wp, dzs[lo:hi])
                 else:
-                    dz_dense(y[lo:hi], dy[lo:hi], act, slope, wp, dzs[lo:hi])
-                conv_wgrads_part(xf[lo:hi], dzs[lo:hi], stride, wp, oh, ow, k, ts[i], lanes[i], parts[i])
+                    dz_dense(y[lo:hi], dy[lo:hi], act, wp, dzs[lo:hi])
+                if k == 3 and stride == 1:
+                    conv_wgrads_part3(xf[lo:hi], dzs[lo:hi], wp, oh, ow, ts[i], lanes[i], parts[i])
+                else:
+                    conv_wgrads_part(xf[lo:hi], dzs[lo:hi], stride, wp, oh, ow, k, ts[i], lanes[i], parts[i])
                 if need_dx:
                     conv_dx_direct(w, dzs[lo:hi], stride, wp, oh, ow, dxf[lo:hi])
         add_parts(parts, dw.reshape(nf, nk), db)
@@ -133,7 +146,7 @@ def conv2d_backward(saved, w, y, dy, stride, padding, act, slope, dw, db, need_d
                 im2col(xf, k, stride, wp, nl, n0, cols)
             cols2 = cols.reshape(nk, -1)                        # (C*K*K, m*OH*Wp)
             dz = buf.get("dz", (nf, m, oh * wp))
-            planes_act_backward(y, dy, act, slope, n0, wp, dz)
+            planes_act_backward(y, dy, act, n0, wp, dz)
             dz2 = dz.reshape(nf, -1)                            # (F, m*OH*Wp)
             products.matmul(dz2, cols2.T, dw2, beta=0.0 if n0 == 0 else 1.0)     # (F, C*K*K)
             if db.size and n0 == 0:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .activation_kernels import IDENTITY, RELU, SOFTMAX, act_backward, bias_act_forward
+from .activation_kernels import RELU
 from .arrays import fill, lane_sum
 from .fma import fma
 from .jit import jit, jit_pieces
@@ -168,50 +168,61 @@ def _taps3_forward(a0, a1, xc, wp, wa, wb, first):
 
 
 @jit
-def conv_forward_direct(xf, w, b, s, wp, act, slope, acc, y):
-    """y (B, F, OH, OW) <- act(conv(x, w) + b).
+def conv_forward_direct3(xf, w, b, wp, act, acc, y):
+    """y (B, F, OH, OW) <- act(conv(x, w) + b) for a 3x3 kernel at stride 1, act IDENTITY or RELU:
+    two filters a pass (the last one twice when F is odd).
 
-    xf (B, C, Hp*Wp) the padded input; w (F, C, K, K); b (F,); acc (2, L) scratch, L = (OH-1)*wp + OW.
+    xf (B, C, Hp*Wp) the padded input; w (F, C, 3, 3); b (F,); acc (2, L) scratch, L = (OH-1)*wp + OW.
     """
     nb, nc, _ = xf.shape
-    nf, _, k, _ = w.shape
-    oh, ow = y.shape[2], y.shape[3]
+    nf = w.shape[0]
     a0, a1 = acc[0], acc[1]                                     # (L,) each
     for n in range(nb):
         f = 0
         while f < nf:
-            if k == 3 and s == 1:                               # two filters a pass (the last one twice when F is odd)
-                g = min(f + 1, nf - 1)
-                for c in range(nc):
-                    _taps3_forward(a0, a1, xf[n, c], wp, w[f, c], w[g, c], c == 0)
-            else:
-                g = f
-                fill(a0, 0.0)
-                for c in range(nc):
-                    for i in range(k):
-                        _taps_forward(a0, xf[n, c], i * wp, s, w[f, c, i])   # (L,)
-            _bias_act_plane(a0, wp, b[f], act, slope, y[n, f])
+            g = min(f + 1, nf - 1)
+            for c in range(nc):
+                _taps3_forward(a0, a1, xf[n, c], wp, w[f, c], w[g, c], c == 0)
+            _bias_act_plane(a0, wp, b[f], act, y[n, f])
             if g > f:
-                _bias_act_plane(a1, wp, b[g], act, slope, y[n, g])
+                _bias_act_plane(a1, wp, b[g], act, y[n, g])
             f = g + 1
 
 
+@jit
+def conv_forward_direct(xf, w, b, s, wp, act, acc, y):
+    """conv_forward_direct3 for any kernel and stride, three taps of a kernel row a pass; acc[0]
+    is the scratch. Its own kernel, so that a 3x3 model does not compile it."""
+    nb, nc, _ = xf.shape
+    nf, _, k, _ = w.shape
+    a0 = acc[0]                                                 # (L,)
+    for n in range(nb):
+        for f in range(nf):
+            fill(a0, 0.0)
+            for c in range(nc):
+                for i in range(k):
+                    _taps_forward(a0, xf[n, c], i * wp, s, w[f, c, i])   # (L,)
+            _bias_act_plane(a0, wp, b[f], act, y[n, f])
+
+
 @jit_pieces
-def conv_forward_pieces(xf, w, b, s, wp, act, slope, accs, y):
-    """conv_forward_direct with the batch in len(accs) pieces on Numba's threads; accs (pieces, 2, L)."""
+def conv_forward_pieces(xf, w, b, s, wp, act, accs, y):
+    """The direct forward with the batch in len(accs) pieces on Numba's threads; accs (pieces, 2, L)."""
     nb, k = xf.shape[0], accs.shape[0]
+    three = w.shape[2] == 3 and s == 1
     for i in prange(k):
         lo, hi = nb * i // k, nb * (i + 1) // k
-        conv_forward_direct(xf[lo:hi], w, b, s, wp, act, slope, accs[i], y[lo:hi])
+        if three:
+            conv_forward_direct3(xf[lo:hi], w, b, wp, act, accs[i], y[lo:hi])
+        else:
+            conv_forward_direct(xf[lo:hi], w, b, s, wp, act, accs[i], y[lo:hi])
 
 
 @jit
-def _bias_act_plane(z, wp, bias, act, slope, yp):
+def _bias_act_plane(z, wp, bias, act, yp):
     """yp (OH, OW) <- act(z[r*wp + q] + bias): rows of pitch wp (wide, or wp = OW) into a plane.
-
-    ReLU is applied in the same pass (NaN stays NaN, as in torch); other activations through
-    bias_act_forward, over the whole plane at once except softmax, which is per row.
-    """
+    act is IDENTITY or RELU (NaN stays NaN, as in torch); conv.py applies any other activation
+    to the whole output afterwards, so that its code is not compiled into these kernels."""
     oh, ow = yp.shape
     zero = bias - bias
     for r in range(oh):
@@ -224,41 +235,39 @@ def _bias_act_plane(z, wp, bias, act, slope, yp):
         else:
             for q in range(ow):
                 dst[q] = src[q] + bias
-    if act != IDENTITY and act != RELU:
-        bias_act_forward(yp if act == SOFTMAX else yp.reshape(1, oh * ow), z[:0], act, slope)
 
 
 @jit
-def _act_backward_plane(y, dy, act, slope, wp, dz, dzp):
-    """dz[r*wp + q] <- dL/dz for y, dy (OH, OW), rows of pitch wp with zeros past OW; dzp (OH, OW) scratch."""
+def _act_backward_plane(y, dy, act, wp, dz):
+    """dz[r*wp + q] <- dL/dz for y, dy (OH, OW), rows of pitch wp with zeros past OW. act is
+    IDENTITY or RELU (conv.py turns dy into dz first for any other)."""
     oh, ow = y.shape
-    if act == SOFTMAX:
-        act_backward(y, dy, act, slope, dzp)
-    else:
-        act_backward(y.reshape(1, oh * ow), dy.reshape(1, oh * ow), act, slope, dzp.reshape(1, oh * ow))
     for r in range(oh):
-        src = dzp[r]
+        yr, dr = y[r], dy[r]                                    # (OW,)
         dst = dz[r * wp:(r + 1) * wp]                           # (Wp,)
-        for q in range(ow):
-            dst[q] = src[q]
+        if act == RELU:
+            for q in range(ow):
+                dst[q] = dr[q] if yr[q] > 0 else 0.0
+        else:
+            for q in range(ow):
+                dst[q] = dr[q]
         for q in range(ow, wp):
             dst[q] = 0.0
 
 
 @jit
-def dz_dense(y, dy, act, slope, wp, dzs):
+def dz_dense(y, dy, act, wp, dzs):
     """dzs (B, F, (OH+2)*wp) <- dL/dz in wide rows, between a zero row above and below.
 
-    y, dy (B, F, OH, OW); the garbage columns (ow >= OW) are zero.
+    y, dy (B, F, OH, OW); the garbage columns (ow >= OW) are zero. act is IDENTITY or RELU.
     """
     nb, nf, oh, ow = y.shape
-    dzp = np.empty((oh, ow), y.dtype)                           # (OH, OW) scratch
     for n in range(nb):
         for f in range(nf):
             d = dzs[n, f]                                       # ((OH+2)*Wp,)
             fill(d[:wp], 0.0)
             fill(d[(oh + 1) * wp:], 0.0)
-            _act_backward_plane(y[n, f], dy[n, f], act, slope, wp, d[wp:], dzp)
+            _act_backward_plane(y[n, f], dy[n, f], act, wp, d[wp:])
 
 
 @jit
@@ -302,14 +311,36 @@ def _taps3_grad(t, k0, d0, xa, off):
 
 
 @jit
-def conv_wgrads_part(xf, dzs, s, wp, oh, ow, k, t, lanes, part):
-    """part (F, C*K*K + 1) float64 <- the weight gradients of conv_forward_direct summed over the
+def conv_wgrads_part3(xf, dzs, wp, oh, ow, t, lanes, part):
+    """part (F, C*9 + 1) float64 <- the weight gradients of a 3x3 kernel at stride 1 summed over the
     samples of xf and dzs (dz_dense or dz_winners), the bias's in the last column.
 
-    xf (B', C, Hp*Wp) padded input; dzs (B', F, (OH+2)*wp); t (C*K*K + 1, L) and lanes (CONV_LANES,)
+    xf (B', C, Hp*Wp) padded input; dzs (B', F, (OH+2)*wp); t (C*9 + 1, L) and lanes (CONV_LANES,)
     float64 scratch. Per filter, t sums per position over the samples in order, then each row
     once through the lanes.
     """
+    nb, nc, _ = xf.shape
+    nf = dzs.shape[1]
+    nl = (oh - 1) * wp + ow
+    nk = nc * 9
+    for f in range(nf):
+        fill(t.reshape(t.size), 0.0)
+        tb = t[nk]                                              # (L,) bias row
+        for n in range(nb):
+            d0 = dzs[n, f, wp:wp + nl]                          # (L,)
+            for p in range(nl):
+                tb[p] += d0[p]
+            for c in range(nc):
+                for i in range(3):
+                    _taps3_grad(t, (c * 3 + i) * 3, d0, xf[n, c], i * wp)
+        for q in range(nk + 1):
+            part[f, q] = lane_sum(t[q], lanes)
+
+
+@jit
+def conv_wgrads_part(xf, dzs, s, wp, oh, ow, k, t, lanes, part):
+    """conv_wgrads_part3 for any kernel size k and stride s (its own kernel, so that a 3x3 model
+    does not compile it)."""
     nb, nc, _ = xf.shape
     nf = dzs.shape[1]
     nl = (oh - 1) * wp + ow
@@ -317,24 +348,19 @@ def conv_wgrads_part(xf, dzs, s, wp, oh, ow, k, t, lanes, part):
     for f in range(nf):
         fill(t.reshape(t.size), 0.0)
         tb = t[nk]                                              # (L,) bias row
-        n = 0
-        while n < nb:
+        for n in range(nb):
             d0 = dzs[n, f, wp:wp + nl]                          # (L,)
             for p in range(nl):
                 tb[p] += d0[p]
             for c in range(nc):
                 for i in range(k):
-                    if k == 3 and s == 1:
-                        _taps3_grad(t, (c * k + i) * k, d0, xf[n, c], i * wp)
-                    else:
-                        _taps_grad(t, (c * k + i) * k, d0, xf[n, c], i * wp, s, k)
-            n += 1
+                    _taps_grad(t, (c * k + i) * k, d0, xf[n, c], i * wp, s, k)
         for q in range(nk + 1):
             part[f, q] = lane_sum(t[q], lanes)
 
 
 @jit
-def conv_backward_piece(xf, w, winners, dyp, outp, arg, y, dy, act, slope, s, wp, dzs, t, lanes, part, dxf, lo, hi):
+def conv_backward_piece(xf, w, winners, dyp, outp, arg, y, dy, act, s, wp, dzs, t, lanes, part, dxf, lo, hi):
     """Samples lo .. hi-1 of conv2d's direct backward: their dz (from the pool's winners, or dense),
     their weight-gradient sums into part (conv_wgrads_part), and their dx when dxf is not empty."""
     oh, ow = y.shape[2], y.shape[3]
@@ -342,18 +368,21 @@ def conv_backward_piece(xf, w, winners, dyp, outp, arg, y, dy, act, slope, s, wp
     if winners:
         dz_winners(dyp[lo:hi], outp[lo:hi], arg[lo:hi], act, ow, wp, dzs[lo:hi])
     else:
-        dz_dense(y[lo:hi], dy[lo:hi], act, slope, wp, dzs[lo:hi])
-    conv_wgrads_part(xf[lo:hi], dzs[lo:hi], s, wp, oh, ow, k, t, lanes, part)
+        dz_dense(y[lo:hi], dy[lo:hi], act, wp, dzs[lo:hi])
+    if k == 3 and s == 1:
+        conv_wgrads_part3(xf[lo:hi], dzs[lo:hi], wp, oh, ow, t, lanes, part)
+    else:
+        conv_wgrads_part(xf[lo:hi], dzs[lo:hi], s, wp, oh, ow, k, t, lanes, part)
     if dxf.size > 0:
         conv_dx_direct(w, dzs[lo:hi], s, wp, oh, ow, dxf[lo:hi])
 
 
 @jit_pieces
-def conv_backward_pieces(xf, w, winners, dyp, outp, arg, y, dy, act, slope, s, wp, dzs, ts, lanes, parts, dxf):
+def conv_backward_pieces(xf, w, winners, dyp, outp, arg, y, dy, act, s, wp, dzs, ts, lanes, parts, dxf):
     """The same pieces on Numba's threads."""
     nb, k = xf.shape[0], ts.shape[0]
     for i in prange(k):
-        conv_backward_piece(xf, w, winners, dyp, outp, arg, y, dy, act, slope, s, wp, dzs, ts[i], lanes[i],
+        conv_backward_piece(xf, w, winners, dyp, outp, arg, y, dy, act, s, wp, dzs, ts[i], lanes[i],
                             parts[i], dxf, nb * i // k, nb * (i + 1) // k)
 
 
@@ -440,20 +469,19 @@ def col2im(dcols, k, s, wp, nl, n0, dxf):
 
 
 @jit
-def planes_bias_act(z, b, act, slope, n0, wp, y):
+def planes_bias_act(z, b, act, n0, wp, y):
     """y[n0 + m, f] <- act(z[f, m] + b[f]) per plane. z (F, nb, OH*wp) wide rows; y (B, F, OH, OW)."""
     nf, m, _ = z.shape
     for mm in range(m):
         for f in range(nf):
-            _bias_act_plane(z[f, mm], wp, b[f], act, slope, y[n0 + mm, f])   # (OH, OW)
+            _bias_act_plane(z[f, mm], wp, b[f], act, y[n0 + mm, f])   # (OH, OW)
 
 
 @jit
-def planes_act_backward(y, dy, act, slope, n0, wp, dz):
-    """dz[f, m] <- dL/dz for planes n0 + m of y, dy (B, F, OH, OW). dz (F, nb, OH*wp) wide rows."""
+def planes_act_backward(y, dy, act, n0, wp, dz):
+    """dz[f, m] <- dL/dz for planes n0 + m of y, dy (B, F, OH, OW). dz (F, nb, OH*wp) wide rows;
+    act is IDENTITY or RELU."""
     nf, m, _ = dz.shape
-    oh, ow = y.shape[2], y.shape[3]
-    dzp = np.empty((oh, ow), y.dtype)                           # (OH, OW) scratch
     for mm in range(m):
         for f in range(nf):
-            _act_backward_plane(y[n0 + mm, f], dy[n0 + mm, f], act, slope, wp, dz[f, mm], dzp)
+            _act_backward_plane(y[n0 + mm, f], dy[n0 + mm, f], act, wp, dz[f, mm])

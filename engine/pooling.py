@@ -14,7 +14,8 @@ from .arrays import Buffers
 from .conv import Conv2d, batch_pieces, image_shape
 from .errors import SpecError
 from .layer import Layer, SpecReader
-from .pooling_kernels import maxpool_backward, maxpool_backward_pieces, maxpool_forward, maxpool_forward_pieces
+from .pooling_kernels import (maxpool2x2_forward, maxpool2x2_forward_pieces, maxpool_backward, maxpool_backward_pieces,
+                              maxpool_forward, maxpool_forward_pieces)
 
 
 def maxpool2d_forward(x, size, stride, buf=None):
@@ -33,7 +34,10 @@ def maxpool2d_forward(x, size, stride, buf=None):
     y = buf.get("y", (nb, nc, ph, pw))
     arg = buf.get("arg", (nb, nc, ph, pw), np.int32)
     pieces = batch_pieces(nb)
-    if threads.pieces_threads(pieces) > 1:
+    two = threads.pieces_threads(pieces) > 1
+    if size == 2 and stride == 2:
+        maxpool2x2_forward_pieces(x, y, arg, pieces) if two else maxpool2x2_forward(x, y, arg)
+    elif two:
         maxpool_forward_pieces(x, size, stride, y, arg, pieces)
     else:
         maxpool_forward(x, size, stride, y, arg)

@@ -32,12 +32,24 @@ def _pool2x2_row(x0, x1, base, w, yr, ar):
 
 
 @jit
-def maxpool_forward(x, size, s, y, arg):
-    """y (B, C, PH, PW) <- window maxima of x (B, C, H, W); arg <- their flat index h*W + w.
+def maxpool2x2_forward(x, y, arg):
+    """y (B, C, PH, PW) <- maxima of the 2x2 windows at stride 2 of x (B, C, H, W); arg <- their
+    flat index h*W + w. Ties go to the first maximum (so y = x at arg); a window holding NaN
+    gives NaN, as in torch. The common case, on its own so that a model using it compiles it only."""
+    nb, nc, _, w = x.shape
+    ph = y.shape[2]
+    for n in range(nb):
+        for c in range(nc):
+            xc = x[n, c]                                        # (H, W)
+            for r in range(ph):
+                h0 = 2 * r
+                _pool2x2_row(xc[h0], xc[h0 + 1], h0 * w, w, y[n, c, r], arg[n, c, r])
 
-    Ties go to the first maximum (so y = x at arg); a window holding NaN gives NaN, as in torch.
-    Branch-free selects, with the 2x2 window unrolled: the common case.
-    """
+
+@jit
+def maxpool_forward(x, size, s, y, arg):
+    """maxpool2x2_forward for any window size and stride: branch-free selects, with the 2-wide
+    window unrolled."""
     nb, nc, _, w = x.shape
     ph, pw = y.shape[2], y.shape[3]
     for n in range(nb):
@@ -47,9 +59,7 @@ def maxpool_forward(x, size, s, y, arg):
                 h0 = r * s
                 yr = y[n, c, r]                                 # (PW,)
                 ar = arg[n, c, r]
-                if size == 2 and s == 2:
-                    _pool2x2_row(xc[h0], xc[h0 + 1], h0 * w, w, yr, ar)
-                elif size == 2:
+                if size == 2:
                     x0, x1 = xc[h0], xc[h0 + 1]
                     base = h0 * w
                     for q in range(pw):
@@ -103,9 +113,18 @@ def maxpool_backward(dy, arg, dx):
 
 
 @jit_pieces
+def maxpool2x2_forward_pieces(x, y, arg, k):
+    """maxpool2x2_forward with the batch in k pieces on Numba's threads (each window on its own:
+    any cut gives the same bits)."""
+    nb = x.shape[0]
+    for i in prange(k):
+        lo, hi = nb * i // k, nb * (i + 1) // k
+        maxpool2x2_forward(x[lo:hi], y[lo:hi], arg[lo:hi])
+
+
+@jit_pieces
 def maxpool_forward_pieces(x, size, s, y, arg, k):
-    """maxpool_forward with the batch in k pieces on Numba's threads (each window on its own: any
-    cut gives the same bits)."""
+    """maxpool_forward in k pieces on Numba's threads."""
     nb = x.shape[0]
     for i in prange(k):
         lo, hi = nb * i // k, nb * (i + 1) // k
