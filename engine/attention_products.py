@@ -97,36 +97,42 @@ def heads_matmul(a, b, out):
     if (fn is None or la is None or lb is None or lc is None or lc[0] != NO_TRANS
             or a.dtype != out.dtype or b.dtype != out.dtype or a.size * n == 0):
         return np.matmul(a, b, out=out)
-    pieces = nb * nh
-    if a.size * n >= HEADS_MIN_MACS and threads.pieces_threads(pieces) > 1:
-        heads_gemm_pieces(fn, a, b, out, la[0], la[1], lb[0], lb[1], lc[1])
+    # the views as addresses and strides: their layouts ('C' or not, which Numba types apart)
+    # then compile one kernel, where arrays compiled one per combination, some of them only at a
+    # transformer's first evaluation
+    g = np.array([a.strides[0], a.strides[1], b.strides[0], b.strides[1], out.strides[0], out.strides[1],
+                  nh, m, n, k, la[0], la[1], lb[0], lb[1], lc[1]], np.int64)
+    args = (fn, out.dtype.type(1.0), a.ctypes.data, b.ctypes.data, out.ctypes.data, g)
+    if a.size * n >= HEADS_MIN_MACS and threads.pieces_threads(nb * nh) > 1:
+        heads_gemm_pieces(*args, nb * nh)
     else:
-        heads_gemm(fn, a, b, out, la[0], la[1], lb[0], lb[1], lc[1])
+        heads_gemm(*args, nb * nh)
     return out
 
 
 @jit
-def heads_block(fn, a, b, c, ta, lda, tb, ldb, ldc, i):
-    """Piece i = (sample i // H, head i % H): c[s, h] = a[s, h] @ b[s, h], one CBLAS call."""
-    nh, m, k, n = a.shape[1], a.shape[2], a.shape[3], b.shape[3]
+def heads_block(fn, one, pa, pb, pc, g, i):
+    """Piece i = (sample i // H, head i % H) of heads_matmul: one CBLAS call. pa, pb, pc the
+    addresses of a, b and out; g their byte strides over (sample, head), then H, M, N, K and the
+    CBLAS flags and leading dimensions; one is 1 in the arrays' dtype."""
+    nh = g[6]
     s, h = i // nh, i % nh
-    oa = np.uint64(s * a.strides[0] + h * a.strides[1])        # byte offsets: non-negative (checked)
-    ob = np.uint64(s * b.strides[0] + h * b.strides[1])
-    oc = np.uint64(s * c.strides[0] + h * c.strides[1])
-    f = c.dtype.type
-    cblas_gemm(np.uint64(fn), ROW_MAJOR, ta, tb, m, n, k, f(1.0), a.ctypes.data + oa, lda, b.ctypes.data + ob, ldb,
-               f(0.0), c.ctypes.data + oc, ldc)
+    oa = np.uint64(s * g[0] + h * g[1])                         # byte offsets: non-negative (checked)
+    ob = np.uint64(s * g[2] + h * g[3])
+    oc = np.uint64(s * g[4] + h * g[5])
+    cblas_gemm(np.uint64(fn), ROW_MAJOR, g[10], g[12], g[7], g[8], g[9], one, np.uint64(pa) + oa, g[11],
+               np.uint64(pb) + ob, g[13], one - one, np.uint64(pc) + oc, g[14])
 
 
 @jit
-def heads_gemm(fn, a, b, c, ta, lda, tb, ldb, ldc):
+def heads_gemm(fn, one, pa, pb, pc, g, pieces):
     """Every (sample, head) product, one after the other."""
-    for i in range(a.shape[0] * a.shape[1]):
-        heads_block(fn, a, b, c, ta, lda, tb, ldb, ldc, i)
+    for i in range(pieces):
+        heads_block(fn, one, pa, pb, pc, g, i)
 
 
 @jit_pieces
-def heads_gemm_pieces(fn, a, b, c, ta, lda, tb, ldb, ldc):
+def heads_gemm_pieces(fn, one, pa, pb, pc, g, pieces):
     """The same calls on Numba's threads."""
-    for i in numba.prange(a.shape[0] * a.shape[1]):
-        heads_block(fn, a, b, c, ta, lda, tb, ldb, ldc, i)
+    for i in numba.prange(pieces):
+        heads_block(fn, one, pa, pb, pc, g, i)

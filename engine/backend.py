@@ -136,7 +136,8 @@ def warm_up(layers, in_shape, loss, x, y, mask=None, dtype="float32", kind="adam
     don't, and those compiled during training's first steps, outside the compiling state (nile: a
     3.8 s stall); 2 rows take the serial kernels a short last batch needs. On one thread 2 rows
     take every kernel a batch does, so only those run (a batch cost 0.1-0.3 s of every start of
-    textgen_transformer and seq2seq)."""
+    textgen_transformer and seq2seq). A model with recurrent or attention layers also reads the
+    lesson panel's gate curves once (inside.py), which compiled at the first logged step."""
     if threads.count() < 2:
         x, y, mask = x[:2], y[:2], None if mask is None else mask[:2]
     t = Trainer(layers, in_shape, loss, OptimConfig(kind=kind), 0, dtype)
@@ -144,3 +145,7 @@ def warm_up(layers, in_shape, loss, x, y, mask=None, dtype="float32", kind="adam
     t.predict(x, mask)
     if len(x) > 2:
         t.step(x[:2], y[:2], None if mask is None else mask[:2])
+    if any(type(layer).__module__.endswith((".recurrent", ".attention")) for layer in t.net.layers):
+        from .inside import inside_the_cell     # the lesson panel's gate curves, read at the first logged step
+
+        inside_the_cell(t.net, x[:2], None if mask is None else mask[:2])
