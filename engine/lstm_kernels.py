@@ -3,7 +3,7 @@
 Arrays and slots as in recurrent_kernels (z, s, c, tc, q; y and dy as (T, B, D, H), this
 direction's columns at d). Per real step and row, one loop over j < H reads the four
 pre-activations z + q + bias, activates them (i, f, o sigmoid, g tanh; sigmoid as
-0.5 tanh(x/2) + 0.5 with `fast`) and writes i, f, g, o back into z, c_t, tanh(c_t), h_t and the
+0.5 tanh(x/2) + 0.5 in float32: `gate_sigmoid`) and writes i, f, g, o back into z, c_t, tanh(c_t), h_t and the
 output.
 
 Indexing is by (t, b, j) on whole arrays, never through per-row views: a view updates the array's
@@ -20,11 +20,11 @@ import math
 import numba
 
 from .jit import jit, jit_pieces
-from .recurrent_kernels import sigmoid_exact, step_product, sumsq_row, tanh_fast
+from .recurrent_kernels import gate_sigmoid, gate_tanh, step_product, sumsq_row
 
 
 @jit
-def lstm_forward(fn, z, src, rows, whh_t, bias, s, c, tc, q, y, d, lengths, reverse, fast, b0, b1):
+def lstm_forward(fn, z, src, rows, whh_t, bias, s, c, tc, q, y, d, lengths, reverse, b0, b1):
     """z (T, B, 4H) out: the gates i, f, g, o; src[rows[t, b]] (4H,) the input part x_t W_ih^T of
     row b at step t (src is z itself, rows its row numbers, or an embedding's vocabulary projected
     once and rows the token ids: see recurrent.py); whh_t (H, 4H) = W_hh^T; bias
@@ -33,7 +33,6 @@ def lstm_forward(fn, z, src, rows, whh_t, bias, s, c, tc, q, y, d, lengths, reve
     steps); lengths (B,) real steps per sample."""
     T = z.shape[0]
     H = s.shape[2]
-    half = z.dtype.type(0.5)
     for step in range(T):
         t = T - 1 - step if reverse else step
         prev = t + 1 if reverse else t
@@ -49,34 +48,19 @@ def lstm_forward(fn, z, src, rows, whh_t, bias, s, c, tc, q, y, d, lengths, reve
             xr = rows[t, b]
             for j in range(4 * H):                                  # every gate: x + q + bias, in the old order
                 q[b, j] = src[xr, j] + q[b, j] + bias[j]
-            if fast:
-                for j in range(H):
-                    gi = half * tanh_fast(half * q[b, j]) + half
-                    gf = half * tanh_fast(half * q[b, H + j]) + half
-                    gg = tanh_fast(q[b, 2 * H + j])
-                    go = half * tanh_fast(half * q[b, 3 * H + j]) + half
-                    cc = gf * c[prev, b, j] + gi * gg
-                    th = tanh_fast(cc)
-                    z[t, b, j], z[t, b, H + j], z[t, b, 2 * H + j], z[t, b, 3 * H + j] = gi, gf, gg, go
-                    c[cur, b, j] = cc
-                    tc[t, b, j] = th
-                    h = go * th
-                    s[cur, b, j] = h
-                    y[t, b, d, j] = h
-            else:
-                for j in range(H):
-                    gi = sigmoid_exact(q[b, j])
-                    gf = sigmoid_exact(q[b, H + j])
-                    gg = math.tanh(q[b, 2 * H + j])
-                    go = sigmoid_exact(q[b, 3 * H + j])
-                    cc = gf * c[prev, b, j] + gi * gg
-                    th = math.tanh(cc)
-                    z[t, b, j], z[t, b, H + j], z[t, b, 2 * H + j], z[t, b, 3 * H + j] = gi, gf, gg, go
-                    c[cur, b, j] = cc
-                    tc[t, b, j] = th
-                    h = go * th
-                    s[cur, b, j] = h
-                    y[t, b, d, j] = h
+            for j in range(H):
+                gi = gate_sigmoid(q[b, j])
+                gf = gate_sigmoid(q[b, H + j])
+                gg = gate_tanh(q[b, 2 * H + j])
+                go = gate_sigmoid(q[b, 3 * H + j])
+                cc = gf * c[prev, b, j] + gi * gg
+                th = gate_tanh(cc)
+                z[t, b, j], z[t, b, H + j], z[t, b, 2 * H + j], z[t, b, 3 * H + j] = gi, gf, gg, go
+                c[cur, b, j] = cc
+                tc[t, b, j] = th
+                h = go * th
+                s[cur, b, j] = h
+                y[t, b, d, j] = h
 
 
 @jit
@@ -128,10 +112,10 @@ def lstm_backward(fn, z, whh, c, tc, dy, d, dh, dc, dq, dg, lengths, reverse, tr
 
 
 @jit_pieces
-def lstm_forward_rows(fn, z, src, rows, whh_t, bias, s, c, tc, q, y, d, lengths, reverse, fast, edges):
+def lstm_forward_rows(fn, z, src, rows, whh_t, bias, s, c, tc, q, y, d, lengths, reverse, edges):
     """`lstm_forward` over the row chunks edges[i]..edges[i+1]-1, on Numba's threads."""
     for i in numba.prange(len(edges) - 1):
-        lstm_forward(fn, z, src, rows, whh_t, bias, s, c, tc, q, y, d, lengths, reverse, fast, edges[i], edges[i + 1])
+        lstm_forward(fn, z, src, rows, whh_t, bias, s, c, tc, q, y, d, lengths, reverse, edges[i], edges[i + 1])
 
 
 @jit_pieces

@@ -294,7 +294,6 @@ class Recurrent(Layer):
         than rows the first layer projects the vocabulary, (V, E) @ (E, GH), instead of x."""
         B, T, _ = x.shape
         H, D = self.hidden, self.dirs
-        fast = self.dtype == np.float32
         ws = self._workspace(T, B, train)
         n, fn = self._split(T, B), kernel_gemm(self.dtype)
         lookup = ids is not None and len(table) < T * B
@@ -326,13 +325,13 @@ class Recurrent(Layer):
                     cw.c[T if d else 0] = 0.0
                 rev, head = bool(d), (fn, cw.z, src, src_rows, cw.whh_t, cw.bias)
                 if self.cell == LSTM_CELL:
-                    run_rows(lstm_forward, lstm_forward_rows, head + (cw.s, cw.c, cw.tc, cw.q, y4, d, lengths, rev,
-                                                                      fast), B, n)
+                    run_rows(lstm_forward, lstm_forward_rows, head + (cw.s, cw.c, cw.tc, cw.q, y4, d, lengths, rev),
+                             B, n)
                 elif self.cell == GRU_CELL:
                     run_rows(gru_forward, gru_forward_rows, head + (b_hh[2 * H:], cw.s, cw.hn, cw.q, y4, d, lengths,
-                                                                    rev, fast), B, n)
+                                                                    rev), B, n)
                 else:
-                    run_rows(rnn_forward, rnn_forward_rows, head + (cw.s, cw.q, y4, d, lengths, rev, fast), B, n)
+                    run_rows(rnn_forward, rnn_forward_rows, head + (cw.s, cw.q, y4, d, lengths, rev), B, n)
             inp = ws.y[k]
         self.ws, self.lengths = ws, lengths
         if self.output == "all":

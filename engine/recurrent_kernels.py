@@ -23,7 +23,7 @@ the state is carried unchanged and the output is 0, so slot T of the forward dir
 each sample's state at its last real step and slot 0 of the reverse direction its state at t=0.
 
 Activations: float64 uses math.tanh and the exact sigmoid. math.tanh does not vectorise (34 ns
-per float32 element here), so with `fast` (the float32 path) tanh is a clamped rational function
+per float32 element here), so in float32 (`gate_tanh`, `gate_sigmoid`) tanh is a clamped rational function
 (Eigen's float tanh: at most 4e-7 absolute error in float32 arithmetic, about 0.8 ns per element)
 and sigmoid(x) = 0.5 tanh(x/2) + 0.5. Float constants in float32 arithmetic are typed
 (`z.dtype.type(1.0)`): a bare 1.0 would turn the whole expression into float64.
@@ -91,6 +91,32 @@ def sigmoid_exact(x):
     return e / (1.0 + e)
 
 
+def gate_tanh(x):
+    """tanh of a gate's pre-activation: tanh_fast for float32, math.tanh for float64. Compiled
+    code reaches it through the overload below, chosen by x's type, so a kernel holds one of the
+    two loops (with a `fast` flag each held both: 0.3-0.5 s of a recurrent model's cold compile)."""
+    return tanh_fast(x) if isinstance(x, np.float32) else math.tanh(x)
+
+
+def gate_sigmoid(x):
+    """sigmoid of a gate's pre-activation: 0.5 tanh_fast(x/2) + 0.5 for float32, the exact one for float64."""
+    return _HALF * tanh_fast(_HALF * x) + _HALF if isinstance(x, np.float32) else sigmoid_exact(x)
+
+
+@jit_overload(gate_tanh)
+def _gate_tanh(x):
+    if x == types.float32:
+        return lambda x: tanh_fast(x)
+    return lambda x: math.tanh(x)
+
+
+@jit_overload(gate_sigmoid)
+def _gate_sigmoid(x):
+    if x == types.float32:
+        return lambda x: _HALF * tanh_fast(_HALF * x) + _HALF
+    return lambda x: sigmoid_exact(x)
+
+
 def step_product(fn, a, t, b0, b1, w, c):
     """c[b0:b1] = a[t, b0:b1] @ w for a (T, B, K), w (K, N) and c (B, N), all C-contiguous: one
     CBLAS call on pointers (no views: see lstm_kernels), or np.dot when fn is None. Compiled code
@@ -138,7 +164,7 @@ def sumsq_row(a, b):
 
 
 @jit
-def rnn_forward(fn, z, src, rows, whh_t, bias, s, q, y, d, lengths, reverse, fast, b0, b1):
+def rnn_forward(fn, z, src, rows, whh_t, bias, s, q, y, d, lengths, reverse, b0, b1):
     """One direction of one tanh RNN layer, rows b0..b1-1: z (T, B, H) out: h_t; src[rows[t, b]]
     (H,) the input part x_t W_ih^T of row b at step t (see lstm_kernels.lstm_forward); whh_t
     (H, H) = W_hh^T; bias (H,) b_ih + b_hh; s (T+1, B, H) states by slot (the initial slot zero on
@@ -161,22 +187,15 @@ def rnn_forward(fn, z, src, rows, whh_t, bias, s, q, y, d, lengths, reverse, fas
             xr = rows[t, b]
             for j in range(H):                                  # every gate: x + q + bias, in the old order
                 q[b, j] = src[xr, j] + q[b, j] + bias[j]
-            if fast:
-                for j in range(H):
-                    h = tanh_fast(q[b, j]) + zero     # + 0: the bits of the old beta*tanh+gamma
-                    z[t, b, j] = h
-                    s[cur, b, j] = h
-                    y[t, b, d, j] = h
-            else:
-                for j in range(H):
-                    h = math.tanh(q[b, j])
-                    z[t, b, j] = h
-                    s[cur, b, j] = h
-                    y[t, b, d, j] = h
+            for j in range(H):
+                h = gate_tanh(q[b, j]) + zero         # + 0: the bits of the old beta*tanh+gamma
+                z[t, b, j] = h
+                s[cur, b, j] = h
+                y[t, b, d, j] = h
 
 
 @jit
-def gru_forward(fn, z, src, rows, whh_t, bias, b_hn, s, hn, q, y, d, lengths, reverse, fast, b0, b1):
+def gru_forward(fn, z, src, rows, whh_t, bias, b_hn, s, hn, q, y, d, lengths, reverse, b0, b1):
     """One direction of one GRU layer, rows b0..b1-1, the three gates of a step in one pass:
     r, u = sigmoid(x + q + bias), n = tanh(x_n + b_in + r (q_n + b_hn)), h = (1 - u) n + u h_prev.
     z (T, B, 3H) out: r, u, n; src, rows the input part x as in `rnn_forward`; bias (3H,) b_ih +
@@ -186,7 +205,6 @@ def gru_forward(fn, z, src, rows, whh_t, bias, b_hn, s, hn, q, y, d, lengths, re
     T = z.shape[0]
     H = s.shape[2]
     one = z.dtype.type(1.0)
-    half = z.dtype.type(0.5)
     for step in range(T):
         t = T - 1 - step if reverse else step
         prev = t + 1 if reverse else t
@@ -201,26 +219,15 @@ def gru_forward(fn, z, src, rows, whh_t, bias, b_hn, s, hn, q, y, d, lengths, re
             xr = rows[t, b]
             for j in range(2 * H):                                  # r, u: x + q + bias, in the old order
                 q[b, j] = src[xr, j] + q[b, j] + bias[j]
-            if fast:
-                for j in range(H):
-                    r = half * tanh_fast(half * q[b, j]) + half
-                    u = half * tanh_fast(half * q[b, H + j]) + half
-                    hv = q[b, 2 * H + j] + b_hn[j]
-                    n = tanh_fast(src[xr, 2 * H + j] + (bias[2 * H + j] + r * hv))
-                    z[t, b, j], z[t, b, H + j], z[t, b, 2 * H + j], hn[t, b, j] = r, u, n, hv
-                    h = (one - u) * n + u * s[prev, b, j]
-                    s[cur, b, j] = h
-                    y[t, b, d, j] = h
-            else:
-                for j in range(H):
-                    r = sigmoid_exact(q[b, j])
-                    u = sigmoid_exact(q[b, H + j])
-                    hv = q[b, 2 * H + j] + b_hn[j]
-                    n = math.tanh(src[xr, 2 * H + j] + (bias[2 * H + j] + r * hv))
-                    z[t, b, j], z[t, b, H + j], z[t, b, 2 * H + j], hn[t, b, j] = r, u, n, hv
-                    h = (one - u) * n + u * s[prev, b, j]
-                    s[cur, b, j] = h
-                    y[t, b, d, j] = h
+            for j in range(H):
+                r = gate_sigmoid(q[b, j])
+                u = gate_sigmoid(q[b, H + j])
+                hv = q[b, 2 * H + j] + b_hn[j]
+                n = gate_tanh(src[xr, 2 * H + j] + (bias[2 * H + j] + r * hv))
+                z[t, b, j], z[t, b, H + j], z[t, b, 2 * H + j], hn[t, b, j] = r, u, n, hv
+                h = (one - u) * n + u * s[prev, b, j]
+                s[cur, b, j] = h
+                y[t, b, d, j] = h
 
 
 @jit
@@ -316,9 +323,9 @@ def gru_backward(fn, z, whh, s, hn, dy, d, dh, dq, dg, dgh, lengths, reverse, tr
 # Numba's threads; each row is computed by one chunk in the serial kernel's order
 
 @jit_pieces
-def rnn_forward_rows(fn, z, src, rows, whh_t, bias, s, q, y, d, lengths, reverse, fast, edges):
+def rnn_forward_rows(fn, z, src, rows, whh_t, bias, s, q, y, d, lengths, reverse, edges):
     for i in numba.prange(len(edges) - 1):
-        rnn_forward(fn, z, src, rows, whh_t, bias, s, q, y, d, lengths, reverse, fast, edges[i], edges[i + 1])
+        rnn_forward(fn, z, src, rows, whh_t, bias, s, q, y, d, lengths, reverse, edges[i], edges[i + 1])
 
 
 @jit_pieces
@@ -328,9 +335,9 @@ def rnn_backward_rows(fn, z, whh, dy, d, dh, dq, dg, lengths, reverse, truncate,
 
 
 @jit_pieces
-def gru_forward_rows(fn, z, src, rows, whh_t, bias, b_hn, s, hn, q, y, d, lengths, reverse, fast, edges):
+def gru_forward_rows(fn, z, src, rows, whh_t, bias, b_hn, s, hn, q, y, d, lengths, reverse, edges):
     for i in numba.prange(len(edges) - 1):
-        gru_forward(fn, z, src, rows, whh_t, bias, b_hn, s, hn, q, y, d, lengths, reverse, fast, edges[i],
+        gru_forward(fn, z, src, rows, whh_t, bias, b_hn, s, hn, q, y, d, lengths, reverse, edges[i],
                     edges[i + 1])
 
 
