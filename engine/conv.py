@@ -130,7 +130,7 @@ def conv2d_backward(saved, w, y, dy, stride, padding, act, slope, dw, db, need_d
                 else:
                     dz_dense(y[lo:hi], dy[lo:hi], act, wp, dzs[lo:hi])
                 if k == 3 and stride == 1:
-                    conv_wgrads_part3(xf[lo:hi], dzs[lo:hi], wp, oh, ow, ts[i], lanes[i], parts[i])
+                    conv_wgrads_part3(xf[lo:hi], dzs[lo:hi], stride, wp, oh, ow, k, ts[i], lanes[i], parts[i])
                 else:
                     conv_wgrads_part(xf[lo:hi], dzs[lo:hi], stride, wp, oh, ow, k, ts[i], lanes[i], parts[i])
                 if need_dx:

@@ -310,53 +310,43 @@ def _taps3_grad(t, k0, d0, xa, off):
         t2[p] = fma(g, a[p + 2], t2[p])
 
 
-@jit
-def conv_wgrads_part3(xf, dzs, wp, oh, ow, t, lanes, part):
-    """part (F, C*9 + 1) float64 <- the weight gradients of a 3x3 kernel at stride 1 summed over the
-    samples of xf and dzs (dz_dense or dz_winners), the bias's in the last column.
+def _wgrads_kernel(three: bool):
+    @jit
+    def wgrads(xf, dzs, s, wp, oh, ow, k, t, lanes, part):
+        """part (F, C*K*K + 1) float64 <- the weight gradients of conv_forward_direct summed over
+        the samples of xf and dzs (dz_dense or dz_winners), the bias's in the last column.
 
-    xf (B', C, Hp*Wp) padded input; dzs (B', F, (OH+2)*wp); t (C*9 + 1, L) and lanes (CONV_LANES,)
-    float64 scratch. Per filter, t sums per position over the samples in order, then each row
-    once through the lanes.
-    """
-    nb, nc, _ = xf.shape
-    nf = dzs.shape[1]
-    nl = (oh - 1) * wp + ow
-    nk = nc * 9
-    for f in range(nf):
-        fill(t.reshape(t.size), 0.0)
-        tb = t[nk]                                              # (L,) bias row
-        for n in range(nb):
-            d0 = dzs[n, f, wp:wp + nl]                          # (L,)
-            for p in range(nl):
-                tb[p] += d0[p]
-            for c in range(nc):
-                for i in range(3):
-                    _taps3_grad(t, (c * 3 + i) * 3, d0, xf[n, c], i * wp)
-        for q in range(nk + 1):
-            part[f, q] = lane_sum(t[q], lanes)
+        xf (B', C, Hp*Wp) padded input; dzs (B', F, (OH+2)*wp); t (C*K*K + 1, L) and lanes
+        (CONV_LANES,) float64 scratch. Per filter, t sums per position over the samples in order,
+        then each row once through the lanes.
+        """
+        nb, nc, _ = xf.shape
+        nf = dzs.shape[1]
+        nl = (oh - 1) * wp + ow
+        nk = nc * k * k
+        for f in range(nf):
+            fill(t.reshape(t.size), 0.0)
+            tb = t[nk]                                          # (L,) bias row
+            for n in range(nb):
+                d0 = dzs[n, f, wp:wp + nl]                      # (L,)
+                for p in range(nl):
+                    tb[p] += d0[p]
+                for c in range(nc):
+                    for i in range(k):
+                        if three:
+                            _taps3_grad(t, (c * k + i) * k, d0, xf[n, c], i * wp)
+                        else:
+                            _taps_grad(t, (c * k + i) * k, d0, xf[n, c], i * wp, s, k)
+            for q in range(nk + 1):
+                part[f, q] = lane_sum(t[q], lanes)
+
+    return wgrads
 
 
-@jit
-def conv_wgrads_part(xf, dzs, s, wp, oh, ow, k, t, lanes, part):
-    """conv_wgrads_part3 for any kernel size k and stride s (its own kernel, so that a 3x3 model
-    does not compile it)."""
-    nb, nc, _ = xf.shape
-    nf = dzs.shape[1]
-    nl = (oh - 1) * wp + ow
-    nk = nc * k * k
-    for f in range(nf):
-        fill(t.reshape(t.size), 0.0)
-        tb = t[nk]                                              # (L,) bias row
-        for n in range(nb):
-            d0 = dzs[n, f, wp:wp + nl]                          # (L,)
-            for p in range(nl):
-                tb[p] += d0[p]
-            for c in range(nc):
-                for i in range(k):
-                    _taps_grad(t, (c * k + i) * k, d0, xf[n, c], i * wp, s, k)
-        for q in range(nk + 1):
-            part[f, q] = lane_sum(t[q], lanes)
+# `three` a closure constant (see activation_kernels): the 3x3 stride-1 kernel (k = 3, s = 1)
+# holds only its taps, so a 3x3 model does not compile the general ones
+conv_wgrads_part3 = _wgrads_kernel(True)
+conv_wgrads_part = _wgrads_kernel(False)
 
 
 @jit
@@ -370,7 +360,7 @@ def conv_backward_piece(xf, w, winners, dyp, outp, arg, y, dy, act, s, wp, dzs, 
     else:
         dz_dense(y[lo:hi], dy[lo:hi], act, wp, dzs[lo:hi])
     if k == 3 and s == 1:
-        conv_wgrads_part3(xf[lo:hi], dzs[lo:hi], wp, oh, ow, t, lanes, part)
+        conv_wgrads_part3(xf[lo:hi], dzs[lo:hi], s, wp, oh, ow, k, t, lanes, part)
     else:
         conv_wgrads_part(xf[lo:hi], dzs[lo:hi], s, wp, oh, ow, k, t, lanes, part)
     if dxf.size > 0:
