@@ -15,8 +15,6 @@ could be negative, as far as LLVM knows, turned the store into a scatter (19% of
 
 from __future__ import annotations
 
-import math
-
 import numba
 
 from .jit import jit, jit_pieces
