@@ -157,7 +157,9 @@ def test_a_rank_that_dies_fails_the_run_in_one_line_and_keeps_the_checkpoint(tmp
     _, err = p.communicate(timeout=240)                # well inside DESCENT_DIST_TIMEOUT: no hang
     assert p.returncode != 0
     lost = [line for line in err.splitlines() if "lost the other processes" in line]
-    assert lost and lost[0].startswith("descent: rank 0: lost the other processes at step"), err[-3000:]
+    # torchrun's own report (a traceback of its agent) fills the tail: show what the ranks said
+    said = "\n".join(line for line in err.splitlines() if line.startswith("descent:")) or err[-3000:]
+    assert lost and lost[0].startswith("descent: rank 0: lost the other processes at step"), said
     assert "the checkpoint of step" in lost[0]
     assert not list(run.glob("*.lock"))
 
