@@ -11,9 +11,10 @@ from .activation_kernels import CODES, IDENTITY, RELU, SOFTMAX, act_backward, bi
 from . import products, threads
 from .activations import torch_activation
 from .arrays import CONV_LANES, Buffers
-from .conv_kernels import (add_parts, col2im, conv_backward_pieces, conv_dx_direct, conv_forward_direct,
-                           conv_forward_direct3, conv_forward_pieces, conv_wgrads_part, conv_wgrads_part3, dz_dense,
-                           dz_winners, im2col, pad_images, planes_act_backward, planes_bias_act)
+from .conv_kernels import (add_parts, col2im, conv_dx_direct, conv_dx_pieces, conv_forward_direct,
+                           conv_forward_direct3, conv_forward_pieces, conv_forward_pieces3, conv_wgrads_part,
+                           conv_wgrads_part3, conv_wgrads_pieces, conv_wgrads_pieces3, dz_dense, dz_dense_pieces,
+                           dz_winners, dz_winners_pieces, im2col, pad_images, planes_act_backward, planes_bias_act)
 from .dense import uniform_fan_in
 from .errors import SpecError
 from .layer import Layer, SpecReader
@@ -68,7 +69,8 @@ def conv2d_forward(x, w, b, stride, padding, act=IDENTITY, slope=0.0, buf=None, 
     if _direct(path, nk, FORWARD_DIRECT_MAX_TAPS):
         pieces = batch_pieces(nb)
         if threads.pieces_threads(pieces) > 1:     # every sample on its own: any cut gives the same bits
-            conv_forward_pieces(xf, w, b, stride, wp, fused, buf.get("accs", (pieces, 2, nl)), y)
+            drive = conv_forward_pieces3 if k == 3 and stride == 1 else conv_forward_pieces
+            drive(xf, w, b, stride, wp, fused, buf.get("accs", (pieces, 2, nl)), y)
         elif k == 3 and stride == 1:
             conv_forward_direct3(xf, w, b, wp, fused, buf.get("acc", (2, nl)), y)
         else:
@@ -117,19 +119,26 @@ def conv2d_backward(saved, w, y, dy, stride, padding, act, slope, dw, db, need_d
         pieces = batch_pieces(nb)
         ts, parts = buf.get("ts", (pieces, nk + 1, nl)), buf.get("parts", (pieces, nf, nk + 1), np.float64)
         lanes = buf.get("lanes", (pieces, CONV_LANES), np.float64)
-        if threads.pieces_threads(pieces) > 1:
-            conv_backward_pieces(xf, w, use_winners, dyp, outp, arg, y, dy, act, stride, wp, dzs, ts,
-                                 lanes, parts, dxf)
+        three = k == 3 and stride == 1
+        if threads.pieces_threads(pieces) > 1:     # the same steps, each on Numba's threads
+            if use_winners:
+                dz_winners_pieces(dyp, outp, arg, act, ow, wp, dzs, pieces)
+            else:
+                dz_dense_pieces(y, dy, act, wp, dzs, pieces)
+            wgrads = conv_wgrads_pieces3 if three else conv_wgrads_pieces
+            wgrads(xf, dzs, stride, wp, oh, ow, k, ts, lanes, parts)
+            if need_dx:
+                conv_dx_pieces(w, dzs, stride, wp, oh, ow, dxf, pieces)
         else:
-            # conv_backward_piece's steps for each piece from here, so that only the kernels this
-            # model uses compile (a first run: 2.3 s less for a ReLU conv under a pool)
+            # each step's kernel called from here, so that only the kernels this model uses
+            # compile (a first run: 2.3 s less for a ReLU conv under a pool)
             for i in range(pieces):
                 lo, hi = nb * i // pieces, nb * (i + 1) // pieces
                 if use_winners:
                     dz_winners(dyp[lo:hi], outp[lo:hi], arg[lo:hi], act, ow, wp, dzs[lo:hi])
                 else:
                     dz_dense(y[lo:hi], dy[lo:hi], act, wp, dzs[lo:hi])
-                if k == 3 and stride == 1:
+                if three:
                     conv_wgrads_part3(xf[lo:hi], dzs[lo:hi], stride, wp, oh, ow, k, ts[i], lanes[i], parts[i])
                 else:
                     conv_wgrads_part(xf[lo:hi], dzs[lo:hi], stride, wp, oh, ow, k, ts[i], lanes[i], parts[i])

@@ -205,17 +205,22 @@ def conv_forward_direct(xf, w, b, s, wp, act, acc, y):
             _bias_act_plane(a0, wp, b[f], act, y[n, f])
 
 
-@jit_pieces
-def conv_forward_pieces(xf, w, b, s, wp, act, accs, y):
-    """The direct forward with the batch in len(accs) pieces on Numba's threads; accs (pieces, 2, L)."""
-    nb, k = xf.shape[0], accs.shape[0]
-    three = w.shape[2] == 3 and s == 1
-    for i in prange(k):
-        lo, hi = nb * i // k, nb * (i + 1) // k
-        if three:
-            conv_forward_direct3(xf[lo:hi], w, b, wp, act, accs[i], y[lo:hi])
-        else:
-            conv_forward_direct(xf[lo:hi], w, b, s, wp, act, accs[i], y[lo:hi])
+def _forward_pieces_kernel(three: bool):
+    @jit_pieces
+    def forward_pieces(xf, w, b, s, wp, act, accs, y):
+        """The direct forward with the batch in len(accs) pieces on Numba's threads; accs (pieces, 2, L)."""
+        nb, k = xf.shape[0], accs.shape[0]
+        for i in prange(k):
+            lo, hi = nb * i // k, nb * (i + 1) // k
+            if three:
+                conv_forward_direct3(xf[lo:hi], w, b, wp, act, accs[i], y[lo:hi])
+            else:
+                conv_forward_direct(xf[lo:hi], w, b, s, wp, act, accs[i], y[lo:hi])
+    return forward_pieces
+
+
+conv_forward_pieces3 = _forward_pieces_kernel(True)
+conv_forward_pieces = _forward_pieces_kernel(False)
 
 
 @jit
@@ -349,31 +354,49 @@ conv_wgrads_part3 = _wgrads_kernel(True)
 conv_wgrads_part = _wgrads_kernel(False)
 
 
-@jit
-def conv_backward_piece(xf, w, winners, dyp, outp, arg, y, dy, act, s, wp, dzs, t, lanes, part, dxf, lo, hi):
-    """Samples lo .. hi-1 of conv2d's direct backward: their dz (from the pool's winners, or dense),
-    their weight-gradient sums into part (conv_wgrads_part), and their dx when dxf is not empty."""
-    oh, ow = y.shape[2], y.shape[3]
-    k = w.shape[2]
-    if winners:
-        dz_winners(dyp[lo:hi], outp[lo:hi], arg[lo:hi], act, ow, wp, dzs[lo:hi])
-    else:
+# The backward's pieces: one driver a step, each calling one kernel, so a model compiles only the
+# paths it takes (one driver calling them all, its gufunc compiling the whole tree once more, made
+# a two-thread first start of digits_cnn 57-59 s; these, 36-40 s, 2026-12-03)
+@jit_pieces
+def dz_dense_pieces(y, dy, act, wp, dzs, pieces):
+    nb = y.shape[0]
+    for i in prange(pieces):
+        lo, hi = nb * i // pieces, nb * (i + 1) // pieces
         dz_dense(y[lo:hi], dy[lo:hi], act, wp, dzs[lo:hi])
-    if k == 3 and s == 1:
-        conv_wgrads_part3(xf[lo:hi], dzs[lo:hi], s, wp, oh, ow, k, t, lanes, part)
-    else:
-        conv_wgrads_part(xf[lo:hi], dzs[lo:hi], s, wp, oh, ow, k, t, lanes, part)
-    if dxf.size > 0:
-        conv_dx_direct(w, dzs[lo:hi], s, wp, oh, ow, dxf[lo:hi])
 
 
 @jit_pieces
-def conv_backward_pieces(xf, w, winners, dyp, outp, arg, y, dy, act, s, wp, dzs, ts, lanes, parts, dxf):
-    """The same pieces on Numba's threads."""
-    nb, k = xf.shape[0], ts.shape[0]
-    for i in prange(k):
-        conv_backward_piece(xf, w, winners, dyp, outp, arg, y, dy, act, s, wp, dzs, ts[i], lanes[i],
-                            parts[i], dxf, nb * i // k, nb * (i + 1) // k)
+def dz_winners_pieces(dyp, outp, arg, act, ow, wp, dzs, pieces):
+    nb = dyp.shape[0]
+    for i in prange(pieces):
+        lo, hi = nb * i // pieces, nb * (i + 1) // pieces
+        dz_winners(dyp[lo:hi], outp[lo:hi], arg[lo:hi], act, ow, wp, dzs[lo:hi])
+
+
+def _wgrads_pieces_kernel(three: bool):
+    @jit_pieces
+    def wgrads_pieces(xf, dzs, s, wp, oh, ow, k, ts, lanes, parts):
+        """Piece i's weight-gradient sums into parts[i] (conv_wgrads_part3 / _part)."""
+        nb, n = xf.shape[0], ts.shape[0]
+        for i in prange(n):
+            lo, hi = nb * i // n, nb * (i + 1) // n
+            if three:
+                conv_wgrads_part3(xf[lo:hi], dzs[lo:hi], s, wp, oh, ow, k, ts[i], lanes[i], parts[i])
+            else:
+                conv_wgrads_part(xf[lo:hi], dzs[lo:hi], s, wp, oh, ow, k, ts[i], lanes[i], parts[i])
+    return wgrads_pieces
+
+
+conv_wgrads_pieces3 = _wgrads_pieces_kernel(True)
+conv_wgrads_pieces = _wgrads_pieces_kernel(False)
+
+
+@jit_pieces
+def conv_dx_pieces(w, dzs, s, wp, oh, ow, dxf, pieces):
+    nb = dxf.shape[0]
+    for i in prange(pieces):
+        lo, hi = nb * i // pieces, nb * (i + 1) // pieces
+        conv_dx_direct(w, dzs[lo:hi], s, wp, oh, ow, dxf[lo:hi])
 
 
 @jit

@@ -466,8 +466,10 @@ def test_two_threads_give_the_same_bits(specs, in_shape, batch, monkeypatch):
     from descent.engine.optim import OptimConfig
 
     calls = []
-    for mod, name in [(conv, "conv_forward_pieces"), (conv, "conv_backward_pieces"),
-                      (pooling, "maxpool2x2_forward_pieces"), (pooling, "maxpool_forward_pieces")]:
+    drivers = ["conv_forward_pieces3", "conv_forward_pieces", "dz_winners_pieces", "dz_dense_pieces",
+               "conv_wgrads_pieces3", "conv_wgrads_pieces", "conv_dx_pieces"]
+    for mod, name in [(conv, d) for d in drivers] + [(pooling, "maxpool2x2_forward_pieces"),
+                                                     (pooling, "maxpool_forward_pieces")]:
         real = getattr(mod, name)
         monkeypatch.setattr(mod, name, lambda *a, real=real, name=name: calls.append(name) or real(*a))
 
@@ -484,7 +486,12 @@ def test_two_threads_give_the_same_bits(specs, in_shape, batch, monkeypatch):
     with threads.using(2):
         two = threads.pieces_threads(2) == 2                   # Numba has a thread-safe threading layer here
     pools = {"maxpool2x2_forward_pieces"} | ({"maxpool_forward_pieces"} if len(specs) > 4 else set())   # the second set's 3x3 pool
-    assert not two or {"conv_forward_pieces", "conv_backward_pieces"} | pools <= set(calls)
+    # the first set: a 3x3 ReLU conv under a pool (its dz from the winners); the second: a 3x3 tanh
+    # conv (dense dz), a 27-tap one (backward by BLAS) and a 2x2 stride-2 one with dx
+    convs = ({"conv_forward_pieces3", "conv_wgrads_pieces3"} |
+             ({"conv_forward_pieces", "dz_dense_pieces", "conv_wgrads_pieces", "conv_dx_pieces"} if len(specs) > 4
+              else {"dz_winners_pieces"}))
+    assert not two or convs | pools <= set(calls), (convs | pools) - set(calls)
     (losses, state, pred), (losses2, state2, pred2) = results
     assert losses == losses2 and np.array_equal(pred, pred2)
     assert list(state) == list(state2) and all(np.array_equal(state[k], state2[k]) for k in state)
