@@ -67,11 +67,11 @@ def conv2d_forward(x, w, b, stride, padding, act=IDENTITY, slope=0.0, buf=None, 
     fused = act if act in (IDENTITY, RELU) else IDENTITY    # the kernels add the bias and apply these two
     cols = None
     if _direct(path, nk, FORWARD_DIRECT_MAX_TAPS):
-        pieces = batch_pieces(nb)
+        pieces, three = batch_pieces(nb), k == 3 and stride == 1
         if threads.pieces_threads(pieces) > 1:     # every sample on its own: any cut gives the same bits
-            drive = conv_forward_pieces3 if k == 3 and stride == 1 else conv_forward_pieces
+            drive = conv_forward_pieces3 if three else conv_forward_pieces
             drive(xf, w, b, stride, wp, fused, buf.get("accs", (pieces, 2, nl)), y)
-        elif k == 3 and stride == 1:
+        elif three:
             conv_forward_direct3(xf, w, b, wp, fused, buf.get("acc", (2, nl)), y)
         else:
             conv_forward_direct(xf, w, b, stride, wp, fused, buf.get("acc", (2, nl)), y)
