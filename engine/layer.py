@@ -33,7 +33,7 @@ class Layer:
 
     kind = "layer"
     name = ""          # set by the model: the layer's index path, e.g. "1" or "2.block.0"
-    need_dx = True     # the model sets False on the first layer: nothing upstream needs dx
+    need_dx = True     # the model sets False up to the first layer with parameters: nothing upstream needs dx
     builds_sublayers = False   # True: the model passes its build_layers to __init__ as build=
     stored_transposed: tuple = ()   # local names of 2-D tensors kept in memory as their transpose (params.py)
 

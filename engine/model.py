@@ -137,8 +137,12 @@ class Net:
                                split_views(self.params.grads, self.layers)):
             layer.init_params(p, rng)
             layer.bind(p, g)
-        first = self.layers[0]
-        first.need_dx = False
+        # nothing upstream of the first layer with parameters needs a gradient: its dx is never
+        # computed (MNIST's flatten -> dense 1024: a 128x1024 @ 1024x784 product a step, 2.7 ms
+        # of 8.8), nor the backward of the parameterless layers before it
+        self.grad_from = next((i for i, layer in enumerate(self.layers) if layer.param_shapes()), 0)
+        for layer in self.layers[:self.grad_from + 1]:
+            layer.need_dx = False
 
     def forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
         if x.dtype.kind == "f" and x.dtype != self.dtype:
@@ -148,7 +152,7 @@ class Net:
         return x
 
     def backward(self, dy: np.ndarray, ctx: Context) -> None:
-        for layer in reversed(self.layers):
+        for layer in reversed(self.layers[self.grad_from:]):
             dy = layer.backward(dy, ctx)
 
     def torch_module(self):

@@ -257,14 +257,14 @@ def sparse_input(rng, n, f, density=0.01, dtype=np.float64):
 
 @pytest.mark.parametrize("act", ["relu", "softmax"])
 def test_sparse_input_matches_torch(torch, rel_err, rng, act):
-    from descent.engine.dense import SPARSE_MIN_FAN_IN
+    from descent.engine.dense import SPARSE_MIN_FAN_IN, SPARSE_MIN_UNITS
 
     f = SPARSE_MIN_FAN_IN + 7
-    net = Net([{"type": "dense", "units": OUT, "activation": act}], (f,), np.float64, 0)
+    net = Net([{"type": "dense", "units": SPARSE_MIN_UNITS + 3, "activation": act}], (f,), np.float64, 0)
     layer = net.layers[0]
     layer.need_dx = True
     x = sparse_input(rng, N, f)
-    dy = rng.normal(size=(N, OUT))
+    dy = rng.normal(size=(N, SPARSE_MIN_UNITS + 3))
     y, dx, grads = run(layer, x, dy)
     assert layer.csr is not None                               # it took the sparse path
     xt = torch.from_numpy(x).requires_grad_()
@@ -286,13 +286,13 @@ def test_sparse_input_matches_torch(torch, rel_err, rng, act):
 
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)], ids=["f64", "f32"])
 def test_sparse_input_matches_naive_and_the_dense_path(rel_err, rng, dtype, tol):
-    from descent.engine.dense import SPARSE_MIN_FAN_IN
+    from descent.engine.dense import SPARSE_MIN_FAN_IN, SPARSE_MIN_UNITS
 
     f = SPARSE_MIN_FAN_IN
-    net = Net([{"type": "dense", "units": 3, "activation": "tanh"}], (f,), dtype, 0)
+    net = Net([{"type": "dense", "units": SPARSE_MIN_UNITS, "activation": "tanh"}], (f,), dtype, 0)
     layer = net.layers[0]
     x = sparse_input(rng, 4, f, dtype=dtype)
-    dy = rng.normal(size=(4, 3)).astype(dtype)
+    dy = rng.normal(size=(4, SPARSE_MIN_UNITS)).astype(dtype)
     y, _, grads = run(layer, x, dy)
     assert layer.csr is not None
     w, b = layer.p["weight"], layer.p["bias"]
@@ -303,3 +303,103 @@ def test_sparse_input_matches_naive_and_the_dense_path(rel_err, rng, dtype, tol)
     y2, _, grads2 = run(layer, x, dy)
     assert layer.csr is None
     assert rel_err(y, y2) < tol and rel_err(grads["weight"], grads2["weight"]) < tol
+
+
+def test_an_mnist_like_batch_takes_the_sparse_path_and_matches_torch(torch, rel_err, rng):
+    """About a fifth of the inputs non-zero, as in MNIST's pixels: sparse, and float64-exact."""
+    f, units = 300, 40
+    net = Net([{"type": "dense", "units": units, "activation": "relu"}], (f,), np.float64, 0)
+    layer = net.layers[0]
+    layer.need_dx = True
+    x = sparse_input(rng, N, f, density=0.2)
+    x[0, :] = 0.0
+    x[0, : f // 5] = 0.5                                           # a first row at its share
+    dy = rng.normal(size=(N, units))
+    y, dx, grads = run(layer, x, dy)
+    assert layer.csr is not None
+    xt = torch.from_numpy(x).requires_grad_()
+    wt = torch.from_numpy(layer.p["weight"].copy()).requires_grad_()
+    bt = torch.from_numpy(layer.p["bias"].copy()).requires_grad_()
+    yt = torch.relu(torch.nn.functional.linear(xt, wt, bt))
+    (yt * torch.from_numpy(dy)).sum().backward()
+    assert rel_err(y, yt.detach().numpy()) < 1e-7
+    assert rel_err(grads["weight"], wt.grad.numpy()) < 1e-7
+    assert rel_err(dx, xt.grad.numpy()) < 1e-7
+
+
+def test_the_nonzeros_by_column_are_the_transpose_in_row_order(rng):
+    from descent.engine.dense_kernels import gather_nonzeros, transpose_nonzeros
+
+    n, f = 9, 40
+    x = sparse_input(rng, n, f, density=0.2)
+    row_ptr, cols, vals = np.empty(n + 1, np.int64), np.empty(n * f, np.uint32), np.empty(n * f)
+    nnz = gather_nonzeros(x, x.view(np.uint64), row_ptr, cols, vals)
+    assert nnz == np.count_nonzero(x)
+    col_ptr, rows, tvals = np.empty(f + 1, np.int64), np.empty(n * f, np.uint32), np.empty(n * f)
+    transpose_nonzeros(row_ptr, cols, vals, col_ptr, rows, tvals)
+    for j in range(f):
+        want = np.flatnonzero(x[:, j])                             # rows in order, the slow way
+        got = slice(col_ptr[j], col_ptr[j + 1])
+        assert list(rows[got]) == list(want)
+        assert list(tvals[got]) == list(x[want, j])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_the_sparse_path_gives_the_same_bits_on_one_thread_and_two(rng, dtype):
+    """Big enough (MNIST's first layer) that two threads each sum a range of rows."""
+    from descent.engine import threads
+
+    net = Net([{"type": "dense", "units": 1024, "activation": "relu"}], (784,), dtype, 0)
+    layer = net.layers[0]
+    x = sparse_input(rng, 128, 784, density=0.19, dtype=dtype)
+    dy = rng.normal(size=(128, 1024)).astype(dtype)
+    got = []
+    for n in (1, 2):
+        with threads.using(n):
+            y, _, grads = run(layer, x, dy)
+        assert layer.csr is not None
+        got.append((y, grads["weight"], grads["bias"]))
+    with threads.using(2):
+        if threads.pieces_threads(2) > 1:                          # a thread-safe layer: pieces ran
+            from descent.engine.dense_kernels import sum_rows_pieces
+            assert sum_rows_pieces.signatures
+    for a, b in zip(*got):
+        assert np.array_equal(a, b)
+
+
+def test_narrow_layers_and_denser_batches_take_blas(rng):
+    from descent.engine.dense import SPARSE_MIN_FAN_IN, SPARSE_MIN_UNITS
+
+    f = SPARSE_MIN_FAN_IN
+    narrow = Net([{"type": "dense", "units": SPARSE_MIN_UNITS - 1}], (f,), np.float64, 0).layers[0]
+    x = sparse_input(rng, 64, f, density=0.01)
+    run(narrow, x, rng.normal(size=(64, SPARSE_MIN_UNITS - 1)))
+    assert narrow.csr is None                                       # a product too small to pay for the gather
+    wide = Net([{"type": "dense", "units": SPARSE_MIN_UNITS}], (f,), np.float64, 0).layers[0]
+    dy = rng.normal(size=(64, SPARSE_MIN_UNITS))
+    run(wide, x, dy)
+    assert wide.csr is not None
+    x = sparse_input(rng, 64, f, density=0.35)                      # a hidden layer after ReLU
+    run(wide, x, dy)
+    assert wide.csr is None
+
+
+def test_nothing_upstream_of_the_first_weights_gets_a_gradient(rng):
+    """flatten -> dense (MNIST's MLP): the dense layer computes no dx and flatten no backward."""
+    net = Net([{"type": "flatten"}, {"type": "dense", "units": 3, "activation": "relu"}, {"type": "dense", "units": 2}],
+              (2, 4), np.float64, 0)
+    assert [layer.need_dx for layer in net.layers] == [False, False, True]
+
+    def unexpected(dy, ctx):
+        raise AssertionError("flatten's backward ran")
+
+    net.layers[0].backward = unexpected
+    ctx = Context()
+    x = rng.normal(size=(5, 2, 4))
+    dy = rng.normal(size=(5, 2))
+    net.forward(x, ctx)
+    net.backward(dy, ctx)
+    x2, (w1, b1), w2 = x.reshape(5, 8), net.layers[1].p.values(), net.layers[2].p["weight"]
+    dz1 = (dy @ w2) * (x2 @ w1.T + b1 > 0)                         # the slow way, by hand
+    assert np.allclose(net.layers[1].g["weight"], dz1.T @ x2, rtol=1e-12, atol=1e-12)
+    assert np.allclose(net.layers[1].g["bias"], dz1.sum(0), rtol=1e-12, atol=1e-12)
