@@ -7,9 +7,11 @@ from dataclasses import asdict, dataclass, field
 
 @dataclass(frozen=True)
 class Compiling:
-    """Kernels are being compiled (first start) or loaded from the on-disk cache."""
+    """Kernels are being compiled (first start) or loaded from the on-disk cache; `warning`: a
+    line the user should act on (the dashboard shows it as a notification, not only a status)."""
 
     message: str
+    warning: bool = False
 
 
 @dataclass(frozen=True)

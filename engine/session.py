@@ -91,7 +91,7 @@ class Session(RunFiles):
         """Load the data, build the model, compile kernels; `stop` ends a pretraining stage
         (model.init_from = "scenario:NAME") early. Raises DescentError on bad input."""
         from .data import data_dir, load_dataset
-        from .threads import configure
+        from .threads import configure, wait_policy_note
 
         if self.folder:
             self.folder.preflight(resume=self._resume_step is not None, force=self.force)
@@ -105,6 +105,9 @@ class Session(RunFiles):
         if self.backend == "torch":
             yield Compiling(f"torch backend on {self.device}")
         self.threads = configure()
+        note = wait_policy_note() if self.backend == "numba" else None
+        if note:
+            yield Compiling(note, warning=True)
         self.state = "compiling"
         yield Compiling(f"loading {sc.data.source} data")
         root = data_dir(self.data_root)

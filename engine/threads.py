@@ -94,6 +94,16 @@ def configure(threads: int | None = None) -> int:
     return _threads
 
 
+def wait_policy_note() -> str | None:
+    """A line for the user when two threads would run slower than one: OMP_WAIT_POLICY=PASSIVE
+    puts OpenMP's idle threads to sleep, and each of a step's parallel regions then waits for one
+    to wake (2b, bench/README 2026-12-03: 3427-3724 us a step on two threads, 1910-2047 on one)."""
+    if count() < 2 or os.environ.get("OMP_WAIT_POLICY", "").strip().upper() != "PASSIVE":
+        return None
+    return (f"{ENV}={count()} with OMP_WAIT_POLICY=PASSIVE: each parallel piece waits for a sleeping "
+            f"thread to wake, which can make two threads slower than one; unset OMP_WAIT_POLICY or use {ENV}=1")
+
+
 @contextlib.contextmanager
 def using(threads: int):
     """`threads` for the engine's pieces inside the block (benchmarks, tests)."""

@@ -287,3 +287,24 @@ def test_binary_metrics_have_generic_names():
     assert not {k for k in metrics if "spam" in k or "ham" in k}
     assert metrics["recall"] == 0.5 and metrics["false_positive_rate"] == 0.5
     assert details["class_names"] == ["neg", "pos"]
+
+
+def test_two_threads_under_a_passive_wait_policy_get_a_warning(tmp_path, monkeypatch, capsys):
+    """OMP_WAIT_POLICY=PASSIVE made two threads slower than one (bench/README): say so, once."""
+    from descent.engine import threads
+    from descent.engine.scenario import load, resolve_name
+    from descent.engine.session import Session
+    from descent.tui.cli.headless import drive
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
+    scenario = load(resolve_name("digits8x8"), overrides=["training.steps=2"])
+    with threads.using(1):
+        assert threads.wait_policy_note() is None                      # one thread: nothing to wake
+    monkeypatch.setenv(threads.ENV, "2")
+    with threads.using(1):                                             # the sessions' setting ends with the test
+        assert drive(Session(scenario, out_dir=tmp_path / "two"), steps=None) == 0
+        err = capsys.readouterr().err
+        assert err.count("descent: warning: DESCENT_THREADS=2 with OMP_WAIT_POLICY=PASSIVE") == 1
+        monkeypatch.delenv("OMP_WAIT_POLICY")
+        assert drive(Session(scenario, out_dir=tmp_path / "unset"), steps=None) == 0
+        assert "OMP_WAIT_POLICY" not in capsys.readouterr().err

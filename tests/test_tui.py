@@ -249,6 +249,23 @@ async def test_picker_shows_broken_file_and_opens_a_scenario(tmp_path, monkeypat
         assert screen.scenario.name == "TUI test: 8x8 digits"
 
 
+@sync
+async def test_a_warning_while_preparing_is_a_notification_that_stays(tmp_path, monkeypatch):
+    """DESCENT_THREADS=2 under OMP_WAIT_POLICY=PASSIVE: the status line moves on to loading the
+    data at once, so the warning is a notification, not only a status."""
+    from descent.engine import threads
+
+    monkeypatch.setenv(threads.ENV, "2")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    app = app_for(load(DIGITS), tmp_path)
+    said = notes(app, monkeypatch)
+    with threads.using(1):                                  # the session's setting ends with the test
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await ready(pilot)
+            assert [s for s in said if "OMP_WAIT_POLICY=PASSIVE" in s and "DESCENT_THREADS=1" in s]
+            assert "OMP_WAIT_POLICY" not in screen.status.info.detail
+
+
 # ---- dashboard: training controls -------------------------------------------------------------------
 @sync
 async def test_compiling_then_start_pause_and_one_step(tmp_path):

@@ -156,7 +156,7 @@ class DashboardScreen(FileActions, ViewActions, Screen):
         try:
             if job == "prepare":
                 for rec in session.prepare(stop):
-                    post(Preparing(rec.message))
+                    post(Preparing(rec.message, rec.warning))
                 post(Prepared(session.dataset.summary()))
             else:
                 train(session, stop, steps, history, post, self.recurrent, self.pacer)
@@ -203,7 +203,11 @@ class DashboardScreen(FileActions, ViewActions, Screen):
 
     # ---- worker messages ----------------------------------------------------------------------------
     def on_preparing(self, message: Preparing) -> None:
-        if self.current(message):
+        if not self.current(message):
+            return
+        if message.warning:
+            self.say(message.text, severity="warning", timeout=15)
+        else:
             self.set_state("compiling", message.text)
 
     def on_prepared(self, message: Prepared) -> None:

@@ -21,6 +21,7 @@ class Preparing(Message):
     """Loading data or compiling kernels (engine.records.Compiling)."""
 
     text: str
+    warning: bool = False
 
 
 @dataclass

@@ -47,7 +47,8 @@ def drive(session, steps: int | None, own_folder: bool = False, quiet: bool = Fa
     try:
         for rec in session.prepare():
             if isinstance(rec, Compiling):
-                printer.note(rec.message)
+                (printer.warn if rec.warning else printer.note)(f"descent: warning: {rec.message}" if rec.warning
+                                                                else rec.message)
         if session.step:
             printer.note(f"resuming at step {session.step}")
         note = session.extend(steps) if steps is not None else None
