@@ -24,10 +24,10 @@ import math
 
 import numpy as np
 
+from . import threads
 from .activation_kernels import CODES, bias_act_backward, bias_act_forward
 from .activations import as_2d, torch_activation
 from .arrays import Buffers
-from . import threads
 from .dense_kernels import gather_nonzeros, sum_rows, sum_rows_pieces, transpose_nonzeros
 from .errors import SpecError
 from .layer import Layer, SpecReader
