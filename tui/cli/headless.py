@@ -46,9 +46,10 @@ def drive(session, steps: int | None, own_folder: bool = False, quiet: bool = Fa
     asked_stop = False          # a control request stopped the run, not a signal
     try:
         for rec in session.prepare():
-            if isinstance(rec, Compiling):
-                (printer.warn if rec.warning else printer.note)(f"descent: warning: {rec.message}" if rec.warning
-                                                                else rec.message)
+            if isinstance(rec, Compiling) and rec.warning:
+                printer.warn(f"descent: warning: {rec.message}")
+            elif isinstance(rec, Compiling):
+                printer.note(rec.message)
         if session.step:
             printer.note(f"resuming at step {session.step}")
         note = session.extend(steps) if steps is not None else None
