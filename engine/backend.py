@@ -99,16 +99,18 @@ class Trainer:
         self.rng.bit_generator.state = state
 
 
-EVAL_BYTES = 16 << 20      # what one evaluation slice's layer outputs may take (twice, for their work arrays)
+EVAL_BYTES = 16 << 20      # what one evaluation slice's layer outputs and work arrays may take
 
 
 def eval_rows(layers, n: int, most: int, itemsize: int) -> int:
-    """Rows per evaluation slice: at most `most`, few enough that every layer's output for the slice
-    (counted twice: pools keep winners, convolutions padded copies and column buffers) fits
-    EVAL_BYTES, and all slices the same size but the last by less than one row per slice, so the
-    layers' buffers (cached by shape) are one set, not two. digits_cnn's 10,000 test images in
-    slices of 1,024 and one of 784 held two sets: 300 MB of a 710 MB peak."""
-    per_row = 2 * itemsize * sum(int(np.prod(layer.out_shape)) for layer in layers)
+    """Rows per evaluation slice: at most `most`, few enough that what every layer holds for the
+    slice (`Layer.eval_floats`: pools keep winners, convolutions padded copies and column buffers,
+    a transformer each block's attention and MLP arrays) fits EVAL_BYTES, and all slices the same
+    size but the last by less than one row per slice, so the layers' buffers (cached by shape) are
+    one set, not two. digits_cnn's 10,000 test images in slices of 1,024 and one of 784 held two
+    sets: 300 MB of a 710 MB peak; textgen_transformer's 256-window slices, counted by their
+    logits alone, 820 MB in its four blocks."""
+    per_row = itemsize * sum(layer.eval_floats() for layer in layers)
     rows = max(1, min(most, EVAL_BYTES // max(per_row, 1)))
     slices = -(-n // rows) if n else 1
     return max(1, -(-n // slices))

@@ -67,6 +67,11 @@ class Layer:
     def sublayers(self) -> list["Layer"]:
         return []
 
+    def eval_floats(self) -> int:
+        """Floats one input row's forward pass holds at evaluation, its output and work arrays
+        (backend.eval_rows sizes slices by it): twice the output, unless a layer knows better."""
+        return 2 * int(np.prod(self.out_shape))
+
     def after(self, prev: "Layer") -> None:
         """build_layers names the layer before this one in its list: the only layer that reads
         this one's dx, so a pair may agree on a shortcut (MaxPool2d under a Conv2d)."""

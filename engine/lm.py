@@ -99,6 +99,11 @@ class TransformerLM(Layer):
             block.bind({n[len(pre):]: v for n, v in p.items() if n.startswith(pre)},
                        {n[len(pre):]: v for n, v in g.items() if n.startswith(pre)})
 
+    def eval_floats(self) -> int:
+        t, d = self.steps, self.dim
+        final = 2 * t * d + t if self.final_norm else 0
+        return t * d + sum(b.forward_floats(t) for b in self.blocks) + final + t * self.vocab
+
     @property
     def head(self) -> str:
         return "wte.weight" if self.tie else "lm_head.weight"

@@ -58,6 +58,12 @@ class Block:
     def bind(self, p: dict, g: dict) -> None:
         self.p, self.g = p, g
 
+    def forward_floats(self, t: int) -> int:
+        """Floats `forward` takes from its buffers for one window of t steps (pre- and post-norm
+        alike): ten (T, D) arrays, two norms' 1/std, the (H, T, T) attention, and the MLP's
+        (T, F) input and, for GELU, its output (ReLU works in place)."""
+        return 10 * t * self.d + 2 * t + self.h * t * t + (2 if self.gelu else 1) * t * self.f
+
     def _b(self, name: str) -> np.ndarray:
         return self.p[name] if self.bias else self._empty
 

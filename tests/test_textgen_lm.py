@@ -100,3 +100,28 @@ def test_adamw_decay_groups_train_like_torch(decay_on):
         assert np.abs(ours[name] - np.asarray(theirs[name])).max() < 1e-9, name
     if decay_on == "matrices":   # a bias never decays: with zero gradient it would stay exactly where it was
         assert trainers[0].optimizer.runs[0][2] is True and any(not r[2] for r in trainers[0].optimizer.runs)
+
+
+@pytest.mark.parametrize("extra", [{}, {"norm": "post"}, {"activation": "relu"}, {"norm": "post", "activation": "relu",
+                                                                                  "bias": True}])
+def test_eval_floats_is_what_a_forward_takes(extra):
+    """eval_floats, which sizes evaluation slices (backend.eval_rows), counts exactly the work
+    arrays a forward pass takes from the model's buffers: counted by the logits alone, nanoGPT's
+    CPU model evaluated 256 windows at a time and held 820 MB in its four blocks."""
+    from descent.engine.backend import Trainer
+
+    t = Trainer(spec_of(**extra), (T,), "cross_entropy", None, 0, "float32")
+    lm = t.net.layers[0]
+    t.predict(np.random.default_rng(0).integers(0, V, size=(B, T)), batch_size=B)
+    held = [a for b in lm.blocks for a in b.buf._arrays.values()] + list(lm.buf._arrays.values())
+    assert sum(a.nbytes for a in held if a.dtype == np.float32) == B * 4 * lm.eval_floats()
+
+
+def test_evaluation_slices_of_the_bundled_transformer_fit_the_budget():
+    from descent.engine.backend import EVAL_BYTES, Trainer, eval_rows
+    from descent.engine.scenario import load, resolve_name
+
+    layer = dict(load(resolve_name("textgen_transformer")).model.layers[0], vocab=65)    # Shakespeare's 65 characters
+    t = Trainer([layer], (64,), "cross_entropy", None, 0, "float32")
+    rows = eval_rows(t.net.layers, 256, 256, 4)
+    assert 1 < rows and rows * 4 * t.net.layers[0].eval_floats() <= EVAL_BYTES
