@@ -47,6 +47,14 @@ class Evaluation:
 
 
 @dataclass(frozen=True)
+class Evaluating:
+    """The session starts an evaluation at `step` (yielded, not recorded: a state to show while a
+    slow model evaluates; training time, `elapsed` and steps/s, leave it out)."""
+
+    step: int
+
+
+@dataclass(frozen=True)
 class KnobChanged:
     """A live knob took effect before `step`; charts draw a marker there."""
 
@@ -88,7 +96,7 @@ class Stopped:
     step: int
 
 
-Record = Compiling | Step | Alarm | Evaluation | KnobChanged | Diverged | Finished | Stopped
+Record = Compiling | Step | Alarm | Evaluating | Evaluation | KnobChanged | Diverged | Finished | Stopped
 
 
 def to_json(record: Record) -> dict:

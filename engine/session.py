@@ -2,7 +2,8 @@
 
     session = Session(scenario, out_dir=Path("runs/nile"))
     for record in session.prepare(): ...            # loading data, compiling kernels
-    for record in session.run(stop_event): ...      # Step, Alarm, Evaluation, KnobChanged, Diverged, Finished/Stopped
+    for record in session.run(stop_event): ...      # Step, Alarm, Evaluating, Evaluation, KnobChanged,
+                                                    # Diverged, Finished/Stopped
 
 The session owns the data order, the learning-rate schedule, evaluation, divergence checks and,
 when given an out_dir, everything written there: metrics.jsonl (appended and flushed per
@@ -31,7 +32,7 @@ from .model import fill_from_data
 from .names import LIVE_SETTINGS
 from .optim import OptimConfig
 from .recordlog import RecordLog
-from .records import Compiling, Diverged, Evaluation, Finished, KnobChanged, Step, Stopped, to_json
+from .records import Compiling, Diverged, Evaluating, Evaluation, Finished, KnobChanged, Step, Stopped, to_json
 from .rundir import RunFolder
 from .session_files import RunFiles
 from .transfer import Transfer
@@ -313,9 +314,13 @@ class Session(RunFiles):
                 if alarm:              # reported, never a stop: the dashboard pauses on it itself
                     yield self._emit(alarm)
             if self.step % ev.every == 0 and self.step < target:
+                began = time.perf_counter()
+                yield Evaluating(self.step)
                 yield self._emit(self.evaluate())
                 if self.out_dir:
                     self._good = self._state()
+                spent = time.perf_counter() - began       # elapsed and steps/s count training only
+                started, window_start = started + spent, window_start + spent
             if self.out_dir and t.checkpoint_every and self.step % t.checkpoint_every == 0:
                 self.save()
             if pace is not None and self.step < target:
@@ -332,6 +337,7 @@ class Session(RunFiles):
                 self._write_summary("stopped")
             yield self._emit(Stopped(self.step))
             return
+        yield Evaluating(self.step)
         final = self.evaluate()
         yield self._emit(final)
         self.state = "finished"

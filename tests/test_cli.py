@@ -219,7 +219,7 @@ def test_progress_bar_on_a_terminal_draws_and_clears():
 
     from rich.console import Console
 
-    from descent.engine.records import Evaluation, Step
+    from descent.engine.records import Evaluating, Evaluation, Step
     from descent.tui.cli.headless import BarPrinter
 
     buf = io.StringIO()
@@ -234,6 +234,10 @@ def test_progress_bar_on_a_terminal_draws_and_clears():
     assert "compiling kernels" in text and "step 10/10" in text and "━" in text      # rich's bar
     assert "eval at step 10: accuracy 0.5000 false_positive_rate 0.2500" in text
     assert printer.task is None                       # cleared: the next lines start on a clean row
+    printer.step(Step(1, 0.1, 1.0, 1e-3, 1.0, 1.0, {}, {}, None, 50.0, 0.1), None)
+    printer.evaluating(Evaluating(1))
+    assert printer.bar.tasks[0].fields["line"] == "evaluating at step 1"      # while the bar stands still
+    printer.clear()
 
 
 def test_headless_run_reports_a_gradient_alarm_and_goes_on(tmp_path, monkeypatch, capsys):

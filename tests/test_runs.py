@@ -243,3 +243,29 @@ def test_a_run_that_ended_between_the_checks_and_the_lock_is_not_overwritten(tmp
     late.close()
     assert raced and json.loads((out / "summary.json").read_text())["steps"] == 3
     assert not (out / ".descent.lock").exists()
+
+
+# ---- evaluation time ----------------------------------------------------------------------------
+def test_each_evaluation_is_announced_and_left_out_of_training_time(tmp_path, monkeypatch):
+    """An Evaluating record comes before every evaluation (the dashboard shows the state while a
+    slow model evaluates), never in metrics.jsonl; elapsed, steps/s and summary.json's figures
+    count training alone (bench/scenario_speed.py says so, and a 10 s evaluation of
+    textgen_transformer made the next logged steps/s a tenth of the real one)."""
+    import time
+
+    from descent.engine.records import Evaluating, Evaluation
+
+    session = Session(digits("training.steps=20", "evaluation.every=5"), out_dir=tmp_path / "ev")
+    slow = session.evaluate
+    monkeypatch.setattr(session, "evaluate", lambda: (time.sleep(0.4), slow())[1])
+    records = drain(session)
+    evals = [i for i, r in enumerate(records) if isinstance(r, Evaluation)]
+    assert [r.step for r in records if isinstance(r, Evaluation)] == [5, 10, 15, 20]
+    assert all(isinstance(records[i - 1], Evaluating) and records[i - 1].step == records[i].step for i in evals)
+    kinds = {json.loads(line)["kind"] for line in (tmp_path / "ev" / "metrics.jsonl").read_text().splitlines()}
+    assert "evaluating" not in kinds and "evaluation" in kinds
+    assert session.elapsed < 1.0               # 20 small steps; the three evaluations inside the run took 1.2 s
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert summary["wall_time_s"] == pytest.approx(session.elapsed, abs=1e-3)
+    rates = [r.steps_per_s for r in records if type(r).__name__ == "Step"]
+    assert min(rates[5:]) > 10                                   # no window took in an evaluation's 0.4 s

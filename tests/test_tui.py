@@ -779,3 +779,41 @@ async def test_the_dashboard_reopens_a_run_folder_and_continues_it(tmp_path):
              if '"kind": "step"' in ln]
     assert steps == [1, 2, 3, 4, 5, 6]
     assert not (tmp_path / "runs").exists()          # nothing new made in the runs folder
+
+
+def test_status_line_shows_evaluating_only_while_running():
+    from descent.tui.app.status import StatusInfo, status_text
+
+    busy = StatusInfo(state="running", detail="", step=20, total=400, loss=0.5, steps_per_s=900.0, evaluating=True)
+    text = status_text(busy).plain
+    assert "evaluating" in text and "step 20/400" in text and "steps/s" not in text   # no rate while it stalls
+    assert "running" in status_text(StatusInfo(state="running", detail="", step=20, steps_per_s=900.0)).plain
+    assert "paused" in status_text(StatusInfo(state="paused", detail="", step=20, evaluating=True)).plain
+
+
+@sync
+async def test_a_slow_evaluation_shows_on_the_status_line_and_space_still_pauses(tmp_path, monkeypatch):
+    """The worker says an evaluation began (the first always, later ones when the one before took
+    0.3 s or more); the status line says "evaluating" until the next step or the evaluation
+    arrives, and the keys still treat the run as running."""
+    app = app_for(load(DIGITS, overrides=LONG), tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        real = screen.session.evaluate
+        monkeypatch.setattr(screen.session, "evaluate", lambda: (time.sleep(1.0), real())[1])
+        await keys(pilot, "space")
+        await until(pilot, lambda: "evaluating" in status_text_of(screen), 60, "an evaluation")
+        first = screen.status.info.step
+        assert screen.state == "running" and first % 20 == 0 and "steps/s" not in status_text_of(screen)
+        await until(pilot, lambda: "running" in status_text_of(screen), 30, "training again")
+        await until(pilot, lambda: "evaluating" in status_text_of(screen) and screen.status.info.step > first, 30,
+                    "the next evaluation (the one before took 1 s)")
+        assert screen.status.info.step % 20 == 0          # the held step was posted first
+        await keys(pilot, "space")                       # pausing mid-evaluation: after it, as ever
+        assert screen.state == "pausing" and "pausing" in status_text_of(screen)
+        await until(pilot, lambda: screen.state == "paused", 30, "the pause")
+        assert "paused" in status_text_of(screen) and not screen.status.info.evaluating
+
+
+def status_text_of(screen) -> str:
+    return str(screen.status.render())

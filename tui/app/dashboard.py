@@ -30,8 +30,8 @@ from descent.tui.app.guard import MIN_SIZE, divergence_advice, too_small_text
 from descent.tui.app.history import History, Pinned, format_value
 from descent.tui.app.keys import CLOSING_KEYS, KNOB_AND_VIEW_KEYS
 from descent.tui.app.knobs import KnobsPanel
-from descent.tui.app.messages import (AlertRaised, Evaluated, KnobApplied, KnobEdited, Prepared, Preparing, Progress,
-                                  RunEnded, RunFailed)
+from descent.tui.app.messages import (AlertRaised, Evaluated, EvaluationStarted, KnobApplied, KnobEdited, Prepared,
+                                  Preparing, Progress, RunEnded, RunFailed)
 from descent.tui.app.pace import Pacer, auto_rate
 from descent.tui.app.panels import ScenarioPanel, make_panel
 from descent.tui.app.status import StatusLine
@@ -227,14 +227,19 @@ class DashboardScreen(FileActions, ViewActions, Screen):
         if not self.current(message):
             return
         r = message.record
-        self.status.show(step=r.step, epoch=r.epoch, loss=r.loss, steps_per_s=r.steps_per_s, elapsed=r.elapsed)
+        self.status.show(step=r.step, epoch=r.epoch, loss=r.loss, steps_per_s=r.steps_per_s, elapsed=r.elapsed,
+                         evaluating=False)
+
+    def on_evaluation_started(self, message: EvaluationStarted) -> None:
+        if self.current(message):               # training waits: the charts may take the UI thread's time
+            self.status.show(evaluating=True)
+            self.redraw(force=True)
 
     def on_evaluated(self, message: Evaluated) -> None:
         if not self.current(message):
             return
         r = message.record
-        if "accuracy" in r.metrics:
-            self.status.show(accuracy=r.metrics["accuracy"])
+        self.status.show(evaluating=False, **({"accuracy": r.metrics["accuracy"]} if "accuracy" in r.metrics else {}))
         self.panel.evaluated(r)
 
     def on_knob_applied(self, message: KnobApplied) -> None:
@@ -270,7 +275,8 @@ class DashboardScreen(FileActions, ViewActions, Screen):
             self.set_state("diverged", "r resets (change the knobs first); space cannot continue it")
         else:
             self.set_state("paused", "space continues, n steps once")
-        self.status.show(step=self.session.step, epoch=self.session.epoch, elapsed=self.session.elapsed)
+        self.status.show(step=self.session.step, epoch=self.session.epoch, elapsed=self.session.elapsed,
+                         evaluating=False)
         self.panel.show_sample()
         self.redraw(force=True)
 
@@ -418,7 +424,7 @@ class DashboardScreen(FileActions, ViewActions, Screen):
         for row in knobs.rows():
             row.commit(changes.get(row.knob.key, row.knob.default))
         self.start_session()
-        self.status.show(step=0, epoch=0.0, loss=None, accuracy=None, steps_per_s=None, elapsed=None)
+        self.status.show(step=0, epoch=0.0, loss=None, accuracy=None, steps_per_s=None, elapsed=None, evaluating=False)
         panel = self.panel
         panel.last_eval = None
         self.redraw(force=True)

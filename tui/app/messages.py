@@ -42,6 +42,14 @@ class Progress(Message):
 
 
 @dataclass
+class EvaluationStarted(Message):
+    """The session began an evaluation (engine.records.Evaluating); the worker sends it only
+    when the last one was slow enough to see."""
+
+    step: int
+
+
+@dataclass
 class Evaluated(Message):
     """The newest evaluation (fast models evaluate often; the panels need only the newest)."""
 

@@ -12,6 +12,7 @@ STATE_STYLES = {
     "compiling": ("⧗", "bold yellow"),
     "ready": ("■", "bold"),
     "running": ("▶", "bold green"),
+    "evaluating": ("⧗", "bold cyan"),       # shown for "running" while the session evaluates
     "pausing": ("‖", "bold yellow"),
     "paused": ("‖", "bold yellow"),
     "diverged": ("✗", "bold red"),
@@ -32,6 +33,7 @@ class StatusInfo:
     steps_per_s: float | None = None
     elapsed: float | None = None
     pace: str | None = None                # the dashboard's speed control, "40/s" or "max"
+    evaluating: bool = False               # running, and evaluating now: the state shown is "evaluating"
 
 
 def clock(seconds: float) -> str:
@@ -40,8 +42,9 @@ def clock(seconds: float) -> str:
 
 
 def status_text(info: StatusInfo, width: int = 120) -> Text:
-    icon, style = STATE_STYLES.get(info.state, ("•", "bold"))
-    out = Text(f" {icon} {info.state} ", style=style)
+    shown = "evaluating" if info.evaluating and info.state == "running" else info.state
+    icon, style = STATE_STYLES.get(shown, ("•", "bold"))
+    out = Text(f" {icon} {shown} ", style=style)
     pace = f"pace {info.pace} (f: max)" if info.pace and info.pace != "max" else ""
     if info.state in ("compiling", "error") or (info.detail and info.state == "ready" and not info.step):
         out.append(f" {info.detail}", style="italic" if info.state != "error" else "red")
@@ -53,7 +56,7 @@ def status_text(info: StatusInfo, width: int = 120) -> Text:
         parts.append(f"loss {info.loss:.4g}")
     if info.accuracy is not None:
         parts.append(f"val acc {100 * info.accuracy:.1f}%")
-    if info.steps_per_s is not None and info.state == "running":
+    if info.steps_per_s is not None and shown == "running":
         parts.append(f"{info.steps_per_s:,.0f} steps/s")
     if info.elapsed is not None:
         parts.append(clock(info.elapsed))
@@ -83,7 +86,7 @@ class StatusLine(Widget):
         self._pending = False
 
     def show(self, **changes) -> None:
-        urgent = any(k in ("state", "detail") and getattr(self.info, k) != v for k, v in changes.items())
+        urgent = any(k in ("state", "detail", "evaluating") and getattr(self.info, k) != v for k, v in changes.items())
         for k, v in changes.items():
             setattr(self.info, k, v)
         wait = self.REFRESH_SECONDS - (time.monotonic() - self._painted)

@@ -10,16 +10,20 @@ the run's last message, so none is lost at the end.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Callable
 
 from descent.engine.alarms import RECURRENT, diverged_alarm
-from descent.engine.records import Alarm, Diverged, Evaluation, Finished, KnobChanged, Step, Stopped
+from descent.engine.records import Alarm, Diverged, Evaluating, Evaluation, Finished, KnobChanged, Step, Stopped
 from descent.tui.app.history import History
-from descent.tui.app.messages import AlertRaised, Evaluated, KnobApplied, Progress, RunEnded
+from descent.tui.app.messages import AlertRaised, Evaluated, EvaluationStarted, KnobApplied, Progress, RunEnded
 from descent.tui.app.throttle import Throttle
 
 # the worker posts these at most this often (seconds); a newer one replaces a held one
 POST_EVERY = {Progress: 0.25, Evaluated: 1.0}
+# an evaluation shows on the status line when the one before took this long (the first always):
+# quicker ones, many a second for a small model, would only make it flicker
+SHOW_EVALUATING_S = 0.3
 
 
 def route(record, history: History, stop: threading.Event, recurrent: bool = False) -> list:
@@ -31,6 +35,8 @@ def route(record, history: History, stop: threading.Event, recurrent: bool = Fal
     if isinstance(record, Alarm):
         stop.set()
         return [AlertRaised(record)]
+    if isinstance(record, Evaluating):
+        return [EvaluationStarted(record.step)]
     if isinstance(record, Evaluation):
         return [Evaluated(record)]
     if isinstance(record, KnobChanged):
@@ -48,17 +54,26 @@ def train(session, stop: threading.Event, steps: int | None, history: History, p
     record. `pace` (tui.app.pace.Pacer) is called after every step."""
     gates = {kind: Throttle(every) for kind, every in POST_EVERY.items()}
     held: dict[type, object] = {}          # the newest throttled message of each kind
+    began, took = None, None               # the evaluation under way, the last one's seconds
     for rec in session.run(stop, steps, pace=pace):
-        final = isinstance(rec, (Diverged, Finished, Stopped))
+        flush = isinstance(rec, (Diverged, Finished, Stopped))     # held messages go first at the end
+        if isinstance(rec, Evaluating):
+            began = time.perf_counter()
+        elif isinstance(rec, Evaluation) and began is not None:
+            began, took = None, time.perf_counter() - began
         for message in route(rec, history, stop, recurrent):
+            if isinstance(message, EvaluationStarted):
+                if took is not None and took < SHOW_EVALUATING_S:
+                    continue
+                flush = True               # and before a shown evaluation: the status names the step evaluated
             gate = gates.get(type(message))
-            if gate is not None and not final:
+            if gate is not None and not flush:
                 if not gate.allows():
                     held[type(message)] = message            # the screen needs only the newest
                     continue
                 gate.mark()
                 held.pop(type(message), None)
-            if final:
+            if flush:
                 for waiting in held.values():
                     post(waiting)
                 held.clear()

@@ -19,7 +19,7 @@ import time
 from descent.engine.control import Control
 from descent.engine.errors import DescentError
 from descent.engine.ioerrors import IOFailure
-from descent.engine.records import Alarm, Compiling, Diverged, Evaluation, Finished, Step, Stopped
+from descent.engine.records import Alarm, Compiling, Diverged, Evaluating, Evaluation, Finished, Step, Stopped
 from descent.engine.runs import remove_if_empty
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
@@ -61,6 +61,8 @@ def drive(session, steps: int | None, own_folder: bool = False, quiet: bool = Fa
                 printer.step(rec, session.last_eval)
             elif isinstance(rec, Alarm):
                 printer.warn(f"descent: warning: {rec.text}")
+            elif isinstance(rec, Evaluating):
+                printer.evaluating(rec)
             elif isinstance(rec, Evaluation):
                 printer.evaluation(rec)
             elif isinstance(rec, Control):
@@ -132,6 +134,9 @@ class PlainPrinter:
             self.last_plain = time.monotonic()
             print(self.line(rec, last_eval), flush=True)
 
+    def evaluating(self, rec: Evaluating) -> None:
+        """An evaluation began: a plain log prints its result when it ends."""
+
     def evaluation(self, rec: Evaluation) -> None:
         self.note(f"eval at step {rec.step}: " + format_metrics(rec.metrics))
 
@@ -198,6 +203,10 @@ class BarPrinter(PlainPrinter):
             self.task = self.bar.add_task("train", total=max(1, self.total), line=line)
             self.bar.start()
         self.bar.update(self.task, completed=rec.step, line=line)
+
+    def evaluating(self, rec: Evaluating) -> None:
+        if self.task is not None:       # the bar stands still meanwhile: say why (textgen_transformer: ~10 s)
+            self.bar.update(self.task, line=f"evaluating at step {rec.step:,}")
 
     def control(self, rec: Control, run_dir) -> None:
         super().control(rec, run_dir)
