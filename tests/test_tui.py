@@ -801,14 +801,24 @@ async def test_a_slow_evaluation_shows_on_the_status_line_and_space_still_pauses
         screen = await ready(pilot)
         real = screen.session.evaluate
         monkeypatch.setattr(screen.session, "evaluate", lambda: (time.sleep(1.0), real())[1])
+        seen = []                          # (evaluating, step, the line) at every change, as painted
+        show = screen.status.show
+
+        def spy(**changes):
+            show(**changes)
+            if "evaluating" in changes:
+                seen.append((changes["evaluating"], screen.status.info.step, status_text_of(screen)))
+
+        screen.status.show = spy
         await keys(pilot, "space")
-        await until(pilot, lambda: "evaluating" in status_text_of(screen), 60, "an evaluation")
-        first = screen.status.info.step
-        assert screen.state == "running" and first % 20 == 0 and "steps/s" not in status_text_of(screen)
-        await until(pilot, lambda: "running" in status_text_of(screen), 30, "training again")
-        await until(pilot, lambda: "evaluating" in status_text_of(screen) and screen.status.info.step > first, 30,
-                    "the next evaluation (the one before took 1 s)")
-        assert screen.status.info.step % 20 == 0          # the held step was posted first
+        await until(pilot, lambda: sum(e for e, _, _ in seen) >= 2, 60, "two evaluations shown")
+        (first, line), (second, _) = [(step, text) for e, step, text in seen if e][:2]
+        assert "evaluating" in line and "steps/s" not in line and first > 0 and first % 20 == 0
+        assert second > first and second % 20 == 0       # the next one too (the one before took 1 s)
+        between = seen[[e for e, _, _ in seen].index(True) + 1:]
+        assert not between[0][0] and "running" in between[0][2]      # training again in between
+        assert screen.state == "running"
+        await until(pilot, lambda: screen.status.info.evaluating, 30, "an evaluation under way")
         await keys(pilot, "space")                       # pausing mid-evaluation: after it, as ever
         assert screen.state == "pausing" and "pausing" in status_text_of(screen)
         await until(pilot, lambda: screen.state == "paused", 30, "the pause")
