@@ -49,9 +49,11 @@ class Evaluation:
 @dataclass(frozen=True)
 class Evaluating:
     """The session starts an evaluation at `step` (yielded, not recorded: a state to show while a
-    slow model evaluates; training time, `elapsed` and steps/s, leave it out)."""
+    slow model evaluates; training time, `elapsed` and steps/s, leave it out). `last_seconds`:
+    what the one before took, None before the first."""
 
     step: int
+    last_seconds: float | None = None
 
 
 @dataclass(frozen=True)

@@ -73,8 +73,8 @@ class Session(RunFiles):
         self.base_lr = t.lr
         self.live: dict[str, object] = {}          # live knob values that differ from the file
         self.records = RecordLog()                 # the newest records (metrics.jsonl has all)
-        self.elapsed = 0.0
-        self.compile_seconds = 0.0
+        self.elapsed = 0.0                         # training time: evaluations and pauses left out
+        self.eval_seconds: float | None = None     # what the last evaluation inside run() took
         self.first_loss: float | None = None
         self.clipped_steps = 0
         self.last_eval: Evaluation | None = None
@@ -315,11 +315,11 @@ class Session(RunFiles):
                     yield self._emit(alarm)
             if self.step % ev.every == 0 and self.step < target:
                 began = time.perf_counter()
-                yield Evaluating(self.step)
+                yield Evaluating(self.step, self.eval_seconds)
                 yield self._emit(self.evaluate())
                 if self.out_dir:
                     self._good = self._state()
-                spent = time.perf_counter() - began       # elapsed and steps/s count training only
+                self.eval_seconds = spent = time.perf_counter() - began     # out of elapsed and steps/s
                 started, window_start = started + spent, window_start + spent
             if self.out_dir and t.checkpoint_every and self.step % t.checkpoint_every == 0:
                 self.save()
@@ -337,7 +337,7 @@ class Session(RunFiles):
                 self._write_summary("stopped")
             yield self._emit(Stopped(self.step))
             return
-        yield Evaluating(self.step)
+        yield Evaluating(self.step, self.eval_seconds)
         final = self.evaluate()
         yield self._emit(final)
         self.state = "finished"

@@ -262,6 +262,8 @@ def test_each_evaluation_is_announced_and_left_out_of_training_time(tmp_path, mo
     evals = [i for i, r in enumerate(records) if isinstance(r, Evaluation)]
     assert [r.step for r in records if isinstance(r, Evaluation)] == [5, 10, 15, 20]
     assert all(isinstance(records[i - 1], Evaluating) and records[i - 1].step == records[i].step for i in evals)
+    took = [records[i - 1].last_seconds for i in evals]
+    assert took[0] is None and all(0.4 <= s < 5 for s in took[1:])    # what the evaluation before took
     kinds = {json.loads(line)["kind"] for line in (tmp_path / "ev" / "metrics.jsonl").read_text().splitlines()}
     assert "evaluating" not in kinds and "evaluation" in kinds
     assert session.elapsed < 1.0               # 20 small steps; the three evaluations inside the run took 1.2 s

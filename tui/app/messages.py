@@ -43,8 +43,8 @@ class Progress(Message):
 
 @dataclass
 class EvaluationStarted(Message):
-    """The session began an evaluation (engine.records.Evaluating); the worker sends it only
-    when the last one was slow enough to see."""
+    """The session began an evaluation (engine.records.Evaluating); `route` makes one only when
+    the evaluation before was slow enough to see."""
 
     step: int
 

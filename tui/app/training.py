@@ -10,7 +10,6 @@ the run's last message, so none is lost at the end.
 from __future__ import annotations
 
 import threading
-import time
 from typing import Callable
 
 from descent.engine.alarms import RECURRENT, diverged_alarm
@@ -36,7 +35,8 @@ def route(record, history: History, stop: threading.Event, recurrent: bool = Fal
         stop.set()
         return [AlertRaised(record)]
     if isinstance(record, Evaluating):
-        return [EvaluationStarted(record.step)]
+        slow = record.last_seconds is None or record.last_seconds >= SHOW_EVALUATING_S
+        return [EvaluationStarted(record.step)] if slow else []
     if isinstance(record, Evaluation):
         return [Evaluated(record)]
     if isinstance(record, KnobChanged):
@@ -54,17 +54,10 @@ def train(session, stop: threading.Event, steps: int | None, history: History, p
     record. `pace` (tui.app.pace.Pacer) is called after every step."""
     gates = {kind: Throttle(every) for kind, every in POST_EVERY.items()}
     held: dict[type, object] = {}          # the newest throttled message of each kind
-    began, took = None, None               # the evaluation under way, the last one's seconds
     for rec in session.run(stop, steps, pace=pace):
         flush = isinstance(rec, (Diverged, Finished, Stopped))     # held messages go first at the end
-        if isinstance(rec, Evaluating):
-            began = time.perf_counter()
-        elif isinstance(rec, Evaluation) and began is not None:
-            began, took = None, time.perf_counter() - began
         for message in route(rec, history, stop, recurrent):
             if isinstance(message, EvaluationStarted):
-                if took is not None and took < SHOW_EVALUATING_S:
-                    continue
                 flush = True               # and before a shown evaluation: the status names the step evaluated
             gate = gates.get(type(message))
             if gate is not None and not flush:
