@@ -75,6 +75,7 @@ class Session(RunFiles):
         self.records = RecordLog()                 # the newest records (metrics.jsonl has all)
         self.elapsed = 0.0                         # training time: evaluations and pauses left out
         self.eval_seconds: float | None = None     # what the last evaluation inside run() took
+        self.compile_seconds = 0.0
         self.first_loss: float | None = None
         self.clipped_steps = 0
         self.last_eval: Evaluation | None = None
