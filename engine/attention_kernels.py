@@ -6,8 +6,7 @@ position i attends to keys 0 .. min(i, lens[b] - 1).
 
 from __future__ import annotations
 
-import math
-
+from .exp_fast import softmax_exp
 from .jit import jit
 
 
@@ -19,6 +18,7 @@ def masked_softmax(s, lens, last, scale):
     0 .. min(q, lens[b] - 1) (causal + key padding). Masked weights are exactly 0.
     """
     nb, nh, tq, t = s.shape
+    f = s.dtype.type                  # scale is a float64: the exponent back in s's own precision
     for b in range(nb):
         n = lens[b]
         for h in range(nh):
@@ -29,11 +29,11 @@ def masked_softmax(s, lens, last, scale):
                 m = row[0] * scale
                 for j in range(1, nk):
                     m = max(m, row[j] * scale)
+                for j in range(nk):                 # apart from the sum, so that it vectorises
+                    row[j] = softmax_exp(f(row[j] * scale - m))
                 total = 0.0
                 for j in range(nk):
-                    e = math.exp(row[j] * scale - m)
-                    row[j] = e
-                    total += e
+                    total += row[j]
                 inv = 1.0 / total
                 for j in range(nk):
                     row[j] *= inv

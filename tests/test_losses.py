@@ -115,3 +115,42 @@ def test_mse_single_dense_node_learns_identity():
     assert stats.loss < 1e-12
     w, b = t.net.params.values["0.weight"], t.net.params.values["0.bias"]
     assert abs(w[0, 0] - 1) < 1e-6 and abs(b[0]) < 1e-6
+
+
+def test_exp_fast_is_within_one_ulp_and_keeps_the_edges():
+    """float32 softmaxes exponentiate with exp_fast (engine/exp_fast.py): under 1 ulp from the
+    exact e^x over the range a float32 exp is normal in, 0 below it, NaN stays NaN."""
+    import numba
+
+    from descent.engine.exp_fast import exp_fast
+
+    @numba.njit
+    def apply(x, out):
+        for i in range(x.size):
+            out[i] = exp_fast(x[i])
+
+    x = np.linspace(-87.3, 88.3, 1_000_001, dtype=np.float32)
+    out = np.empty_like(x)
+    apply(x, out)
+    exact = np.exp(x.astype(np.float64))
+    ulp = np.spacing(exact.astype(np.float32)).astype(np.float64)
+    assert np.max(np.abs(out - exact) / ulp) < 1.0
+    edges = np.array([0.0, -0.0, 1e-30, -1e-30, -87.4, -1000.0, -np.inf, np.nan], np.float32)
+    got = np.empty_like(edges)
+    apply(edges, got)
+    assert got[:4].tolist() == [1.0] * 4 and got[4:7].tolist() == [0.0] * 3 and np.isnan(got[7])
+
+
+def test_float32_cross_entropy_matches_float64_on_a_long_batch(rel_err, rng):
+    """256 x 10 logits and padding rows: the flat exponential pass in float32 lands within float32
+    rounding of the float64 result (which uses math.exp), and a NaN logit makes the loss NaN."""
+    z = rng.normal(size=(256, 10)) * 4
+    labels = rng.integers(0, 10, 256)
+    labels[::7] = -100
+    loss64, d64 = softmax_cross_entropy(z, labels)
+    loss32, d32 = softmax_cross_entropy(z.astype(np.float32), labels)
+    assert rel_err(loss32, loss64) < 1e-6 and np.max(np.abs(d32 - d64)) < 1e-8
+    assert np.all(d32[::7] == 0.0)
+    z32 = z.astype(np.float32)
+    z32[3, 4] = np.nan
+    assert np.isnan(softmax_cross_entropy(z32, labels)[0])
