@@ -7,8 +7,14 @@ import math
 from .exp_fast import softmax_exp
 from .jit import jit
 
-CE_BLOCK = 4096     # logits a block of rows holds (16 KB in float32): its three passes stay in L1
 CE_ROW_EXP = 64     # classes from which a row's own exponentials vectorise (fewer: a block's run at once)
+
+
+@jit
+def exp_in_place(a):
+    """a <- e^a for a 1-D a: one loop, which vectorises in float32."""
+    for t in range(a.size):
+        a[t] = softmax_exp(a[t])
 
 
 @jit
@@ -26,48 +32,39 @@ def softmax_ce(logits, labels, dlogits):
             return -1.0
         count += 1
     inv_n = 1.0 / count if count else 0.0
-    # three passes over a block of rows, so that the exponentials run as one flat loop (softmax_exp
-    # vectorises in float32; rows of ten classes would not) on values still in cache: shift by the
-    # row max, exponentiate, normalise
+    # the exponentials as runs of one loop, which vectorises in float32 (softmax_exp): a long
+    # row is its own run, padding rows skipped; short rows (ten classes) are shifted by their max
+    # all at once, then exponentiated as one run (padding rows: e^0, zeroed afterwards)
     total = 0.0
-    rows = max(1, CE_BLOCK // k)
-    for r0 in range(0, n, rows):
-        # views of the block, indexed from 0: no wraparound checks in the loops
-        z, d, y = logits[r0:r0 + rows], dlogits[r0:r0 + rows], labels[r0:r0 + rows]
-        for i in range(z.shape[0]):
-            if y[i] == -100:
-                for j in range(k):
-                    d[i, j] = 0.0
-                continue
-            m = z[i, 0]
-            for j in range(1, k):
-                m = max(m, z[i, j])
+    long_rows = k >= CE_ROW_EXP
+    for i in range(n):
+        if labels[i] == -100:
             for j in range(k):
-                d[i, j] = z[i, j] - m
-            total -= d[i, y[i]]
-        if k >= CE_ROW_EXP:             # rows long enough to vectorise: padding rows skipped
-            for i in range(z.shape[0]):
-                if y[i] != -100:
-                    row = d[i]
-                    for j in range(k):
-                        row[j] = softmax_exp(row[j])
-        else:                           # short rows: the block as one run (padding: e^0, zeroed below)
-            flat = d.reshape(d.size)
-            for t in range(flat.size):
-                flat[t] = softmax_exp(flat[t])
-        for i in range(z.shape[0]):
-            if y[i] == -100:
-                for j in range(k):
-                    d[i, j] = 0.0
-                continue
-            s = 0.0
+                dlogits[i, j] = 0.0
+            continue
+        m = logits[i, 0]
+        for j in range(1, k):
+            m = max(m, logits[i, j])
+        for j in range(k):
+            dlogits[i, j] = logits[i, j] - m
+        total -= dlogits[i, labels[i]]
+        if long_rows:
+            exp_in_place(dlogits[i])
+    if not long_rows:
+        exp_in_place(dlogits.reshape(n * k))
+    for i in range(n):
+        if labels[i] == -100:
             for j in range(k):
-                s += d[i, j]
-            total += math.log(s)
-            inv_s = 1.0 / s
-            for j in range(k):
-                d[i, j] *= inv_s * inv_n
-            d[i, y[i]] -= inv_n
+                dlogits[i, j] = 0.0
+            continue
+        s = 0.0
+        for j in range(k):
+            s += dlogits[i, j]
+        total += math.log(s)
+        inv_s = 1.0 / s
+        for j in range(k):
+            dlogits[i, j] *= inv_s * inv_n
+        dlogits[i, labels[i]] -= inv_n
     return total * inv_n
 
 
