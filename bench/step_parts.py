@@ -41,14 +41,16 @@ def parts(trainer, data, threads_n: int, steps: int) -> dict[str, float]:
             for j, layer in enumerate(layers):
                 t = clock()
                 x = layer.forward(x, ctx)
-                total[f"forward {j} {layer.kind}"] = total.get(f"forward {j} {layer.kind}", 0.0) + clock() - t
+                key = f"forward {j} {layer.kind}"
+                total[key] = total.get(key, 0.0) + clock() - t
             t = clock()
             _, d = trainer.loss_fn(x, loss_targets(trainer.loss_name, y, trainer.dtype))
             total["loss"] = total.get("loss", 0.0) + clock() - t
             for j in reversed(range(len(layers))):
                 t = clock()
                 d = layers[j].backward(d, ctx)
-                total[f"backward {j} {layers[j].kind}"] = total.get(f"backward {j} {layers[j].kind}", 0.0) + clock() - t
+                key = f"backward {j} {layers[j].kind}"
+                total[key] = total.get(key, 0.0) + clock() - t
                 if d is None:
                     break
             t = clock()

@@ -7,7 +7,7 @@ import math
 from .exp_fast import softmax_exp
 from .jit import jit
 
-CE_ROW_EXP = 64     # classes from which a row's own exponentials vectorise (fewer: a block's run at once)
+CE_ROW_EXP = 64     # classes from which a row is a vectorised run of its own (fewer: the batch is one run)
 
 
 @jit
