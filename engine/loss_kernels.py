@@ -54,8 +54,9 @@ def softmax_ce(logits, labels, dlogits):
         exp_in_place(dlogits.reshape(n * k))
     for i in range(n):
         if labels[i] == -100:
-            for j in range(k):
-                dlogits[i, j] = 0.0
+            if not long_rows:           # the run over the batch made their zeros ones
+                for j in range(k):
+                    dlogits[i, j] = 0.0
             continue
         s = 0.0
         for j in range(k):
